@@ -1,0 +1,329 @@
+//! Broker configuration: command-line flags over `STRATA_*` environment variables over an
+//! optional Kafka-style properties file (`--config FILE`, `key=value` lines).
+//!
+//! Every option is named as Kafka names it where Kafka has a name: the properties file
+//! accepts the Kafka key (`log.dirs`, `num.partitions`, ...) or the flag's long name.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+
+/// Errors found while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Bad flags, environment values or file values (message comes from clap).
+    #[error("{0}")]
+    Invalid(#[from] clap::Error),
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} line {line}: expected key=value, got {text:?}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    #[error("config file {path} line {line}: unknown key {key:?}")]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
+}
+
+/// The broker's settings. Durations are in milliseconds, sizes in bytes.
+#[derive(Parser, Debug, Clone, PartialEq)]
+#[command(
+    name = "strata",
+    version,
+    about = "A durable, partitioned commit-log broker that speaks the Apache Kafka wire protocol",
+    long_about = "A durable, partitioned commit-log broker that speaks the Apache Kafka wire \
+protocol.\n\nEvery option can be given as a flag, as the STRATA_* environment variable shown, \
+or in a properties file (--config) under its Kafka name or its flag name. Flags win over \
+environment variables, which win over the file."
+)]
+pub struct Config {
+    /// Kafka-style properties file (`key=value` per line, `#` comments). Its values apply
+    /// only to options given neither as a flag nor as an environment variable.
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on for Kafka clients (port 0 picks a free port).
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// Host name given to clients in Metadata responses [default: the listen address's IP].
+    /// Kafka: advertised.listeners.
+    #[arg(long, env = "STRATA_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+
+    /// Port given to clients in Metadata responses [default: the bound port].
+    #[arg(long, env = "STRATA_ADVERTISED_PORT")]
+    pub advertised_port: Option<u16>,
+
+    /// Directory holding partition logs and broker metadata. Kafka: log.dirs.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Partition count of auto-created topics and of CreateTopics without a count.
+    /// Kafka: num.partitions.
+    #[arg(long, env = "STRATA_NUM_PARTITIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub num_partitions: i32,
+
+    /// Create unknown topics on Metadata/Produce requests. Kafka: auto.create.topics.enable.
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub auto_create_topics: bool,
+
+    /// Default retention time of a partition in ms; -1 keeps data forever.
+    /// Kafka: log.retention.ms.
+    #[arg(long, env = "STRATA_DEFAULT_RETENTION_MS", default_value_t = 604_800_000,
+          allow_negative_numbers = true)]
+    pub default_retention_ms: i64,
+
+    /// Default retention size of a partition in bytes; -1 means unbounded.
+    /// Kafka: log.retention.bytes.
+    #[arg(long, env = "STRATA_DEFAULT_RETENTION_BYTES", default_value_t = -1,
+          allow_negative_numbers = true)]
+    pub default_retention_bytes: i64,
+
+    /// Default segment size in bytes. Kafka: log.segment.bytes.
+    #[arg(long, env = "STRATA_DEFAULT_SEGMENT_BYTES", default_value_t = 1_073_741_824,
+          value_parser = clap::value_parser!(u64).range(14..))]
+    pub default_segment_bytes: u64,
+
+    /// Interval in ms between retention checks. Kafka: log.retention.check.interval.ms.
+    #[arg(long, env = "STRATA_LOG_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_retention_check_interval_ms: u64,
+
+    /// Largest request frame accepted; a larger length prefix closes the connection.
+    /// Kafka: socket.request.max.bytes.
+    #[arg(long, env = "STRATA_SOCKET_REQUEST_MAX_BYTES", default_value_t = 104_857_600,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub socket_request_max_bytes: u32,
+
+    /// Requests read ahead on one connection while earlier responses are pending.
+    #[arg(long, env = "STRATA_MAX_IN_FLIGHT_REQUESTS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_in_flight_requests: u32,
+
+    /// This broker's node id (Metadata, FindCoordinator). Kafka: node.id.
+    #[arg(long, env = "STRATA_NODE_ID", default_value_t = 0)]
+    pub node_id: i32,
+
+    /// Cluster id reported in Metadata [default: generated once and kept in the data dir].
+    /// Kafka: cluster.id.
+    #[arg(long, env = "STRATA_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// Smallest session timeout a group member may ask for.
+    /// Kafka: group.min.session.timeout.ms (Kafka's default is 6000).
+    #[arg(long, env = "STRATA_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 1000)]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Largest session timeout a group member may ask for.
+    /// Kafka: group.max.session.timeout.ms.
+    #[arg(long, env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 1_800_000)]
+    pub group_max_session_timeout_ms: i32,
+
+    /// Delay before the first rebalance of a new group, to gather members.
+    /// Kafka: group.initial.rebalance.delay.ms (Kafka's default is 3000).
+    #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 0)]
+    pub group_initial_rebalance_delay_ms: u64,
+}
+
+/// Properties-file keys: (Kafka name, clap argument id). The flag's long name (with `-` or
+/// `.` or `_` separators) is accepted as well.
+const FILE_KEYS: &[(&str, &str)] = &[
+    ("listeners", "listen"),
+    ("advertised.host.name", "advertised_host"),
+    ("advertised.port", "advertised_port"),
+    ("log.dirs", "data_dir"),
+    ("log.dir", "data_dir"),
+    ("num.partitions", "num_partitions"),
+    ("auto.create.topics.enable", "auto_create_topics"),
+    ("log.retention.ms", "default_retention_ms"),
+    ("log.retention.bytes", "default_retention_bytes"),
+    ("log.segment.bytes", "default_segment_bytes"),
+    (
+        "log.retention.check.interval.ms",
+        "log_retention_check_interval_ms",
+    ),
+    ("socket.request.max.bytes", "socket_request_max_bytes"),
+    ("node.id", "node_id"),
+    ("broker.id", "node_id"),
+    ("cluster.id", "cluster_id"),
+    ("group.min.session.timeout.ms", "group_min_session_timeout_ms"),
+    ("group.max.session.timeout.ms", "group_max_session_timeout_ms"),
+    (
+        "group.initial.rebalance.delay.ms",
+        "group_initial_rebalance_delay_ms",
+    ),
+];
+
+impl Config {
+    /// Reads flags from the process arguments, the environment, and `--config` if given.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// Like [`Config::load`] with explicit arguments (the first is the program name).
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Config::command().try_get_matches_from(&args)?;
+        let first = Config::from_arg_matches(&matches)?;
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let file_values = read_properties(&path)?;
+        let mut extra: Vec<OsString> = Vec::new();
+        for (id, value) in file_values {
+            if given_explicitly(&matches, &id) {
+                continue;
+            }
+            extra.push(format!("--{}", id.replace('_', "-")).into());
+            extra.push(value.into());
+        }
+        if extra.is_empty() {
+            return Ok(first);
+        }
+        // Re-parse with the file's values appended as flags: clap validates them exactly
+        // as it validates flags, and the original flags/environment still win because
+        // only options they left unset were appended.
+        let mut all = args;
+        all.extend(extra);
+        let matches = Config::command().try_get_matches_from(&all)?;
+        Ok(Config::from_arg_matches(&matches)?)
+    }
+
+    /// A configuration with every default, listening on `listen` and storing in `data_dir`
+    /// (convenient for tests and embedding).
+    pub fn with_defaults(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Config {
+        let mut config = Config::parse_from(["strata"]);
+        config.listen = listen;
+        config.data_dir = data_dir.into();
+        config
+    }
+}
+
+fn given_explicitly(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+    )
+}
+
+/// Parses a properties file into (argument id, value) pairs, last occurrence winning.
+fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = BTreeMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once(['=', ':']) else {
+            return Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: index + 1,
+                text: raw.to_string(),
+            });
+        };
+        let key = key.trim();
+        let mut value = value.trim().to_string();
+        let Some(id) = arg_id_for_key(key) else {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_path_buf(),
+                line: index + 1,
+                key: key.to_string(),
+            });
+        };
+        if id == "listen" {
+            // Kafka's `listeners=PLAINTEXT://host:port` form.
+            if let Some((_, addr)) = value.split_once("://") {
+                value = addr.to_string();
+            }
+        }
+        out.insert(id, value);
+    }
+    Ok(out)
+}
+
+fn arg_id_for_key(key: &str) -> Option<String> {
+    if let Some((_, id)) = FILE_KEYS.iter().find(|(k, _)| *k == key) {
+        return Some((*id).to_string());
+    }
+    let normalized = key.replace(['-', '.'], "_");
+    Config::command()
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str().to_string())
+        .filter(|id| id != "config")
+        .find(|id| *id == normalized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn defaults_make_a_local_broker() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.num_partitions, 1);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.socket_request_max_bytes, 100 * 1024 * 1024);
+        assert_eq!(c.node_id, 0);
+    }
+
+    #[test]
+    fn file_values_apply_only_where_flags_are_silent() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "# comment\nnum.partitions=4\nlog.dirs=/tmp/x\nlisteners=PLAINTEXT://127.0.0.1:9999\n\
+             auto.create.topics.enable=false\nlog-retention-check-interval-ms = 5000"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path, "--num-partitions", "2"]).unwrap();
+        assert_eq!(c.num_partitions, 2, "flag wins over file");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+        assert!(!c.auto_create_topics);
+        assert_eq!(c.log_retention_check_interval_ms, 5000);
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "no.such.key=1").unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let err = Config::load_from(["strata", "--config", &path]).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn bad_file_value_is_reported() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "num.partitions=zero").unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        assert!(Config::load_from(["strata", "--config", &path]).is_err());
+    }
+}
