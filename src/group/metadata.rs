@@ -1,0 +1,263 @@
+//! The state the coordinator keeps per group and per member.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
+
+use super::events::RequestId;
+
+/// The classic group states, as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupState {
+    /// No members; the group may still hold committed offsets.
+    Empty,
+    /// Waiting for members to (re)join before a new generation starts.
+    PreparingRebalance,
+    /// A generation started; waiting for the leader's SyncGroup with the assignment.
+    CompletingRebalance,
+    /// Every member has its assignment.
+    Stable,
+    /// The group was deleted.
+    Dead,
+}
+
+impl GroupState {
+    /// The name Kafka uses on the wire (DescribeGroups, ListGroups).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+
+    /// Parses a wire name, case-insensitively (ListGroups v4 states filter).
+    pub fn parse(name: &str) -> Option<GroupState> {
+        [
+            GroupState::Empty,
+            GroupState::PreparingRebalance,
+            GroupState::CompletingRebalance,
+            GroupState::Stable,
+            GroupState::Dead,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for GroupState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// (protocol name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// The member's assignment in the current generation (empty until SyncGroup).
+    pub assignment: Bytes,
+    /// The JoinGroup request waiting for the join phase to end.
+    pub awaiting_join: Option<RequestId>,
+    /// Whether the waiting JoinGroup speaks v9+ (may skip assignment).
+    pub join_supports_skip: bool,
+    /// The SyncGroup request waiting for the leader's assignment.
+    pub awaiting_sync: Option<RequestId>,
+    /// Joined but never completed a join: its session is the new-member join timeout.
+    pub is_new: bool,
+}
+
+impl Member {
+    /// Whether the member joined with exactly these protocols.
+    pub fn matches(&self, protocols: &[(String, Bytes)]) -> bool {
+        self.protocols == protocols
+    }
+
+    /// The member's metadata for `protocol`.
+    pub fn metadata(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// The member's first choice among `candidates`.
+    fn vote<'a>(&'a self, candidates: &BTreeSet<&str>) -> Option<&'a str> {
+        self.protocols
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| candidates.contains(name))
+    }
+}
+
+/// Which delayed operation ends the current join phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinPhase {
+    /// The group was empty: wait `group.initial.rebalance.delay.ms` steps while new
+    /// members keep arriving, at most the rebalance timeout in total.
+    InitialDelay { remaining_ms: u64 },
+    /// Wait until every member has rejoined or the rebalance timeout passes.
+    Delayed,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub group_id: String,
+    pub state: GroupState,
+    /// When the group entered its current state (Unix ms).
+    pub state_since_ms: u64,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader_id: Option<String>,
+    /// Members by member id.
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED that have not joined yet.
+    pub pending_members: BTreeSet<String>,
+    /// `group.instance.id` → member id of the static member holding it.
+    pub static_members: HashMap<String, String>,
+    /// Members of the current generation that have not sent SyncGroup yet.
+    pub pending_sync: BTreeSet<String>,
+    /// Set while an initial delay runs and a new member arrived in it.
+    pub new_member_added: bool,
+    pub join_phase: Option<JoinPhase>,
+}
+
+impl Group {
+    pub fn new(group_id: &str, now: u64) -> Self {
+        Group {
+            group_id: group_id.to_string(),
+            state: GroupState::Empty,
+            state_since_ms: now,
+            generation_id: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader_id: None,
+            members: BTreeMap::new(),
+            pending_members: BTreeSet::new(),
+            static_members: HashMap::new(),
+            pending_sync: BTreeSet::new(),
+            new_member_added: false,
+            join_phase: None,
+        }
+    }
+
+    pub fn transition(&mut self, state: GroupState, now: u64) {
+        self.state = state;
+        self.state_since_ms = now;
+    }
+
+    pub fn is_leader(&self, member_id: &str) -> bool {
+        self.leader_id.as_deref() == Some(member_id)
+    }
+
+    /// The largest rebalance timeout of the members (ms); 0 for no members.
+    pub fn rebalance_timeout_ms(&self) -> u64 {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout_ms.max(0) as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Protocols every current member supports.
+    fn candidate_protocols(&self) -> BTreeSet<&str> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            let mut seen = BTreeSet::new();
+            for (name, _) in &member.protocols {
+                if seen.insert(name.as_str()) {
+                    *counts.entry(name.as_str()).or_default() += 1;
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .filter(|(_, n)| *n == self.members.len())
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// Whether a member with this protocol type and these protocols may join:
+    /// the first member sets the type; later ones must share the type and at
+    /// least one protocol with every current member.
+    pub fn supports_protocols(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            !protocol_type.is_empty() && !protocols.is_empty()
+        } else {
+            let candidates = self.candidate_protocols();
+            self.protocol_type.as_deref() == Some(protocol_type)
+                && protocols
+                    .iter()
+                    .any(|(name, _)| candidates.contains(name.as_str()))
+        }
+    }
+
+    /// Chooses the protocol of the next generation as Kafka does: among the
+    /// protocols every member supports, each member votes for its most preferred
+    /// one and the most votes win (ties go to the leader's preference order).
+    pub fn select_protocol(&self) -> Option<String> {
+        let candidates = self.candidate_protocols();
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            if let Some(choice) = member.vote(&candidates) {
+                *votes.entry(choice).or_default() += 1;
+            }
+        }
+        let best = votes.values().copied().max()?;
+        let preference: Vec<&str> = self
+            .leader_id
+            .as_ref()
+            .and_then(|l| self.members.get(l))
+            .or_else(|| self.members.values().next())
+            .map(|m| m.protocols.iter().map(|(n, _)| n.as_str()).collect())
+            .unwrap_or_default();
+        preference
+            .into_iter()
+            .find(|p| votes.get(p) == Some(&best))
+            .or_else(|| votes.iter().find(|(_, n)| **n == best).map(|(p, _)| *p))
+            .map(str::to_string)
+    }
+
+    /// Every member joined and no member id handed out is still outstanding.
+    pub fn all_members_joined(&self) -> bool {
+        self.pending_members.is_empty() && self.members.values().all(|m| m.awaiting_join.is_some())
+    }
+
+    /// The topics the group consumes, read from the members' consumer-protocol
+    /// subscriptions for the chosen protocol; `None` when the group is not a
+    /// consumer group or a subscription cannot be read.
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for member in self.members.values() {
+            let mut metadata = member.metadata(protocol);
+            if metadata.len() < 2 {
+                return None;
+            }
+            let version = i16::from_be_bytes([metadata[0], metadata[1]]);
+            let mut body = metadata.split_off(2);
+            let subscription =
+                ConsumerProtocolSubscription::decode(&mut body, version.clamp(0, 3)).ok()?;
+            topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+        }
+        Some(topics)
+    }
+}

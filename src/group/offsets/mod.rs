@@ -1,0 +1,10 @@
+//! Committed offsets: an append-only log of bincode records (`log`, `record`)
+//! and the in-memory table rebuilt from it (`table`).
+
+mod log;
+mod record;
+mod table;
+
+pub use log::{OffsetLog, OffsetLogError};
+pub use record::{decode_frames, encode_frame, CommittedOffset, OffsetRecord};
+pub use table::{GroupActivity, OffsetTable, PartitionOffsets};
