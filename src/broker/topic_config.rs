@@ -31,6 +31,7 @@ pub enum ConfigType {
     Boolean = 1,
     String = 2,
     Int = 3,
+    Short = 4,
     Long = 5,
     Double = 6,
     List = 7,
@@ -47,6 +48,7 @@ impl ConfigType {
             ConfigType::Boolean => "BOOLEAN",
             ConfigType::String => "STRING",
             ConfigType::Int => "INT",
+            ConfigType::Short => "SHORT",
             ConfigType::Long => "LONG",
             ConfigType::Double => "DOUBLE",
             ConfigType::List => "LIST",
@@ -527,6 +529,9 @@ impl ConfigDef {
             ConfigType::Long => Value::Long(trimmed.parse::<i64>().map_err(|_| not_a_number())?),
             ConfigType::Int => Value::Long(i64::from(
                 trimmed.parse::<i32>().map_err(|_| not_a_number())?,
+            )),
+            ConfigType::Short => Value::Long(i64::from(
+                trimmed.parse::<i16>().map_err(|_| not_a_number())?,
             )),
             ConfigType::Double => {
                 let v = trimmed.parse::<f64>().map_err(|_| not_a_number())?;

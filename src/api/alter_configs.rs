@@ -1,0 +1,505 @@
+//! AlterConfigs (v0–v2) and IncrementalAlterConfigs (v0–v1) for topics.
+//!
+//! AlterConfigs replaces a topic's whole override set; IncrementalAlterConfigs applies
+//! SET / DELETE / APPEND / SUBTRACT to it. Either way the result is validated as a whole
+//! (INVALID_CONFIG), persisted, and applied live to every partition through
+//! `Log::set_config` (see `Broker::set_topic_configs`). With `validate_only` nothing
+//! changes. Broker resources: Strata has no dynamic broker configs, so a non-empty change
+//! is INVALID_CONFIG (set them with flags); an empty one succeeds.
+
+use std::collections::{BTreeMap, HashSet};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::info;
+
+use super::describe_configs::{topic_config_of, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::broker::topic_config::{AlterOp, ConfigError, TopicConfig};
+use crate::broker::topic_name::validate_topic_name;
+use crate::broker::Broker;
+
+/// A resource's failure: Kafka error code and message.
+type Failure = (i16, String);
+
+/// AlterConfigs: each resource's `configs` becomes its complete override set.
+pub(crate) fn handle_alter(
+    request: AlterConfigsRequest,
+    _version: i16,
+    broker: &Broker,
+) -> AlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.as_str().to_owned();
+            let outcome = match resource.resource_type {
+                RESOURCE_TOPIC => collect_values(&resource.configs, |c| (&c.name, &c.value))
+                    .and_then(|overrides| {
+                        alter_topic(broker, &name, request.validate_only, |current| {
+                            current.replace_overrides(&overrides)
+                        })
+                    }),
+                RESOURCE_BROKER => alter_broker(broker, &name, resource.configs.is_empty()),
+                other => Err(unsupported_resource(other)),
+            };
+            let (code, message) = split(outcome);
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: each resource's operations apply to its current overrides.
+pub(crate) fn handle_incremental(
+    request: IncrementalAlterConfigsRequest,
+    _version: i16,
+    broker: &Broker,
+) -> IncrementalAlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.as_str().to_owned();
+            let outcome = match resource.resource_type {
+                RESOURCE_TOPIC => parse_ops(&resource.configs).and_then(|ops| {
+                    alter_topic(broker, &name, request.validate_only, |current| {
+                        current.apply_incremental(ops.iter().map(|(k, op)| (k.as_str(), op)))
+                    })
+                }),
+                RESOURCE_BROKER => alter_broker(broker, &name, resource.configs.is_empty()),
+                other => Err(unsupported_resource(other)),
+            };
+            let (code, message) = split(outcome);
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name)
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn split(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err((code, message)) => (code, Some(StrBytes::from_string(message))),
+    }
+}
+
+fn unsupported_resource(resource_type: i8) -> Failure {
+    (
+        ResponseError::InvalidRequest.code(),
+        format!("Unsupported resource type: {resource_type}"),
+    )
+}
+
+/// The legacy request's name/value pairs; a null value is INVALID_CONFIG.
+fn collect_values<T>(
+    configs: &[T],
+    fields: impl Fn(&T) -> (&StrBytes, &Option<StrBytes>),
+) -> Result<BTreeMap<String, String>, Failure> {
+    let mut map = BTreeMap::new();
+    for config in configs {
+        let (name, value) = fields(config);
+        let Some(value) = value else {
+            let e = ConfigError::NullValue {
+                name: name.as_str().to_owned(),
+            };
+            return Err((e.error_code(), e.to_string()));
+        };
+        map.insert(name.as_str().to_owned(), value.as_str().to_owned());
+    }
+    Ok(map)
+}
+
+/// The incremental request's operations, in order. A key named twice or an unknown
+/// operation number is INVALID_REQUEST, as in Kafka.
+fn parse_ops(
+    configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<Vec<(String, AlterOp)>, Failure> {
+    let mut seen = HashSet::new();
+    let mut ops = Vec::with_capacity(configs.len());
+    for config in configs {
+        let name = config.name.as_str();
+        if !seen.insert(name) {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                format!("Error due to duplicate config keys: {name}"),
+            ));
+        }
+        let op = AlterOp::from_wire(config.config_operation, config.value.as_deref()).ok_or_else(
+            || {
+                (
+                    ResponseError::InvalidRequest.code(),
+                    format!(
+                        "Unknown config operation {} for config key {name}",
+                        config.config_operation
+                    ),
+                )
+            },
+        )?;
+        ops.push((name.to_owned(), op));
+    }
+    Ok(ops)
+}
+
+/// Resolves the topic's current config, computes the new one with `change`, and stores
+/// it (live + persisted) unless `validate_only`.
+fn alter_topic(
+    broker: &Broker,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&TopicConfig) -> Result<TopicConfig, ConfigError>,
+) -> Result<(), Failure> {
+    validate_topic_name(name).map_err(|e| (e.error_code(), e.to_string()))?;
+    let topic = broker.topic(name).ok_or_else(|| {
+        (
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("Topic '{name}' does not exist."),
+        )
+    })?;
+    let current = topic_config_of(broker, &topic.configs)?;
+    let updated = change(&current).map_err(|e| (e.error_code(), e.to_string()))?;
+    broker
+        .set_topic_configs(name, updated.overrides().clone(), validate_only)
+        .map_err(|e| (e.error_code(), e.to_string()))?;
+    if !validate_only {
+        info!(topic = name, overrides = ?updated.overrides(), "altered topic configs");
+    }
+    Ok(())
+}
+
+fn alter_broker(broker: &Broker, name: &str, no_changes: bool) -> Result<(), Failure> {
+    if !name.is_empty() && name != broker.node_id().to_string() {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "Unexpected broker id, expected {} or empty string, but received {name}",
+                broker.node_id()
+            ),
+        ));
+    }
+    if no_changes {
+        return Ok(());
+    }
+    Err((
+        ResponseError::InvalidConfig.code(),
+        "Strata has no dynamically alterable broker configs; set them with flags, STRATA_* \
+         environment variables or the config file, then restart."
+            .to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{alter_configs_request, incremental_alter_configs_request};
+    use strata_storage::TimestampType;
+
+    use super::*;
+    use crate::api::describe_configs::fixture::{round_trip, TestBroker};
+
+    fn legacy(
+        broker: &Broker,
+        validate_only: bool,
+        kind: i8,
+        name: &str,
+        pairs: &[(&str, Option<&str>)],
+    ) -> i16 {
+        let resource = alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(StrBytes::from_string(name.to_owned()))
+            .with_configs(
+                pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_string((*k).to_owned()))
+                            .with_value(v.map(|v| StrBytes::from_string(v.to_owned())))
+                    })
+                    .collect(),
+            );
+        let mut code = 0;
+        for version in [0, 1, 2] {
+            let request = AlterConfigsRequest::default()
+                .with_resources(vec![resource.clone()])
+                .with_validate_only(validate_only);
+            let response = round_trip(&handle_alter(request, version, broker), version);
+            assert_eq!(response.responses[0].resource_name.as_str(), name);
+            code = response.responses[0].error_code;
+        }
+        code
+    }
+
+    fn incremental(
+        broker: &Broker,
+        version: i16,
+        validate_only: bool,
+        name: &str,
+        ops: &[(&str, i8, Option<&str>)],
+    ) -> (i16, String) {
+        let resource = incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(StrBytes::from_string(name.to_owned()))
+            .with_configs(
+                ops.iter()
+                    .map(|(k, op, v)| {
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_string((*k).to_owned()))
+                            .with_config_operation(*op)
+                            .with_value(v.map(|v| StrBytes::from_string(v.to_owned())))
+                    })
+                    .collect(),
+            );
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![resource])
+            .with_validate_only(validate_only);
+        let response = round_trip(&handle_incremental(request, version, broker), version);
+        let r = &response.responses[0];
+        (
+            r.error_code,
+            r.error_message.as_deref().unwrap_or_default().to_owned(),
+        )
+    }
+
+    fn overrides(broker: &Broker, name: &str) -> Vec<(String, String)> {
+        broker
+            .topic(name)
+            .unwrap()
+            .configs
+            .clone()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn alter_configs_replaces_the_set_live_and_durably() {
+        let t = TestBroker::open();
+        let initial = BTreeMap::from([("segment.bytes".to_owned(), "4096".to_owned())]);
+        t.broker.create_topic("alter", 2, initial).unwrap();
+        assert_eq!(
+            legacy(
+                &t.broker,
+                false,
+                RESOURCE_TOPIC,
+                "alter",
+                &[
+                    ("retention.ms", Some("5000")),
+                    ("message.timestamp.type", Some("LogAppendTime"))
+                ]
+            ),
+            0
+        );
+        assert_eq!(
+            overrides(&t.broker, "alter"),
+            vec![
+                (
+                    "message.timestamp.type".to_owned(),
+                    "LogAppendTime".to_owned()
+                ),
+                ("retention.ms".to_owned(), "5000".to_owned())
+            ]
+        );
+        for log in &t.broker.topic("alter").unwrap().partitions {
+            let config = log.config();
+            assert_eq!(config.retention_ms, Some(5000));
+            assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
+            assert_eq!(
+                config.segment_bytes,
+                1 << 30,
+                "replaced set drops segment.bytes"
+            );
+        }
+        // validate_only and invalid changes leave everything as it was.
+        assert_eq!(
+            legacy(
+                &t.broker,
+                true,
+                RESOURCE_TOPIC,
+                "alter",
+                &[("retention.ms", Some("1"))]
+            ),
+            0
+        );
+        assert_eq!(
+            legacy(
+                &t.broker,
+                false,
+                RESOURCE_TOPIC,
+                "alter",
+                &[("retention.ms", Some("x"))]
+            ),
+            40
+        );
+        assert_eq!(
+            legacy(
+                &t.broker,
+                false,
+                RESOURCE_TOPIC,
+                "alter",
+                &[("retention.ms", None)]
+            ),
+            40
+        );
+        assert_eq!(
+            legacy(
+                &t.broker,
+                false,
+                RESOURCE_TOPIC,
+                "alter",
+                &[("bogus", Some("1"))]
+            ),
+            40
+        );
+        assert_eq!(legacy(&t.broker, false, RESOURCE_TOPIC, "missing", &[]), 3);
+        assert_eq!(
+            legacy(
+                &t.broker,
+                false,
+                RESOURCE_BROKER,
+                "0",
+                &[("log.retention.ms", Some("1"))]
+            ),
+            40
+        );
+        assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "0", &[]), 0);
+        assert_eq!(legacy(&t.broker, false, 1, "x", &[]), 42);
+        assert_eq!(
+            t.broker.topic("alter").unwrap().configs["retention.ms"],
+            "5000"
+        );
+
+        let t = t.restart();
+        assert_eq!(
+            t.broker.topic("alter").unwrap().configs["retention.ms"],
+            "5000"
+        );
+        let log = &t.broker.topic("alter").unwrap().partitions[1];
+        assert_eq!(log.config().retention_ms, Some(5000));
+        assert_eq!(log.config().timestamp_type, TimestampType::LogAppendTime);
+    }
+
+    #[test]
+    fn incremental_ops_apply_live_and_durably() {
+        let t = TestBroker::open();
+        let initial = BTreeMap::from([("segment.bytes".to_owned(), "4096".to_owned())]);
+        t.broker.create_topic("inc", 1, initial).unwrap();
+        for version in [0, 1] {
+            let (code, message) = incremental(
+                &t.broker,
+                version,
+                false,
+                "inc",
+                &[
+                    ("retention.bytes", 0, Some("100000")),
+                    ("flush.messages", 0, Some("1")),
+                ],
+            );
+            assert_eq!(code, 0, "{message}");
+        }
+        let log = t.broker.topic("inc").unwrap().partitions[0].clone();
+        assert_eq!(log.config().retention_bytes, Some(100_000));
+        assert_eq!(log.config().flush_messages, Some(1));
+        assert_eq!(log.config().segment_bytes, 4096, "untouched overrides stay");
+
+        assert_eq!(
+            incremental(&t.broker, 1, false, "inc", &[("segment.bytes", 1, None)]).0,
+            0
+        );
+        assert_eq!(
+            t.broker.topic("inc").unwrap().partitions[0]
+                .config()
+                .segment_bytes,
+            1 << 30
+        );
+        assert_eq!(
+            incremental(
+                &t.broker,
+                1,
+                false,
+                "inc",
+                &[("cleanup.policy", 2, Some("compact"))]
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            t.broker.topic("inc").unwrap().configs["cleanup.policy"],
+            "delete,compact"
+        );
+        assert_eq!(
+            incremental(
+                &t.broker,
+                1,
+                false,
+                "inc",
+                &[("cleanup.policy", 3, Some("delete"))]
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            t.broker.topic("inc").unwrap().configs["cleanup.policy"],
+            "compact"
+        );
+        // A compact-only policy turns size retention off in storage.
+        assert_eq!(
+            t.broker.topic("inc").unwrap().partitions[0]
+                .config()
+                .retention_bytes,
+            None
+        );
+
+        let before = overrides(&t.broker, "inc");
+        type Ops<'a> = &'a [(&'a str, i8, Option<&'a str>)];
+        let cases: &[(Ops, i16, &str)] = &[
+            (&[("retention.ms", 2, Some("5"))], 40, "append"),
+            (&[("retention.ms", 0, Some("-7"))], 40, "at least -1"),
+            (&[("nope", 0, Some("1"))], 40, "Unknown"),
+            (
+                &[("retention.ms", 0, Some("1")), ("retention.ms", 1, None)],
+                42,
+                "duplicate",
+            ),
+            (&[("retention.ms", 9, Some("1"))], 42, "operation"),
+        ];
+        for (ops, code, fragment) in cases {
+            let (got, message) = incremental(&t.broker, 1, false, "inc", ops);
+            assert_eq!(got, *code, "{ops:?}: {message}");
+            assert!(message.contains(fragment), "{ops:?}: {message}");
+        }
+        assert_eq!(
+            incremental(&t.broker, 1, true, "inc", &[("retention.ms", 0, Some("1"))]).0,
+            0
+        );
+        assert_eq!(overrides(&t.broker, "inc"), before);
+        assert_eq!(
+            incremental(
+                &t.broker,
+                1,
+                false,
+                "absent",
+                &[("retention.ms", 0, Some("1"))]
+            )
+            .0,
+            3
+        );
+
+        let t = t.restart();
+        assert_eq!(overrides(&t.broker, "inc"), before);
+        assert_eq!(
+            t.broker.topic("inc").unwrap().partitions[0]
+                .config()
+                .flush_messages,
+            Some(1)
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! DeleteTopics (v1–v6): by name, and from v6 by topic id. The removal is durable before
+//! the partition files are deleted (see `Broker::delete_topic`).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+
+pub(crate) fn handle(
+    request: DeleteTopicsRequest,
+    version: i16,
+    broker: &Broker,
+) -> DeleteTopicsResponse {
+    // v0–v5 name topics in `topic_names`; v6 uses `topics` (name or id).
+    let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|name| (Some(name), Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| delete_one(broker, name, id))
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+    let fail = |name: Option<TopicName>, id: Uuid, code: i16, message: String| {
+        DeletableTopicResult::default()
+            .with_name(name)
+            .with_topic_id(id)
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    let resolved = match (&name, id.is_nil()) {
+        (Some(_), false) => {
+            return fail(
+                name.clone(),
+                id,
+                ResponseError::InvalidRequest.code(),
+                "You may not specify both topic name and topic id.".to_owned(),
+            )
+        }
+        (Some(name), true) => name.0.as_str().to_owned(),
+        (None, false) => match broker.topic_by_id(id) {
+            Some(topic) => topic.name.clone(),
+            None => {
+                return fail(
+                    None,
+                    id,
+                    ResponseError::UnknownTopicId.code(),
+                    format!("Topic id {id} does not exist."),
+                )
+            }
+        },
+        (None, true) => {
+            return fail(
+                None,
+                id,
+                ResponseError::InvalidRequest.code(),
+                "Neither topic name nor id were specified.".to_owned(),
+            )
+        }
+    };
+    match broker.delete_topic(&resolved) {
+        Ok(topic) => DeletableTopicResult::default()
+            .with_name(Some(TopicName(StrBytes::from_string(resolved))))
+            .with_topic_id(topic.id),
+        Err(e) => fail(
+            Some(TopicName(StrBytes::from_string(resolved))),
+            id,
+            e.error_code(),
+            e.to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+
+    use super::*;
+    use crate::api::describe_configs::fixture::{round_trip, TestBroker};
+
+    fn name(n: &str) -> TopicName {
+        TopicName(StrBytes::from_string(n.to_owned()))
+    }
+
+    #[test]
+    fn deletes_by_name_at_every_version_and_removes_files() {
+        let t = TestBroker::open();
+        for version in 1..=6i16 {
+            let topic = format!("gone{version}");
+            t.broker.create_topic(&topic, 2, BTreeMap::new()).unwrap();
+            assert!(t.dir.path().join(format!("{topic}-1")).exists());
+            let request = if version >= 6 {
+                DeleteTopicsRequest::default().with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(name(&topic)))
+                ])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
+            };
+            let response = round_trip(&handle(request, version, &t.broker), version);
+            assert_eq!(response.responses.len(), 1);
+            assert_eq!(response.responses[0].error_code, 0, "v{version}");
+            assert_eq!(
+                response.responses[0].name.as_ref().unwrap().0.as_str(),
+                topic
+            );
+            assert!(t.broker.topic(&topic).is_none());
+            assert!(!t.dir.path().join(format!("{topic}-0")).exists());
+            assert!(!t.dir.path().join(format!("{topic}-1")).exists());
+        }
+    }
+
+    #[test]
+    fn deletes_by_id_and_reports_unknown_ones() {
+        let t = TestBroker::open();
+        let topic = t.broker.create_topic("by-id", 1, BTreeMap::new()).unwrap();
+        let unknown = Uuid::new_v4();
+        let request = DeleteTopicsRequest::default().with_topics(vec![
+            DeleteTopicState::default().with_topic_id(topic.id),
+            DeleteTopicState::default().with_topic_id(unknown),
+            DeleteTopicState::default().with_name(Some(name("never-was"))),
+            DeleteTopicState::default(),
+        ]);
+        let response = round_trip(&handle(request, 6, &t.broker), 6);
+        let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 100, 3, 42]);
+        assert_eq!(
+            response.responses[0].name.as_ref().unwrap().0.as_str(),
+            "by-id"
+        );
+        assert_eq!(response.responses[0].topic_id, topic.id);
+        assert_eq!(response.responses[1].topic_id, unknown);
+        assert!(t.broker.topic_by_id(topic.id).is_none());
+        // The deletion survives a restart.
+        let t = t.restart();
+        assert!(t.broker.topic("by-id").is_none());
+    }
+}
