@@ -1,1 +1,32 @@
+//! strata-storage: the on-disk log of one partition, in Kafka's own file format.
+//!
+//! A partition is a directory of segments (`<base offset, 20 digits>.log` of RecordBatch v2
+//! bytes, plus `.index` and `.timeindex`), a `partition.checkpoint` (log start offset and
+//! recovery point) and, between a clean close and the next open, a `.clean-shutdown`
+//! marker. See each module for its file format:
+//!
+//! - [`batch`]: RecordBatch v2 header layout and validation
+//! - `segment`, `index`: segment files and the sparse offset / time indexes
+//! - `recovery`: opening a directory, validating and truncating after a crash
+//! - `retention`, `checkpoint`: deleting old segments, persisting offsets
+//! - [`Flusher`]: group-committed fsync for every log on one disk
+//! - [`Log`]: the public API tying them together
 
+pub mod batch;
+mod checkpoint;
+mod config;
+mod error;
+mod file;
+mod flusher;
+mod index;
+mod log;
+mod recovery;
+mod retention;
+mod segment;
+#[doc(hidden)]
+pub mod testing;
+
+pub use config::{LogConfig, TimestampType};
+pub use error::{AppendError, StorageError};
+pub use flusher::Flusher;
+pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome, TimestampOffset};

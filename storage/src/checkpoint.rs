@@ -1,0 +1,134 @@
+//! The partition checkpoint and the clean-shutdown marker, both in the partition directory.
+//!
+//! `partition.checkpoint` is a small text file, replaced atomically (temp file, fsync,
+//! rename, fsync directory):
+//!
+//! ```text
+//! strata-partition-checkpoint 1
+//! log_start_offset <i64>
+//! recovery_point <i64>
+//! ```
+//!
+//! `log_start_offset` is the first offset a reader may see (moved by retention and
+//! DeleteRecords). `recovery_point` is an offset below which every byte was fsync'd: after an
+//! unclean shutdown, segments wholly below it are trusted and the rest are re-validated.
+//!
+//! `.clean-shutdown` exists only between a clean `Log::close` and the next `Log::open`.
+
+use std::path::Path;
+
+use crate::error::StorageError;
+use crate::file;
+
+pub(crate) const CHECKPOINT_FILE: &str = "partition.checkpoint";
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+const MAGIC_LINE: &str = "strata-partition-checkpoint 1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub log_start_offset: i64,
+    pub recovery_point: i64,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> String {
+        format!(
+            "{MAGIC_LINE}\nlog_start_offset {}\nrecovery_point {}\n",
+            self.log_start_offset, self.recovery_point
+        )
+    }
+
+    fn decode(text: &str) -> Option<Checkpoint> {
+        let mut lines = text.lines();
+        if lines.next()? != MAGIC_LINE {
+            return None;
+        }
+        let field = |line: Option<&str>, name: &str| -> Option<i64> {
+            let (key, value) = line?.split_once(' ')?;
+            if key != name {
+                return None;
+            }
+            value.parse().ok()
+        };
+        let log_start_offset = field(lines.next(), "log_start_offset")?;
+        let recovery_point = field(lines.next(), "recovery_point")?;
+        if lines.next().is_some() || log_start_offset < 0 || recovery_point < 0 {
+            return None;
+        }
+        Some(Checkpoint {
+            log_start_offset,
+            recovery_point,
+        })
+    }
+}
+
+/// Reads the checkpoint; `Ok(None)` when absent. An unreadable one is an error naming the
+/// file (the log refuses to guess its start offset).
+pub(crate) fn read(dir: &Path) -> Result<Option<Checkpoint>, StorageError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let Some(bytes) = file::read_optional(&path)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Checkpoint::decode(&text)
+        .map(Some)
+        .ok_or_else(|| StorageError::Corrupt {
+            path,
+            position: 0,
+            reason: "not a valid partition checkpoint".into(),
+        })
+}
+
+/// Writes the checkpoint atomically and durably.
+pub(crate) fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<(), StorageError> {
+    file::write_atomic(dir, CHECKPOINT_FILE, checkpoint.encode().as_bytes())
+}
+
+/// Whether the previous run ended with a clean shutdown.
+pub(crate) fn was_clean(dir: &Path) -> bool {
+    dir.join(CLEAN_SHUTDOWN_FILE).exists()
+}
+
+/// Writes the clean-shutdown marker durably.
+pub(crate) fn mark_clean(dir: &Path) -> Result<(), StorageError> {
+    file::write_atomic(dir, CLEAN_SHUTDOWN_FILE, b"")
+}
+
+/// Removes the marker durably, so a crash from now on is seen as unclean.
+pub(crate) fn clear_clean(dir: &Path) -> Result<(), StorageError> {
+    file::remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+    file::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_rejects_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(dir.path()).unwrap(), None);
+        let c = Checkpoint {
+            log_start_offset: 42,
+            recovery_point: 1000,
+        };
+        write(dir.path(), &c).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(c));
+        std::fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            "strata-partition-checkpoint 1\nlog_start_offset x\n",
+        )
+        .unwrap();
+        assert!(read(dir.path()).is_err());
+    }
+
+    #[test]
+    fn clean_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!was_clean(dir.path()));
+        mark_clean(dir.path()).unwrap();
+        assert!(was_clean(dir.path()));
+        clear_clean(dir.path()).unwrap();
+        assert!(!was_clean(dir.path()));
+    }
+}

@@ -1,0 +1,161 @@
+//! Typed errors. Every storage error names the file (whose parent is the partition
+//! directory) and, where one applies, the byte offset inside that file.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Kafka error code OFFSET_OUT_OF_RANGE.
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// Kafka error code CORRUPT_MESSAGE.
+pub const CORRUPT_MESSAGE: i16 = 2;
+/// Kafka error code MESSAGE_TOO_LARGE.
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+/// Kafka error code INVALID_TIMESTAMP.
+pub const INVALID_TIMESTAMP: i16 = 32;
+/// Kafka error code UNSUPPORTED_FOR_MESSAGE_FORMAT.
+pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+/// Kafka error code KAFKA_STORAGE_ERROR.
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+/// Kafka error code INVALID_RECORD.
+pub const INVALID_RECORD: i16 = 87;
+
+/// Optional byte position, displayed as ` at byte N` when present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At(pub Option<u64>);
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(position) => write!(f, " at byte {position}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// I/O and corruption errors of the on-disk log.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A system call on a file or directory failed.
+    #[error("{op} {}{at}: {source}", .path.display())]
+    Io {
+        /// What was being done ("write", "fdatasync", ...).
+        op: &'static str,
+        /// The file or directory; its parent is the partition directory.
+        path: PathBuf,
+        /// Byte offset inside the file, when the operation had one.
+        at: At,
+        source: io::Error,
+    },
+    /// Bytes on disk that do not form what they must (a torn or corrupt batch, an
+    /// unreadable checkpoint).
+    #[error("corrupt data in {} at byte {position}: {reason}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// A read or delete named an offset outside `[log_start_offset, log_end_offset]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}] of {}", .dir.display())]
+    OffsetOutOfRange {
+        dir: PathBuf,
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// An earlier write or fsync failed; the log refuses all further appends and durability
+    /// waits, because it can no longer know what reached the disk.
+    #[error("log {} is offline after an earlier failure: {cause}", .dir.display())]
+    Offline { dir: PathBuf, cause: String },
+    /// The log was closed (clean shutdown or deletion).
+    #[error("log {} is closed", .dir.display())]
+    Closed { dir: PathBuf },
+}
+
+impl StorageError {
+    /// The Kafka error code a client should see for this error.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            StorageError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            _ => KAFKA_STORAGE_ERROR,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            at: At(None),
+            source,
+        }
+    }
+
+    pub(crate) fn io_at(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        position: u64,
+        source: io::Error,
+    ) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            at: At(Some(position)),
+            source,
+        }
+    }
+}
+
+/// Why an append was refused. Each variant maps 1:1 to a Kafka error code; positions are
+/// byte offsets inside the produced records (the bytes passed to `Log::append`).
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Bad CRC, bad length, truncated batch. Kafka CORRUPT_MESSAGE (2).
+    #[error("corrupt record batch for {} at byte {position} of the request: {reason}", .dir.display())]
+    CorruptMessage {
+        dir: PathBuf,
+        position: usize,
+        reason: String,
+    },
+    /// A batch is larger than `max.message.bytes`. Kafka MESSAGE_TOO_LARGE (10).
+    #[error("record batch of {size} bytes for {} exceeds max.message.bytes {max}", .dir.display())]
+    MessageTooLarge { dir: PathBuf, size: u64, max: u64 },
+    /// A structurally sound batch that breaks a rule (count != lastOffsetDelta + 1, no
+    /// records, control batch from a client). Kafka INVALID_RECORD (87).
+    #[error("invalid record batch for {} at byte {position} of the request: {reason}", .dir.display())]
+    InvalidRecord {
+        dir: PathBuf,
+        position: usize,
+        reason: String,
+    },
+    /// Magic byte other than 2. Kafka UNSUPPORTED_FOR_MESSAGE_FORMAT (43).
+    #[error("record batch for {} at byte {position} of the request has magic {magic}; only 2 is supported", .dir.display())]
+    UnsupportedForMessageFormat {
+        dir: PathBuf,
+        position: usize,
+        magic: i8,
+    },
+    /// A timestamp below -1 (Kafka's NO_TIMESTAMP). Kafka INVALID_TIMESTAMP (32).
+    #[error("record batch for {} at byte {position} of the request has invalid max timestamp {timestamp}", .dir.display())]
+    InvalidTimestamp {
+        dir: PathBuf,
+        position: usize,
+        timestamp: i64,
+    },
+    /// The disk failed, or the log is offline or closed. Kafka KAFKA_STORAGE_ERROR (56).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl AppendError {
+    /// The Kafka error code a producer should see for this error.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            AppendError::CorruptMessage { .. } => CORRUPT_MESSAGE,
+            AppendError::MessageTooLarge { .. } => MESSAGE_TOO_LARGE,
+            AppendError::InvalidRecord { .. } => INVALID_RECORD,
+            AppendError::UnsupportedForMessageFormat { .. } => UNSUPPORTED_FOR_MESSAGE_FORMAT,
+            AppendError::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
+            AppendError::Storage(e) => e.error_code(),
+        }
+    }
+}

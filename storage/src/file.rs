@@ -1,0 +1,207 @@
+//! Every system call the log makes on its files goes through [`DataFile`] and the helpers
+//! here, so one place decides how errors are named (file + byte offset) and a
+//! fault-injecting implementation can later be slotted in at this seam.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::error::StorageError;
+
+/// An open file of the log (segment `.log`, `.index`, `.timeindex`). Writes append at the
+/// end (O_APPEND); reads are positional (pread), so readers never move a cursor.
+#[derive(Debug)]
+pub(crate) struct DataFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl DataFile {
+    /// Opens `path` for reading and appending, creating it if `create`.
+    pub fn open(path: &Path, create: bool) -> Result<DataFile, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(create)
+            .open(path)
+            .map_err(|e| StorageError::io("open", path, e))?;
+        Ok(DataFile {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Current length of the file in bytes.
+    pub fn len(&self) -> Result<u64, StorageError> {
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| StorageError::io("stat", &self.path, e))
+    }
+
+    /// Appends all of `bufs` with as few `writev` calls as the kernel allows. `position` is
+    /// where the caller believes the end is (for error messages only).
+    pub fn append_all(&self, bufs: &mut [IoSlice<'_>], position: u64) -> Result<(), StorageError> {
+        let mut bufs = bufs;
+        let mut written = 0u64;
+        IoSlice::advance_slices(&mut bufs, 0); // drop leading empty slices
+        while !bufs.is_empty() {
+            match (&self.file).write_vectored(bufs) {
+                Ok(0) => {
+                    return Err(StorageError::io_at(
+                        "write",
+                        &self.path,
+                        position + written,
+                        std::io::Error::new(std::io::ErrorKind::WriteZero, "wrote 0 bytes"),
+                    ))
+                }
+                Ok(n) => {
+                    written += n as u64;
+                    IoSlice::advance_slices(&mut bufs, n);
+                    IoSlice::advance_slices(&mut bufs, 0);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(StorageError::io_at(
+                        "write",
+                        &self.path,
+                        position + written,
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from byte `position`; a short file is an `UnexpectedEof` error.
+    pub fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
+        self.file
+            .read_exact_at(buf, position)
+            .map_err(|e| StorageError::io_at("read", &self.path, position, e))
+    }
+
+    /// Reads up to `len` bytes from `position` (fewer only at end of file).
+    pub fn read_up_to(&self, position: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match self
+                .file
+                .read_at(&mut buf[filled..], position + filled as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(StorageError::io_at(
+                        "read",
+                        &self.path,
+                        position + filled as u64,
+                        e,
+                    ))
+                }
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    /// Cuts the file to `len` bytes.
+    pub fn truncate(&self, len: u64) -> Result<(), StorageError> {
+        self.file
+            .set_len(len)
+            .map_err(|e| StorageError::io_at("truncate", &self.path, len, e))
+    }
+
+    /// fdatasync: the file's data (and the size needed to read it) reach the disk.
+    pub fn sync_data(&self) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("fdatasync", &self.path, e))
+    }
+
+    /// Maps the first `len` bytes of the file read-only and hands them out as [`Bytes`],
+    /// so reads of sealed segments are slices of the page cache with no copy.
+    pub fn map(&self, len: u64) -> Result<Bytes, StorageError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let map_len = usize::try_from(len).map_err(|_| {
+            StorageError::io(
+                "mmap",
+                &self.path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large to map"),
+            )
+        })?;
+        let map = map_readonly(&self.file, map_len)
+            .map_err(|e| StorageError::io("mmap", &self.path, e))?;
+        Ok(Bytes::from_owner(map))
+    }
+}
+
+/// The one place the storage crate uses `unsafe`.
+#[allow(unsafe_code)]
+fn map_readonly(file: &File, len: usize) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: memmap2 requires that the mapped file is not modified or truncated while the
+    // map lives, or readers could see changing bytes or fault (SIGBUS). The log maps only
+    // sealed segments: every byte in 0..len was written and is never written again (only the
+    // active segment is appended to; recovery truncation happens before any map is made),
+    // and a segment is only deleted (unlinked), never truncated, after it is sealed. Unlinking
+    // keeps the pages alive for existing maps. A process outside Strata truncating the file
+    // would break this; the data directory belongs to the broker alone.
+    unsafe { memmap2::MmapOptions::new().len(len).map(file) }
+}
+
+/// fsyncs a directory so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let d = File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
+    d.sync_all()
+        .map_err(|e| StorageError::io("fsync directory", dir, e))
+}
+
+/// Replaces `dir/name` atomically with `contents`: write a temp file, fsync it, rename over
+/// the target, fsync the directory. A crash leaves either the old or the new file.
+pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| StorageError::io("create", &tmp, e))?;
+        f.write_all(contents)
+            .map_err(|e| StorageError::io_at("write", &tmp, 0, e))?;
+        f.sync_all()
+            .map_err(|e| StorageError::io("fsync", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| StorageError::io("rename", &tmp, e))?;
+    sync_dir(dir)
+}
+
+/// Removes a file; a file already gone is not an error.
+pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove", path, e)),
+    }
+}
+
+/// Reads a whole small file; `Ok(None)` when it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("read", path, e)),
+    }
+}

@@ -1,0 +1,169 @@
+//! The sparse indexes of a segment, in Kafka's file formats.
+//!
+//! `.index` (offset index): 8-byte entries `relative offset u32 BE | position u32 BE`, where
+//! relative offset = (last offset of a batch) - segment base offset and position = byte
+//! offset of that batch in the `.log` file. One entry per `index.interval.bytes` of log.
+//!
+//! `.timeindex` (time index): 12-byte entries `timestamp i64 BE | relative offset u32 BE`:
+//! the largest batch maxTimestamp seen so far in the segment and the relative (last) offset
+//! of the batch that holds it. Appended with the offset index entries when the timestamp
+//! grew, and once more when the segment is sealed.
+//!
+//! Both live in memory (binary-searched) and are appended to their files by the flusher.
+//! They are derived data: `Log::open` rebuilds them from the batch headers and rewrites a
+//! file whose bytes differ, so a torn or stale index file never misdirects a read.
+
+use std::sync::Arc;
+
+use crate::error::StorageError;
+use crate::file::DataFile;
+
+/// Bytes per offset index entry.
+pub const OFFSET_ENTRY_LEN: u64 = 8;
+/// Bytes per time index entry.
+pub const TIME_ENTRY_LEN: u64 = 12;
+
+/// Offset index of one segment.
+#[derive(Debug)]
+pub(crate) struct OffsetIndex {
+    pub file: Arc<DataFile>,
+    /// `(relative offset, position)`, both strictly increasing.
+    entries: Vec<(u32, u32)>,
+    /// How many entries are already in the file.
+    persisted: usize,
+}
+
+impl OffsetIndex {
+    pub fn new(file: DataFile) -> OffsetIndex {
+        OffsetIndex {
+            file: Arc::new(file),
+            entries: Vec::new(),
+            persisted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn push(&mut self, relative_offset: u32, position: u32) {
+        self.entries.push((relative_offset, position));
+    }
+
+    /// Position of the batch named by the last entry whose relative offset is <=
+    /// `relative_offset`, or 0 (start of segment) when there is none.
+    pub fn floor_position(&self, relative_offset: u32) -> u32 {
+        let i = self
+            .entries
+            .partition_point(|&(rel, _)| rel <= relative_offset);
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].1
+        }
+    }
+
+    /// The file bytes of the entries not yet written, and how many entries that is.
+    pub fn unpersisted(&self) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity((self.entries.len() - self.persisted) * 8);
+        for &(rel, pos) in &self.entries[self.persisted..] {
+            out.extend_from_slice(&rel.to_be_bytes());
+            out.extend_from_slice(&pos.to_be_bytes());
+        }
+        (out, self.entries.len())
+    }
+
+    /// Records that the first `count` entries are in the file.
+    pub fn mark_persisted(&mut self, count: usize) {
+        self.persisted = self.persisted.max(count.min(self.entries.len()));
+    }
+
+    /// The whole file as it should be.
+    pub fn encode_all(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * 8);
+        for &(rel, pos) in &self.entries {
+            out.extend_from_slice(&rel.to_be_bytes());
+            out.extend_from_slice(&pos.to_be_bytes());
+        }
+        out
+    }
+}
+
+/// Time index of one segment.
+#[derive(Debug)]
+pub(crate) struct TimeIndex {
+    pub file: Arc<DataFile>,
+    /// `(timestamp, relative offset)`, timestamps strictly increasing, offsets non-decreasing.
+    entries: Vec<(i64, u32)>,
+    persisted: usize,
+}
+
+impl TimeIndex {
+    pub fn new(file: DataFile) -> TimeIndex {
+        TimeIndex {
+            file: Arc::new(file),
+            entries: Vec::new(),
+            persisted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Appends `(timestamp, relative offset)` if `timestamp` is larger than the last entry's.
+    pub fn maybe_push(&mut self, timestamp: i64, relative_offset: u32) {
+        if self.entries.last().is_none_or(|&(ts, _)| timestamp > ts) {
+            self.entries.push((timestamp, relative_offset));
+        }
+    }
+
+    /// Relative offset of the last entry whose timestamp is < `timestamp`: every batch up to
+    /// and including that offset has maxTimestamp < `timestamp`. `None` = scan from the start.
+    pub fn last_before(&self, timestamp: i64) -> Option<u32> {
+        let i = self.entries.partition_point(|&(ts, _)| ts < timestamp);
+        if i == 0 {
+            None
+        } else {
+            Some(self.entries[i - 1].1)
+        }
+    }
+
+    pub fn unpersisted(&self) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity((self.entries.len() - self.persisted) * 12);
+        for &(ts, rel) in &self.entries[self.persisted..] {
+            out.extend_from_slice(&ts.to_be_bytes());
+            out.extend_from_slice(&rel.to_be_bytes());
+        }
+        (out, self.entries.len())
+    }
+
+    pub fn mark_persisted(&mut self, count: usize) {
+        self.persisted = self.persisted.max(count.min(self.entries.len()));
+    }
+
+    pub fn encode_all(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * 12);
+        for &(ts, rel) in &self.entries {
+            out.extend_from_slice(&ts.to_be_bytes());
+            out.extend_from_slice(&rel.to_be_bytes());
+        }
+        out
+    }
+}
+
+/// Makes an index file hold exactly `expected`: leaves it alone when it already does,
+/// otherwise truncates and rewrites it. Returns whether it was rewritten.
+pub(crate) fn reconcile_file(file: &DataFile, expected: &[u8]) -> Result<bool, StorageError> {
+    let len = file.len()?;
+    if len == expected.len() as u64 {
+        let current = file.read_up_to(0, expected.len())?;
+        if current == expected {
+            return Ok(false);
+        }
+    }
+    file.truncate(0)?;
+    let mut bufs = [std::io::IoSlice::new(expected)];
+    file.append_all(&mut bufs, 0)?;
+    Ok(true)
+}

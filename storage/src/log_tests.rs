@@ -1,0 +1,484 @@
+//! Tests of the public `Log` API: round trips, reads, timestamps, rolls, retention,
+//! checkpoints, durability waits, validation errors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::testing::{batch_of, decode_records, headers, simple_batch, DecodedRecord, TestRecord};
+
+pub(crate) fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        segment_ms: None,
+        index_interval_bytes: 256,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+pub(crate) fn open(dir: &Path, config: LogConfig) -> Arc<Log> {
+    Log::open(dir.join("topic-0"), config, &Flusher::start()).unwrap()
+}
+
+/// Simulates a crash: stops the log's flusher (so nothing touches the files afterwards)
+/// and drops the log without closing it.
+pub(crate) fn crash(log: Arc<Log>) {
+    log.flusher.stop();
+    drop(log);
+}
+
+/// Appends batches of the given record counts (value length `value_len`), record i of the
+/// whole log carrying timestamp 1000 + i. Returns every record appended, in offset order.
+pub(crate) fn fill(log: &Log, counts: &[usize], value_len: usize) -> Vec<DecodedRecord> {
+    let mut all = Vec::new();
+    for &count in counts {
+        let first = log.log_end_offset();
+        let records: Vec<TestRecord> = (0..count)
+            .map(|i| {
+                let offset = first + i as i64;
+                TestRecord::new(
+                    1000 + offset,
+                    format!("key{offset}").as_bytes(),
+                    &vec![offset as u8; value_len],
+                )
+            })
+            .collect();
+        let info = log.append(&batch_of(&records), 0).unwrap();
+        assert_eq!(info.base_offset, first);
+        assert_eq!(info.last_offset, first + count as i64 - 1);
+        for (i, record) in records.into_iter().enumerate() {
+            all.push(DecodedRecord {
+                offset: first + i as i64,
+                record,
+            });
+        }
+    }
+    all
+}
+
+/// Reads the whole log front to back the way a consumer does, from the log start.
+pub(crate) fn read_all(log: &Log) -> Vec<DecodedRecord> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let r = log.read(offset, 1000, i64::MAX).unwrap();
+        assert!(
+            !r.records.is_empty(),
+            "empty read at {offset} below end {end}"
+        );
+        let records = decode_records(&r.records);
+        out.extend(records.into_iter().filter(|r| r.offset >= offset));
+        offset = out.last().map_or(offset, |r| r.offset + 1);
+    }
+    out
+}
+
+fn segment_files(log: &Log) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(log.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn append_read_round_trip(
+        counts in prop::collection::vec(1usize..12, 1..40),
+        value_len in 0usize..200,
+        max_bytes in 1usize..3000,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let expected = fill(&log, &counts, value_len);
+        prop_assert_eq!(log.log_end_offset(), expected.len() as i64);
+        prop_assert_eq!(read_all(&log), expected.clone());
+
+        // Every offset: the first batch returned holds it, batches are whole and within
+        // max_bytes unless the first alone is larger.
+        for offset in 0..log.log_end_offset() {
+            let r = log.read(offset, max_bytes, i64::MAX).unwrap();
+            let hs = headers(&r.records);
+            prop_assert!(!hs.is_empty());
+            prop_assert!(hs[0].base_offset <= offset && offset <= hs[0].last_offset());
+            prop_assert!(r.records.len() <= max_bytes || hs.len() == 1);
+            for pair in hs.windows(2) {
+                prop_assert_eq!(pair[0].next_offset(), pair[1].base_offset);
+            }
+            let decoded = decode_records(&r.records);
+            let want: Vec<_> = expected.iter().filter(|e| e.offset >= hs[0].base_offset).take(decoded.len()).cloned().collect();
+            prop_assert_eq!(decoded, want);
+        }
+
+        // The same after a clean reopen and after an unclean one.
+        log.close().unwrap();
+        crash(log);
+        let log = open(dir.path(), small_config());
+        prop_assert_eq!(read_all(&log), expected.clone());
+        crash(log);
+        let log = open(dir.path(), small_config());
+        prop_assert_eq!(read_all(&log), expected);
+    }
+
+    #[test]
+    fn timestamp_lookup_matches_brute_force(
+        counts in prop::collection::vec(1usize..8, 1..30),
+        probes in prop::collection::vec(900i64..1300, 1..20),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let all = fill(&log, &counts, 50);
+        for ts in probes {
+            let want = all.iter().find(|r| r.record.timestamp >= ts).map(|r| TimestampOffset { offset: r.offset, timestamp: r.record.timestamp });
+            prop_assert_eq!(log.offset_for_timestamp(ts).unwrap(), want);
+        }
+    }
+}
+
+#[test]
+fn read_every_offset_inside_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    fill(&log, &[1, 50, 3], 10);
+    for offset in 1..51 {
+        let r = log.read(offset, 1, i64::MAX).unwrap();
+        let hs = headers(&r.records);
+        assert_eq!(hs.len(), 1, "at least (and here exactly) one batch");
+        assert_eq!((hs[0].base_offset, hs[0].record_count), (1, 50));
+    }
+}
+
+#[test]
+fn read_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    fill(&log, &[5, 5, 5], 10);
+    // Upper bound: only batches starting below it.
+    let hs = headers(&log.read(0, 1 << 20, 10).unwrap().records);
+    assert_eq!(
+        hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+        vec![0, 5]
+    );
+    assert!(log.read(10, 1 << 20, 10).unwrap().records.is_empty());
+    // At the end: empty; past it: out of range.
+    assert!(log.read(15, 100, i64::MAX).unwrap().records.is_empty());
+    let err = log.read(16, 100, i64::MAX).unwrap_err();
+    assert_eq!(err.error_code(), 1);
+    assert_eq!(log.read(-1, 100, i64::MAX).unwrap_err().error_code(), 1);
+}
+
+#[test]
+fn rolls_on_segment_bytes_and_index_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    fill(&log, &[10; 20], 100);
+    let files = segment_files(&log);
+    assert!(files.len() > 3, "{files:?}");
+    assert_eq!(files[0], "00000000000000000000.log");
+    // Every sealed segment is within segment.bytes.
+    for f in &files[..files.len() - 1] {
+        assert!(std::fs::metadata(log.dir().join(f)).unwrap().len() <= 4096);
+    }
+
+    // Full index: 2 entries of 8 bytes max; entries every 256 bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_index_bytes: 24,
+        index_interval_bytes: 100,
+        segment_ms: None,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), cfg);
+    fill(&log, &[1; 12], 150);
+    assert!(segment_files(&log).len() >= 3);
+    assert_eq!(read_all(&log).len(), 12);
+
+    // segment.ms: the clock is the now_ms given to append.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_ms: Some(1000),
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), cfg);
+    log.append(&simple_batch(1, 10, 0), 0).unwrap();
+    log.append(&simple_batch(1, 10, 0), 999).unwrap();
+    assert_eq!(segment_files(&log).len(), 1);
+    log.append(&simple_batch(1, 10, 0), 1000).unwrap();
+    assert_eq!(
+        segment_files(&log),
+        vec!["00000000000000000000.log", "00000000000000000002.log"]
+    );
+}
+
+#[test]
+fn retention_by_size_and_time_keeps_active_and_persists_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let all = fill(&log, &[10; 20], 100);
+    let segments = segment_files(&log).len();
+    let total = log.size_bytes();
+
+    // Nothing configured: nothing deleted.
+    assert_eq!(log.apply_retention(i64::MAX).unwrap().segments_deleted, 0);
+
+    log.set_config(LogConfig {
+        retention_bytes: Some(total / 2),
+        ..small_config()
+    });
+    let out = log.apply_retention(0).unwrap();
+    assert!(out.segments_deleted > 0);
+    assert!(log.size_bytes() <= total / 2 + 4096 && log.size_bytes() >= total / 2);
+    assert_eq!(out.log_start_offset, log.log_start_offset());
+    assert_eq!(segment_files(&log).len(), segments - out.segments_deleted);
+    let remaining = read_all(&log);
+    assert_eq!(remaining[..], all[all.len() - remaining.len()..]);
+    assert_eq!(log.read(0, 100, i64::MAX).unwrap_err().error_code(), 1);
+
+    // Time: timestamps are 1000 + offset; everything is older than now - 1 ms.
+    log.set_config(LogConfig {
+        retention_ms: Some(1),
+        ..small_config()
+    });
+    let out = log.apply_retention(1_000_000).unwrap();
+    assert_eq!(segment_files(&log).len(), 1, "active segment stays");
+    assert!(out.segments_deleted > 0);
+    let start = log.log_start_offset();
+    assert_eq!(start, out.log_start_offset);
+
+    crash(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(log.log_end_offset(), all.len() as i64);
+}
+
+#[test]
+fn retention_by_time_spares_young_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            retention_ms: Some(500),
+            ..small_config()
+        },
+    );
+    fill(&log, &[10; 20], 100);
+    // Timestamps run 1000..1200: at now = 1400 only segments ending before 900 go.
+    let out = log.apply_retention(1400).unwrap();
+    assert_eq!(out.segments_deleted, 0);
+    let out = log.apply_retention(1650).unwrap();
+    assert!(out.segments_deleted > 0);
+    assert!(log.max_timestamp().unwrap().timestamp == 1199);
+    // Every remaining record is newer than what was deleted.
+    assert!(read_all(&log)
+        .iter()
+        .all(|r| r.record.timestamp >= 1000 + out.log_start_offset));
+}
+
+#[test]
+fn delete_records_before_moves_start_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let all = fill(&log, &[10; 20], 100);
+    log.flush().unwrap();
+    assert_eq!(log.delete_records_before(5).unwrap(), 5);
+    assert_eq!(log.delete_records_before(3).unwrap(), 5, "never moves back");
+    assert_eq!(log.read(4, 10, i64::MAX).unwrap_err().error_code(), 1);
+    // A read at the start returns the batch holding it.
+    let hs = headers(&log.read(5, 10, i64::MAX).unwrap().records);
+    assert_eq!(hs[0].base_offset, 0);
+    let before = segment_files(&log).len();
+    assert_eq!(log.delete_records_before(150).unwrap(), 150);
+    assert!(segment_files(&log).len() < before);
+    assert_eq!(read_all(&log)[0].offset, 150);
+    assert!(log.delete_records_before(all.len() as i64 + 1).is_err());
+    assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 150);
+    crash(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), 150);
+    assert_eq!(read_all(&log)[..], all[150..]);
+}
+
+#[test]
+fn timestamps_and_max_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.max_timestamp(), None);
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+    let all = fill(&log, &[3; 50], 80);
+    assert_eq!(
+        log.max_timestamp(),
+        Some(TimestampOffset {
+            offset: all.len() as i64 - 1,
+            timestamp: 1000 + all.len() as i64 - 1
+        })
+    );
+    for r in &all {
+        assert_eq!(
+            log.offset_for_timestamp(r.record.timestamp).unwrap(),
+            Some(TimestampOffset {
+                offset: r.offset,
+                timestamp: r.record.timestamp
+            })
+        );
+    }
+    assert_eq!(
+        log.offset_for_timestamp(1000 + all.len() as i64).unwrap(),
+        None
+    );
+    // Survives reopen (time indexes rebuilt / reloaded).
+    log.close().unwrap();
+    crash(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.offset_for_timestamp(1077).unwrap().unwrap().offset, 77);
+}
+
+#[test]
+fn log_append_time_stamps_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        },
+    );
+    let info = log.append(&simple_batch(3, 10, 5), 777).unwrap();
+    assert_eq!(info.log_append_time, Some(777));
+    let r = log.read(0, 1000, i64::MAX).unwrap();
+    let h = headers(&r.records)[0];
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, 777);
+    assert!(decode_records(&r.records)
+        .iter()
+        .all(|r| r.record.timestamp == 777));
+    assert_eq!(
+        log.offset_for_timestamp(700).unwrap(),
+        Some(TimestampOffset {
+            offset: 0,
+            timestamp: 777
+        })
+    );
+    assert_eq!(
+        log.max_timestamp(),
+        Some(TimestampOffset {
+            offset: 0,
+            timestamp: 777
+        })
+    );
+}
+
+#[test]
+fn append_validation_maps_to_kafka_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            max_message_bytes: 500,
+            ..LogConfig::default()
+        },
+    );
+    let good = simple_batch(2, 10, 0);
+    let code = |bytes: &[u8]| log.append(bytes, 0).unwrap_err().error_code();
+
+    let mut bad_crc = good.clone();
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 1;
+    assert_eq!(code(&bad_crc), 2);
+    assert_eq!(code(&good[..good.len() - 1]), 2, "truncated");
+    let mut two = good.clone();
+    two.extend_from_slice(&good[..30]);
+    assert_eq!(code(&two), 2, "trailing partial batch");
+    assert_eq!(code(&simple_batch(2, 600, 0)), 10);
+    let mut magic = good.clone();
+    magic[16] = 1;
+    assert_eq!(code(&magic), 43);
+    let mut count = good.clone();
+    count[57..61].copy_from_slice(&5i32.to_be_bytes());
+    let crc = batch::compute_crc(&count);
+    count[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(code(&count), 87);
+    assert_eq!(code(&[]), 87);
+    let mut ts = batch_of(&[TestRecord::new(-5, b"k", b"v")]);
+    ts[35..43].copy_from_slice(&(-5i64).to_be_bytes());
+    let crc = batch::compute_crc(&ts);
+    ts[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(code(&ts), 32);
+    // Nothing was written by any of these; a good append still starts at 0.
+    assert_eq!(log.log_end_offset(), 0);
+    // Several batches in one append get consecutive offsets.
+    let mut both = good.clone();
+    both.extend_from_slice(&good);
+    let info = log.append(&both, 0).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (0, 3));
+    let hs = headers(&log.read(0, 1000, i64::MAX).unwrap().records);
+    assert_eq!(
+        hs.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+}
+
+#[test]
+fn durable_offset_advances_and_wait_durable_resolves() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let mut rx = log.subscribe_durable();
+    assert_eq!(*rx.borrow_and_update(), 0);
+    let info = log.append(&simple_batch(10, 100, 0), 0).unwrap();
+    rt.block_on(log.wait_durable(info.last_offset + 1)).unwrap();
+    assert!(log.durable_offset() >= 10);
+    assert!(log.durable_offset() <= log.log_end_offset());
+    rt.block_on(rx.changed()).unwrap();
+    assert_eq!(*rx.borrow(), 10);
+
+    // Many appends without waiting: the flusher makes all of them durable (acks=1 path).
+    for _ in 0..100 {
+        log.append(&simple_batch(5, 10, 0), 0).unwrap();
+    }
+    rt.block_on(log.wait_durable(510)).unwrap();
+    assert_eq!(log.durable_offset(), 510);
+}
+
+#[test]
+fn flush_messages_forces_sync_before_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start();
+    flusher.stop(); // no background flushing: only the forced one can advance the offset
+    let log = Log::open(
+        dir.path().join("t-0"),
+        LogConfig {
+            flush_messages: Some(1),
+            ..LogConfig::default()
+        },
+        &flusher,
+    )
+    .unwrap();
+    log.append(&simple_batch(3, 10, 0), 0).unwrap();
+    assert_eq!(log.durable_offset(), 3);
+}
+
+#[test]
+fn stopped_flusher_syncs_inline_and_close_is_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start();
+    let log = Log::open(dir.path().join("t-0"), LogConfig::default(), &flusher).unwrap();
+    flusher.stop();
+    log.append(&simple_batch(3, 10, 0), 0).unwrap();
+    assert_eq!(log.durable_offset(), 3);
+    log.close().unwrap();
+    assert!(log.append(&simple_batch(3, 10, 0), 0).is_err());
+    assert!(dir.path().join("t-0").join(".clean-shutdown").exists());
+    log.delete().unwrap();
+    assert!(!dir.path().join("t-0").exists());
+}

@@ -1,0 +1,242 @@
+//! One segment: `<base offset, 20 digits>.log` of whole RecordBatch v2 batches, plus its
+//! offset and time indexes. Only the last segment of a log (the active one) is appended to;
+//! a sealed segment is read through an mmap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::StorageError;
+use crate::file::{self, DataFile};
+use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<dir>/<base offset as 20 digits>.<suffix>`, Kafka's segment file name.
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// Parses a segment file name into `(base offset, suffix)`.
+pub(crate) fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, suffix) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, suffix))
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Offset of the first record this segment may hold; also its file name.
+    pub base_offset: i64,
+    pub log: Arc<DataFile>,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Bytes of whole, validated batches in the `.log` file. Readers never look past it.
+    pub size: u64,
+    /// Bytes of the `.log` file covered by a successful fdatasync.
+    pub synced_size: u64,
+    /// Offset after the last record (== `base_offset` while empty).
+    pub next_offset: i64,
+    /// Largest batch maxTimestamp in the segment (-1 when none) ...
+    pub max_timestamp: i64,
+    /// ... and the offset reported for it (see `Log::max_timestamp`).
+    pub offset_of_max_timestamp: i64,
+    /// Log bytes appended since the last index entry.
+    pub bytes_since_index: u64,
+    /// Wall-clock time (ms) the segment got its first batch: the `segment.ms` clock and the
+    /// retention fallback when batches carry no timestamps.
+    pub created_ms: Option<i64>,
+    /// The whole `.log` mapped read-only, once sealed.
+    pub mapped: Option<Bytes>,
+    /// The index files of this sealed segment have been written out and fsync'd.
+    pub indexes_synced: bool,
+}
+
+impl Segment {
+    /// Creates the three files of a new, empty segment (an existing leftover is emptied).
+    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+        let seg = Segment::open_files(dir, base_offset)?;
+        seg.log.truncate(0)?;
+        seg.offset_index.file.truncate(0)?;
+        seg.time_index.file.truncate(0)?;
+        Ok(seg)
+    }
+
+    /// Opens (creating if missing) the files of a segment, with empty in-memory state; the
+    /// caller fills it by scanning the `.log` (see recovery).
+    pub fn open_files(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
+        let log = DataFile::open(&segment_path(dir, base_offset, LOG_SUFFIX), true)?;
+        let index = DataFile::open(&segment_path(dir, base_offset, INDEX_SUFFIX), true)?;
+        let time_index = DataFile::open(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), true)?;
+        Ok(Segment {
+            base_offset,
+            log: Arc::new(log),
+            offset_index: OffsetIndex::new(index),
+            time_index: TimeIndex::new(time_index),
+            size: 0,
+            synced_size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_index: 0,
+            created_ms: None,
+            mapped: None,
+            indexes_synced: false,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Relative offset of `offset` in this segment (saturating; the log rolls before an
+    /// offset would not fit in u32).
+    pub fn relative(&self, offset: i64) -> u32 {
+        u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the offset index could take `n` more entries under `segment.index.bytes`.
+    pub fn index_has_room(&self, index_bytes: u64, n: u64) -> bool {
+        (self.offset_index.len() as u64 + n) * OFFSET_ENTRY_LEN <= index_bytes
+            && (self.time_index.len() as u64 + n) * TIME_ENTRY_LEN <= index_bytes
+    }
+
+    /// Accounts for a batch that now sits at `position` of the `.log` (already written, or
+    /// found by a scan): indexes, next offset, max timestamp. Mirrors Kafka's
+    /// `LogSegment.append`: an index entry when more than `index_interval` bytes were
+    /// appended since the last one.
+    pub fn note_batch(&mut self, position: u64, h: &BatchHeader, index_interval: u64) {
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = if h.is_log_append_time() {
+                h.base_offset
+            } else {
+                h.last_offset()
+            };
+        }
+        if self.bytes_since_index > index_interval {
+            let rel = self.relative(h.last_offset());
+            // Positions of a segment the log keeps under 4 GiB (segment.bytes is an i32 in
+            // Kafka); a larger one just stops getting entries.
+            if let Ok(pos) = u32::try_from(position) {
+                self.offset_index.push(rel, pos);
+                self.time_index.maybe_push(
+                    self.max_timestamp,
+                    self.relative(self.offset_of_max_timestamp),
+                );
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size() as u64;
+        self.size = position + h.size() as u64;
+        self.next_offset = h.next_offset();
+    }
+
+    /// Seals the segment: the final time index entry (as Kafka's `onBecomeInactiveSegment`)
+    /// and an mmap of the `.log` for reads.
+    pub fn seal(&mut self) -> Result<(), StorageError> {
+        if self.max_timestamp >= 0 {
+            self.time_index.maybe_push(
+                self.max_timestamp,
+                self.relative(self.offset_of_max_timestamp),
+            );
+        }
+        self.mapped = Some(self.log.map(self.size)?);
+        Ok(())
+    }
+
+    /// What a reader needs to read this segment without the log's lock.
+    pub fn source(&self) -> SegmentSource {
+        match &self.mapped {
+            Some(bytes) => SegmentSource::Mapped(bytes.slice(..self.size as usize)),
+            None => SegmentSource::File {
+                file: Arc::clone(&self.log),
+                size: self.size,
+            },
+        }
+    }
+
+    /// Removes the segment's three files.
+    pub fn delete_files(&self, dir: &Path) -> Result<(), StorageError> {
+        file::remove_file(&segment_path(dir, self.base_offset, LOG_SUFFIX))?;
+        file::remove_file(&segment_path(dir, self.base_offset, INDEX_SUFFIX))?;
+        file::remove_file(&segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX))
+    }
+}
+
+/// A snapshot of a segment's readable bytes: the mmap of a sealed segment, or the active
+/// segment's file with the size validated at snapshot time.
+#[derive(Clone, Debug)]
+pub(crate) enum SegmentSource {
+    Mapped(Bytes),
+    File { file: Arc<DataFile>, size: u64 },
+}
+
+impl SegmentSource {
+    pub fn size(&self) -> u64 {
+        match self {
+            SegmentSource::Mapped(b) => b.len() as u64,
+            SegmentSource::File { size, .. } => *size,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        match self {
+            SegmentSource::Mapped(_) => PathBuf::from("<mapped segment>"),
+            SegmentSource::File { file, .. } => file.path().to_path_buf(),
+        }
+    }
+
+    /// The header of the batch at `position` (which the log put there after validating it).
+    pub fn header_at(&self, position: u64, path: &Path) -> Result<BatchHeader, StorageError> {
+        let corrupt = |reason: String| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason,
+        };
+        let end = self.size();
+        if position + HEADER_LEN as u64 > end {
+            return Err(corrupt(format!(
+                "batch header runs past the segment end {end}"
+            )));
+        }
+        let mut raw = [0u8; HEADER_LEN];
+        match self {
+            SegmentSource::Mapped(b) => {
+                let p = position as usize;
+                raw.copy_from_slice(&b[p..p + HEADER_LEN]);
+            }
+            SegmentSource::File { file, .. } => file.read_exact_at(&mut raw, position)?,
+        }
+        batch::check_header(&raw, (end - position) as usize).map_err(|f| corrupt(f.to_string()))
+    }
+
+    /// Bytes `position..position+len` (clamped to the size): a slice of the map, or one
+    /// pread copy of the file.
+    pub fn bytes(&self, position: u64, len: u64) -> Result<Bytes, StorageError> {
+        let end = self.size().min(position.saturating_add(len));
+        if position >= end {
+            return Ok(Bytes::new());
+        }
+        match self {
+            SegmentSource::Mapped(b) => Ok(b.slice(position as usize..end as usize)),
+            SegmentSource::File { file, .. } => {
+                let buf = file.read_up_to(position, (end - position) as usize)?;
+                if (buf.len() as u64) < end - position {
+                    return Err(StorageError::Corrupt {
+                        path: self.path(),
+                        position: position + buf.len() as u64,
+                        reason: "segment file is shorter than its validated size".into(),
+                    });
+                }
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+}
