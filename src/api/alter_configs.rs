@@ -20,7 +20,7 @@ use tracing::info;
 use super::describe_configs::{topic_config_of, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::topic_config::{AlterOp, ConfigError, TopicConfig};
 use crate::broker::topic_name::validate_topic_name;
-use crate::broker::Broker;
+use crate::broker::{Broker, TopicError};
 
 /// A resource's failure: Kafka error code and message.
 type Failure = (i16, String);
@@ -152,8 +152,9 @@ fn parse_ops(
     Ok(ops)
 }
 
-/// Resolves the topic's current config, computes the new one with `change`, and stores
-/// it (live + persisted) unless `validate_only`.
+/// Computes the topic's new override set with `change` from its current config and
+/// stores it (live + persisted) unless `validate_only`, all under the broker's metadata
+/// lock so concurrent alterations do not lose updates.
 fn alter_topic(
     broker: &Broker,
     name: &str,
@@ -161,19 +162,22 @@ fn alter_topic(
     change: impl FnOnce(&TopicConfig) -> Result<TopicConfig, ConfigError>,
 ) -> Result<(), Failure> {
     validate_topic_name(name).map_err(|e| (e.error_code(), e.to_string()))?;
-    let topic = broker.topic(name).ok_or_else(|| {
-        (
-            ResponseError::UnknownTopicOrPartition.code(),
-            format!("Topic '{name}' does not exist."),
-        )
-    })?;
-    let current = topic_config_of(broker, &topic.configs)?;
-    let updated = change(&current).map_err(|e| (e.error_code(), e.to_string()))?;
-    broker
-        .set_topic_configs(name, updated.overrides().clone(), validate_only)
-        .map_err(|e| (e.error_code(), e.to_string()))?;
+    let invalid = |(code, message): Failure| TopicError::InvalidConfig { code, message };
+    let updated = broker
+        .update_topic_configs(name, validate_only, |current| {
+            let current = topic_config_of(broker, current).map_err(invalid)?;
+            let updated = change(&current).map_err(|e| invalid((e.error_code(), e.to_string())))?;
+            Ok(updated.overrides().clone())
+        })
+        .map_err(|e| match e {
+            TopicError::Unknown(_) => (
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("Topic '{name}' does not exist."),
+            ),
+            e => (e.error_code(), e.to_string()),
+        })?;
     if !validate_only {
-        info!(topic = name, overrides = ?updated.overrides(), "altered topic configs");
+        info!(topic = name, overrides = ?updated.configs, "altered topic configs");
     }
     Ok(())
 }
@@ -501,5 +505,29 @@ mod tests {
                 .flush_messages,
             Some(1)
         );
+    }
+
+    #[test]
+    fn concurrent_incremental_alters_do_not_lose_updates() {
+        let t = TestBroker::open();
+        t.broker.create_topic("busy", 1, BTreeMap::new()).unwrap();
+        let keys = ["retention.ms", "segment.ms", "flush.ms", "retention.bytes"];
+        std::thread::scope(|scope| {
+            for key in keys {
+                let broker = &t.broker;
+                scope.spawn(move || {
+                    for i in 1..=20 {
+                        let value = (1000 + i).to_string();
+                        let (code, message) =
+                            incremental(broker, 1, false, "busy", &[(key, 0, Some(&value))]);
+                        assert_eq!(code, 0, "{message}");
+                    }
+                });
+            }
+        });
+        let configs = t.broker.topic("busy").unwrap().configs.clone();
+        for key in keys {
+            assert_eq!(configs.get(key).map(String::as_str), Some("1020"), "{key}");
+        }
     }
 }

@@ -29,8 +29,10 @@ pub(crate) fn handle(
         .resources
         .into_iter()
         .map(|resource| {
+            // Null or empty: every config (Kafka treats both alike).
             let keys: Option<Vec<String>> = resource
                 .configuration_keys
+                .filter(|keys| !keys.is_empty())
                 .map(|keys| keys.iter().map(|k| k.as_str().to_owned()).collect());
             let name = resource.resource_name.as_str().to_owned();
             let described = match resource.resource_type {
@@ -446,6 +448,17 @@ mod tests {
         let configs = &response.results[0].configs;
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["flush.ms", "segment.bytes"]);
+        let all = describe(
+            &t.broker,
+            4,
+            false,
+            false,
+            vec![resource(RESOURCE_TOPIC, "keys", Some(&[]))],
+        );
+        assert_eq!(
+            all.results[0].configs.len(),
+            crate::broker::topic_config::known_keys().count()
+        );
         assert!(configs
             .iter()
             .all(|c| c.synonyms.is_empty() && c.documentation.is_none()));
