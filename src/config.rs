@@ -84,8 +84,12 @@ pub struct Config {
 
     /// Default retention time of a partition in ms; -1 keeps data forever.
     /// Kafka: log.retention.ms.
-    #[arg(long, env = "STRATA_DEFAULT_RETENTION_MS", default_value_t = 604_800_000,
-          allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "STRATA_DEFAULT_RETENTION_MS",
+        default_value_t = 604_800_000,
+        allow_negative_numbers = true
+    )]
     pub default_retention_ms: i64,
 
     /// Default retention size of a partition in bytes; -1 means unbounded.
@@ -126,18 +130,39 @@ pub struct Config {
 
     /// Smallest session timeout a group member may ask for.
     /// Kafka: group.min.session.timeout.ms (Kafka's default is 6000).
-    #[arg(long, env = "STRATA_GROUP_MIN_SESSION_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "STRATA_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
     pub group_min_session_timeout_ms: i32,
 
     /// Largest session timeout a group member may ask for.
     /// Kafka: group.max.session.timeout.ms.
-    #[arg(long, env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS", default_value_t = 1_800_000)]
+    #[arg(
+        long,
+        env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
     pub group_max_session_timeout_ms: i32,
 
     /// Delay before the first rebalance of a new group, to gather members.
     /// Kafka: group.initial.rebalance.delay.ms (Kafka's default is 3000).
-    #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 0
+    )]
     pub group_initial_rebalance_delay_ms: u64,
+
+    /// How long the committed offsets of an empty group are kept, in minutes.
+    /// Kafka: offsets.retention.minutes.
+    #[arg(
+        long,
+        env = "STRATA_OFFSETS_RETENTION_MINUTES",
+        default_value_t = 10_080
+    )]
+    pub offsets_retention_minutes: u64,
 }
 
 /// Properties-file keys: (Kafka name, clap argument id). The flag's long name (with `-` or
@@ -161,12 +186,19 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("node.id", "node_id"),
     ("broker.id", "node_id"),
     ("cluster.id", "cluster_id"),
-    ("group.min.session.timeout.ms", "group_min_session_timeout_ms"),
-    ("group.max.session.timeout.ms", "group_max_session_timeout_ms"),
+    (
+        "group.min.session.timeout.ms",
+        "group_min_session_timeout_ms",
+    ),
+    (
+        "group.max.session.timeout.ms",
+        "group_max_session_timeout_ms",
+    ),
     (
         "group.initial.rebalance.delay.ms",
         "group_initial_rebalance_delay_ms",
     ),
+    ("offsets.retention.minutes", "offsets_retention_minutes"),
 ];
 
 impl Config {

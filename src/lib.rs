@@ -1,1 +1,11 @@
+//! Strata: a durable, partitioned commit-log broker that speaks the Apache Kafka wire
+//! protocol. The `strata` binary is a thin wrapper around [`start`].
 
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod group;
+pub mod server;
+
+pub use config::Config;
+pub use server::{start, RunningBroker, StartError};

@@ -1,1 +1,38 @@
-fn main() {}
+//! The `strata` server binary: configuration, logging, start, and shutdown on a signal.
+
+use std::process::ExitCode;
+
+use strata::config::{Config, ConfigError};
+use strata::server::shutdown;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Invalid(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match strata::start(config).await {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One line on stdout once clients can connect (scripts and tests wait for it).
+    println!("strata listening on {}", running.local_addr());
+    shutdown::signal().await;
+    tracing::info!("stop signal received; shutting down");
+    running.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,262 @@
+//! Fetch (v4+, topic ids on v13): reads whole batches from each partition's log up to the
+//! high watermark, which is the durable offset, so a consumer never sees a record that a
+//! crash could erase. The record bytes from the log go into the response unchanged.
+//!
+//! Long poll: when fewer than `min_bytes` are available the response is deferred until the
+//! durable offset of a fetched partition moves (`Log::subscribe_durable`), `max_wait_ms`
+//! passes, or the broker shuts down — never a busy loop.
+//!
+//! Fetch sessions (KIP-227) are refused: every response carries session id 0, which tells
+//! the client no session was created, and every request is served as a full fetch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use strata_storage::Log;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{Handled, RequestContext};
+use crate::broker::Broker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+const UNKNOWN_TOPIC_ID: i16 = 100;
+
+/// What one fetched partition asks for.
+struct PartitionPlan {
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: i32,
+    /// None: the topic or partition does not exist; `missing_code` says which error.
+    log: Option<Arc<Log>>,
+    missing_code: i16,
+}
+
+struct TopicPlan {
+    name: TopicName,
+    id: Uuid,
+    partitions: Vec<PartitionPlan>,
+}
+
+/// The whole request, resolved against the broker once.
+struct FetchPlan {
+    topics: Vec<TopicPlan>,
+    max_bytes: usize,
+}
+
+pub(crate) fn handle(
+    request: FetchRequest,
+    version: i16,
+    ctx: &RequestContext,
+) -> Handled<FetchResponse> {
+    if request.session_id != 0 {
+        // An incremental fetch in a session we never created.
+        return Handled::Ready(
+            FetchResponse::default()
+                .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
+                .with_session_id(0),
+        );
+    }
+    let plan = resolve(&ctx.broker, request.topics, version, request.max_bytes);
+    // Subscribe before the first read so that an append landing between the read and
+    // the wait still wakes the long poll.
+    let mut receivers: Vec<watch::Receiver<i64>> = plan
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.log.as_ref().map(|log| log.subscribe_durable()))
+        .collect();
+    let (response, bytes, any_error) = gather(&plan);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    if bytes >= min_bytes || any_error || request.max_wait_ms <= 0 || receivers.is_empty() {
+        return Handled::Ready(response);
+    }
+    let max_wait = Duration::from_millis(request.max_wait_ms as u64);
+    let mut shutdown = ctx.shutdown.clone();
+    Handled::Deferred(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = crate::server::shutdown::requested(&mut shutdown) => break,
+                _ = any_changed(&mut receivers) => {}
+            }
+            let (response, bytes, any_error) = gather(&plan);
+            if bytes >= min_bytes || any_error {
+                return response;
+            }
+        }
+        gather(&plan).0
+    }))
+}
+
+/// Looks every requested topic up by name (or by id from v13 on).
+fn resolve(
+    broker: &Broker,
+    topics: Vec<kafka_protocol::messages::fetch_request::FetchTopic>,
+    version: i16,
+    max_bytes: i32,
+) -> FetchPlan {
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            let (topic, missing_code) = if version >= 13 {
+                (broker.topic_by_id(t.topic_id), UNKNOWN_TOPIC_ID)
+            } else {
+                (broker.topic(t.topic.as_str()), UNKNOWN_TOPIC_OR_PARTITION)
+            };
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let log = topic
+                        .as_ref()
+                        .and_then(|t| t.partition(p.partition))
+                        .cloned();
+                    let missing_code = if topic.is_some() {
+                        UNKNOWN_TOPIC_OR_PARTITION
+                    } else {
+                        missing_code
+                    };
+                    PartitionPlan {
+                        index: p.partition,
+                        fetch_offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes,
+                        log,
+                        missing_code,
+                    }
+                })
+                .collect();
+            TopicPlan {
+                name: t.topic,
+                id: t.topic_id,
+                partitions,
+            }
+        })
+        .collect();
+    FetchPlan {
+        topics,
+        max_bytes: usize::try_from(max_bytes).unwrap_or(0),
+    }
+}
+
+/// Reads every partition once. Returns the response, the record bytes in it, and whether
+/// any partition has an error (which is answered at once, as Kafka does).
+fn gather(plan: &FetchPlan) -> (FetchResponse, usize, bool) {
+    let mut remaining = plan.max_bytes;
+    let mut total = 0usize;
+    let mut any_error = false;
+    let topics = plan
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let data = read_partition(p, remaining, total == 0);
+                    if data.error_code != 0 {
+                        any_error = true;
+                    }
+                    let len = data.records.as_ref().map_or(0, Bytes::len);
+                    total += len;
+                    remaining = remaining.saturating_sub(len);
+                    data
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.name.clone())
+                .with_topic_id(topic.id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = FetchResponse::default()
+        .with_error_code(0)
+        .with_session_id(0)
+        .with_responses(topics);
+    (response, total, any_error)
+}
+
+/// One partition's data. `first` allows one batch beyond the response limit so that a
+/// batch larger than max_bytes can still be consumed (KIP-74).
+fn read_partition(p: &PartitionPlan, remaining: usize, first: bool) -> PartitionData {
+    let errored = |code: i16| {
+        PartitionData::default()
+            .with_partition_index(p.index)
+            .with_error_code(code)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_records(Some(Bytes::new()))
+    };
+    let Some(log) = &p.log else {
+        return errored(p.missing_code);
+    };
+    let high_watermark = log.durable_offset();
+    let log_start_offset = log.log_start_offset();
+    let ok = |records: Bytes| {
+        PartitionData::default()
+            .with_partition_index(p.index)
+            .with_error_code(0)
+            .with_high_watermark(high_watermark)
+            .with_last_stable_offset(high_watermark)
+            .with_log_start_offset(log_start_offset)
+            .with_records(Some(records))
+    };
+    let budget = usize::try_from(p.max_bytes).unwrap_or(0).min(remaining);
+    // Between the high watermark and the log end there is data not yet durable: nothing
+    // to return yet, but not out of range either.
+    if p.fetch_offset >= high_watermark
+        && p.fetch_offset >= log_start_offset
+        && p.fetch_offset <= log.log_end_offset()
+    {
+        return ok(Bytes::new());
+    }
+    if budget == 0 && !(first && p.max_bytes > 0) {
+        if p.fetch_offset < log_start_offset || p.fetch_offset > log.log_end_offset() {
+            return errored(1);
+        }
+        return ok(Bytes::new());
+    }
+    match log.read(p.fetch_offset, budget.max(1), high_watermark) {
+        Ok(result) => ok(result.records),
+        Err(e) => errored(e.error_code()),
+    }
+}
+
+/// Resolves when any receiver sees a new durable offset. Receivers whose log closed are
+/// dropped from the set (they would otherwise resolve at once, forever); with none left
+/// this never resolves and the caller's deadline ends the wait.
+async fn any_changed(receivers: &mut Vec<watch::Receiver<i64>>) {
+    let closed = {
+        let mut waits: Vec<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = receivers
+            .iter_mut()
+            .map(|rx| {
+                Box::pin(async move { rx.changed().await.is_err() })
+                    as Pin<Box<dyn Future<Output = bool> + Send + '_>>
+            })
+            .collect();
+        std::future::poll_fn(|cx| {
+            for (i, wait) in waits.iter_mut().enumerate() {
+                if let Poll::Ready(closed) = wait.as_mut().poll(cx) {
+                    return Poll::Ready(closed.then_some(i));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    };
+    if let Some(i) = closed {
+        receivers.swap_remove(i);
+    }
+    if receivers.is_empty() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,112 @@
+//! ListOffsets (v1+): earliest (-2, and -4 "earliest local"), latest (-1 = the high
+//! watermark, i.e. the durable offset), max timestamp (-3), or the first offset whose
+//! timestamp is at or after a given time. Offsets at or above the high watermark are never
+//! returned, so a consumer cannot be pointed at a record a crash could erase.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use strata_storage::Log;
+
+use crate::broker::Broker;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+/// Offset and timestamp of one answer; (-1, -1) means "no such offset".
+#[derive(Debug, PartialEq, Eq)]
+struct Found {
+    offset: i64,
+    timestamp: i64,
+}
+
+const NONE: Found = Found {
+    offset: -1,
+    timestamp: -1,
+};
+
+pub(crate) fn handle(
+    request: ListOffsetsRequest,
+    version: i16,
+    broker: &Broker,
+) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(t.name.as_str());
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let log = topic.as_ref().and_then(|t| t.partition(p.partition_index));
+                    let result = match log {
+                        None => Err(UNKNOWN_TOPIC_OR_PARTITION),
+                        Some(log) => lookup(log, p.timestamp),
+                    };
+                    let response = match result {
+                        Ok(found) => response
+                            .with_offset(found.offset)
+                            .with_timestamp(found.timestamp),
+                        Err(code) => response
+                            .with_error_code(code)
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    };
+                    if version >= 4 {
+                        response.with_leader_epoch(0)
+                    } else {
+                        response
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn lookup(log: &Log, timestamp: i64) -> Result<Found, i16> {
+    let high_watermark = log.durable_offset();
+    let visible = |found: Found| {
+        if found.offset >= 0 && found.offset < high_watermark {
+            found
+        } else {
+            NONE
+        }
+    };
+    Ok(match timestamp {
+        LATEST => Found {
+            offset: high_watermark,
+            timestamp: -1,
+        },
+        EARLIEST | EARLIEST_LOCAL => Found {
+            offset: log.log_start_offset(),
+            timestamp: -1,
+        },
+        MAX_TIMESTAMP => log.max_timestamp().map_or(NONE, |t| {
+            visible(Found {
+                offset: t.offset,
+                timestamp: t.timestamp,
+            })
+        }),
+        ts if ts >= 0 => match log.offset_for_timestamp(ts) {
+            Ok(Some(t)) => visible(Found {
+                offset: t.offset,
+                timestamp: t.timestamp,
+            }),
+            Ok(None) => NONE,
+            Err(e) => return Err(e.error_code()),
+        },
+        _ => NONE,
+    })
+}

@@ -1,0 +1,396 @@
+//! Request dispatch and the ApiVersions table.
+//!
+//! `handle_frame` takes one request frame (without its length prefix), decodes the header
+//! and body with `kafka-protocol`, runs the API's handler and returns the encoded response
+//! frame, now or later. Handlers live one module per API family; each is a function from
+//! a decoded request (and the broker) to a response.
+//!
+//! Order: `handle_frame` runs synchronously in the connection's read loop, so the
+//! synchronous part of every request (appends, topic creation) happens in arrival order.
+//! Work that must wait (acks=all durability, fetch long-poll) is returned as a deferred
+//! future; the connection writes responses strictly in request order.
+
+pub(crate) mod alter_configs;
+pub(crate) mod api_versions;
+pub(crate) mod create_partitions;
+pub(crate) mod create_topics;
+pub(crate) mod delete_records;
+pub(crate) mod delete_topics;
+pub(crate) mod describe_cluster;
+pub(crate) mod describe_configs;
+pub(crate) mod fetch;
+pub(crate) mod groups;
+pub(crate) mod list_offsets;
+pub(crate) mod metadata;
+pub(crate) mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::sync::watch;
+use tracing::{debug, error};
+
+use crate::broker::Broker;
+
+/// Kafka's UNSUPPORTED_VERSION error code.
+pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
+
+/// One API and the version range clients may use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApiRange {
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions.
+    pub advertised_min: i16,
+    /// Lowest version actually answered (Produce advertises 0 but answers 3+, because
+    /// librdkafka turns compression off when Produce's advertised minimum is above 0).
+    pub answered_min: i16,
+    pub max: i16,
+}
+
+const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
+    ApiRange {
+        key,
+        advertised_min: min,
+        answered_min: min,
+        max,
+    }
+}
+
+/// The ApiVersions table: every API and version implemented and tested. Add a row when
+/// an API's handler and its tests land.
+pub(crate) const SUPPORTED: &[ApiRange] = &[
+    ApiRange {
+        key: ApiKey::Produce,
+        advertised_min: 0,
+        answered_min: 3,
+        max: 9,
+    },
+    range(ApiKey::Fetch, 4, 13),
+    range(ApiKey::ListOffsets, 1, 8),
+    range(ApiKey::Metadata, 0, 12),
+    range(ApiKey::ApiVersions, 0, 3),
+    range(ApiKey::CreateTopics, 2, 7),
+    range(ApiKey::DeleteTopics, 1, 6),
+    range(ApiKey::DeleteRecords, 0, 2),
+    range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::AlterConfigs, 0, 2),
+    range(ApiKey::CreatePartitions, 0, 3),
+    range(ApiKey::IncrementalAlterConfigs, 0, 1),
+    range(ApiKey::DescribeCluster, 0, 2),
+    // Consumer groups (api::groups). kafka-protocol decodes OffsetCommit from v2 and
+    // OffsetFetch from v1 (Kafka 4 dropped the older versions as well).
+    range(ApiKey::FindCoordinator, 0, 4),
+    range(ApiKey::JoinGroup, 0, 9),
+    range(ApiKey::SyncGroup, 0, 5),
+    range(ApiKey::Heartbeat, 0, 4),
+    range(ApiKey::LeaveGroup, 0, 5),
+    range(ApiKey::OffsetCommit, 2, 8),
+    range(ApiKey::OffsetFetch, 1, 8),
+    range(ApiKey::ListGroups, 0, 4),
+    range(ApiKey::DescribeGroups, 0, 5),
+    range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::OffsetDelete, 0, 0),
+];
+
+/// The supported range of `key`, if any.
+pub(crate) fn supported(key: ApiKey) -> Option<&'static ApiRange> {
+    SUPPORTED.iter().find(|r| r.key == key)
+}
+
+/// What a connection needs to serve requests.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    /// Turns true when the broker shuts down: long-polls end early.
+    pub shutdown: watch::Receiver<bool>,
+    /// The consumer group coordinator.
+    pub groups: crate::group::GroupService,
+    /// The client's address (set per connection; DescribeGroups shows it).
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// An encoded response frame (length prefix included), or None when encoding failed and
+/// the connection must be closed.
+pub type ResponseFrame = Option<Bytes>;
+
+/// A response that is computed later, in request order on the connection.
+pub type DeferredResponse = Pin<Box<dyn Future<Output = ResponseFrame> + Send + 'static>>;
+
+/// The result of handling one request frame.
+pub enum Reply {
+    /// Send this now (in order).
+    Now(ResponseFrame),
+    /// The request has no response (Produce with acks=0).
+    Nothing,
+    /// Send what this future yields, after every earlier response.
+    Later(DeferredResponse),
+}
+
+/// A handler's answer before encoding.
+pub(crate) enum Handled<R> {
+    Ready(R),
+    Deferred(Pin<Box<dyn Future<Output = R> + Send + 'static>>),
+    NoResponse,
+}
+
+/// A frame that cannot be parsed: the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("request frame of {0} bytes is too short for a request header")]
+    TooShort(usize),
+    #[error("cannot decode request header (api key {api_key}, version {version}): {message}")]
+    Header {
+        api_key: i16,
+        version: i16,
+        message: String,
+    },
+    #[error("cannot decode {api:?} v{version} request body: {message}")]
+    Body {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
+}
+
+/// Handles one request frame (the bytes after the length prefix).
+pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::TooShort(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api = ApiKey::try_from(raw_key).ok();
+    let range = api.and_then(supported);
+    let answerable = range.is_some_and(|r| version >= r.answered_min && version <= r.max);
+    if !answerable {
+        // Header v1 (key, version, correlation id, client id) is a prefix of every header
+        // version, so it can be read whatever the API and version are.
+        let header = RequestHeader::decode(&mut frame, 1).map_err(|e| FrameError::Header {
+            api_key: raw_key,
+            version,
+            message: e.to_string(),
+        })?;
+        debug!(api_key = raw_key, version, "unsupported API or version");
+        if api == Some(ApiKey::ApiVersions) {
+            return Ok(Reply::Now(api_versions::unsupported_version_frame(
+                header.correlation_id,
+            )));
+        }
+        return Ok(Reply::Now(Some(error_only_frame(
+            header.correlation_id,
+            UNSUPPORTED_VERSION,
+        ))));
+    }
+    // `answerable` implies `api` is Some.
+    let Some(api) = api else {
+        return Err(FrameError::TooShort(frame.len()));
+    };
+    let header =
+        RequestHeader::decode(&mut frame, api.request_header_version(version)).map_err(|e| {
+            FrameError::Header {
+                api_key: raw_key,
+                version,
+                message: e.to_string(),
+            }
+        })?;
+    let corr = header.correlation_id;
+    let body = &mut frame;
+    let reply = match api {
+        ApiKey::ApiVersions => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(api_versions::handle(decode(api, version, body)?)),
+        ),
+        ApiKey::Metadata => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(metadata::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::Produce => respond(
+            api,
+            version,
+            corr,
+            produce::handle(decode(api, version, body)?, version, ctx),
+        ),
+        ApiKey::Fetch => respond(
+            api,
+            version,
+            corr,
+            fetch::handle(decode(api, version, body)?, version, ctx),
+        ),
+        ApiKey::ListOffsets => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(list_offsets::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::CreateTopics => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(create_topics::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::DeleteTopics => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(delete_topics::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::DeleteRecords => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(delete_records::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::DescribeConfigs => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(describe_configs::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::AlterConfigs => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(alter_configs::handle_alter(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::CreatePartitions => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(create_partitions::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::IncrementalAlterConfigs => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(alter_configs::handle_incremental(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::DescribeCluster => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(describe_cluster::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
+            )),
+        ),
+        ApiKey::FindCoordinator
+        | ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::OffsetCommit
+        | ApiKey::OffsetFetch
+        | ApiKey::ListGroups
+        | ApiKey::DescribeGroups
+        | ApiKey::DeleteGroups
+        | ApiKey::OffsetDelete => groups::dispatch(api, version, &header, body, ctx)?,
+        // Listed in SUPPORTED but without a dispatch arm would be a bug; answer as unknown.
+        _ => Reply::Now(Some(error_only_frame(corr, UNSUPPORTED_VERSION))),
+    };
+    Ok(reply)
+}
+
+fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<T, FrameError> {
+    T::decode(body, version).map_err(|e| FrameError::Body {
+        api,
+        version,
+        message: format!("{e:#}"),
+    })
+}
+
+/// Turns a handler's answer into a reply carrying the encoded frame.
+fn respond<R: Encodable + Send + 'static>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    handled: Handled<R>,
+) -> Reply {
+    match handled {
+        Handled::Ready(body) => Reply::Now(encode_frame(api, version, correlation_id, &body)),
+        Handled::NoResponse => Reply::Nothing,
+        Handled::Deferred(future) => Reply::Later(Box::pin(async move {
+            let body = future.await;
+            encode_frame(api, version, correlation_id, &body)
+        })),
+    }
+}
+
+/// Encodes `[length][response header][body]`. The header version comes from the API
+/// (ApiVersions always uses header v0: no tagged fields, whatever the request version).
+pub(crate) fn encode_frame<R: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> ResponseFrame {
+    let header_version = api.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    let encoded = header
+        .encode(&mut buf, header_version)
+        .and_then(|()| body.encode(&mut buf, version));
+    if let Err(e) = encoded {
+        error!(?api, version, error = %format!("{e:#}"), "cannot encode response; closing connection");
+        return None;
+    }
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Some(buf.freeze())
+}
+
+/// A response of just the correlation id and an error code: the answer to an API key or
+/// version this broker does not serve (Kafka's own brokers close the connection instead;
+/// clients never send these because they pick versions from ApiVersions).
+fn error_only_frame(correlation_id: i32, error_code: i16) -> Bytes {
+    let mut buf = BytesMut::with_capacity(10);
+    buf.put_i32(6);
+    buf.put_i32(correlation_id);
+    buf.put_i16(error_code);
+    buf.freeze()
+}

@@ -1,0 +1,170 @@
+//! Produce (v3+, RecordBatch v2): appends each partition's batch verbatim to its log.
+//!
+//! acks=0: no response. acks=1: answered once appended (page cache). acks=-1: answered only
+//! when the log's durable offset covers the batch (fsync'd), or REQUEST_TIMED_OUT after the
+//! request's timeout, or KAFKA_STORAGE_ERROR if the fsync failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strata_storage::Log;
+use tracing::{debug, warn};
+
+use super::{Handled, RequestContext};
+use crate::broker::now_ms;
+
+const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const REQUEST_TIMED_OUT: i16 = 7;
+const INVALID_REQUIRED_ACKS: i16 = 21;
+const KAFKA_STORAGE_ERROR: i16 = 56;
+const INVALID_RECORD: i16 = 87;
+
+/// Size of the RecordBatch fields before and including `batchLength`.
+const BATCH_LENGTH_END: usize = 12;
+
+/// A partition whose acks=-1 response waits for `offset` to become durable.
+struct DurableWait {
+    topic: usize,
+    partition: usize,
+    log: Arc<Log>,
+    offset: i64,
+}
+
+pub(crate) fn handle(
+    request: ProduceRequest,
+    _version: i16,
+    ctx: &RequestContext,
+) -> Handled<ProduceResponse> {
+    let acks = request.acks;
+    let valid_acks = (-1..=1).contains(&acks);
+    let now = now_ms();
+    let mut waits = Vec::new();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for (ti, topic_data) in request.topic_data.into_iter().enumerate() {
+        let name = topic_data.name.as_str().to_string();
+        let topic = match ctx.broker.topic_or_auto_create(&name) {
+            Ok(topic) => topic,
+            Err(e) => {
+                debug!(topic = %name, error = %e, "produce to unavailable topic");
+                None
+            }
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for (pi, data) in topic_data.partition_data.into_iter().enumerate() {
+            let response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let log = topic.as_ref().and_then(|t| t.partition(data.index));
+            let outcome = match (valid_acks, log) {
+                (false, _) => Err(INVALID_REQUIRED_ACKS),
+                (true, None) => Err(UNKNOWN_TOPIC_OR_PARTITION),
+                (true, Some(log)) => append_one(log, data.records.as_deref(), now),
+            };
+            let response = match outcome {
+                Err(code) => response.with_error_code(code),
+                Ok(info) => {
+                    if acks == -1 {
+                        if let Some(log) = log {
+                            waits.push(DurableWait {
+                                topic: ti,
+                                partition: pi,
+                                log: log.clone(),
+                                offset: info.last_offset + 1,
+                            });
+                        }
+                    }
+                    response
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time.unwrap_or(-1))
+                        .with_log_start_offset(info.log_start_offset)
+                }
+            };
+            partitions.push(response);
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    let response = ProduceResponse::default().with_responses(topics);
+    if acks == 0 {
+        return Handled::NoResponse;
+    }
+    if waits.is_empty() {
+        return Handled::Ready(response);
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    Handled::Deferred(Box::pin(wait_durable(response, waits, timeout)))
+}
+
+/// The parts of `AppendInfo` a response needs.
+struct Appended {
+    base_offset: i64,
+    last_offset: i64,
+    log_append_time: Option<i64>,
+    log_start_offset: i64,
+}
+
+/// Checks that `records` is exactly one batch (Kafka's rule for Produce v3+), then appends.
+fn append_one(log: &Log, records: Option<&[u8]>, now: i64) -> Result<Appended, i16> {
+    let records = records.unwrap_or_default();
+    if records.len() < BATCH_LENGTH_END {
+        return Err(CORRUPT_MESSAGE);
+    }
+    let batch_length = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
+    let whole = usize::try_from(batch_length)
+        .ok()
+        .and_then(|l| l.checked_add(BATCH_LENGTH_END));
+    match whole {
+        Some(len) if len == records.len() => {}
+        Some(len) if len < records.len() => return Err(INVALID_RECORD),
+        _ => return Err(CORRUPT_MESSAGE),
+    }
+    match log.append(records, now) {
+        Ok(info) => Ok(Appended {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset: info.log_start_offset,
+        }),
+        Err(e) => {
+            debug!(dir = %log.dir().display(), error = %e, "append refused");
+            Err(e.error_code())
+        }
+    }
+}
+
+/// Resolves once every acks=-1 partition is durable; failures become per-partition errors.
+async fn wait_durable(
+    mut response: ProduceResponse,
+    waits: Vec<DurableWait>,
+    timeout: Duration,
+) -> ProduceResponse {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for wait in waits {
+        let result = tokio::time::timeout_at(deadline, wait.log.wait_durable(wait.offset)).await;
+        let code = match result {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => {
+                warn!(dir = %wait.log.dir().display(), error = %e, "acks=all append not durable");
+                KAFKA_STORAGE_ERROR
+            }
+            Err(_) => REQUEST_TIMED_OUT,
+        };
+        if let Some(p) = response
+            .responses
+            .get_mut(wait.topic)
+            .and_then(|t| t.partition_responses.get_mut(wait.partition))
+        {
+            p.error_code = code;
+            p.base_offset = -1;
+        }
+    }
+    response
+}

@@ -1,0 +1,173 @@
+//! The broker's own metadata (cluster id, topics, their ids, partition counts and config
+//! overrides), kept in `<data_dir>/_strata/topics.bin` as one bincode document.
+//!
+//! Invariant: the file on disk is always a complete document, the old one or the new one.
+//! A save writes `topics.bin.tmp`, fsyncs it, renames it over `topics.bin` and fsyncs the
+//! directory, so a crash at any moment leaves one of the two whole versions.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Name of the broker's own directory under the data dir. Partition directories end in
+/// `-<digits>`, so this never collides with one.
+pub const STATE_DIR: &str = "_strata";
+const FILE_NAME: &str = "topics.bin";
+const TMP_NAME: &str = "topics.bin.tmp";
+/// Bumped when the document's layout changes; older broker versions refuse newer files.
+const FORMAT_VERSION: u32 = 1;
+
+/// Failures reading or writing the metadata document; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata file {path} is corrupt: {source}")]
+    Decode {
+        path: PathBuf,
+        source: bincode::Error,
+    },
+    #[error("metadata file {path} has format version {found}, this broker reads {FORMAT_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot encode metadata: {0}")]
+    Encode(bincode::Error),
+}
+
+/// One topic as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: u32,
+    /// Per-topic config overrides (Kafka key -> value), as the client gave them.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole persisted document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetadataDocument {
+    pub format_version: u32,
+    pub cluster_id: String,
+    pub topics: Vec<TopicRecord>,
+}
+
+impl MetadataDocument {
+    pub fn new(cluster_id: String) -> Self {
+        MetadataDocument {
+            format_version: FORMAT_VERSION,
+            cluster_id,
+            topics: Vec::new(),
+        }
+    }
+}
+
+/// Reads and atomically replaces the metadata document.
+#[derive(Debug)]
+pub struct MetadataStore {
+    dir: PathBuf,
+}
+
+impl MetadataStore {
+    /// Creates `<data_dir>/_strata/` if needed.
+    pub fn open(data_dir: &Path) -> Result<MetadataStore, MetadataError> {
+        let dir = data_dir.join(STATE_DIR);
+        fs::create_dir_all(&dir).map_err(|source| MetadataError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(MetadataStore { dir })
+    }
+
+    /// The broker's own directory (`<data_dir>/_strata`), where other broker state (group
+    /// offsets) may live too.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The stored document, or None on a fresh data dir.
+    pub fn load(&self) -> Result<Option<MetadataDocument>, MetadataError> {
+        let path = self.dir.join(FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(MetadataError::Io { path, source }),
+        };
+        let doc: MetadataDocument =
+            bincode::deserialize(&bytes).map_err(|source| MetadataError::Decode {
+                path: path.clone(),
+                source,
+            })?;
+        if doc.format_version != FORMAT_VERSION {
+            return Err(MetadataError::Version {
+                path,
+                found: doc.format_version,
+            });
+        }
+        Ok(Some(doc))
+    }
+
+    /// Replaces the stored document; durable when this returns Ok.
+    pub fn save(&self, doc: &MetadataDocument) -> Result<(), MetadataError> {
+        let bytes = bincode::serialize(doc).map_err(MetadataError::Encode)?;
+        let tmp = self.dir.join(TMP_NAME);
+        let dst = self.dir.join(FILE_NAME);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| MetadataError::Io { path, source }
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        file.write_all(&bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        let mut doc = MetadataDocument::new("c1".into());
+        doc.topics.push(TopicRecord {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+        });
+        store.save(&doc).unwrap();
+        assert_eq!(store.load().unwrap(), Some(doc.clone()));
+        doc.topics.clear();
+        store.save(&doc).unwrap();
+        assert_eq!(store.load().unwrap(), Some(doc));
+        assert!(!dir.path().join(STATE_DIR).join(TMP_NAME).exists());
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_not_an_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        fs::write(dir.path().join(STATE_DIR).join(FILE_NAME), b"\x01\x00\x00").unwrap();
+        assert!(store.load().is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The TCP server: the accept loop, one task per connection, and orderly shutdown.
+//!
+//! Shutdown order (`RunningBroker::shutdown`): stop accepting; tell every connection to
+//! stop reading; wait until every request already read is answered; stop the retention
+//! task; close every log (flush + clean-shutdown marker) and stop the flusher.
+
+pub mod connection;
+pub mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{info, warn};
+
+use crate::api::RequestContext;
+use crate::broker::{retention, Broker, BrokerError};
+use crate::config::Config;
+use crate::group::{CoordinatorConfig, GroupService, GroupServiceConfig};
+
+/// Failures starting the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot open the committed offsets: {0}")]
+    Offsets(#[from] crate::group::offsets::OffsetLogError),
+    #[error("broker start-up task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A started broker. Dropping it without `shutdown` leaves the tasks running until the
+/// runtime ends (like a crash: the storage recovers at the next start).
+pub struct RunningBroker {
+    local_addr: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown_tx: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    retention: JoinHandle<()>,
+}
+
+/// Binds the listener, opens the data dir and starts serving.
+pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, local_addr)).await??;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let retention = retention::spawn(broker.clone(), shutdown_rx.clone());
+    let groups = GroupService::start(
+        group_service_config(broker.config()),
+        broker.state_dir(),
+        shutdown_rx.clone(),
+    )
+    .await?;
+    let ctx = RequestContext {
+        broker: broker.clone(),
+        shutdown: shutdown_rx,
+        groups,
+        peer: None,
+    };
+    let accept = tokio::spawn(accept_loop(listener, ctx));
+    info!(%local_addr, advertised = %format!("{}:{}", broker.advertised_host(), broker.advertised_port()),
+          "strata listening");
+    Ok(RunningBroker {
+        local_addr,
+        broker,
+        shutdown_tx,
+        accept,
+        retention,
+    })
+}
+
+impl RunningBroker {
+    /// The address the listener is bound to (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker state (for tests and embedding).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Graceful shutdown: stop accepting, answer in-flight requests, close the storage
+    /// cleanly (flush and clean-shutdown marker).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Err(e) = self.accept.await {
+            warn!(error = %e, "accept loop failed");
+        }
+        if let Err(e) = self.retention.await {
+            warn!(error = %e, "retention task failed");
+        }
+        let broker = self.broker;
+        if let Err(e) = tokio::task::spawn_blocking(move || broker.close()).await {
+            warn!(error = %e, "closing storage failed");
+        }
+        info!("strata stopped");
+    }
+}
+
+/// Accepts connections until shutdown, then waits for every connection to finish.
+async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
+    let config = ctx.broker.config();
+    let max_frame = config.socket_request_max_bytes;
+    let max_in_flight = config.max_in_flight_requests as usize;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = crate::server::shutdown::requested(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection::serve(stream, peer, ctx.clone(), max_frame, max_in_flight));
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// The group coordinator's settings from the broker configuration.
+fn group_service_config(config: &Config) -> GroupServiceConfig {
+    GroupServiceConfig {
+        coordinator: CoordinatorConfig {
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            ..CoordinatorConfig::default()
+        },
+        offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
+        ..GroupServiceConfig::default()
+    }
+}
