@@ -1,0 +1,311 @@
+//! Produce and fetch through librdkafka (rdkafka): every compression codec, per-key order
+//! over many partitions, headers, acks levels, long polling, and ListOffsets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{consume, consumer, producer, values_by_partition, TestBroker, PATIENCE};
+use futures::future::join_all;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_compression_codec_round_trips() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        let producer = producer(
+            &bootstrap,
+            &[("compression.type", codec), ("linger.ms", "20")],
+        );
+        let sends = (0..500).map(|i| {
+            let value = format!("{codec} record {i} {}", "x".repeat(i % 50));
+            let producer = &producer;
+            let topic = &topic;
+            async move {
+                producer
+                    .send(FutureRecord::to(topic).key("k").payload(&value), PATIENCE)
+                    .await
+                    .map(|d| (d.offset, value))
+                    .map_err(|(e, _)| e)
+            }
+        });
+        let acked: Vec<(i64, String)> = join_all(sends)
+            .await
+            .into_iter()
+            .map(|r| r.expect("delivered"))
+            .collect();
+        let got = tokio::task::spawn_blocking({
+            let bootstrap = bootstrap.clone();
+            let topic = topic.clone();
+            move || consume(&bootstrap, &topic, 1, 500)
+        })
+        .await
+        .unwrap();
+        let got: HashMap<i64, String> = values_by_partition(&got)
+            .remove(&0)
+            .unwrap()
+            .into_iter()
+            .collect();
+        for (offset, value) in acked {
+            assert_eq!(got.get(&offset), Some(&value), "{codec}: offset {offset}");
+        }
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_records_keep_per_key_order_over_eight_partitions() {
+    const RECORDS: usize = 100_000;
+    const KEYS: usize = 1_000;
+    let broker = TestBroker::start_with(|c| c.num_partitions = 8).await;
+    let bootstrap = broker.bootstrap();
+    let producer = producer(
+        &bootstrap,
+        &[
+            ("linger.ms", "20"),
+            ("batch.num.messages", "5000"),
+            ("queue.buffering.max.messages", "200000"),
+        ],
+    );
+    let mut deliveries = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let key = format!("key-{}", i % KEYS);
+        let value = format!("{}:{}", i % KEYS, i / KEYS);
+        let record = FutureRecord::to("keyed").key(&key).payload(&value);
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((e, _)) => panic!("enqueue failed: {e}"),
+        }
+    }
+    for delivery in join_all(deliveries).await {
+        delivery.expect("delivery").expect("acked");
+    }
+    let messages = tokio::task::spawn_blocking(move || consume(&bootstrap, "keyed", 8, RECORDS))
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), RECORDS);
+    let mut next_seq: HashMap<usize, usize> = HashMap::new();
+    let mut key_partition: HashMap<usize, i32> = HashMap::new();
+    let mut partitions_used = std::collections::HashSet::new();
+    for (partition, values) in values_by_partition(&messages) {
+        partitions_used.insert(partition);
+        let mut last_offset = -1;
+        for (offset, value) in values {
+            assert!(
+                offset > last_offset,
+                "offsets increase within partition {partition}"
+            );
+            last_offset = offset;
+            let (key, seq) = value.split_once(':').unwrap();
+            let (key, seq): (usize, usize) = (key.parse().unwrap(), seq.parse().unwrap());
+            assert_eq!(
+                *key_partition.entry(key).or_insert(partition),
+                partition,
+                "key {key} stays on one partition"
+            );
+            let expected = next_seq.entry(key).or_insert(0);
+            assert_eq!(
+                seq, *expected,
+                "key {key} out of order in partition {partition}"
+            );
+            *expected += 1;
+        }
+    }
+    assert_eq!(next_seq.len(), KEYS);
+    assert!(next_seq.values().all(|n| *n == RECORDS / KEYS));
+    assert_eq!(partitions_used.len(), 8, "keys spread over all partitions");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn headers_round_trip() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let producer = producer(&bootstrap, &[]);
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "trace-id",
+            value: Some("abc-123"),
+        })
+        .insert(Header {
+            key: "empty",
+            value: Some(""),
+        })
+        .insert(Header {
+            key: "null",
+            value: None::<&[u8]>,
+        })
+        .insert(Header {
+            key: "trace-id",
+            value: Some("second"),
+        });
+    producer
+        .send(
+            FutureRecord::to("headers")
+                .key("k")
+                .payload("v")
+                .headers(headers),
+            PATIENCE,
+        )
+        .await
+        .expect("delivered");
+    let got = tokio::task::spawn_blocking(move || consume(&bootstrap, "headers", 1, 1))
+        .await
+        .unwrap();
+    let h = got[0].headers().expect("headers present");
+    let pairs: Vec<(String, Option<Vec<u8>>)> = h
+        .iter()
+        .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("trace-id".to_string(), Some(b"abc-123".to_vec())),
+            ("empty".to_string(), Some(Vec::new())),
+            ("null".to_string(), None),
+            ("trace-id".to_string(), Some(b"second".to_vec())),
+        ]
+    );
+    assert_eq!(got[0].key(), Some(&b"k"[..]));
+    assert_eq!(got[0].payload(), Some(&b"v"[..]));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acks_level_delivers_in_order() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    for acks in ["0", "1", "all"] {
+        let topic = format!("acks-{acks}");
+        let producer = producer(&bootstrap, &[("acks", acks), ("max.in.flight", "1")]);
+        for i in 0..50 {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key("k").payload(&format!("{i}")),
+                    PATIENCE,
+                )
+                .await
+                .expect("delivered");
+        }
+        let got = tokio::task::spawn_blocking({
+            let bootstrap = bootstrap.clone();
+            move || consume(&bootstrap, &topic, 1, 50)
+        })
+        .await
+        .unwrap();
+        let values: Vec<String> = got
+            .iter()
+            .map(|m| String::from_utf8(m.payload().unwrap().to_vec()).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+        assert_eq!(values, expected, "acks={acks}");
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_poll_wakes_on_new_records() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let producer = producer(&bootstrap, &[]);
+    producer
+        .send(FutureRecord::to("poll").key("k").payload("first"), PATIENCE)
+        .await
+        .unwrap();
+    // The consumer long-polls (fetch.wait.max.ms far above the test's patience would be
+    // a hang, not a failure; 10 s is only an upper bound) while the next record arrives.
+    let consumer_task = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || {
+            let consumer = consumer(&bootstrap, &[("fetch.wait.max.ms", "10000")]);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("poll", 0, Offset::Offset(1))
+                .unwrap();
+            consumer.assign(&tpl).unwrap();
+            loop {
+                if let Some(m) = consumer.poll(PATIENCE) {
+                    let m = m.expect("message");
+                    return String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    producer
+        .send(
+            FutureRecord::to("poll").key("k").payload("second"),
+            PATIENCE,
+        )
+        .await
+        .unwrap();
+    let value = tokio::time::timeout(PATIENCE, consumer_task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value, "second");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_offsets_by_time_earliest_and_latest() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let producer = producer(&bootstrap, &[("max.in.flight", "1")]);
+    let base: i64 = 1_700_000_000_000;
+    // Ten records one second apart, each in its own batch (sent one after another).
+    for i in 0..10i64 {
+        producer
+            .send(
+                FutureRecord::to("times")
+                    .key("k")
+                    .payload(&format!("{i}"))
+                    .timestamp(base + i * 1000),
+                PATIENCE,
+            )
+            .await
+            .unwrap();
+    }
+    let answers = tokio::task::spawn_blocking(move || {
+        let consumer = consumer(&bootstrap, &[]);
+        let (low, high) = consumer.fetch_watermarks("times", 0, PATIENCE).unwrap();
+        let mut answers = vec![low, high];
+        for ts in [base - 5, base + 2500, base + 9000, base + 9001] {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("times", 0, Offset::Offset(ts))
+                .unwrap();
+            let found = consumer.offsets_for_times(tpl, PATIENCE).unwrap();
+            let offset = found.find_partition("times", 0).unwrap().offset();
+            answers.push(match offset {
+                Offset::Offset(o) => o,
+                Offset::End => -1,
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    // earliest, latest, then: before everything -> 0; between 2 and 3 -> 3; exactly the
+    // last -> 9; after everything -> none (-1, librdkafka's End).
+    assert_eq!(answers, vec![0, 10, 0, 3, 9, -1]);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_topic_without_auto_create_is_an_error() {
+    let broker = TestBroker::start_with(|c| c.auto_create_topics = false).await;
+    let bootstrap = broker.bootstrap();
+    let producer = producer(&bootstrap, &[("message.timeout.ms", "3000")]);
+    let result = producer
+        .send(FutureRecord::to("nowhere").key("k").payload("v"), PATIENCE)
+        .await;
+    assert!(result.is_err(), "produce to an unknown topic must fail");
+    assert!(broker.running().broker().topic("nowhere").is_none());
+    broker.shutdown().await;
+}
