@@ -309,3 +309,64 @@ async fn unknown_topic_without_auto_create_is_an_error() {
     assert!(broker.running().broker().topic("nowhere").is_none());
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn background_retention_moves_the_log_start_offset() {
+    let broker = TestBroker::start_with(|c| c.log_retention_check_interval_ms = 100).await;
+    let bootstrap = broker.bootstrap();
+    let configs = [
+        ("segment.bytes".to_string(), "1024".to_string()),
+        ("retention.bytes".to_string(), "2048".to_string()),
+    ]
+    .into();
+    broker
+        .running()
+        .broker()
+        .create_topic("retained", 1, configs)
+        .unwrap();
+    let producer = producer(&bootstrap, &[("linger.ms", "0"), ("max.in.flight", "1")]);
+    for i in 0..100 {
+        let value = format!("{i:03}-{}", "r".repeat(100));
+        producer
+            .send(
+                FutureRecord::to("retained").key("k").payload(&value),
+                PATIENCE,
+            )
+            .await
+            .unwrap();
+    }
+    // Wait (bounded by PATIENCE, not asserted as a duration) for the retention task.
+    let low = tokio::task::spawn_blocking(move || {
+        let consumer = consumer(&bootstrap, &[]);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let (low, high) = consumer.fetch_watermarks("retained", 0, PATIENCE).unwrap();
+            assert_eq!(high, 100);
+            if low > 0 {
+                // Reading from the beginning starts at the new log start offset.
+                let messages = consume(&bootstrap, "retained", 1, (high - low) as usize);
+                assert_eq!(messages[0].offset(), low);
+                let first = String::from_utf8(messages[0].payload().unwrap().to_vec()).unwrap();
+                assert!(first.starts_with(&format!("{low:03}-")));
+                return low;
+            }
+            assert!(std::time::Instant::now() < deadline, "retention never ran");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let log = broker
+        .running()
+        .broker()
+        .topic("retained")
+        .unwrap()
+        .partitions[0]
+        .clone();
+    assert_eq!(log.log_start_offset(), low);
+    assert!(
+        log.size_bytes() <= 2048 + 1024 + 200,
+        "kept about retention.bytes"
+    );
+    broker.shutdown().await;
+}

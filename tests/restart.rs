@@ -133,6 +133,16 @@ impl BrokerProcess {
         BrokerProcess { child, addr }
     }
 
+    /// SIGTERM, then waits for the process to exit; returns whether it exited with 0.
+    fn sigterm(mut self) -> bool {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().success()
+    }
+
     fn sigkill(mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();
@@ -224,6 +234,48 @@ async fn acks_all_records_survive_sigkill() {
             Some(value),
             "acked record at offset {offset} lost"
         );
+    }
+    drop(process);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_shuts_down_cleanly_and_keeps_acks_1_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = BrokerProcess::spawn(dir.path());
+    let producer = producer(&process.addr, &[("acks", "1")]);
+    let sends = (0..500).map(|i| {
+        let p = &producer;
+        async move {
+            let value = format!("v{i}");
+            p.send(
+                FutureRecord::to("graceful").key("k").payload(&value),
+                PATIENCE,
+            )
+            .await
+            .map(|d| (d.offset, value))
+            .map_err(|(e, _)| e)
+        }
+    });
+    let acked: Vec<_> = join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    drop(producer);
+    assert!(process.sigterm(), "strata exits with status 0 on SIGTERM");
+
+    let process = BrokerProcess::spawn(dir.path());
+    let addr = process.addr.clone();
+    let messages = tokio::task::spawn_blocking(move || consume(&addr, "graceful", 1, 500))
+        .await
+        .unwrap();
+    let got: HashMap<i64, String> = values_by_partition(&messages)
+        .remove(&0)
+        .unwrap()
+        .into_iter()
+        .collect();
+    for (offset, value) in &acked {
+        assert_eq!(got.get(offset), Some(value));
     }
     drop(process);
 }

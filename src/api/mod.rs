@@ -198,6 +198,7 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             }
         })?;
     let corr = header.correlation_id;
+    tracing::trace!(?api, version, correlation_id = corr, client_id = ?header.client_id, "request");
     let body = &mut frame;
     let reply = match api {
         ApiKey::ApiVersions => respond(

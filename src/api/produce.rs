@@ -45,11 +45,13 @@ pub(crate) fn handle(
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (ti, topic_data) in request.topic_data.into_iter().enumerate() {
         let name = topic_data.name.as_str().to_string();
-        let topic = match ctx.broker.topic_or_auto_create(&name) {
-            Ok(topic) => topic,
+        // Missing topic: UNKNOWN_TOPIC_OR_PARTITION, or why auto-creation failed
+        // (e.g. INVALID_TOPIC_EXCEPTION for an illegal name).
+        let (topic, missing_code) = match ctx.broker.topic_or_auto_create(&name) {
+            Ok(topic) => (topic, UNKNOWN_TOPIC_OR_PARTITION),
             Err(e) => {
                 debug!(topic = %name, error = %e, "produce to unavailable topic");
-                None
+                (None, e.error_code())
             }
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
@@ -62,7 +64,8 @@ pub(crate) fn handle(
             let log = topic.as_ref().and_then(|t| t.partition(data.index));
             let outcome = match (valid_acks, log) {
                 (false, _) => Err(INVALID_REQUIRED_ACKS),
-                (true, None) => Err(UNKNOWN_TOPIC_OR_PARTITION),
+                (true, None) if topic.is_some() => Err(UNKNOWN_TOPIC_OR_PARTITION),
+                (true, None) => Err(missing_code),
                 (true, Some(log)) => append_one(log, data.records.as_deref(), now),
             };
             let response = match outcome {
