@@ -14,6 +14,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use strata::{Config, RunningBroker};
 use tempfile::TempDir;
 
+pub mod raw;
+
 /// Generous upper bound for anything a test waits on (never asserted as a duration).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
