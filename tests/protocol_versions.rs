@@ -188,3 +188,92 @@ async fn every_advertised_version_of_the_core_apis() {
     }
     broker.shutdown().await;
 }
+
+fn produce_request(value: &str) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[value], BASE_TS)))])])
+}
+
+/// A long-poll fetch is answered when a record arrives (its max wait is far beyond the
+/// test's patience, so only the append can end it), and a request pipelined behind it
+/// on the same connection is answered after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_is_woken_by_an_append_and_keeps_response_order() {
+    let broker = TestBroker::start().await;
+    let mut consumer = RawClient::connect(broker.addr()).await;
+    let mut producer = RawClient::connect(broker.addr()).await;
+    let first: ProduceResponse = producer
+        .call(ApiKey::Produce, 9, &produce_request("a"))
+        .await;
+    assert_eq!(first.responses[0].partition_responses[0].error_code, 0);
+
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(600_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let fetch_id = consumer.send(ApiKey::Fetch, 12, &fetch).await;
+    let metadata_id = consumer
+        .send(ApiKey::Metadata, 12, &MetadataRequest::default())
+        .await;
+    // Give the broker a moment to park the fetch (correctness does not depend on it).
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second: ProduceResponse = producer
+        .call(ApiKey::Produce, 9, &produce_request("b"))
+        .await;
+    assert_eq!(second.responses[0].partition_responses[0].base_offset, 1);
+
+    let response: FetchResponse = consumer.receive(ApiKey::Fetch, 12, fetch_id).await;
+    let p = &response.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 2);
+    let mut records = p.records.clone().unwrap();
+    let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+    let values: Vec<_> = sets
+        .into_iter()
+        .flat_map(|s| s.records)
+        .map(|r| r.value.unwrap())
+        .collect();
+    assert_eq!(values, vec![bytes::Bytes::from_static(b"b")]);
+    let metadata: MetadataResponse = consumer.receive(ApiKey::Metadata, 12, metadata_id).await;
+    assert_eq!(metadata.brokers.len(), 1);
+    broker.shutdown().await;
+}
+
+/// Shutdown ends a parked long poll instead of waiting for its max wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_a_parked_long_poll() {
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let _: MetadataResponse = metadata(&mut client, 12, Some(TOPIC)).await;
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(600_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let fetch_id = client.send(ApiKey::Fetch, 12, &fetch).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let shutdown = tokio::spawn(broker.shutdown());
+    let response: FetchResponse = client.receive(ApiKey::Fetch, 12, fetch_id).await;
+    assert_eq!(response.responses[0].partitions[0].error_code, 0);
+    tokio::time::timeout(common::PATIENCE, shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -33,6 +33,12 @@ impl RawClient {
         version: i16,
         request: &Req,
     ) -> Resp {
+        let correlation_id = self.send(api, version, request).await;
+        self.receive(api, version, correlation_id).await
+    }
+
+    /// Sends a request without waiting for its response; returns its correlation id.
+    pub async fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> i32 {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id += 1;
         let header = RequestHeader::default()
@@ -49,7 +55,16 @@ impl RawClient {
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await.unwrap();
+        correlation_id
+    }
 
+    /// Reads the next response, which must be the one for `correlation_id`.
+    pub async fn receive<Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Resp {
         let mut body = tokio::time::timeout(PATIENCE, async {
             let len = self.stream.read_i32().await.unwrap();
             let mut body = vec![0u8; len as usize];
@@ -60,7 +75,10 @@ impl RawClient {
         .expect("response within patience");
         let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
             .unwrap_or_else(|e| panic!("{api:?} v{version} response header: {e}"));
-        assert_eq!(header.correlation_id, correlation_id);
+        assert_eq!(
+            header.correlation_id, correlation_id,
+            "responses in request order"
+        );
         let response = Resp::decode(&mut body, version)
             .unwrap_or_else(|e| panic!("{api:?} v{version} response: {e:#}"));
         assert!(
