@@ -403,3 +403,47 @@ async fn bad_batches_get_per_partition_errors_and_good_ones_land() {
     assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec(), b"g".to_vec()]);
     broker.shutdown().await;
 }
+
+/// A client that pipelines large fetches and never reads the responses holds a bounded
+/// amount of broker memory, does not stop other clients, and does not block shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_cannot_stall_the_broker() {
+    use common::raw::{batch, RawClient};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::FetchRequest;
+
+    let broker = TestBroker::start().await;
+    let mut stream = TcpStream::connect(broker.addr()).await.unwrap();
+    let big = "x".repeat(60 * 1024);
+    let values: Vec<&str> = (0..15).map(|_| big.as_str()).collect();
+    assert_eq!(
+        produce_raw(&mut stream, 1, "big", batch(&values, 0)).await,
+        0
+    );
+
+    let mut hog = RawClient::connect(broker.addr()).await;
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(4 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("big")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(4 << 20)])]);
+    // About 200 MiB of responses requested; the hog never reads one of them. The sends
+    // themselves stop completing once the broker stops reading this connection, so
+    // they run in the background.
+    let hog_task = tokio::spawn(async move {
+        for _ in 0..200 {
+            hog.send(ApiKey::Fetch, 12, &fetch).await;
+        }
+        hog
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_serves(&broker).await;
+    tokio::time::timeout(PATIENCE, broker.shutdown())
+        .await
+        .expect("shutdown completes despite the hog");
+    hog_task.abort();
+}

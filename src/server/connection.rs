@@ -3,17 +3,20 @@
 //!
 //! The read loop runs each request's synchronous part itself (so appends happen in the
 //! order requests arrived) and queues the response, or a task computing it, on a bounded
-//! channel; the writer task drains the channel in order. The channel's bound limits the
-//! requests in flight per connection: a client that does not read its responses stops
-//! being read from.
+//! channel; the writer task drains the channel in order. Two bounds keep a connection's
+//! memory in check: the channel holds at most `max_in_flight` requests, and responses
+//! already computed may hold at most `QUEUED_RESPONSE_BYTES` until written. A client that
+//! does not read its responses stops being read from.
 
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -30,9 +33,17 @@ pub enum FrameReadError {
     Io(#[from] std::io::Error),
 }
 
+/// Bytes of computed-but-unwritten responses one connection may hold. A single larger
+/// response is still sent (it takes the whole budget), after everything before it.
+const QUEUED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A response in the connection's ordered queue.
 enum Pending {
-    Ready(Bytes),
+    /// Computed; the permit holds its share of `QUEUED_RESPONSE_BYTES` until written.
+    Ready(Bytes, OwnedSemaphorePermit),
+    /// Computed later (acks=all, long poll). Not charged to the budget: it may resolve
+    /// only after later responses were queued, and waiting for their permits would
+    /// deadlock the in-order writer.
     Task(JoinHandle<ResponseFrame>),
 }
 
@@ -54,9 +65,11 @@ pub async fn serve(
     };
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(max_in_flight.max(1));
-    let writer = tokio::spawn(write_responses(write_half, rx, peer));
+    // Aborted if this task is (a shutdown that outlived its grace period).
+    let mut writer = AbortOnDrop(tokio::spawn(write_responses(write_half, rx, peer)));
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let mut shutdown = ctx.shutdown.clone();
+    let budget = Arc::new(Semaphore::new(QUEUED_RESPONSE_BYTES));
     loop {
         let frame = tokio::select! {
             biased;
@@ -72,7 +85,15 @@ pub async fn serve(
             }
         };
         let pending = match api::handle_frame(frame, &ctx) {
-            Ok(Reply::Now(Some(bytes))) => Pending::Ready(bytes),
+            Ok(Reply::Now(Some(bytes))) => {
+                let share = bytes.len().clamp(1, QUEUED_RESPONSE_BYTES) as u32;
+                // Waits while earlier responses are unwritten (the semaphore is never
+                // closed, so this only fails if it were).
+                let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
+                    break;
+                };
+                Pending::Ready(bytes, permit)
+            }
             Ok(Reply::Now(None)) => break,
             Ok(Reply::Nothing) => continue,
             Ok(Reply::Later(future)) => Pending::Task(tokio::spawn(future)),
@@ -86,8 +107,17 @@ pub async fn serve(
         }
     }
     drop(tx);
-    if let Err(e) = writer.await {
+    if let Err(e) = (&mut writer.0).await {
         warn!(%peer, error = %e, "response writer panicked");
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -146,13 +176,13 @@ async fn write_responses(
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, write_half);
     while let Some(pending) = rx.recv().await {
-        let frame = match pending {
-            Pending::Ready(bytes) => Some(bytes),
+        let (frame, _permit) = match pending {
+            Pending::Ready(bytes, permit) => (Some(bytes), Some(permit)),
             Pending::Task(handle) => match handle.await {
-                Ok(frame) => frame,
+                Ok(frame) => (frame, None),
                 Err(e) => {
                     warn!(%peer, error = %e, "request task failed; closing connection");
-                    None
+                    (None, None)
                 }
             },
         };

@@ -114,6 +114,9 @@ impl RunningBroker {
     }
 }
 
+/// How long a graceful shutdown waits for connections to answer what they have read.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts connections until shutdown, then waits for every connection to finish.
 async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
     let config = ctx.broker.config();
@@ -138,7 +141,15 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
         }
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        // Clients that never read their responses cannot hold the shutdown hostage.
+        warn!(
+            remaining = connections.len(),
+            "connections still busy after the shutdown grace period; closing them"
+        );
+        connections.shutdown().await;
+    }
 }
 
 /// The group coordinator's settings from the broker configuration.
