@@ -142,6 +142,26 @@ async fn every_advertised_version_of_the_core_apis() {
         );
     }
 
+    // Byte limits: a limit smaller than one batch still returns exactly the first whole
+    // batch (so a consumer can always progress), whether the limit is the partition's or
+    // the response's.
+    for (partition_max, response_max) in [(1, 1 << 20), (1 << 20, 1)] {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(response_max)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name())
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(2)
+                    .with_partition_max_bytes(partition_max)])]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request).await;
+        let mut records = response.responses[0].partitions[0].records.clone().unwrap();
+        let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+        assert_eq!(sets.len(), 1, "limits {partition_max}/{response_max}");
+        assert_eq!(sets[0].records[0].offset, 2);
+    }
+
     // Fetch at the high watermark with max_wait 0 answers at once with no records; past
     // the log end is OFFSET_OUT_OF_RANGE.
     for (offset, expected_error) in [(7, 0), (100, 1)] {
