@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::error::StorageError;
+use crate::fault::{check, FileOp};
 
 /// An open file of the log (segment `.log`, `.index`, `.timeindex`). Writes append at the
 /// end (O_APPEND); reads are positional (pread), so readers never move a cursor.
@@ -22,11 +23,14 @@ pub(crate) struct DataFile {
 impl DataFile {
     /// Opens `path` for reading and appending, creating it if `create`.
     pub fn open(path: &Path, create: bool) -> Result<DataFile, StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
-            .open(path)
+        let file = check(FileOp::Open, path)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(create)
+                    .open(path)
+            })
             .map_err(|e| StorageError::io("open", path, e))?;
         Ok(DataFile {
             file,
@@ -53,7 +57,9 @@ impl DataFile {
         let mut written = 0u64;
         IoSlice::advance_slices(&mut bufs, 0); // drop leading empty slices
         while !bufs.is_empty() {
-            match (&self.file).write_vectored(bufs) {
+            let result =
+                check(FileOp::Write, &self.path).and_then(|()| (&self.file).write_vectored(bufs));
+            match result {
                 Ok(0) => {
                     return Err(StorageError::io_at(
                         "write",
@@ -83,8 +89,8 @@ impl DataFile {
 
     /// Fills `buf` from byte `position`; a short file is an `UnexpectedEof` error.
     pub fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<(), StorageError> {
-        self.file
-            .read_exact_at(buf, position)
+        check(FileOp::Read, &self.path)
+            .and_then(|()| self.file.read_exact_at(buf, position))
             .map_err(|e| StorageError::io_at("read", &self.path, position, e))
     }
 
@@ -93,10 +99,11 @@ impl DataFile {
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            match self
-                .file
-                .read_at(&mut buf[filled..], position + filled as u64)
-            {
+            let result = check(FileOp::Read, &self.path).and_then(|()| {
+                self.file
+                    .read_at(&mut buf[filled..], position + filled as u64)
+            });
+            match result {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -116,15 +123,15 @@ impl DataFile {
 
     /// Cuts the file to `len` bytes.
     pub fn truncate(&self, len: u64) -> Result<(), StorageError> {
-        self.file
-            .set_len(len)
+        check(FileOp::Truncate, &self.path)
+            .and_then(|()| self.file.set_len(len))
             .map_err(|e| StorageError::io_at("truncate", &self.path, len, e))
     }
 
     /// fdatasync: the file's data (and the size needed to read it) reach the disk.
     pub fn sync_data(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
+        check(FileOp::Sync, &self.path)
+            .and_then(|()| self.file.sync_data())
             .map_err(|e| StorageError::io("fdatasync", &self.path, e))
     }
 
@@ -141,7 +148,8 @@ impl DataFile {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large to map"),
             )
         })?;
-        let map = map_readonly(&self.file, map_len)
+        let map = check(FileOp::Map, &self.path)
+            .and_then(|()| map_readonly(&self.file, map_len))
             .map_err(|e| StorageError::io("mmap", &self.path, e))?;
         Ok(Bytes::from_owner(map))
     }
@@ -163,7 +171,8 @@ fn map_readonly(file: &File, len: usize) -> std::io::Result<memmap2::Mmap> {
 /// fsyncs a directory so that entries created, renamed or removed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
-    d.sync_all()
+    check(FileOp::SyncDir, dir)
+        .and_then(|()| d.sync_all())
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
@@ -173,24 +182,29 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     {
+        check(FileOp::Open, &tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)
             .map_err(|e| StorageError::io("create", &tmp, e))?;
-        f.write_all(contents)
+        check(FileOp::Write, &tmp)
+            .and_then(|()| f.write_all(contents))
             .map_err(|e| StorageError::io_at("write", &tmp, 0, e))?;
-        f.sync_all()
+        check(FileOp::Sync, &tmp)
+            .and_then(|()| f.sync_all())
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
     }
-    std::fs::rename(&tmp, &target).map_err(|e| StorageError::io("rename", &tmp, e))?;
+    check(FileOp::Rename, &target)
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(|e| StorageError::io("rename", &tmp, e))?;
     sync_dir(dir)
 }
 
 /// Removes a file; a file already gone is not an error.
 pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
-    match std::fs::remove_file(path) {
+    match check(FileOp::Remove, path).and_then(|()| std::fs::remove_file(path)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StorageError::io("remove", path, e)),

@@ -19,6 +19,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Queue {
     pending: Vec<Arc<Log>>,
     stopping: bool,
+    /// No background syncs at all: logs become durable only through `Log::flush` (or
+    /// `flush.messages` / `flush.ms`). Benchmarks use it to time the append path alone.
+    manual: bool,
 }
 
 struct Shared {
@@ -101,6 +104,28 @@ impl Flusher {
         }
     }
 
+    /// A flusher without a thread that never syncs on its own: attached logs become durable
+    /// only through `Log::flush`, `Log::close` or `flush.messages` / `flush.ms`. Not for the
+    /// broker (its high watermark would stall); benchmarks use it to time the append path
+    /// without background fsyncs competing for the disk.
+    #[doc(hidden)]
+    pub fn manual() -> Flusher {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                manual: true,
+                ..Queue::default()
+            }),
+            wake: Condvar::new(),
+        });
+        Flusher {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Mutex::new(None),
+                thread_id: None,
+            }),
+        }
+    }
+
     /// Final flush of everything pending, then the thread ends. Appends after this sync
     /// inline.
     pub fn stop(&self) {
@@ -108,9 +133,12 @@ impl Flusher {
     }
 
     /// Queues `log` for the next round. `false` when the flusher is stopped (the caller must
-    /// sync itself).
+    /// sync itself). A manual flusher accepts and drops it.
     pub(crate) fn schedule(&self, log: Arc<Log>) -> bool {
         let mut q = lock(&self.handle.shared.queue);
+        if q.manual {
+            return true;
+        }
         if q.stopping {
             return false;
         }

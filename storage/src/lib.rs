@@ -16,6 +16,8 @@ pub mod batch;
 mod checkpoint;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fault;
 mod file;
 mod flusher;
 mod index;

@@ -10,6 +10,7 @@ use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -23,6 +24,11 @@ use crate::flusher::{lock, Flusher};
 use crate::recovery;
 use crate::retention::{self, SegmentFacts};
 use crate::segment::{Segment, SegmentSource};
+
+/// Minimum time between two recovery-point checkpoints triggered by segment rolls (Kafka's
+/// `log.flush.offset.checkpoint.interval.ms` plays this role). A lagging recovery point is
+/// always safe; it only means a longer scan after a crash.
+const ROLL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What an append did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,8 +78,11 @@ struct LogState {
     oldest_unflushed_ms: Option<i64>,
     /// A segment file was created since the last directory fsync.
     dir_dirty: bool,
-    /// A segment was sealed since the last checkpoint (write one when its data is durable).
+    /// A segment was sealed since the last checkpoint (write one when its data is durable,
+    /// at most once per [`ROLL_CHECKPOINT_INTERVAL`]).
     checkpoint_due: bool,
+    /// When the recovery point was last checkpointed.
+    last_checkpoint: Instant,
     closed: bool,
 }
 
@@ -196,6 +205,7 @@ impl Log {
                 oldest_unflushed_ms: None,
                 dir_dirty: false,
                 checkpoint_due: false,
+                last_checkpoint: Instant::now(),
                 closed: false,
             }),
             sync_lock: Mutex::new(()),
@@ -506,6 +516,11 @@ impl Log {
     /// advances the durable offset to what the fsyncs covered. A failure takes the log
     /// offline.
     fn sync(&self) -> Result<(), StorageError> {
+        self.sync_with(false)
+    }
+
+    /// [`Log::sync`]; `all_indexes` also writes the active segment's pending index entries.
+    fn sync_with(&self, all_indexes: bool) -> Result<(), StorageError> {
         struct Work {
             base_offset: i64,
             log: Arc<DataFile>,
@@ -526,9 +541,22 @@ impl Log {
             }
             let mut work = Vec::new();
             for seg in &st.segments {
-                let seal_indexes = seg.mapped.is_some() && !seg.indexes_synced;
-                let (index_bytes, index_count) = seg.offset_index.unpersisted();
-                let (time_bytes, time_count) = seg.time_index.unpersisted();
+                let sealed = seg.mapped.is_some();
+                let seal_indexes = sealed && !seg.indexes_synced;
+                // The active segment's index files are written only when it is sealed or the
+                // log closes: they are rebuilt at open anyway, and touching them on every
+                // group commit would add metadata to each fdatasync's journal commit.
+                let write_indexes = sealed || all_indexes;
+                let (index_bytes, index_count) = if write_indexes {
+                    seg.offset_index.unpersisted()
+                } else {
+                    (Vec::new(), 0)
+                };
+                let (time_bytes, time_count) = if write_indexes {
+                    seg.time_index.unpersisted()
+                } else {
+                    (Vec::new(), 0)
+                };
                 let log_dirty = seg.synced_size < seg.size;
                 if log_dirty || seal_indexes || !index_bytes.is_empty() || !time_bytes.is_empty() {
                     work.push(Work {
@@ -594,7 +622,9 @@ impl Log {
             if st.unflushed_messages == 0 {
                 st.oldest_unflushed_ms = None;
             }
-            let due = st.checkpoint_due && target >= st.active().base_offset;
+            let due = st.checkpoint_due
+                && target >= st.active().base_offset
+                && st.last_checkpoint.elapsed() >= ROLL_CHECKPOINT_INTERVAL;
             if due {
                 st.checkpoint_due = false;
             }
@@ -617,9 +647,13 @@ impl Log {
     /// Persists the log start offset and the durable offset as recovery point.
     fn write_checkpoint(&self) -> Result<(), StorageError> {
         let _c = lock(&self.checkpoint_lock);
-        let checkpoint = Checkpoint {
-            log_start_offset: lock(&self.state).log_start_offset,
-            recovery_point: *self.durable.borrow(),
+        let checkpoint = {
+            let mut st = lock(&self.state);
+            st.last_checkpoint = Instant::now();
+            Checkpoint {
+                log_start_offset: st.log_start_offset,
+                recovery_point: *self.durable.borrow(),
+            }
         };
         checkpoint::write(&self.dir, &checkpoint)
     }
@@ -893,7 +927,7 @@ impl Log {
         if lock(&self.state).closed {
             return Ok(());
         }
-        self.sync()?;
+        self.sync_with(true)?;
         self.write_checkpoint()?;
         checkpoint::mark_clean(&self.dir)?;
         lock(&self.state).closed = true;

@@ -482,3 +482,229 @@ fn stopped_flusher_syncs_inline_and_close_is_final() {
     log.delete().unwrap();
     assert!(!dir.path().join("t-0").exists());
 }
+
+#[test]
+fn concurrent_appends_get_disjoint_contiguous_offsets_while_readers_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..100)
+                    .map(|i| {
+                        let info = log
+                            .append(&simple_batch(1 + (i + t) % 5, 20, 0), 0)
+                            .unwrap();
+                        (info.base_offset, info.last_offset)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let reader = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                let upper = log.durable_offset();
+                if upper > 0 {
+                    let r = log.read(0, 4096, upper).unwrap();
+                    let hs = headers(&r.records);
+                    assert!(hs.iter().all(|h| h.base_offset < upper));
+                }
+            }
+        })
+    };
+    let mut ranges: Vec<(i64, i64)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    reader.join().unwrap();
+    ranges.sort_unstable();
+    assert_eq!(ranges[0].0, 0);
+    for pair in ranges.windows(2) {
+        assert_eq!(
+            pair[0].1 + 1,
+            pair[1].0,
+            "offsets are contiguous and disjoint"
+        );
+    }
+    let end = ranges.last().unwrap().1 + 1;
+    assert_eq!(log.log_end_offset(), end);
+    let all = read_all(&log);
+    assert_eq!(all.len() as i64, end);
+    assert!(all.iter().enumerate().all(|(i, r)| r.offset == i as i64));
+}
+
+#[test]
+fn one_flusher_makes_many_logs_durable() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = Flusher::start();
+    let logs: Vec<Arc<Log>> = (0..16)
+        .map(|i| {
+            Log::open(
+                dir.path().join(format!("t-{i}")),
+                LogConfig::default(),
+                &flusher,
+            )
+            .unwrap()
+        })
+        .collect();
+    for round in 0..5 {
+        for log in &logs {
+            log.append(&simple_batch(2, 10, 0), 0).unwrap();
+        }
+        rt.block_on(async {
+            for log in &logs {
+                log.wait_durable((round + 1) * 2).await.unwrap();
+            }
+        });
+    }
+    assert!(logs.iter().all(|l| l.durable_offset() == 10));
+    // stop() flushes what is pending before the thread ends.
+    for log in &logs {
+        log.append(&simple_batch(1, 10, 0), 0).unwrap();
+    }
+    flusher.stop();
+    assert!(logs.iter().all(|l| l.durable_offset() == 11));
+}
+
+mod faults {
+    //! Disk failures through the fault seam. Tests that install the process-wide injector
+    //! take `SERIAL` so they never replace each other's.
+
+    use std::io;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::fault::{set_injector, FileOp};
+
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    /// Fails every `op` on a path under `dir` with `errno`.
+    fn fail(dir: PathBuf, ops: &'static [FileOp], errno: i32) {
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            (ops.contains(&op) && path.starts_with(&dir))
+                .then(|| io::Error::from_raw_os_error(errno))
+        })));
+    }
+
+    const EIO: i32 = 5;
+    const ENOSPC: i32 = 28;
+
+    #[test]
+    fn failed_fsync_takes_the_log_offline_and_fails_waiters() {
+        let _serial = lock(&SERIAL);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default());
+        let info = log.append(&simple_batch(3, 10, 0), 0).unwrap();
+        rt.block_on(log.wait_durable(info.last_offset + 1)).unwrap();
+        let durable = log.durable_offset();
+
+        fail(log.dir().to_path_buf(), &[FileOp::Sync], EIO);
+        let info = log.append(&simple_batch(3, 10, 0), 0).unwrap();
+        let err = rt
+            .block_on(log.wait_durable(info.last_offset + 1))
+            .unwrap_err();
+        assert_eq!(err.error_code(), 56);
+        assert_eq!(
+            log.durable_offset(),
+            durable,
+            "a failed fsync never advances the durable offset"
+        );
+        set_injector(None);
+
+        // Even with the disk "healthy" again, the log stays offline: a later fsync could not
+        // prove the earlier pages reached the disk.
+        let err = log.append(&simple_batch(1, 10, 0), 0).unwrap_err();
+        assert_eq!(err.error_code(), 56);
+        assert!(
+            matches!(err, AppendError::Storage(StorageError::Offline { .. })),
+            "{err}"
+        );
+        assert!(log.flush().is_err());
+        assert!(rt.block_on(log.wait_durable(info.last_offset + 1)).is_err());
+        assert!(log.close().is_err());
+        assert!(!log.dir().join(".clean-shutdown").exists());
+        assert!(
+            log.read(0, 1000, durable).is_ok(),
+            "reads of durable data still work"
+        );
+
+        // Restart: recovery validates what is there; everything it keeps is durable.
+        crash(log);
+        let log = open(dir.path(), LogConfig::default());
+        assert!(log.log_end_offset() >= durable);
+        assert_eq!(log.durable_offset(), log.log_end_offset());
+        assert_eq!(read_all(&log).len() as i64, log.log_end_offset());
+    }
+
+    #[test]
+    fn failed_write_is_cut_back_and_the_log_continues() {
+        let _serial = lock(&SERIAL);
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default());
+        let before = fill(&log, &[2, 3], 10);
+        fail(log.dir().to_path_buf(), &[FileOp::Write], ENOSPC);
+        let err = log.append(&simple_batch(4, 10, 0), 0).unwrap_err();
+        set_injector(None);
+        assert_eq!(err.error_code(), 56);
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "{err}"
+        );
+        assert_eq!(log.log_end_offset(), 5);
+        let info = log.append(&simple_batch(4, 10, 0), 0).unwrap();
+        assert_eq!(info.base_offset, 5);
+        let all = read_all(&log);
+        assert_eq!(all[..5], before[..]);
+        assert_eq!(all.len(), 9);
+    }
+
+    #[test]
+    fn failed_write_that_cannot_be_cut_back_takes_the_log_offline() {
+        let _serial = lock(&SERIAL);
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default());
+        fill(&log, &[2], 10);
+        fail(
+            log.dir().to_path_buf(),
+            &[FileOp::Write, FileOp::Truncate],
+            EIO,
+        );
+        assert!(log.append(&simple_batch(4, 10, 0), 0).is_err());
+        set_injector(None);
+        let err = log.append(&simple_batch(4, 10, 0), 0).unwrap_err();
+        assert!(
+            matches!(err, AppendError::Storage(StorageError::Offline { .. })),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failed_read_is_a_storage_error_naming_the_file() {
+        let _serial = lock(&SERIAL);
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default());
+        fill(&log, &[2], 10);
+        fail(log.dir().to_path_buf(), &[FileOp::Read], EIO);
+        let err = log.read(0, 1000, i64::MAX).unwrap_err();
+        set_injector(None);
+        assert_eq!(err.error_code(), 56);
+        assert!(
+            err.to_string()
+                .contains("topic-0/00000000000000000000.log at byte 0"),
+            "{err}"
+        );
+        assert!(log.read(0, 1000, i64::MAX).is_ok());
+    }
+}
