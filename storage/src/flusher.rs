@@ -1,13 +1,22 @@
-//! Group commit. One [`Flusher`] per data directory (disk): a background thread that makes
-//! every appended byte durable promptly. An append schedules its log; the thread takes all
-//! scheduled logs at once and syncs each (`Log::sync`: one fdatasync per dirty file). Appends
-//! that arrive while a round is running are covered by the next round, so one fdatasync
-//! serves every append that was waiting for it, however many producers wait.
+//! Group commit. One [`Flusher`] per data directory (disk): a few background threads that
+//! make every appended byte durable promptly. An append schedules its log (at most once
+//! until a thread picks it up); a thread takes the log and syncs it (`Log::sync`: one
+//! fdatasync per dirty file, covering everything appended so far). Appends that arrive
+//! while that fdatasync runs schedule the log again and are covered by the next one, so one
+//! fdatasync serves every append that was waiting for it, however many producers wait.
+//!
+//! The threads ([`SYNC_THREADS`]) sync different logs at the same time: concurrent
+//! fdatasyncs on one file system share journal commits, so many partitions cost far less
+//! than the same fsyncs one after another. One log is never synced by two threads at once.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{JoinHandle, ThreadId};
 
 use crate::log::Log;
+
+/// Threads per flusher, hence the most fdatasyncs in flight on one disk.
+pub const SYNC_THREADS: usize = 8;
 
 /// Locks a mutex, ignoring poisoning (a panicking holder cannot leave these states
 /// half-updated in a way later holders rely on).
@@ -17,7 +26,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Default)]
 struct Queue {
-    pending: Vec<Arc<Log>>,
+    pending: VecDeque<Arc<Log>>,
     stopping: bool,
     /// No background syncs at all: logs become durable only through `Log::flush` (or
     /// `flush.messages` / `flush.ms`). Benchmarks use it to time the append path alone.
@@ -31,20 +40,21 @@ struct Shared {
 
 struct Handle {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    thread_id: Option<ThreadId>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    thread_ids: Vec<ThreadId>,
 }
 
 impl Handle {
     fn stop(&self) {
         lock(&self.shared.queue).stopping = true;
         self.shared.wake.notify_all();
-        if self.thread_id == Some(std::thread::current().id()) {
-            // The last handle dropped on the flusher thread itself: it ends after its round.
+        if self.thread_ids.contains(&std::thread::current().id()) {
+            // The last handle dropped on a flusher thread itself (it held the last reference
+            // to a log): the threads end on their own once the queue is empty.
             return;
         }
-        let thread = lock(&self.thread).take();
-        if let Some(thread) = thread {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
             if thread.join().is_err() {
                 tracing::error!("flusher thread panicked");
             }
@@ -58,8 +68,8 @@ impl Drop for Handle {
     }
 }
 
-/// One flusher per data directory (disk): a background thread that group-commits fsyncs for
-/// every log attached to it. Cloneable handle; the thread stops when the last handle drops
+/// One flusher per data directory (disk): background threads that group-commit fsyncs for
+/// every log attached to it. Cloneable handle; the threads stop when the last handle drops
 /// (logs hold one) or on [`Flusher::stop`].
 #[derive(Clone)]
 pub struct Flusher {
@@ -73,38 +83,42 @@ impl std::fmt::Debug for Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher thread. If the OS refuses a thread, the flusher runs inline: every
-    /// append then syncs in the appending thread (durable, just not group-committed).
+    /// Starts the flusher threads. If the OS refuses every thread, the flusher runs inline:
+    /// each append then syncs in the appending thread (durable, just not group-committed).
     pub fn start() -> Flusher {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
         });
-        let for_thread = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("strata-flusher".into())
-            .spawn(move || run(&for_thread));
-        let (thread, thread_id) = match thread {
-            Ok(t) => {
-                let id = t.thread().id();
-                (Some(t), Some(id))
+        let mut threads = Vec::with_capacity(SYNC_THREADS);
+        for i in 0..SYNC_THREADS {
+            let for_thread = Arc::clone(&shared);
+            match std::thread::Builder::new()
+                .name(format!("strata-flusher-{i}"))
+                .spawn(move || run(&for_thread))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    tracing::error!(error = %e, started = threads.len(), "cannot start a flusher thread");
+                    break;
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start flusher thread; appends will fsync inline");
-                lock(&shared.queue).stopping = true;
-                (None, None)
-            }
-        };
+        }
+        if threads.is_empty() {
+            tracing::error!("no flusher thread; appends will fsync inline");
+            lock(&shared.queue).stopping = true;
+        }
+        let thread_ids = threads.iter().map(|t| t.thread().id()).collect();
         Flusher {
             handle: Arc::new(Handle {
                 shared,
-                thread: Mutex::new(thread),
-                thread_id,
+                threads: Mutex::new(threads),
+                thread_ids,
             }),
         }
     }
 
-    /// A flusher without a thread that never syncs on its own: attached logs become durable
+    /// A flusher without threads that never syncs on its own: attached logs become durable
     /// only through `Log::flush`, `Log::close` or `flush.messages` / `flush.ms`. Not for the
     /// broker (its high watermark would stall); benchmarks use it to time the append path
     /// without background fsyncs competing for the disk.
@@ -120,20 +134,20 @@ impl Flusher {
         Flusher {
             handle: Arc::new(Handle {
                 shared,
-                thread: Mutex::new(None),
-                thread_id: None,
+                threads: Mutex::new(Vec::new()),
+                thread_ids: Vec::new(),
             }),
         }
     }
 
-    /// Final flush of everything pending, then the thread ends. Appends after this sync
+    /// Final flush of everything pending, then the threads end. Appends after this sync
     /// inline.
     pub fn stop(&self) {
         self.handle.stop();
     }
 
-    /// Queues `log` for the next round. `false` when the flusher is stopped (the caller must
-    /// sync itself). A manual flusher accepts and drops it.
+    /// Queues `log` for a sync. `false` when the flusher is stopped (the caller must sync
+    /// itself). A manual flusher accepts and drops it.
     pub(crate) fn schedule(&self, log: Arc<Log>) -> bool {
         let mut q = lock(&self.handle.shared.queue);
         if q.manual {
@@ -142,20 +156,21 @@ impl Flusher {
         if q.stopping {
             return false;
         }
-        q.pending.push(log);
+        q.pending.push_back(log);
         drop(q);
         self.handle.shared.wake.notify_one();
         true
     }
 }
 
+/// One flusher thread: sync scheduled logs until stopped and nothing is pending.
 fn run(shared: &Shared) {
     loop {
-        let round = {
+        let log = {
             let mut q = lock(&shared.queue);
             loop {
-                if !q.pending.is_empty() {
-                    break std::mem::take(&mut q.pending);
+                if let Some(log) = q.pending.pop_front() {
+                    break log;
                 }
                 if q.stopping {
                     return;
@@ -163,8 +178,6 @@ fn run(shared: &Shared) {
                 q = shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
             }
         };
-        for log in round {
-            log.run_scheduled_sync();
-        }
+        log.run_scheduled_sync();
     }
 }
