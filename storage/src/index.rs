@@ -63,6 +63,16 @@ impl OffsetIndex {
         }
     }
 
+    /// A position at or before which every batch starting at or after it has a base offset
+    /// above `relative_offset`: the second entry whose (last) relative offset is >=
+    /// `relative_offset`. `None` when the index cannot tell (use the segment end).
+    pub fn position_after(&self, relative_offset: u32) -> Option<u32> {
+        let i = self
+            .entries
+            .partition_point(|&(rel, _)| rel < relative_offset);
+        self.entries.get(i + 1).map(|&(_, pos)| pos)
+    }
+
     /// The file bytes of the entries not yet written, and how many entries that is.
     pub fn unpersisted(&self) -> (Vec<u8>, usize) {
         let mut out = Vec::with_capacity((self.entries.len() - self.persisted) * 8);

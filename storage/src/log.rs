@@ -669,7 +669,7 @@ impl Log {
     ) -> Result<ReadResult, StorageError> {
         let mut after_base: Option<i64> = None;
         loop {
-            let (source, path, position) = {
+            let (source, path, position, limit) = {
                 let st = lock(&self.state);
                 let (start, end) = (st.log_start_offset, st.log_end_offset());
                 if offset < start || offset > end {
@@ -699,15 +699,21 @@ impl Log {
                 } else {
                     0
                 };
+                // Batches from here on start at or above `upper`: no need to read past it.
+                let limit = seg
+                    .offset_index
+                    .position_after(seg.relative(upper))
+                    .map_or(seg.size, u64::from);
                 after_base = Some(seg.base_offset);
                 (
                     seg.source(),
                     seg.log.path().to_path_buf(),
                     u64::from(position),
+                    limit,
                 )
             };
             if let Some(records) =
-                read_in_segment(&source, &path, position, offset, max_bytes, upper)?
+                read_in_segment(&source, &path, position, limit, offset, max_bytes, upper)?
             {
                 return Ok(ReadResult { records });
             }
@@ -946,11 +952,14 @@ impl Log {
 
 /// Reads from one segment: finds the batch holding `offset` by scanning headers from
 /// `position`, then returns it and the following whole batches below `upper` up to
-/// `max_bytes`. `None` when the segment has no batch at or after `offset`.
+/// `max_bytes`, reading no further than `limit` past the first batch (no batch starting at
+/// or after `limit` is below `upper`). `None` when the segment has no batch at or after
+/// `offset`.
 fn read_in_segment(
     source: &SegmentSource,
     path: &Path,
     position: u64,
+    limit: u64,
     offset: i64,
     max_bytes: usize,
     upper: i64,
@@ -970,7 +979,9 @@ fn read_in_segment(
     if first.base_offset >= upper {
         return Ok(Some(Bytes::new()));
     }
-    let want = (first.size().max(max_bytes) as u64).min(end - pos);
+    let want = (first.size().max(max_bytes) as u64)
+        .min(end - pos)
+        .min(limit.saturating_sub(pos).max(first.size() as u64));
     let window = source.bytes(pos, want)?;
     let mut cut = first.size();
     while let Some(h) = window.get(cut..).and_then(BatchHeader::parse) {

@@ -113,6 +113,12 @@ proptest! {
             for pair in hs.windows(2) {
                 prop_assert_eq!(pair[0].next_offset(), pair[1].base_offset);
             }
+            // With an upper bound: only batches starting below it, still the one holding offset.
+            let upper = offset + 1 + offset % 7;
+            let bounded = headers(&log.read(offset, max_bytes, upper).unwrap().records);
+            prop_assert_eq!(bounded[0], hs[0]);
+            prop_assert!(bounded.iter().all(|h| h.base_offset < upper));
+            prop_assert!(bounded.len() >= hs.iter().take_while(|h| h.base_offset < upper).count());
             let decoded = decode_records(&r.records);
             let want: Vec<_> = expected.iter().filter(|e| e.offset >= hs[0].base_offset).take(decoded.len()).cloned().collect();
             prop_assert_eq!(decoded, want);
