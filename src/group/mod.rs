@@ -4,11 +4,13 @@
 //!   events in (with the time), [`events::Effect`]s out.
 //! - [`offsets`]: committed offsets, durable in an internal log under
 //!   `<data_dir>/_strata/offsets/`.
+//! - [`service`]: the tokio driver that owns both and serves the API handlers.
 
 pub mod coordinator;
 pub mod events;
 pub mod metadata;
 pub mod offsets;
+pub mod service;
 
 pub use coordinator::{
     CoordinatorConfig, GroupCoordinator, GroupDescription, GroupListing, MemberDescription,
@@ -16,6 +18,7 @@ pub use coordinator::{
 };
 pub use events::{Effect, RequestId, Response, TimerKey, TimerKind};
 pub use metadata::GroupState;
+pub use service::{GroupService, GroupServiceConfig};
 
 #[cfg(test)]
 mod tests;

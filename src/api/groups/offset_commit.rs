@@ -1,0 +1,105 @@
+//! OffsetCommit (v2-v8): checks the committer's generation and member id, then
+//! answers only once the offsets are fsync'd in the offsets log. The metadata
+//! string and leader epoch are kept and returned by OffsetFetch as given.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+
+use super::{deferred, opt_string};
+use crate::api::{Handled, RequestContext};
+use crate::broker::now_ms;
+use crate::group::offsets::CommittedOffset;
+
+/// Kafka's `offset.metadata.max.bytes` default: longer metadata is refused.
+pub(crate) const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// A partition's index and whether it may be committed.
+type PartitionOutcome = (i32, Result<(), ResponseError>);
+
+pub(crate) fn handle(
+    request: OffsetCommitRequest,
+    version: i16,
+    ctx: &RequestContext,
+) -> Handled<OffsetCommitResponse> {
+    let now = now_ms();
+    let group_id = request.group_id.to_string();
+    // Per partition, in request order: Err(code) decided now, Ok = to commit.
+    let mut outcomes: Vec<(TopicName, Vec<PartitionOutcome>)> = Vec::new();
+    let mut offsets = Vec::new();
+    for topic in request.topics {
+        let known = ctx.broker.topic(topic.name.as_str());
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let exists = known
+                .as_ref()
+                .is_some_and(|t| t.partition(p.partition_index).is_some());
+            let metadata = opt_string(&p.committed_metadata);
+            let outcome = if group_id.is_empty() {
+                Err(ResponseError::InvalidGroupId)
+            } else if !exists {
+                Err(ResponseError::UnknownTopicOrPartition)
+            } else if metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+            {
+                Err(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                offsets.push((
+                    topic.name.to_string(),
+                    p.partition_index,
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: if version >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata,
+                        commit_timestamp_ms: now,
+                    },
+                ));
+                Ok(())
+            };
+            partitions.push((p.partition_index, outcome));
+        }
+        outcomes.push((topic.name, partitions));
+    }
+    let groups = ctx.groups.clone();
+    let member_id = request.member_id.to_string();
+    let instance = opt_string(&request.group_instance_id);
+    let generation = request.generation_id_or_member_epoch;
+    deferred(async move {
+        let committed = if offsets.is_empty() && group_id.is_empty() {
+            Err(ResponseError::InvalidGroupId)
+        } else {
+            groups
+                .commit_offsets(group_id, member_id, instance, generation, offsets)
+                .await
+        };
+        let mut response = OffsetCommitResponse::default();
+        response.topics = outcomes
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut topic = OffsetCommitResponseTopic::default();
+                topic.name = name;
+                topic.partitions = partitions
+                    .into_iter()
+                    .map(|(index, outcome)| {
+                        let mut partition = OffsetCommitResponsePartition::default();
+                        partition.partition_index = index;
+                        partition.error_code = match outcome.and(committed) {
+                            Ok(()) => 0,
+                            Err(e) => e.code(),
+                        };
+                        partition
+                    })
+                    .collect();
+                topic
+            })
+            .collect();
+        response
+    })
+}

@@ -1,0 +1,721 @@
+//! The async driver of the group coordinator.
+//!
+//! One task (the *actor*) owns the [`GroupCoordinator`] state machine and its
+//! timers: requests reach it as closures over a channel, it stamps them with a
+//! request id and the wall-clock time, and carries out the effects the state
+//! machine returns (answering waiting requests, arming and disarming timers).
+//!
+//! A second task (the *offset writer*) owns the committed-offsets log: every
+//! commit waiting when it wakes goes into one append and one fsync (group
+//! commit), and only then into the in-memory [`OffsetTable`] that OffsetFetch
+//! reads, so a fetched offset is always durable. It compacts the log when it
+//! has grown past its bound.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::coordinator::{
+    CoordinatorConfig, GroupCoordinator, GroupDescription, GroupListing, SubscribedTopics,
+};
+use super::events::{
+    Effect, Heartbeat, JoinGroup, JoinResult, LeaveResult, LeavingMember, RequestId, Response,
+    SyncGroup, SyncResult, TimerKey,
+};
+use super::metadata::GroupState;
+use super::offsets::{
+    CommittedOffset, GroupActivity, OffsetLog, OffsetLogError, OffsetRecord, OffsetTable,
+};
+
+/// Settings of the group service.
+#[derive(Debug, Clone)]
+pub struct GroupServiceConfig {
+    pub coordinator: CoordinatorConfig,
+    /// `offsets.retention.minutes` in ms: offsets of an empty group live this long.
+    pub offsets_retention_ms: i64,
+    /// How often expired offsets are looked for (ms).
+    pub retention_check_interval_ms: u64,
+    /// The offsets log is compacted once larger than this many bytes (and than
+    /// twice its size after the previous compaction).
+    pub compact_threshold_bytes: u64,
+}
+
+impl Default for GroupServiceConfig {
+    fn default() -> Self {
+        GroupServiceConfig {
+            coordinator: CoordinatorConfig::default(),
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_check_interval_ms: 600_000,
+            compact_threshold_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Wall-clock time in ms since the Unix epoch: the coordinator's `now`.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+type Job = Box<dyn FnOnce(&mut Actor) + Send>;
+
+/// A batch of records to make durable.
+struct WriteRequest {
+    records: Vec<OffsetRecord>,
+    done: oneshot::Sender<Result<(), ()>>,
+}
+
+/// A handle on the running group coordinator; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct GroupService {
+    jobs: mpsc::UnboundedSender<Job>,
+    writes: mpsc::UnboundedSender<WriteRequest>,
+    table: Arc<RwLock<OffsetTable>>,
+}
+
+/// State owned by the actor task.
+struct Actor {
+    coordinator: GroupCoordinator,
+    pending: HashMap<RequestId, oneshot::Sender<Response>>,
+    timers: TimerQueue,
+    next_request: RequestId,
+}
+
+/// Armed timers by key, ordered by deadline.
+#[derive(Default)]
+struct TimerQueue {
+    by_key: HashMap<TimerKey, u64>,
+    by_deadline: BTreeSet<(u64, TimerKey)>,
+}
+
+impl TimerQueue {
+    fn set(&mut self, key: TimerKey, deadline: u64) {
+        self.cancel(&key);
+        self.by_deadline.insert((deadline, key.clone()));
+        self.by_key.insert(key, deadline);
+    }
+
+    fn cancel(&mut self, key: &TimerKey) {
+        if let Some(deadline) = self.by_key.remove(key) {
+            self.by_deadline.remove(&(deadline, key.clone()));
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        self.by_deadline.first().map(|(d, _)| *d)
+    }
+
+    fn pop_due(&mut self, now: u64) -> Option<TimerKey> {
+        let (deadline, _) = self.by_deadline.first()?;
+        if *deadline > now {
+            return None;
+        }
+        let (_, key) = self.by_deadline.pop_first()?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+}
+
+impl Actor {
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Respond { request, response } => match self.pending.remove(&request) {
+                    // The requester may be gone (connection closed): nothing to do.
+                    Some(reply) => {
+                        let _ = reply.send(response);
+                    }
+                    None => debug!(request, "answer for a request no longer waiting"),
+                },
+                Effect::SetTimer { key, deadline_ms } => self.timers.set(key, deadline_ms),
+                Effect::CancelTimer { key } => self.timers.cancel(&key),
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = now_ms();
+        while let Some(key) = self.timers.pop_due(now) {
+            let effects = self.coordinator.on_timer(now, &key);
+            self.apply(effects);
+        }
+    }
+}
+
+impl GroupService {
+    /// Opens (replays) the committed-offsets log under `<state_dir>/offsets` and
+    /// starts the coordinator tasks; they stop when `shutdown` turns true.
+    pub async fn start(
+        config: GroupServiceConfig,
+        state_dir: &Path,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<GroupService, OffsetLogError> {
+        let dir = state_dir.join("offsets");
+        let threshold = config.compact_threshold_bytes;
+        let opened = tokio::task::spawn_blocking(move || OffsetLog::open(&dir, threshold))
+            .await
+            .map_err(|e| OffsetLogError::Io {
+                path: state_dir.join("offsets"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let (log, records) = opened?;
+        let mut table = OffsetTable::default();
+        for record in &records {
+            table.apply(record);
+        }
+        info!(path = %log.path().display(), records = records.len(), offsets = table.len(),
+            "replayed committed offsets");
+        let mut coordinator = GroupCoordinator::new(config.coordinator.clone());
+        for group in table.group_ids() {
+            // Time 0: a group known only from its offsets has been empty since
+            // before they were committed, so their commit time rules expiry.
+            coordinator.ensure_group(group, 0);
+        }
+        let table = Arc::new(RwLock::new(table));
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        let service = GroupService {
+            jobs,
+            writes,
+            table: table.clone(),
+        };
+        let actor = Actor {
+            coordinator,
+            pending: HashMap::new(),
+            timers: TimerQueue::default(),
+            next_request: 0,
+        };
+        tokio::spawn(run_actor(actor, jobs_rx, shutdown, service.clone(), config));
+        tokio::spawn(run_offset_writer(log, table, writes_rx));
+        Ok(service)
+    }
+
+    /// Runs `f` on the actor and returns its result.
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Actor) -> R + Send + 'static,
+    ) -> Result<R, ResponseError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |actor| {
+            let _ = tx.send(f(actor));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// Hands a request to the state machine and waits for its answer, which may
+    /// come at once or when the group moves on (JoinGroup, SyncGroup).
+    async fn request(
+        &self,
+        f: impl FnOnce(&mut GroupCoordinator, u64, RequestId) -> Vec<Effect> + Send + 'static,
+    ) -> Result<Response, ResponseError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |actor| {
+            actor.next_request += 1;
+            let id = actor.next_request;
+            actor.pending.insert(id, tx);
+            let effects = f(&mut actor.coordinator, now_ms(), id);
+            actor.apply(effects);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+
+    pub async fn join(&self, join: JoinGroup) -> JoinResult {
+        let member_id = join.member_id.clone();
+        match self.request(move |c, now, id| c.join(now, id, join)).await {
+            Ok(Response::Join(result)) => result,
+            Ok(other) => unexpected(
+                other,
+                JoinResult::error(&member_id, ResponseError::UnknownServerError),
+            ),
+            Err(e) => JoinResult::error(&member_id, e),
+        }
+    }
+
+    pub async fn sync(&self, sync: SyncGroup) -> SyncResult {
+        match self.request(move |c, now, id| c.sync(now, id, sync)).await {
+            Ok(Response::Sync(result)) => result,
+            Ok(other) => unexpected(other, SyncResult::error(ResponseError::UnknownServerError)),
+            Err(e) => SyncResult::error(e),
+        }
+    }
+
+    pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Option<ResponseError> {
+        match self
+            .request(move |c, now, id| c.heartbeat(now, id, heartbeat))
+            .await
+        {
+            Ok(Response::Heartbeat(error)) => error,
+            Ok(other) => unexpected(other, Some(ResponseError::UnknownServerError)),
+            Err(e) => Some(e),
+        }
+    }
+
+    pub async fn leave(&self, group_id: String, members: Vec<LeavingMember>) -> LeaveResult {
+        match self
+            .request(move |c, now, id| c.leave(now, id, &group_id, members))
+            .await
+        {
+            Ok(Response::Leave(result)) => result,
+            Ok(other) => unexpected(
+                other,
+                LeaveResult {
+                    error: Some(ResponseError::UnknownServerError),
+                    members: Vec::new(),
+                },
+            ),
+            Err(e) => LeaveResult {
+                error: Some(e),
+                members: Vec::new(),
+            },
+        }
+    }
+
+    /// Checks the committer's membership, then makes the offsets durable.
+    /// Answers once they are fsync'd, so a success survives a crash.
+    pub async fn commit_offsets(
+        &self,
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        let group = group_id.clone();
+        let (checked, effects) = self
+            .call(move |actor| {
+                actor.coordinator.validate_offset_commit(
+                    now_ms(),
+                    &group,
+                    &member_id,
+                    group_instance_id.as_deref(),
+                    generation_id,
+                )
+            })
+            .await?;
+        if !effects.is_empty() {
+            // Re-armed session timers: apply them on the actor.
+            let _ = self.jobs.send(Box::new(move |actor| actor.apply(effects)));
+        }
+        checked?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let records = offsets
+            .into_iter()
+            .map(|(topic, partition, offset)| OffsetRecord::Commit {
+                group: group_id.clone(),
+                topic,
+                partition,
+                offset,
+            })
+            .collect();
+        self.write(records).await?;
+        // An empty group may have been forgotten while the write was in flight.
+        let _ = self.jobs.send(Box::new(move |actor| {
+            actor.coordinator.ensure_group(&group_id, now_ms())
+        }));
+        Ok(())
+    }
+
+    /// Appends `records` durably (group-committed with concurrent writers).
+    async fn write(&self, records: Vec<OffsetRecord>) -> Result<(), ResponseError> {
+        let (done, wait) = oneshot::channel();
+        self.writes
+            .send(WriteRequest { records, done })
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// The committed offset of one partition, if any.
+    pub fn committed(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<CommittedOffset> {
+        self.table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(group_id, topic, partition)
+            .cloned()
+    }
+
+    /// Every committed offset of a group, as (topic, partition, offset).
+    pub fn committed_all(&self, group_id: &str) -> Vec<(String, i32, CommittedOffset)> {
+        let table = self
+            .table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        table
+            .group(group_id)
+            .map(|offsets| {
+                offsets
+                    .iter()
+                    .map(|((t, p), o)| (t.clone(), *p, o.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn describe(
+        &self,
+        group_ids: Vec<String>,
+    ) -> Result<Vec<GroupDescription>, ResponseError> {
+        self.call(move |actor| {
+            group_ids
+                .iter()
+                .map(|g| actor.coordinator.describe(g))
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn list(&self) -> Result<Vec<GroupListing>, ResponseError> {
+        self.call(|actor| actor.coordinator.list()).await
+    }
+
+    /// DeleteGroups for one group: the group and all its offsets.
+    pub async fn delete_group(&self, group_id: String) -> Result<(), ResponseError> {
+        let group = group_id.clone();
+        self.call(move |actor| {
+            let (result, effects) = actor.coordinator.delete_group(now_ms(), &group);
+            actor.apply(effects);
+            result
+        })
+        .await??;
+        let written = self
+            .write(vec![OffsetRecord::GroupDeleted {
+                group: group_id.clone(),
+            }])
+            .await;
+        if written.is_err() {
+            // The offsets are still there: keep the group visible with them.
+            let _ = self
+                .call(move |actor| actor.coordinator.ensure_group(&group_id, now_ms()))
+                .await;
+        }
+        written
+    }
+
+    /// OffsetDelete: deletes the offsets of partitions the group does not consume.
+    /// Returns one error (or none) per requested partition, in order.
+    pub async fn delete_offsets(
+        &self,
+        group_id: String,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        let group = group_id.clone();
+        let guard: SubscribedTopics = self
+            .call(move |actor| actor.coordinator.offset_delete_guard(&group))
+            .await??;
+        let mut errors = Vec::with_capacity(partitions.len());
+        let mut records = Vec::new();
+        for (topic, partition) in &partitions {
+            if guard.contains(topic) {
+                errors.push(Some(ResponseError::GroupSubscribedToTopic));
+            } else {
+                errors.push(None);
+                if self.committed(&group_id, topic, *partition).is_some() {
+                    records.push(OffsetRecord::Delete {
+                        group: group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    });
+                }
+            }
+        }
+        if !records.is_empty() {
+            self.write(records).await?;
+        }
+        Ok(errors)
+    }
+}
+
+fn unexpected<T>(response: Response, fallback: T) -> T {
+    error!(
+        ?response,
+        "coordinator answered with the wrong kind of response"
+    );
+    fallback
+}
+
+/// The actor loop: jobs, timers and the periodic offset expiry.
+async fn run_actor(
+    mut actor: Actor,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut shutdown: watch::Receiver<bool>,
+    service: GroupService,
+    config: GroupServiceConfig,
+) {
+    let period = Duration::from_millis(config.retention_check_interval_ms.max(1));
+    let mut expiry = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let sleep = actor
+            .timers
+            .next_deadline()
+            .map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
+        tokio::select! {
+            job = jobs.recv() => match job {
+                Some(job) => job(&mut actor),
+                None => break,
+            },
+            _ = async {
+                match sleep {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => actor.fire_due_timers(),
+            _ = expiry.tick() => expire_offsets(&mut actor, &service, config.offsets_retention_ms),
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+    debug!("group coordinator stopped");
+}
+
+/// Resolves once `shutdown` is true (never, if its sender is gone without saying so).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Deletes offsets of empty groups past retention, then forgets empty groups
+/// that have no offsets left.
+fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) {
+    let now = now_ms() as i64;
+    let tombstones = {
+        let table = service
+            .table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let coordinator = &actor.coordinator;
+        table.expired(now, retention_ms, |group| {
+            match coordinator.group_state(group) {
+                Some((GroupState::Empty, since)) => GroupActivity::EmptySince(Some(since as i64)),
+                Some(_) => GroupActivity::Active,
+                None => GroupActivity::EmptySince(None),
+            }
+        })
+    };
+    let table = service.table.clone();
+    let forget_empty = move |actor: &mut Actor| {
+        let table = table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let empty: Vec<String> = actor
+            .coordinator
+            .list()
+            .into_iter()
+            .filter(|g| g.state == GroupState::Empty && table.group(&g.group_id).is_none())
+            .map(|g| g.group_id)
+            .collect();
+        for group in empty {
+            if actor.coordinator.remove_group_if_empty(&group) {
+                debug!(group, "forgot empty group without offsets");
+            }
+        }
+    };
+    if tombstones.is_empty() {
+        forget_empty(actor);
+        return;
+    }
+    info!(
+        count = tombstones.len(),
+        "expiring committed offsets of empty groups"
+    );
+    let writer = service.clone();
+    tokio::spawn(async move {
+        if writer.write(tombstones).await.is_err() {
+            warn!("could not write expired offsets; will retry at the next check");
+            return;
+        }
+        let _ = writer.jobs.send(Box::new(forget_empty));
+    });
+}
+
+/// The offset writer loop: batches concurrent writes into one fsync.
+async fn run_offset_writer(
+    log: OffsetLog,
+    table: Arc<RwLock<OffsetTable>>,
+    mut writes: mpsc::UnboundedReceiver<WriteRequest>,
+) {
+    let log = Arc::new(Mutex::new(log));
+    while let Some(first) = writes.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = writes.try_recv() {
+            batch.push(more);
+        }
+        let records: Vec<OffsetRecord> = batch
+            .iter()
+            .flat_map(|w| w.records.iter().cloned())
+            .collect();
+        let (log_ref, table_ref) = (log.clone(), table.clone());
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut log = log_ref.lock().unwrap_or_else(|p| p.into_inner());
+            log.append(&records)?;
+            let mut table = table_ref.write().unwrap_or_else(|p| p.into_inner());
+            for record in &records {
+                table.apply(record);
+            }
+            Ok::<bool, OffsetLogError>(log.needs_compaction())
+        })
+        .await;
+        let compact = match appended {
+            Ok(Ok(compact)) => {
+                for w in batch {
+                    let _ = w.done.send(Ok(()));
+                }
+                compact
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot write committed offsets");
+                for w in batch {
+                    let _ = w.done.send(Err(()));
+                }
+                false
+            }
+            Err(e) => {
+                error!(error = %e, "offset writer task failed");
+                for w in batch {
+                    let _ = w.done.send(Err(()));
+                }
+                false
+            }
+        };
+        if compact {
+            let (log_ref, table_ref) = (log.clone(), table.clone());
+            let compacted = tokio::task::spawn_blocking(move || {
+                let mut log = log_ref.lock().unwrap_or_else(|p| p.into_inner());
+                let snapshot = table_ref
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .snapshot();
+                log.rewrite(&snapshot)
+            })
+            .await;
+            match compacted {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "offsets log compaction failed; will retry"),
+                Err(e) => warn!(error = %e, "offsets log compaction task failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset(n: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: n,
+            leader_epoch: -1,
+            metadata: Some(format!("meta{n}")),
+            commit_timestamp_ms: now_ms() as i64,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_are_durable_and_replayed_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let service = GroupService::start(GroupServiceConfig::default(), dir.path(), rx)
+            .await
+            .unwrap();
+        let commits = (0..20).map(|i| {
+            let service = service.clone();
+            async move {
+                service
+                    .commit_offsets(
+                        "g".into(),
+                        String::new(),
+                        None,
+                        -1,
+                        vec![("t".into(), i, offset(i as i64))],
+                    )
+                    .await
+            }
+        });
+        for result in futures::future::join_all(commits).await {
+            assert_eq!(result, Ok(()));
+        }
+        let seven = service.committed("g", "t", 7).unwrap();
+        assert_eq!(
+            (seven.offset, seven.metadata.as_deref()),
+            (7, Some("meta7"))
+        );
+        let listed = service.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, GroupState::Empty);
+        tx.send(true).unwrap();
+
+        let (_tx2, rx2) = watch::channel(false);
+        let again = GroupService::start(GroupServiceConfig::default(), dir.path(), rx2)
+            .await
+            .unwrap();
+        assert_eq!(again.committed_all("g").len(), 20);
+        assert_eq!(
+            again.committed("g", "t", 3).and_then(|o| o.metadata),
+            Some("meta3".to_string())
+        );
+        assert_eq!(again.list().await.unwrap()[0].group_id, "g");
+        again.delete_group("g".into()).await.unwrap();
+        assert!(again.committed_all("g").is_empty());
+        assert_eq!(
+            again.delete_group("g".into()).await,
+            Err(ResponseError::GroupIdNotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let config = GroupServiceConfig {
+            offsets_retention_ms: 0,
+            retention_check_interval_ms: 1,
+            ..GroupServiceConfig::default()
+        };
+        let service = GroupService::start(config, dir.path(), rx).await.unwrap();
+        service
+            .commit_offsets(
+                "g".into(),
+                String::new(),
+                None,
+                -1,
+                vec![("t".into(), 0, offset(1))],
+            )
+            .await
+            .unwrap();
+        // Expiry runs every millisecond on the actor; give it a few rounds.
+        let mut rounds = 0;
+        while service.committed("g", "t", 0).is_some() || !service.list().await.unwrap().is_empty()
+        {
+            rounds += 1;
+            assert!(rounds < 10_000, "offsets never expired");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}

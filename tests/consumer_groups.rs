@@ -1,0 +1,826 @@
+//! Consumer groups through real clients (librdkafka via rdkafka StreamConsumers):
+//! queue semantics with rebalances, pub/sub across groups, cooperative-sticky
+//! incremental rebalancing, committed offsets across restarts and SIGKILL,
+//! and the group admin APIs (rdkafka and raw kafka-protocol requests).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::{TestBroker, PATIENCE};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::{
+    ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, RequestHeader, ResponseHeader,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// One record as a consumer saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    consumer: usize,
+    partition: i32,
+    offset: i64,
+    key: String,
+    seq: u32,
+}
+
+fn group_config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .set("fetch.wait.max.ms", "100")
+        .set("enable.partition.eof", "false");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config
+}
+
+fn group_consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> Arc<StreamConsumer> {
+    Arc::new(
+        group_config(bootstrap, group, extra)
+            .create()
+            .expect("consumer"),
+    )
+}
+
+/// A consumer task started by [`run_consumer`].
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the task and waits until its consumer is closed (it left the group).
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("consumer task");
+    }
+}
+
+/// Runs `consumer.recv()` until stopped, forwarding every record; the consumer
+/// is closed (it leaves the group) when the task ends, unless other handles to
+/// it are still alive.
+fn run_consumer<C: ConsumerContext + 'static>(
+    index: usize,
+    consumer: Arc<StreamConsumer<C>>,
+    topic: &str,
+    out: mpsc::UnboundedSender<Seen>,
+) -> Running {
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                received = consumer.recv() => match received {
+                    Ok(m) => {
+                        let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+                        let (key, seq) = value.split_once(':').expect("key:seq payload");
+                        let _ = out.send(Seen {
+                            consumer: index,
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: key.to_string(),
+                            seq: seq.parse().expect("seq"),
+                        });
+                    }
+                    Err(e) => eprintln!("consumer {index}: {e}"),
+                },
+            }
+        }
+        drop(consumer);
+    });
+    Running {
+        stop: stop_tx,
+        task,
+    }
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+/// Produces `seqs` of every key ("key-N:seq"), each key's records in order.
+async fn produce(producer: &FutureProducer, topic: &str, keys: usize, seqs: std::ops::Range<u32>) {
+    for seq in seqs {
+        for k in 0..keys {
+            let key = format!("key-{k}");
+            let value = format!("{key}:{seq}");
+            producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&value),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("produced");
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; panics after PATIENCE with `what`.
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assigned<C: ConsumerContext>(consumer: &StreamConsumer<C>) -> BTreeSet<i32> {
+    consumer
+        .assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+/// The consumers' assignments are disjoint and cover `0..partitions`, and each
+/// consumer has at least one partition.
+fn covers<C: ConsumerContext>(consumers: &[&StreamConsumer<C>], partitions: i32) -> bool {
+    let sets: Vec<BTreeSet<i32>> = consumers.iter().map(|c| assigned(c)).collect();
+    let total: usize = sets.iter().map(BTreeSet::len).sum();
+    let union: BTreeSet<i32> = sets.iter().flatten().copied().collect();
+    sets.iter().all(|s| !s.is_empty())
+        && total == partitions as usize
+        && union == (0..partitions).collect()
+}
+
+/// Receives until every (key, seq) in `expected` has been seen.
+async fn collect_until(
+    rx: &mut mpsc::UnboundedReceiver<Seen>,
+    seen: &mut Vec<Seen>,
+    expected: &BTreeSet<(String, u32)>,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let have: BTreeSet<(String, u32)> = seen.iter().map(|s| (s.key.clone(), s.seq)).collect();
+        if expected.is_subset(&have) {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(s)) => seen.push(s),
+            _ => panic!(
+                "only {} of {} records arrived",
+                expected.intersection(&have).count(),
+                expected.len()
+            ),
+        }
+    }
+}
+
+fn expected(keys: usize, seqs: std::ops::Range<u32>) -> BTreeSet<(String, u32)> {
+    seqs.flat_map(|s| (0..keys).map(move |k| (format!("key-{k}"), s)))
+        .collect()
+}
+
+/// Within each consumer, each key's records arrive in order: dropping the
+/// records it had already received (a partition handed back after a
+/// rebalance is re-read from the last commit), the sequence numbers increase.
+fn assert_per_key_order(seen: &[Seen]) {
+    let mut last: HashMap<(usize, String), u32> = HashMap::new();
+    let mut had: BTreeSet<(usize, String, u32)> = BTreeSet::new();
+    for s in seen {
+        if !had.insert((s.consumer, s.key.clone(), s.seq)) {
+            continue;
+        }
+        if let Some(prev) = last.insert((s.consumer, s.key.clone()), s.seq) {
+            assert!(
+                s.seq > prev,
+                "consumer {} saw {} seq {} after seq {prev}",
+                s.consumer,
+                s.key,
+                s.seq
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_group_shares_partitions_and_takes_over_on_join_and_leave() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "work-queue";
+    create_topic(&bootstrap, topic, 6).await;
+    let producer = common::producer(&bootstrap, &[]);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+
+    let consumers: Vec<Arc<StreamConsumer>> = (0..3)
+        .map(|_| group_consumer(&bootstrap, "workers", &[]))
+        .collect();
+    let mut running: Vec<Option<Running>> = consumers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Some(run_consumer(i, c.clone(), topic, tx.clone())))
+        .collect();
+    wait_until("3 consumers split 6 partitions", || {
+        covers(&consumers.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), 6)
+    })
+    .await;
+    let first_assignment: Vec<BTreeSet<i32>> = consumers.iter().map(|c| assigned(c)).collect();
+    assert!(
+        first_assignment.iter().all(|s| s.len() == 2),
+        "{first_assignment:?}"
+    );
+
+    // Phase 1: a stable group of 3.
+    let keys = 24;
+    produce(&producer, topic, keys, 0..10).await;
+    let mut seen = Vec::new();
+    collect_until(&mut rx, &mut seen, &expected(keys, 0..10)).await;
+    assert_eq!(
+        seen.len(),
+        keys * 10,
+        "a stable group delivers each record once"
+    );
+    for s in &seen {
+        assert!(
+            first_assignment[s.consumer].contains(&s.partition),
+            "consumer {} got partition {} outside its assignment",
+            s.consumer,
+            s.partition
+        );
+    }
+    let mut next_offset: HashMap<i32, i64> = HashMap::new();
+    for s in &seen {
+        let expected = next_offset.entry(s.partition).or_insert(0);
+        assert_eq!(
+            s.offset, *expected,
+            "partition {} read in order, without gaps",
+            s.partition
+        );
+        *expected += 1;
+    }
+    let per_consumer: BTreeMap<usize, usize> = seen.iter().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.consumer).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        per_consumer.len(),
+        3,
+        "every consumer received records: {per_consumer:?}"
+    );
+
+    // A fourth member joins: the partitions are spread over four.
+    let mut consumers = consumers;
+    consumers.push(group_consumer(&bootstrap, "workers", &[]));
+    running.push(Some(run_consumer(
+        3,
+        consumers[3].clone(),
+        topic,
+        tx.clone(),
+    )));
+    wait_until("4 consumers split 6 partitions", || {
+        covers(&consumers.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), 6)
+    })
+    .await;
+
+    // Member 0 leaves (its consumer is closed): the other three take over.
+    let rest: Vec<Arc<StreamConsumer>> = consumers[1..].to_vec();
+    drop(consumers);
+    if let Some(first) = running[0].take() {
+        first.stop().await;
+    }
+    wait_until(
+        "the remaining 3 consumers take over all 6 partitions",
+        || covers(&rest.iter().map(|c| c.as_ref()).collect::<Vec<_>>(), 6),
+    )
+    .await;
+
+    // Phase 2: nothing is lost across the rebalances and key order holds.
+    produce(&producer, topic, keys, 10..20).await;
+    collect_until(&mut rx, &mut seen, &expected(keys, 0..20)).await;
+    assert_per_key_order(&seen);
+    let phase2_consumers: BTreeSet<usize> = seen
+        .iter()
+        .filter(|s| s.seq >= 10)
+        .map(|s| s.consumer)
+        .collect();
+    assert!(phase2_consumers.contains(&3), "the new member consumed");
+
+    drop(rest);
+    for r in running.into_iter().flatten() {
+        r.stop().await;
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_groups_each_receive_every_record() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "pub-sub";
+    create_topic(&bootstrap, topic, 3).await;
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, topic, 10, 0..6).await;
+
+    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+    let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+    let a = run_consumer(
+        0,
+        group_consumer(&bootstrap, "subscriber-a", &[]),
+        topic,
+        tx_a,
+    );
+    let b = run_consumer(
+        1,
+        group_consumer(&bootstrap, "subscriber-b", &[]),
+        topic,
+        tx_b,
+    );
+    let all = expected(10, 0..6);
+    let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+    collect_until(&mut rx_a, &mut seen_a, &all).await;
+    collect_until(&mut rx_b, &mut seen_b, &all).await;
+    assert_eq!(seen_a.len(), all.len());
+    assert_eq!(seen_b.len(), all.len());
+    assert_per_key_order(&seen_a);
+    assert_per_key_order(&seen_b);
+    a.stop().await;
+    b.stop().await;
+    broker.shutdown().await;
+}
+
+/// One rebalance callback: (assigned rather than revoked, partitions).
+type RebalanceEvent = (bool, BTreeSet<i32>);
+
+/// Records every rebalance callback of one consumer.
+#[derive(Default, Clone)]
+struct RebalanceLog {
+    events: Arc<Mutex<Vec<RebalanceEvent>>>,
+}
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (assign, tpl) = match rebalance {
+            Rebalance::Assign(tpl) => (true, *tpl),
+            Rebalance::Revoke(tpl) => (false, *tpl),
+            Rebalance::Error(_) => return,
+        };
+        let partitions = tpl.elements().iter().map(|e| e.partition()).collect();
+        if let Ok(mut events) = self.events.lock() {
+            events.push((assign, partitions));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cooperative_sticky_moves_only_the_partitions_it_must() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "cooperative";
+    create_topic(&bootstrap, topic, 6).await;
+    let extra = [("partition.assignment.strategy", "cooperative-sticky")];
+    let (tx, _rx) = mpsc::unbounded_channel();
+
+    let log1 = RebalanceLog::default();
+    let c1: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
+        group_config(&bootstrap, "sticky", &extra)
+            .create_with_context(log1.clone())
+            .expect("consumer"),
+    );
+    let stop1 = run_consumer(0, c1.clone(), topic, tx.clone());
+    wait_until("the first member owns all partitions", || {
+        assigned(&c1).len() == 6
+    })
+    .await;
+
+    let log2 = RebalanceLog::default();
+    let c2: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
+        group_config(&bootstrap, "sticky", &extra)
+            .create_with_context(log2.clone())
+            .expect("consumer"),
+    );
+    let stop2 = run_consumer(1, c2.clone(), topic, tx.clone());
+    wait_until("two members split the partitions", || {
+        covers(&[c1.as_ref(), c2.as_ref()], 6)
+    })
+    .await;
+    assert_eq!(assigned(&c1).len(), 3);
+    assert_eq!(assigned(&c2).len(), 3);
+
+    let events1 = log1.events.lock().unwrap().clone();
+    let revoked: Vec<&BTreeSet<i32>> = events1.iter().filter(|(a, _)| !a).map(|(_, p)| p).collect();
+    assert!(
+        !revoked.is_empty(),
+        "the first member gave partitions up: {events1:?}"
+    );
+    for r in &revoked {
+        assert!(
+            r.len() < 6,
+            "an incremental rebalance revokes only what moves: {events1:?}"
+        );
+    }
+    let revoked_all: BTreeSet<i32> = revoked.iter().flat_map(|r| r.iter().copied()).collect();
+    assert_eq!(
+        revoked_all,
+        assigned(&c2),
+        "exactly the moved partitions were revoked"
+    );
+    let events2 = log2.events.lock().unwrap().clone();
+    assert!(
+        events2.iter().all(|(assign, _)| *assign),
+        "the new member only gains: {events2:?}"
+    );
+
+    drop((c1, c2));
+    stop1.stop().await;
+    stop2.stop().await;
+    broker.shutdown().await;
+}
+
+/// Consumes from `topic` (one partition) in `group` without auto-commit, and
+/// returns the first record's offset.
+async fn first_offset(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    let consumer = group_consumer(bootstrap, group, &[("enable.auto.commit", "false")]);
+    consumer.subscribe(&[topic]).unwrap();
+    let m = tokio::time::timeout(PATIENCE, consumer.recv())
+        .await
+        .expect("a record arrives")
+        .expect("no consumer error");
+    m.offset()
+}
+
+fn commit_list(topic: &str, offset: i64, metadata: &str) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    if let Some(mut e) = tpl.find_partition(topic, 0) {
+        e.set_metadata(metadata);
+    }
+    tpl
+}
+
+fn committed(bootstrap: &str, group: &str, topic: &str) -> (Offset, String) {
+    let consumer: BaseConsumer = group_config(bootstrap, group, &[]).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let found = consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("OffsetFetch");
+    let e = found.find_partition(topic, 0).expect("partition in answer");
+    (e.offset(), e.metadata().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_offsets_and_metadata_survive_a_restart() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "resume";
+    create_topic(&bootstrap, topic, 1).await;
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, topic, 1, 0..10).await;
+    drop(producer);
+
+    assert_eq!(first_offset(&bootstrap, "resumer", topic).await, 0);
+    {
+        let consumer = group_consumer(&bootstrap, "resumer", &[("enable.auto.commit", "false")]);
+        consumer.subscribe(&[topic]).unwrap();
+        for _ in 0..4 {
+            tokio::time::timeout(PATIENCE, consumer.recv())
+                .await
+                .expect("record")
+                .expect("no error");
+        }
+        consumer
+            .commit(
+                &commit_list(topic, 4, "checkpoint after 4"),
+                CommitMode::Sync,
+            )
+            .expect("commit");
+    }
+    assert_eq!(
+        committed(&bootstrap, "resumer", topic),
+        (Offset::Offset(4), "checkpoint after 4".to_string())
+    );
+
+    let broker = broker.restart(|_| {}).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        committed(&bootstrap, "resumer", topic),
+        (Offset::Offset(4), "checkpoint after 4".to_string()),
+        "offset and metadata are durable"
+    );
+    assert_eq!(first_offset(&bootstrap, "resumer", topic).await, 4);
+    broker.shutdown().await;
+}
+
+/// A `strata` server process (for SIGKILL).
+struct BrokerProcess {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl BrokerProcess {
+    async fn start(data_dir: &std::path::Path) -> BrokerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--listen")
+            .arg(&addr)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn strata");
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(&addr).await.is_err() {
+            assert!(Instant::now() < deadline, "strata did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        BrokerProcess { child, addr }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_acknowledged_commit_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = BrokerProcess::start(dir.path()).await;
+    create_topic(&first.addr, "killed", 1).await;
+    let producer = common::producer(&first.addr, &[("acks", "all")]);
+    produce(&producer, "killed", 1, 0..5).await;
+    drop(producer);
+    {
+        let consumer: BaseConsumer = group_config(&first.addr, "survivor", &[]).create().unwrap();
+        for n in 1..=3 {
+            consumer
+                .commit(
+                    &commit_list("killed", n, &format!("n={n}")),
+                    CommitMode::Sync,
+                )
+                .expect("commit acknowledged");
+        }
+    }
+    first.kill();
+
+    let second = BrokerProcess::start(dir.path()).await;
+    assert_eq!(
+        committed(&second.addr, "survivor", "killed"),
+        (Offset::Offset(3), "n=3".to_string())
+    );
+    assert_eq!(first_offset(&second.addr, "survivor", "killed").await, 3);
+    second.kill();
+}
+
+/// Sends one request on a fresh connection and decodes the response.
+async fn raw<Req: Encodable, Resp: Decodable>(
+    addr: std::net::SocketAddr,
+    api: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Resp {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut body = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await.unwrap();
+    let len = stream.read_i32().await.unwrap();
+    let mut buf = vec![0u8; len as usize];
+    stream.read_exact(&mut buf).await.unwrap();
+    let mut buf = Bytes::from(buf);
+    let header = ResponseHeader::decode(&mut buf, api.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let response = Resp::decode(&mut buf, version).unwrap();
+    assert_eq!(buf.remaining(), 0, "the whole response was read");
+    response
+}
+
+async fn list_groups(addr: std::net::SocketAddr, states: &[&str]) -> Vec<(String, String)> {
+    let request = ListGroupsRequest::default().with_states_filter(
+        states
+            .iter()
+            .map(|s| StrBytes::from_string(s.to_string()))
+            .collect(),
+    );
+    let response: ListGroupsResponse = raw(addr, ApiKey::ListGroups, 4, &request).await;
+    assert_eq!(response.error_code, 0);
+    response
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), g.group_state.to_string()))
+        .collect()
+}
+
+async fn offset_delete(
+    addr: std::net::SocketAddr,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> (i16, i16) {
+    let request = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![
+                OffsetDeleteRequestPartition::default().with_partition_index(partition)
+            ])]);
+    let response: OffsetDeleteResponse = raw(addr, ApiKey::OffsetDelete, 0, &request).await;
+    let partition_error = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or(-1, |p| p.error_code);
+    (response.error_code, partition_error)
+}
+
+/// OffsetFetch v8 for several groups at once: (group, partition) → offset.
+async fn offset_fetch_v8(
+    addr: std::net::SocketAddr,
+    groups: &[&str],
+    topic: &str,
+    partitions: &[i32],
+) -> BTreeMap<(String, i32), i64> {
+    let request = OffsetFetchRequest::default().with_groups(
+        groups
+            .iter()
+            .map(|g| {
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_string(g.to_string())))
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partition_indexes(partitions.to_vec())]))
+            })
+            .collect(),
+    );
+    let response: OffsetFetchResponse = raw(addr, ApiKey::OffsetFetch, 8, &request).await;
+    let mut out = BTreeMap::new();
+    for g in &response.groups {
+        assert_eq!(g.error_code, 0);
+        for t in &g.topics {
+            for p in &t.partitions {
+                assert_eq!(p.error_code, 0);
+                out.insert(
+                    (g.group_id.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn describe_list_delete_groups_and_offset_delete() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let addr = broker.addr();
+    let topic = "admin-topic";
+    create_topic(&bootstrap, topic, 2).await;
+
+    let consumer = group_consumer(&bootstrap, "inspected", &[("enable.auto.commit", "false")]);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let stop = run_consumer(0, consumer.clone(), topic, tx);
+    wait_until("the member owns both partitions", || {
+        assigned(&consumer).len() == 2
+    })
+    .await;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(0))
+        .unwrap();
+    tpl.add_partition_offset(topic, 1, Offset::Offset(0))
+        .unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+
+    // Describe through librdkafka (ListGroups + DescribeGroups).
+    let groups = consumer
+        .fetch_group_list(Some("inspected"), Duration::from_secs(30))
+        .expect("group list");
+    let group = &groups.groups()[0];
+    assert_eq!(group.name(), "inspected");
+    assert_eq!(group.state(), "Stable");
+    assert_eq!(group.protocol_type(), "consumer");
+    assert_eq!(group.protocol(), "range");
+    assert_eq!(group.members().len(), 1);
+    let member = &group.members()[0];
+    assert_eq!(member.client_id(), "rdkafka");
+    assert!(
+        member.client_host().contains("127.0.0.1"),
+        "{}",
+        member.client_host()
+    );
+    assert!(member.assignment().is_some_and(|a| !a.is_empty()));
+    assert!(member.metadata().is_some_and(|m| !m.is_empty()));
+
+    assert!(list_groups(addr, &["Stable"])
+        .await
+        .contains(&("inspected".into(), "Stable".into())));
+    assert!(list_groups(addr, &["Empty"]).await.is_empty());
+
+    // A consumed topic's offsets cannot be deleted; the group cannot either.
+    assert_eq!(offset_delete(addr, "inspected", topic, 0).await, (0, 86));
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let deleted = admin
+        .delete_groups(&["inspected"], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&deleted[0], Err((g, code)) if g == "inspected"
+            && *code == rdkafka::types::RDKafkaErrorCode::NonEmptyGroup),
+        "{deleted:?}"
+    );
+
+    // The member leaves: now the offsets and the group can go.
+    drop(consumer);
+    stop.stop().await;
+    let mut empty = Vec::new();
+    for _ in 0..600 {
+        empty = list_groups(addr, &["Empty"]).await;
+        if !empty.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(empty, vec![("inspected".to_string(), "Empty".to_string())]);
+    assert_eq!(offset_delete(addr, "inspected", topic, 0).await, (0, 0));
+    assert_eq!(offset_delete(addr, "no-such-group", topic, 0).await.0, 69);
+    assert_eq!(
+        offset_delete(addr, "inspected", "no-such-topic", 0).await,
+        (0, 3)
+    );
+    let fetched = offset_fetch_v8(addr, &["inspected", "never-committed"], topic, &[0, 1]).await;
+    assert_eq!(fetched[&("inspected".to_string(), 0)], -1, "deleted");
+    assert_eq!(fetched[&("inspected".to_string(), 1)], 0, "kept");
+    assert_eq!(fetched[&("never-committed".to_string(), 0)], -1);
+
+    let deleted = admin
+        .delete_groups(&["inspected", "no-such-group"], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(deleted[0], Ok("inspected".to_string()));
+    assert!(
+        matches!(&deleted[1], Err((_, code)) if *code == rdkafka::types::RDKafkaErrorCode::GroupIdNotFound),
+        "{deleted:?}"
+    );
+    assert!(list_groups(addr, &[]).await.is_empty());
+    let fetched = offset_fetch_v8(addr, &["inspected"], topic, &[1]).await;
+    assert_eq!(
+        fetched[&("inspected".to_string(), 1)],
+        -1,
+        "offsets went with the group"
+    );
+    broker.shutdown().await;
+}
