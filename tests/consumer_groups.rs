@@ -824,3 +824,200 @@ async fn describe_list_delete_groups_and_offset_delete() {
     );
     broker.shutdown().await;
 }
+
+/// Every advertised version of every group API answers a raw request with a
+/// response that decodes, and the group protocol works at each version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_group_api_version_round_trips() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{
+        DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+        FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+        JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+        OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse,
+    };
+
+    let broker = TestBroker::start().await;
+    let addr = broker.addr();
+    create_topic(&broker.bootstrap(), "versions", 1).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+
+    for version in 0..=4 {
+        let request = FindCoordinatorRequest::default()
+            .with_key(if version < 4 { s("g") } else { s("") })
+            .with_coordinator_keys(if version >= 4 {
+                vec![s("g"), s("h")]
+            } else {
+                vec![]
+            });
+        let response: FindCoordinatorResponse =
+            raw(addr, ApiKey::FindCoordinator, version, &request).await;
+        if version >= 4 {
+            assert_eq!(response.coordinators.len(), 2);
+            assert!(response
+                .coordinators
+                .iter()
+                .all(|c| c.error_code == 0 && c.port == addr.port() as i32));
+        } else {
+            assert_eq!(
+                (response.error_code, response.port),
+                (0, addr.port() as i32)
+            );
+        }
+    }
+
+    for version in 0..=9i16 {
+        let group = format!("v{version}");
+        let gid = GroupId(s(&group));
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(if version >= 1 { 10_000 } else { 0 })
+                .with_member_id(s(member))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(Bytes::from_static(b"subscription"))])
+        };
+        let mut joined: JoinGroupResponse = raw(addr, ApiKey::JoinGroup, version, &join("")).await;
+        if version >= 4 {
+            assert_eq!(joined.error_code, 79, "v{version}: MEMBER_ID_REQUIRED");
+            let id = joined.member_id.to_string();
+            joined = raw(addr, ApiKey::JoinGroup, version, &join(&id)).await;
+        }
+        assert_eq!(joined.error_code, 0, "v{version}");
+        assert_eq!(joined.generation_id, 1);
+        assert_eq!(joined.leader, joined.member_id);
+        assert_eq!(joined.members.len(), 1);
+        assert_eq!(
+            joined.members[0].metadata,
+            Bytes::from_static(b"subscription")
+        );
+        assert_eq!(
+            joined.protocol_name.as_deref().map(|p| p.to_string()),
+            Some("range".to_string())
+        );
+        let member = joined.member_id.clone();
+
+        let sync_version = version.min(5);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(gid.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(member.clone())
+                .with_assignment(Bytes::from_static(b"assignment"))]);
+        let synced: SyncGroupResponse = raw(addr, ApiKey::SyncGroup, sync_version, &sync).await;
+        assert_eq!(synced.error_code, 0);
+        assert_eq!(synced.assignment, Bytes::from_static(b"assignment"));
+
+        let heartbeat = HeartbeatRequest::default()
+            .with_group_id(gid.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone());
+        let beat: HeartbeatResponse =
+            raw(addr, ApiKey::Heartbeat, version.min(4), &heartbeat).await;
+        assert_eq!(beat.error_code, 0);
+
+        let describe = DescribeGroupsRequest::default().with_groups(vec![gid.clone()]);
+        let described: DescribeGroupsResponse =
+            raw(addr, ApiKey::DescribeGroups, version.min(5), &describe).await;
+        assert_eq!(described.groups[0].group_state.to_string(), "Stable");
+        assert_eq!(
+            described.groups[0].members[0].member_assignment,
+            Bytes::from_static(b"assignment")
+        );
+
+        let leave_version = version.min(5);
+        let leave = if leave_version >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(member.clone())
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(gid.clone())
+                .with_member_id(member.clone())
+        };
+        let left: LeaveGroupResponse = raw(addr, ApiKey::LeaveGroup, leave_version, &leave).await;
+        assert_eq!(left.error_code, 0);
+        if leave_version >= 3 {
+            assert_eq!(left.members[0].error_code, 0);
+        }
+    }
+
+    for version in 2..=8i16 {
+        let group = GroupId(s(&format!("simple-{version}")));
+        let mut partition = OffsetCommitRequestPartition::default()
+            .with_partition_index(0)
+            .with_committed_offset(40 + version as i64)
+            .with_committed_metadata(Some(s("meta")));
+        if version >= 6 {
+            partition = partition.with_committed_leader_epoch(0);
+        }
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(s(""))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("versions")))
+                .with_partitions(vec![partition])]);
+        let committed: OffsetCommitResponse =
+            raw(addr, ApiKey::OffsetCommit, version, &commit).await;
+        assert_eq!(
+            committed.topics[0].partitions[0].error_code, 0,
+            "v{version}"
+        );
+    }
+    for version in 1..=7i16 {
+        let group = GroupId(s(&format!("simple-{}", version.max(2))));
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(group)
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("versions")))
+                .with_partition_indexes(vec![0])]));
+        let fetched: OffsetFetchResponse = raw(addr, ApiKey::OffsetFetch, version, &fetch).await;
+        let p = &fetched.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.committed_offset),
+            (0, 40 + version.max(2) as i64),
+            "v{version}"
+        );
+        assert_eq!(
+            p.metadata.as_deref().map(|m| m.to_string()),
+            Some("meta".to_string())
+        );
+    }
+    let fetched = offset_fetch_v8(addr, &["simple-8", "simple-3"], "versions", &[0]).await;
+    assert_eq!(fetched[&("simple-8".to_string(), 0)], 48);
+    assert_eq!(fetched[&("simple-3".to_string(), 0)], 43);
+
+    for version in 0..=4 {
+        let listed: ListGroupsResponse = raw(
+            addr,
+            ApiKey::ListGroups,
+            version,
+            &ListGroupsRequest::default(),
+        )
+        .await;
+        assert_eq!(listed.groups.len(), 10 + 7, "v{version}");
+    }
+    for version in 0..=2 {
+        let delete = DeleteGroupsRequest::default().with_groups_names(vec![
+            GroupId(s(&format!("v{version}"))),
+            GroupId(s("absent")),
+        ]);
+        let deleted: DeleteGroupsResponse = raw(addr, ApiKey::DeleteGroups, version, &delete).await;
+        assert_eq!(deleted.results[0].error_code, 0);
+        assert_eq!(deleted.results[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+    }
+    broker.shutdown().await;
+}
