@@ -8,6 +8,7 @@
 //! - `read/*`: sequential reads of 1 MiB from the page cache: sealed segments (mmap, handed
 //!   out without a copy), the same plus copying the bytes out (what a socket write costs),
 //!   and the active segment (pread).
+//! - `open/*`: opening a 256 MiB log after a clean close, and with nothing trusted.
 //! - `group_commit/*`: N logs on one Flusher, one 16 KiB append to each, then wait for all to
 //!   be durable; vs N files each written and fdatasync'd in turn.
 //!
@@ -216,6 +217,56 @@ fn next_offset_after(mut records: &[u8]) -> i64 {
     next
 }
 
+/// Opening a 256 MiB log (16 KiB batches, 64 MiB segments): after a clean close (header scan)
+/// and with no checkpoint and no clean marker (every batch's CRC validated).
+fn open(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("open-0");
+    let config = LogConfig {
+        segment_bytes: 64 << 20,
+        retention_ms: None,
+        ..LogConfig::default()
+    };
+    let flusher = Flusher::start();
+    let log = Log::open(&dir, config.clone(), &flusher).unwrap();
+    let batch = batch_bytes(16 << 10);
+    while log.size_bytes() < 256 << 20 {
+        log.append(&batch, 0).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let mut g = c.benchmark_group("open");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(256 << 20));
+    g.bench_function("clean_256MiB", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let log = Log::open(&dir, config.clone(), &flusher).unwrap();
+                total += start.elapsed();
+                log.close().unwrap();
+            }
+            total
+        })
+    });
+    g.bench_function("unclean_no_checkpoint_256MiB", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::fs::remove_file(dir.join(".clean-shutdown")).unwrap();
+                std::fs::remove_file(dir.join("partition.checkpoint")).unwrap();
+                let start = Instant::now();
+                let log = Log::open(&dir, config.clone(), &flusher).unwrap();
+                total += start.elapsed();
+                log.close().unwrap();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 fn group_commit(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
@@ -290,5 +341,5 @@ fn group_commit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, validate, read, group_commit);
+criterion_group!(benches, append, validate, read, open, group_commit);
 criterion_main!(benches);

@@ -17,22 +17,27 @@ use crate::file::{self, DataFile};
 use crate::index::reconcile_file;
 use crate::segment::{parse_segment_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 
-/// Read-ahead size of the recovery scan.
-const SCAN_CHUNK: usize = 1 << 20;
+/// Read-ahead of a validating scan (it reads every byte anyway).
+const VALIDATING_CHUNK: usize = 1 << 20;
+/// Read-ahead of a header-only scan: small, so batches larger than this are mostly skipped
+/// rather than read.
+const HEADER_CHUNK: usize = 64 << 10;
 
-/// Reads a file through a forward-moving buffer, so a scan costs one pread per MiB.
+/// Reads a file through a forward-moving buffer, so a scan costs one pread per chunk.
 struct ChunkReader<'a> {
     file: &'a DataFile,
     buf: Vec<u8>,
     start: u64,
+    chunk: usize,
 }
 
 impl<'a> ChunkReader<'a> {
-    fn new(file: &'a DataFile) -> Self {
+    fn new(file: &'a DataFile, chunk: usize) -> Self {
         ChunkReader {
             file,
             buf: Vec::new(),
             start: 0,
+            chunk,
         }
     }
 
@@ -40,7 +45,7 @@ impl<'a> ChunkReader<'a> {
     fn get(&mut self, position: u64, len: usize) -> Result<&[u8], StorageError> {
         let have_end = self.start + self.buf.len() as u64;
         if position < self.start || position + len as u64 > have_end {
-            self.buf = self.file.read_up_to(position, len.max(SCAN_CHUNK))?;
+            self.buf = self.file.read_up_to(position, len.max(self.chunk))?;
             self.start = position;
         }
         let from = (position - self.start) as usize;
@@ -68,7 +73,12 @@ pub(crate) fn scan_segment(
 ) -> Result<ScanOutcome, StorageError> {
     let log = std::sync::Arc::clone(&seg.log);
     let file_len = log.len()?;
-    let mut reader = ChunkReader::new(&log);
+    let chunk = if validate_crc {
+        VALIDATING_CHUNK
+    } else {
+        HEADER_CHUNK
+    };
+    let mut reader = ChunkReader::new(&log, chunk);
     let mut position = 0u64;
     let mut expected = seg.base_offset;
     while position < file_len {
