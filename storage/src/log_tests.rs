@@ -7,7 +7,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::batch;
+use crate::error::AppendError;
 use crate::testing::{batch_of, decode_records, headers, simple_batch, DecodedRecord, TestRecord};
+use crate::TimestampType;
 
 pub(crate) fn small_config() -> LogConfig {
     LogConfig {

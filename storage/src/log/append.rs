@@ -1,0 +1,286 @@
+//! The append path: validation of produced batches, offset assignment, the vectored
+//! write, segment rolls, and scheduling the group commit.
+
+use std::io::IoSlice;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{AppendInfo, Log, LogState};
+use crate::batch::{self, BatchFault, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::{AppendError, StorageError};
+use crate::flusher::lock;
+use crate::segment::Segment;
+
+fn batch_error(dir: &Path, position: usize, fault: BatchFault) -> AppendError {
+    match fault {
+        BatchFault::Magic(magic) => AppendError::UnsupportedForMessageFormat {
+            dir: dir.to_path_buf(),
+            position,
+            magic,
+        },
+        BatchFault::Count { .. } => AppendError::InvalidRecord {
+            dir: dir.to_path_buf(),
+            position,
+            reason: fault.to_string(),
+        },
+        BatchFault::ShortHeader { .. } | BatchFault::Length { .. } | BatchFault::Crc { .. } => {
+            AppendError::CorruptMessage {
+                dir: dir.to_path_buf(),
+                position,
+                reason: fault.to_string(),
+            }
+        }
+    }
+}
+
+impl Log {
+    /// Validates every batch of a produce request: structure, size, CRC, record count.
+    pub(super) fn validate(
+        &self,
+        batches: &[u8],
+        config: &LogConfig,
+    ) -> Result<Vec<(usize, BatchHeader)>, AppendError> {
+        if batches.is_empty() {
+            return Err(AppendError::InvalidRecord {
+                dir: self.dir.clone(),
+                position: 0,
+                reason: "no record batch".into(),
+            });
+        }
+        let mut out = Vec::new();
+        let mut position = 0;
+        while position < batches.len() {
+            let rest = &batches[position..];
+            let h = batch::check_header(&rest[..rest.len().min(HEADER_LEN)], rest.len())
+                .map_err(|f| batch_error(&self.dir, position, f))?;
+            if h.size() as u64 > config.max_message_bytes {
+                return Err(AppendError::MessageTooLarge {
+                    dir: self.dir.clone(),
+                    size: h.size() as u64,
+                    max: config.max_message_bytes,
+                });
+            }
+            let computed = batch::compute_crc(&rest[..h.size()]);
+            if computed != h.crc {
+                return Err(batch_error(
+                    &self.dir,
+                    position,
+                    BatchFault::Crc {
+                        stored: h.crc,
+                        computed,
+                    },
+                ));
+            }
+            if h.is_control() {
+                return Err(AppendError::InvalidRecord {
+                    dir: self.dir.clone(),
+                    position,
+                    reason: "clients may not write control batches".into(),
+                });
+            }
+            if h.compression() > 4 {
+                return Err(AppendError::CorruptMessage {
+                    dir: self.dir.clone(),
+                    position,
+                    reason: format!("unknown compression codec {}", h.compression()),
+                });
+            }
+            if config.timestamp_type == TimestampType::CreateTime && h.max_timestamp < -1 {
+                return Err(AppendError::InvalidTimestamp {
+                    dir: self.dir.clone(),
+                    position,
+                    timestamp: h.max_timestamp,
+                });
+            }
+            out.push((position, h));
+            position += h.size();
+        }
+        Ok(out)
+    }
+
+    /// Validates then appends one or more client batches (bytes exactly as received).
+    /// Writes base offsets into bytes 0..8 (the rest is written from `batches` as is);
+    /// LogAppendTime rewrites timestamps + CRC in a copy. Schedules a group-commit flush; with
+    /// `flush.messages` / `flush.ms` reached, flushes before returning.
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        self.check_online()?;
+        let config = self.config();
+        let headers = self.validate(batches, &config)?;
+        let total_bytes: u64 = headers.iter().map(|(_, h)| h.size() as u64).sum();
+        let total_records: i64 = headers.iter().map(|(_, h)| i64::from(h.record_count)).sum();
+        let log_append = config.timestamp_type == TimestampType::LogAppendTime;
+
+        let append_guard = lock(&self.append_lock);
+        self.check_online()?;
+        let (file, position, base_offset) = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                return Err(StorageError::Closed {
+                    dir: self.dir.clone(),
+                }
+                .into());
+            }
+            self.maybe_roll(
+                &mut st,
+                total_bytes,
+                headers.len() as u64,
+                total_records,
+                now_ms,
+            )?;
+            let active = st.active();
+            (Arc::clone(&active.log), active.size, active.next_offset)
+        };
+
+        // Assign offsets and describe each batch as it will sit on disk.
+        let mut stored = Vec::with_capacity(headers.len());
+        let mut next = base_offset;
+        for (_, h) in &headers {
+            let mut s = *h;
+            s.base_offset = next;
+            if log_append {
+                s.attributes |= ATTR_LOG_APPEND_TIME;
+                s.max_timestamp = now_ms;
+            }
+            next = s.next_offset();
+            stored.push(s);
+        }
+        let offset_bytes: Vec<[u8; 8]> =
+            stored.iter().map(|s| s.base_offset.to_be_bytes()).collect();
+        let mut stamped: Vec<Vec<u8>> = Vec::new();
+        if log_append {
+            for ((pos, h), bytes) in headers.iter().zip(&offset_bytes) {
+                let mut copy = batches[*pos..*pos + h.size()].to_vec();
+                copy[..8].copy_from_slice(bytes);
+                batch::set_log_append_time(&mut copy, now_ms);
+                stamped.push(copy);
+            }
+        }
+        let write_result = {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(headers.len() * 2);
+            if log_append {
+                slices.extend(stamped.iter().map(|b| IoSlice::new(b)));
+            } else {
+                for ((pos, h), bytes) in headers.iter().zip(&offset_bytes) {
+                    slices.push(IoSlice::new(bytes));
+                    slices.push(IoSlice::new(&batches[*pos + 8..*pos + h.size()]));
+                }
+            }
+            file.append_all(&mut slices, position)
+        };
+        if let Err(e) = write_result {
+            // Cut a partial write so the file ends on a batch boundary again; if even that
+            // fails, the file's tail is unknown and the log goes offline.
+            if let Err(cut) = file.truncate(position) {
+                self.go_offline(&cut);
+            }
+            return Err(e.into());
+        }
+
+        let (info, force_flush) = {
+            let mut st = lock(&self.state);
+            let interval = st.config.index_interval_bytes;
+            let seg = st.active_mut();
+            let mut p = position;
+            for s in &stored {
+                seg.note_batch(p, s, interval);
+                p += s.size() as u64;
+            }
+            if seg.created_ms.is_none() {
+                seg.created_ms = Some(now_ms);
+            }
+            st.unflushed_messages += total_records as u64;
+            let oldest = *st.oldest_unflushed_ms.get_or_insert(now_ms);
+            let force = st
+                .config
+                .flush_messages
+                .is_some_and(|n| st.unflushed_messages >= n)
+                || st.config.flush_ms.is_some_and(|ms| {
+                    now_ms.saturating_sub(oldest) >= i64::try_from(ms).unwrap_or(i64::MAX)
+                });
+            let info = AppendInfo {
+                base_offset,
+                last_offset: next - 1,
+                log_append_time: log_append.then_some(now_ms),
+                log_start_offset: st.log_start_offset,
+            };
+            (info, force)
+        };
+        drop(append_guard);
+
+        if force_flush {
+            self.sync()?;
+        } else {
+            self.schedule_sync()?;
+        }
+        Ok(info)
+    }
+
+    /// Rolls to a new active segment when the incoming append would break `segment.bytes`,
+    /// `segment.ms`, the index size or the u32 relative offsets / positions of the indexes.
+    pub(super) fn maybe_roll(
+        &self,
+        st: &mut LogState,
+        incoming_bytes: u64,
+        incoming_batches: u64,
+        incoming_records: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let cfg = &st.config;
+        let active = st.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let new_size = active.size + incoming_bytes;
+        let reason = if new_size > cfg.segment_bytes {
+            Some("segment.bytes")
+        } else if cfg
+            .segment_ms
+            .zip(active.created_ms)
+            .is_some_and(|(ms, created)| {
+                now_ms.saturating_sub(created) >= i64::try_from(ms).unwrap_or(i64::MAX)
+            })
+        {
+            Some("segment.ms")
+        } else if !active.index_has_room(cfg.segment_index_bytes, incoming_batches) {
+            Some("segment.index.bytes")
+        } else if active.next_offset + incoming_records - 1 - active.base_offset
+            > i64::from(i32::MAX)
+            || new_size > u64::from(u32::MAX)
+        {
+            Some("index range")
+        } else {
+            None
+        };
+        let Some(reason) = reason else {
+            return Ok(());
+        };
+        let new_base = st.log_end_offset();
+        let new = Segment::create(&self.dir, new_base)?;
+        if let Err(e) = st.active_mut().seal() {
+            let _ = new.delete_files(&self.dir);
+            return Err(e);
+        }
+        tracing::debug!(dir = %self.dir.display(), new_base, reason, "rolled segment");
+        st.segments.push(new);
+        st.dir_dirty = true;
+        st.checkpoint_due = true;
+        Ok(())
+    }
+
+    pub(super) fn schedule_sync(&self) -> Result<(), StorageError> {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let queued = match self.self_ref.upgrade() {
+            Some(me) => self.flusher.schedule(me),
+            None => false,
+        };
+        if !queued {
+            self.scheduled.store(false, Ordering::Release);
+            self.sync()?;
+        }
+        Ok(())
+    }
+}

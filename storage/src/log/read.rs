@@ -1,0 +1,198 @@
+//! Reads by offset and by timestamp. Each snapshots what it needs under the state lock and
+//! does its I/O without it.
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::{Log, ReadResult, TimestampOffset};
+use crate::batch::{self, BatchHeader};
+use crate::error::StorageError;
+use crate::flusher::lock;
+use crate::segment::SegmentSource;
+
+impl Log {
+    /// Reads whole batches from `offset`, only batches with base offset < `upper` (the
+    /// server passes the durable offset = high watermark). Errors with OffsetOutOfRange
+    /// when offset < log_start_offset or offset > log_end_offset.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Result<ReadResult, StorageError> {
+        let mut after_base: Option<i64> = None;
+        loop {
+            let (source, path, position, limit) = {
+                let st = lock(&self.state);
+                let (start, end) = (st.log_start_offset, st.log_end_offset());
+                if offset < start || offset > end {
+                    return Err(StorageError::OffsetOutOfRange {
+                        dir: self.dir.clone(),
+                        offset,
+                        log_start_offset: start,
+                        log_end_offset: end,
+                    });
+                }
+                if offset >= end || offset >= upper {
+                    return Ok(ReadResult {
+                        records: Bytes::new(),
+                    });
+                }
+                let i = match after_base {
+                    None => st.segment_for(offset),
+                    Some(b) => st.segments.partition_point(|s| s.base_offset <= b),
+                };
+                let Some(seg) = st.segments.get(i) else {
+                    return Ok(ReadResult {
+                        records: Bytes::new(),
+                    });
+                };
+                let position = if seg.base_offset <= offset {
+                    seg.offset_index.floor_position(seg.relative(offset))
+                } else {
+                    0
+                };
+                // Batches from here on start at or above `upper`: no need to read past it.
+                let limit = seg
+                    .offset_index
+                    .position_after(seg.relative(upper))
+                    .map_or(seg.size, u64::from);
+                after_base = Some(seg.base_offset);
+                (
+                    seg.source(),
+                    seg.log.path().to_path_buf(),
+                    u64::from(position),
+                    limit,
+                )
+            };
+            if let Some(records) =
+                read_in_segment(&source, &path, position, limit, offset, max_bytes, upper)?
+            {
+                return Ok(ReadResult { records });
+            }
+        }
+    }
+
+    /// The first record whose timestamp is >= `ts` at or after the log start offset
+    /// (ListOffsets by time); `None` if there is none. Exact for uncompressed CreateTime
+    /// batches; for compressed or LogAppendTime batches, the first offset of the first batch
+    /// whose maxTimestamp is >= `ts` (at least the log start offset), with that maxTimestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>, StorageError> {
+        let mut after_base: Option<i64> = None;
+        loop {
+            let (source, path, position, log_start) = {
+                let st = lock(&self.state);
+                let log_start = st.log_start_offset;
+                let from = match after_base {
+                    None => 0,
+                    Some(b) => st.segments.partition_point(|s| s.base_offset <= b),
+                };
+                let Some(seg) = st.segments[from.min(st.segments.len())..]
+                    .iter()
+                    .find(|s| s.max_timestamp >= ts && s.next_offset > log_start)
+                else {
+                    return Ok(None);
+                };
+                let position = seg
+                    .time_index
+                    .last_before(ts)
+                    .map_or(0, |rel| seg.offset_index.floor_position(rel));
+                after_base = Some(seg.base_offset);
+                (
+                    seg.source(),
+                    seg.log.path().to_path_buf(),
+                    u64::from(position),
+                    log_start,
+                )
+            };
+            let mut pos = position;
+            while pos < source.size() {
+                let h = source.header_at(pos, &path)?;
+                if h.max_timestamp >= ts && h.last_offset() >= log_start {
+                    let bytes = source.bytes(pos, h.size() as u64)?;
+                    if let Some((offset, timestamp)) =
+                        batch::first_record_at_or_after(&bytes, ts, log_start)
+                    {
+                        return Ok(Some(TimestampOffset { offset, timestamp }));
+                    }
+                    let walkable = h.compression() == 0 && !h.is_log_append_time();
+                    if !walkable {
+                        return Ok(Some(TimestampOffset {
+                            offset: h.base_offset.max(log_start),
+                            timestamp: h.max_timestamp,
+                        }));
+                    }
+                }
+                pos += h.size() as u64;
+            }
+        }
+    }
+
+    /// Largest batch timestamp in the log (at or after the log start offset) and the offset
+    /// reported for it (ListOffsets -3): the last offset of the first batch holding it
+    /// (the record itself when timestamps grow within a batch, as producers write them), or
+    /// the batch's first offset for LogAppendTime. `None` when no batch has a timestamp.
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        let st = lock(&self.state);
+        let mut best: Option<TimestampOffset> = None;
+        for seg in st
+            .segments
+            .iter()
+            .filter(|s| s.next_offset > st.log_start_offset)
+        {
+            if seg.max_timestamp >= 0 && best.is_none_or(|b| seg.max_timestamp > b.timestamp) {
+                best = Some(TimestampOffset {
+                    offset: seg.offset_of_max_timestamp.max(st.log_start_offset),
+                    timestamp: seg.max_timestamp,
+                });
+            }
+        }
+        best
+    }
+}
+
+/// Reads from one segment: finds the batch holding `offset` by scanning headers from
+/// `position`, then returns it and the following whole batches below `upper` up to
+/// `max_bytes`, reading no further than `limit` past the first batch (no batch starting at
+/// or after `limit` is below `upper`). `None` when the segment has no batch at or after
+/// `offset`.
+fn read_in_segment(
+    source: &SegmentSource,
+    path: &Path,
+    position: u64,
+    limit: u64,
+    offset: i64,
+    max_bytes: usize,
+    upper: i64,
+) -> Result<Option<Bytes>, StorageError> {
+    let end = source.size();
+    let mut pos = position;
+    let first = loop {
+        if pos >= end {
+            return Ok(None);
+        }
+        let h = source.header_at(pos, path)?;
+        if h.last_offset() >= offset {
+            break h;
+        }
+        pos += h.size() as u64;
+    };
+    if first.base_offset >= upper {
+        return Ok(Some(Bytes::new()));
+    }
+    let want = (first.size().max(max_bytes) as u64)
+        .min(end - pos)
+        .min(limit.saturating_sub(pos).max(first.size() as u64));
+    let window = source.bytes(pos, want)?;
+    let mut cut = first.size();
+    while let Some(h) = window.get(cut..).and_then(BatchHeader::parse) {
+        let next = cut + h.size();
+        if h.base_offset >= upper || next > window.len() || next > max_bytes || h.batch_length <= 0
+        {
+            break;
+        }
+        cut = next;
+    }
+    Ok(Some(window.slice(..cut)))
+}

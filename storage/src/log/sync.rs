@@ -1,0 +1,172 @@
+//! Making appended data durable: the sync the flusher (and `flush`, `close`,
+//! `flush.messages`) runs, and the checkpoint it writes.
+
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Log, ROLL_CHECKPOINT_INTERVAL};
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::StorageError;
+use crate::file::{self, DataFile};
+use crate::flusher::lock;
+
+impl Log {
+    /// Called by the flusher thread for a scheduled log.
+    pub(crate) fn run_scheduled_sync(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        if let Err(error) = self.sync() {
+            if !matches!(error, StorageError::Offline { .. }) {
+                tracing::error!(dir = %self.dir.display(), %error, "group commit failed");
+            }
+        }
+    }
+
+    /// Makes everything appended so far durable: writes pending index entries, fdatasyncs
+    /// every segment file with unsynced bytes (and the directory after a roll), then
+    /// advances the durable offset to what the fsyncs covered. A failure takes the log
+    /// offline.
+    pub(crate) fn sync(&self) -> Result<(), StorageError> {
+        self.sync_with(false)
+    }
+
+    /// [`Log::sync`]; `all_indexes` also writes the active segment's pending index entries.
+    pub(super) fn sync_with(&self, all_indexes: bool) -> Result<(), StorageError> {
+        struct Work {
+            base_offset: i64,
+            log: Arc<DataFile>,
+            size: u64,
+            log_dirty: bool,
+            index: (Arc<DataFile>, Vec<u8>, usize),
+            time_index: (Arc<DataFile>, Vec<u8>, usize),
+            seal_indexes: bool,
+        }
+        self.check_online()?;
+        let _sync = lock(&self.sync_lock);
+        self.check_online()?;
+        let (target, work, dir_dirty, messages) = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                // close() synced everything; after delete() the files are gone.
+                return Ok(());
+            }
+            let mut work = Vec::new();
+            for seg in &st.segments {
+                let sealed = seg.mapped.is_some();
+                let seal_indexes = sealed && !seg.indexes_synced;
+                // The active segment's index files are written only when it is sealed or the
+                // log closes: they are rebuilt at open anyway, and touching them on every
+                // group commit would add metadata to each fdatasync's journal commit.
+                let write_indexes = sealed || all_indexes;
+                let (index_bytes, index_count) = if write_indexes {
+                    seg.offset_index.unpersisted()
+                } else {
+                    (Vec::new(), 0)
+                };
+                let (time_bytes, time_count) = if write_indexes {
+                    seg.time_index.unpersisted()
+                } else {
+                    (Vec::new(), 0)
+                };
+                let log_dirty = seg.synced_size < seg.size;
+                if log_dirty || seal_indexes || !index_bytes.is_empty() || !time_bytes.is_empty() {
+                    work.push(Work {
+                        base_offset: seg.base_offset,
+                        log: Arc::clone(&seg.log),
+                        size: seg.size,
+                        log_dirty,
+                        index: (Arc::clone(&seg.offset_index.file), index_bytes, index_count),
+                        time_index: (Arc::clone(&seg.time_index.file), time_bytes, time_count),
+                        seal_indexes,
+                    });
+                }
+            }
+            let dir_dirty = std::mem::take(&mut st.dir_dirty);
+            (st.log_end_offset(), work, dir_dirty, st.unflushed_messages)
+        };
+        if work.is_empty() && !dir_dirty && target <= *self.durable.borrow() {
+            return Ok(());
+        }
+        let io = || -> Result<(), StorageError> {
+            for w in &work {
+                for (file, bytes, _) in [&w.index, &w.time_index] {
+                    if !bytes.is_empty() {
+                        let end = file.len()?;
+                        file.append_all(&mut [IoSlice::new(bytes)], end)?;
+                    }
+                }
+                if w.log_dirty {
+                    w.log.sync_data()?;
+                }
+                if w.seal_indexes {
+                    w.index.0.sync_data()?;
+                    w.time_index.0.sync_data()?;
+                }
+            }
+            if dir_dirty {
+                file::sync_dir(&self.dir)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = io() {
+            self.go_offline(&e);
+            return Err(e);
+        }
+        let checkpoint_now = {
+            let mut st = lock(&self.state);
+            for w in &work {
+                let Ok(i) = st
+                    .segments
+                    .binary_search_by_key(&w.base_offset, |s| s.base_offset)
+                else {
+                    continue; // deleted by retention meanwhile
+                };
+                let seg = &mut st.segments[i];
+                seg.synced_size = seg.synced_size.max(w.size);
+                seg.offset_index.mark_persisted(w.index.2);
+                seg.time_index.mark_persisted(w.time_index.2);
+                if w.seal_indexes {
+                    seg.indexes_synced = true;
+                }
+            }
+            st.unflushed_messages = st.unflushed_messages.saturating_sub(messages);
+            if st.unflushed_messages == 0 {
+                st.oldest_unflushed_ms = None;
+            }
+            let due = st.checkpoint_due
+                && target >= st.active().base_offset
+                && st.last_checkpoint.elapsed() >= ROLL_CHECKPOINT_INTERVAL;
+            if due {
+                st.checkpoint_due = false;
+            }
+            due
+        };
+        self.durable.send_if_modified(|d| {
+            if target > *d {
+                *d = target;
+                true
+            } else {
+                false
+            }
+        });
+        if checkpoint_now {
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Persists the log start offset and the durable offset as recovery point.
+    pub(super) fn write_checkpoint(&self) -> Result<(), StorageError> {
+        let _c = lock(&self.checkpoint_lock);
+        let checkpoint = {
+            let mut st = lock(&self.state);
+            st.last_checkpoint = Instant::now();
+            Checkpoint {
+                log_start_offset: st.log_start_offset,
+                recovery_point: *self.durable.borrow(),
+            }
+        };
+        checkpoint::write(&self.dir, &checkpoint)
+    }
+}
