@@ -12,6 +12,7 @@
 //! has grown past its bound.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -69,7 +70,7 @@ type Job = Box<dyn FnOnce(&mut Actor) + Send>;
 /// A batch of records to make durable.
 struct WriteRequest {
     records: Vec<OffsetRecord>,
-    done: oneshot::Sender<Result<(), ()>>,
+    done: oneshot::Sender<Result<(), ResponseError>>,
 }
 
 /// A handle on the running group coordinator; cheap to clone.
@@ -197,27 +198,32 @@ impl GroupService {
         Ok(service)
     }
 
-    /// Runs `f` on the actor and returns its result.
-    async fn call<R: Send + 'static>(
+    /// Queues `f` to run on the actor now (so requests keep their arrival
+    /// order) and returns a future of its result.
+    fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Actor) -> R + Send + 'static,
-    ) -> Result<R, ResponseError> {
+    ) -> impl Future<Output = Result<R, ResponseError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |actor| {
             let _ = tx.send(f(actor));
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        let sent = self.jobs.send(job).is_ok();
+        async move {
+            if !sent {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        }
     }
 
-    /// Hands a request to the state machine and waits for its answer, which may
-    /// come at once or when the group moves on (JoinGroup, SyncGroup).
-    async fn request(
+    /// Queues a request for the state machine and returns a future of its
+    /// answer, which may come at once or when the group moves on (JoinGroup,
+    /// SyncGroup).
+    fn request(
         &self,
         f: impl FnOnce(&mut GroupCoordinator, u64, RequestId) -> Vec<Effect> + Send + 'static,
-    ) -> Result<Response, ResponseError> {
+    ) -> impl Future<Output = Result<Response, ResponseError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |actor| {
             actor.next_request += 1;
@@ -226,120 +232,128 @@ impl GroupService {
             let effects = f(&mut actor.coordinator, now_ms(), id);
             actor.apply(effects);
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        let sent = self.jobs.send(job).is_ok();
+        async move {
+            if !sent {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            rx.await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        }
     }
 
-    pub async fn join(&self, join: JoinGroup) -> JoinResult {
+    pub fn join(&self, join: JoinGroup) -> impl Future<Output = JoinResult> + Send + 'static {
         let member_id = join.member_id.clone();
-        match self.request(move |c, now, id| c.join(now, id, join)).await {
-            Ok(Response::Join(result)) => result,
-            Ok(other) => unexpected(
-                other,
-                JoinResult::error(&member_id, ResponseError::UnknownServerError),
-            ),
-            Err(e) => JoinResult::error(&member_id, e),
+        let answer = self.request(move |c, now, id| c.join(now, id, join));
+        async move {
+            match answer.await {
+                Ok(Response::Join(result)) => result,
+                Ok(other) => unexpected(
+                    other,
+                    JoinResult::error(&member_id, ResponseError::UnknownServerError),
+                ),
+                Err(e) => JoinResult::error(&member_id, e),
+            }
         }
     }
 
-    pub async fn sync(&self, sync: SyncGroup) -> SyncResult {
-        match self.request(move |c, now, id| c.sync(now, id, sync)).await {
-            Ok(Response::Sync(result)) => result,
-            Ok(other) => unexpected(other, SyncResult::error(ResponseError::UnknownServerError)),
-            Err(e) => SyncResult::error(e),
+    pub fn sync(&self, sync: SyncGroup) -> impl Future<Output = SyncResult> + Send + 'static {
+        let answer = self.request(move |c, now, id| c.sync(now, id, sync));
+        async move {
+            match answer.await {
+                Ok(Response::Sync(result)) => result,
+                Ok(other) => {
+                    unexpected(other, SyncResult::error(ResponseError::UnknownServerError))
+                }
+                Err(e) => SyncResult::error(e),
+            }
         }
     }
 
-    pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Option<ResponseError> {
-        match self
-            .request(move |c, now, id| c.heartbeat(now, id, heartbeat))
-            .await
-        {
-            Ok(Response::Heartbeat(error)) => error,
-            Ok(other) => unexpected(other, Some(ResponseError::UnknownServerError)),
-            Err(e) => Some(e),
+    pub fn heartbeat(
+        &self,
+        heartbeat: Heartbeat,
+    ) -> impl Future<Output = Option<ResponseError>> + Send + 'static {
+        let answer = self.request(move |c, now, id| c.heartbeat(now, id, heartbeat));
+        async move {
+            match answer.await {
+                Ok(Response::Heartbeat(error)) => error,
+                Ok(other) => unexpected(other, Some(ResponseError::UnknownServerError)),
+                Err(e) => Some(e),
+            }
         }
     }
 
-    pub async fn leave(&self, group_id: String, members: Vec<LeavingMember>) -> LeaveResult {
-        match self
-            .request(move |c, now, id| c.leave(now, id, &group_id, members))
-            .await
-        {
-            Ok(Response::Leave(result)) => result,
-            Ok(other) => unexpected(
-                other,
-                LeaveResult {
-                    error: Some(ResponseError::UnknownServerError),
-                    members: Vec::new(),
-                },
-            ),
-            Err(e) => LeaveResult {
-                error: Some(e),
+    pub fn leave(
+        &self,
+        group_id: String,
+        members: Vec<LeavingMember>,
+    ) -> impl Future<Output = LeaveResult> + Send + 'static {
+        let answer = self.request(move |c, now, id| c.leave(now, id, &group_id, members));
+        async move {
+            let failed = |error| LeaveResult {
+                error: Some(error),
                 members: Vec::new(),
-            },
+            };
+            match answer.await {
+                Ok(Response::Leave(result)) => result,
+                Ok(other) => unexpected(other, failed(ResponseError::UnknownServerError)),
+                Err(e) => failed(e),
+            }
         }
     }
 
-    /// Checks the committer's membership, then makes the offsets durable.
-    /// Answers once they are fsync'd, so a success survives a crash.
-    pub async fn commit_offsets(
+    /// Checks the committer's membership, then makes the offsets durable;
+    /// resolves once they are fsync'd, so a success survives a crash. Commits
+    /// and [`GroupService::barrier`]s are ordered as they were called.
+    pub fn commit_offsets(
         &self,
         group_id: String,
         member_id: String,
         group_instance_id: Option<String>,
         generation_id: i32,
         offsets: Vec<(String, i32, CommittedOffset)>,
-    ) -> Result<(), ResponseError> {
+    ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let writes = self.writes.clone();
+        let jobs = self.jobs.clone();
         let group = group_id.clone();
-        let (checked, effects) = self
-            .call(move |actor| {
-                actor.coordinator.validate_offset_commit(
-                    now_ms(),
-                    &group,
-                    &member_id,
-                    group_instance_id.as_deref(),
-                    generation_id,
-                )
-            })
-            .await?;
-        if !effects.is_empty() {
-            // Re-armed session timers: apply them on the actor.
-            let _ = self.jobs.send(Box::new(move |actor| actor.apply(effects)));
+        let queued = self.call(move |actor| {
+            let (checked, effects) = actor.coordinator.validate_offset_commit(
+                now_ms(),
+                &group_id,
+                &member_id,
+                group_instance_id.as_deref(),
+                generation_id,
+            );
+            actor.apply(effects);
+            checked?;
+            let records = offsets
+                .into_iter()
+                .map(|(topic, partition, offset)| OffsetRecord::Commit {
+                    group: group_id.clone(),
+                    topic,
+                    partition,
+                    offset,
+                })
+                .collect();
+            Ok(enqueue_write(&writes, records))
+        });
+        async move {
+            queued.await??.await?;
+            // An empty group may have been forgotten while the write was in flight.
+            let _ = jobs.send(Box::new(move |actor: &mut Actor| {
+                actor.coordinator.ensure_group(&group, now_ms())
+            }));
+            Ok(())
         }
-        checked?;
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let records = offsets
-            .into_iter()
-            .map(|(topic, partition, offset)| OffsetRecord::Commit {
-                group: group_id.clone(),
-                topic,
-                partition,
-                offset,
-            })
-            .collect();
-        self.write(records).await?;
-        // An empty group may have been forgotten while the write was in flight.
-        let _ = self.jobs.send(Box::new(move |actor| {
-            actor.coordinator.ensure_group(&group_id, now_ms())
-        }));
-        Ok(())
     }
 
-    /// Appends `records` durably (group-committed with concurrent writers).
-    async fn write(&self, records: Vec<OffsetRecord>) -> Result<(), ResponseError> {
-        let (done, wait) = oneshot::channel();
-        self.writes
-            .send(WriteRequest { records, done })
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(ResponseError::CoordinatorNotAvailable),
-        }
+    /// Resolves once every offset write queued before this call is durable
+    /// and visible to [`GroupService::committed`] (OffsetFetch waits on it, so
+    /// a client reads its own earlier commits).
+    pub fn barrier(&self) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let writes = self.writes.clone();
+        let queued = self.call(move |_| enqueue_write(&writes, Vec::new()));
+        async move { queued.await?.await }
     }
 
     /// The committed offset of one partition, if any.
@@ -373,77 +387,97 @@ impl GroupService {
             .unwrap_or_default()
     }
 
-    pub async fn describe(
+    pub fn describe(
         &self,
         group_ids: Vec<String>,
-    ) -> Result<Vec<GroupDescription>, ResponseError> {
+    ) -> impl Future<Output = Result<Vec<GroupDescription>, ResponseError>> + Send + 'static {
         self.call(move |actor| {
             group_ids
                 .iter()
                 .map(|g| actor.coordinator.describe(g))
                 .collect()
         })
-        .await
     }
 
-    pub async fn list(&self) -> Result<Vec<GroupListing>, ResponseError> {
-        self.call(|actor| actor.coordinator.list()).await
+    pub fn list(
+        &self,
+    ) -> impl Future<Output = Result<Vec<GroupListing>, ResponseError>> + Send + 'static {
+        self.call(|actor| actor.coordinator.list())
     }
 
-    /// DeleteGroups for one group: the group and all its offsets.
-    pub async fn delete_group(&self, group_id: String) -> Result<(), ResponseError> {
-        let group = group_id.clone();
-        self.call(move |actor| {
-            let (result, effects) = actor.coordinator.delete_group(now_ms(), &group);
+    /// DeleteGroups for one group: the group and, durably, all its offsets.
+    pub fn delete_group(
+        &self,
+        group_id: String,
+    ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let writes = self.writes.clone();
+        let queued = self.call(move |actor| {
+            let (result, effects) = actor.coordinator.delete_group(now_ms(), &group_id);
             actor.apply(effects);
-            result
-        })
-        .await??;
-        let written = self
-            .write(vec![OffsetRecord::GroupDeleted {
-                group: group_id.clone(),
-            }])
-            .await;
-        if written.is_err() {
-            // The offsets are still there: keep the group visible with them.
-            let _ = self
-                .call(move |actor| actor.coordinator.ensure_group(&group_id, now_ms()))
-                .await;
-        }
-        written
+            result?;
+            Ok(enqueue_write(
+                &writes,
+                vec![OffsetRecord::GroupDeleted { group: group_id }],
+            ))
+        });
+        async move { queued.await??.await }
     }
 
     /// OffsetDelete: deletes the offsets of partitions the group does not consume.
-    /// Returns one error (or none) per requested partition, in order.
-    pub async fn delete_offsets(
+    /// Resolves to one error (or none) per requested partition, in order.
+    pub fn delete_offsets(
         &self,
         group_id: String,
         partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        let group = group_id.clone();
-        let guard: SubscribedTopics = self
-            .call(move |actor| actor.coordinator.offset_delete_guard(&group))
-            .await??;
-        let mut errors = Vec::with_capacity(partitions.len());
-        let mut records = Vec::new();
-        for (topic, partition) in &partitions {
-            if guard.contains(topic) {
-                errors.push(Some(ResponseError::GroupSubscribedToTopic));
-            } else {
+    ) -> impl Future<Output = Result<Vec<Option<ResponseError>>, ResponseError>> + Send + 'static
+    {
+        let writes = self.writes.clone();
+        let table = self.table.clone();
+        let queued = self.call(move |actor| {
+            let guard: SubscribedTopics = actor.coordinator.offset_delete_guard(&group_id)?;
+            let table = table
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut errors = Vec::with_capacity(partitions.len());
+            let mut records = Vec::new();
+            for (topic, partition) in partitions {
+                if guard.contains(&topic) {
+                    errors.push(Some(ResponseError::GroupSubscribedToTopic));
+                    continue;
+                }
                 errors.push(None);
-                if self.committed(&group_id, topic, *partition).is_some() {
+                if table.get(&group_id, &topic, partition).is_some() {
                     records.push(OffsetRecord::Delete {
                         group: group_id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
+                        topic,
+                        partition,
                     });
                 }
             }
+            Ok((errors, enqueue_write(&writes, records)))
+        });
+        async move {
+            let (errors, written) = queued.await??;
+            written.await?;
+            Ok(errors)
         }
-        if !records.is_empty() {
-            self.write(records).await?;
+    }
+}
+
+/// Queues `records` for the offset writer (an empty list is a barrier) and
+/// returns a future of their durability.
+fn enqueue_write(
+    writes: &mpsc::UnboundedSender<WriteRequest>,
+    records: Vec<OffsetRecord>,
+) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+    let (done, wait) = oneshot::channel();
+    let sent = writes.send(WriteRequest { records, done }).is_ok();
+    async move {
+        if !sent {
+            return Err(ResponseError::CoordinatorNotAvailable);
         }
-        Ok(errors)
+        wait.await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
     }
 }
 
@@ -545,13 +579,14 @@ fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) 
         count = tombstones.len(),
         "expiring committed offsets of empty groups"
     );
-    let writer = service.clone();
+    let written = enqueue_write(&service.writes, tombstones);
+    let jobs = service.jobs.clone();
     tokio::spawn(async move {
-        if writer.write(tombstones).await.is_err() {
+        if written.await.is_err() {
             warn!("could not write expired offsets; will retry at the next check");
             return;
         }
-        let _ = writer.jobs.send(Box::new(forget_empty));
+        let _ = jobs.send(Box::new(forget_empty));
     });
 }
 
@@ -571,6 +606,13 @@ async fn run_offset_writer(
             .iter()
             .flat_map(|w| w.records.iter().cloned())
             .collect();
+        if records.is_empty() {
+            // Only barriers: everything queued before them is already durable.
+            for w in batch {
+                let _ = w.done.send(Ok(()));
+            }
+            continue;
+        }
         let (log_ref, table_ref) = (log.clone(), table.clone());
         let appended = tokio::task::spawn_blocking(move || {
             let mut log = log_ref.lock().unwrap_or_else(|p| p.into_inner());
@@ -592,14 +634,14 @@ async fn run_offset_writer(
             Ok(Err(e)) => {
                 error!(error = %e, "cannot write committed offsets");
                 for w in batch {
-                    let _ = w.done.send(Err(()));
+                    let _ = w.done.send(Err(ResponseError::CoordinatorNotAvailable));
                 }
                 false
             }
             Err(e) => {
                 error!(error = %e, "offset writer task failed");
                 for w in batch {
-                    let _ = w.done.send(Err(()));
+                    let _ = w.done.send(Err(ResponseError::CoordinatorNotAvailable));
                 }
                 false
             }
@@ -687,6 +729,29 @@ mod tests {
             again.delete_group("g".into()).await,
             Err(ResponseError::GroupIdNotFound)
         );
+    }
+
+    #[tokio::test]
+    async fn a_fetch_after_a_commit_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let service = GroupService::start(GroupServiceConfig::default(), dir.path(), rx)
+            .await
+            .unwrap();
+        for n in 0..50 {
+            // Queued in this order, as a connection's requests are; not awaited.
+            let commit = service.commit_offsets(
+                "g".into(),
+                String::new(),
+                None,
+                -1,
+                vec![("t".into(), 0, offset(n))],
+            );
+            let barrier = service.barrier();
+            barrier.await.unwrap();
+            assert_eq!(service.committed("g", "t", 0).map(|o| o.offset), Some(n));
+            commit.await.unwrap();
+        }
     }
 
     #[tokio::test]

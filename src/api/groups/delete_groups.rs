@@ -11,12 +11,19 @@ pub(crate) fn handle(
     request: DeleteGroupsRequest,
     ctx: &RequestContext,
 ) -> Handled<DeleteGroupsResponse> {
-    let groups = ctx.groups.clone();
+    let answers: Vec<_> = request
+        .groups_names
+        .into_iter()
+        .map(|group_id| {
+            let answer = ctx.groups.delete_group(group_id.to_string());
+            (group_id, answer)
+        })
+        .collect();
     deferred(async move {
         let mut response = DeleteGroupsResponse::default();
-        for group_id in request.groups_names {
+        for (group_id, answer) in answers {
             let mut result = DeletableGroupResult::default();
-            if let Err(e) = groups.delete_group(group_id.to_string()).await {
+            if let Err(e) = answer.await {
                 result.error_code = e.code();
             }
             result.group_id = group_id;

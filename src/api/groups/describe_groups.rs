@@ -19,10 +19,10 @@ pub(crate) fn handle(
 ) -> Handled<DescribeGroupsResponse> {
     let ids: Vec<String> = request.groups.iter().map(|g| g.to_string()).collect();
     let with_operations = version >= 3 && request.include_authorized_operations;
-    let groups = ctx.groups.clone();
+    let answer = ctx.groups.describe(ids.clone());
     deferred(async move {
         let mut response = DescribeGroupsResponse::default();
-        let described = groups.describe(ids.clone()).await;
+        let described = answer.await;
         response.groups = match described {
             Ok(described) => described
                 .into_iter()

@@ -17,10 +17,10 @@ pub(crate) fn handle(
         member_id: request.member_id.to_string(),
         group_instance_id: opt_string(&request.group_instance_id),
     };
-    let groups = ctx.groups.clone();
+    let answer = ctx.groups.heartbeat(heartbeat);
     deferred(async move {
         let mut response = HeartbeatResponse::default();
-        response.error_code = code(groups.heartbeat(heartbeat).await);
+        response.error_code = code(answer.await);
         response
     })
 }

@@ -40,8 +40,8 @@ pub(crate) fn handle(
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let groups = ctx.groups.clone();
-    deferred(async move { encode(groups.join(join).await, version) })
+    let answer = ctx.groups.join(join);
+    deferred(async move { encode(answer.await, version) })
 }
 
 fn encode(result: JoinResult, version: i16) -> JoinGroupResponse {

@@ -29,9 +29,9 @@ pub(crate) fn handle(
         }]
     };
     let group_id = request.group_id.to_string();
-    let groups = ctx.groups.clone();
+    let answer = ctx.groups.leave(group_id, members);
     deferred(async move {
-        let result = groups.leave(group_id, members).await;
+        let result = answer.await;
         let mut response = LeaveGroupResponse::default();
         if version >= 3 {
             response.error_code = code(result.error);

@@ -15,10 +15,10 @@ pub(crate) fn handle(
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    let groups = ctx.groups.clone();
+    let answer = ctx.groups.list();
     deferred(async move {
         let mut response = ListGroupsResponse::default();
-        match groups.list().await {
+        match answer.await {
             Ok(listed) => {
                 response.groups = listed
                     .into_iter()

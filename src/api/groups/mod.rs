@@ -82,11 +82,7 @@ pub(crate) fn dispatch(
             api,
             version,
             corr,
-            Handled::Ready(offset_fetch::handle(
-                decode(api, version, body)?,
-                version,
-                ctx,
-            )),
+            offset_fetch::handle(decode(api, version, body)?, version, ctx),
         ),
         ApiKey::ListGroups => respond(
             api,

@@ -67,17 +67,17 @@ pub(crate) fn handle(
         }
         outcomes.push((topic.name, partitions));
     }
-    let groups = ctx.groups.clone();
     let member_id = request.member_id.to_string();
     let instance = opt_string(&request.group_instance_id);
     let generation = request.generation_id_or_member_epoch;
+    let answer = (!group_id.is_empty()).then(|| {
+        ctx.groups
+            .commit_offsets(group_id, member_id, instance, generation, offsets)
+    });
     deferred(async move {
-        let committed = if offsets.is_empty() && group_id.is_empty() {
-            Err(ResponseError::InvalidGroupId)
-        } else {
-            groups
-                .commit_offsets(group_id, member_id, instance, generation, offsets)
-                .await
+        let committed = match answer {
+            Some(answer) => answer.await,
+            None => Err(ResponseError::InvalidGroupId),
         };
         let mut response = OffsetCommitResponse::default();
         response.topics = outcomes

@@ -14,29 +14,27 @@ pub(crate) fn handle(
     request: OffsetDeleteRequest,
     ctx: &RequestContext,
 ) -> Handled<OffsetDeleteResponse> {
-    let groups = ctx.groups.clone();
-    let broker = ctx.broker.clone();
-    deferred(async move {
-        let mut response = OffsetDeleteResponse::default();
-        // Partitions that exist go to the coordinator; the rest are unknown.
-        let mut asked = Vec::new();
-        let mut known = Vec::new();
-        for topic in &request.topics {
-            let found = broker.topic(topic.name.as_str());
-            for p in &topic.partitions {
-                let exists = found
-                    .as_ref()
-                    .is_some_and(|t| t.partition(p.partition_index).is_some());
-                asked.push(exists);
-                if exists {
-                    known.push((topic.name.to_string(), p.partition_index));
-                }
+    // Partitions that exist go to the coordinator; the rest are unknown.
+    let mut asked = Vec::new();
+    let mut known = Vec::new();
+    for topic in &request.topics {
+        let found = ctx.broker.topic(topic.name.as_str());
+        for p in &topic.partitions {
+            let exists = found
+                .as_ref()
+                .is_some_and(|t| t.partition(p.partition_index).is_some());
+            asked.push(exists);
+            if exists {
+                known.push((topic.name.to_string(), p.partition_index));
             }
         }
-        let errors = match groups
-            .delete_offsets(request.group_id.to_string(), known)
-            .await
-        {
+    }
+    let answer = ctx
+        .groups
+        .delete_offsets(request.group_id.to_string(), known);
+    deferred(async move {
+        let mut response = OffsetDeleteResponse::default();
+        let errors = match answer.await {
             Ok(errors) => errors,
             Err(e) => {
                 response.error_code = e.code();

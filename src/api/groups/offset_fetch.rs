@@ -9,8 +9,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-use super::str_bytes;
-use crate::api::RequestContext;
+use super::{deferred, str_bytes};
+use crate::api::{Handled, RequestContext};
 use crate::group::offsets::CommittedOffset;
 use crate::group::GroupService;
 
@@ -61,11 +61,24 @@ fn fields(found: &Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
+/// Waits until the offset commits that arrived before this request are
+/// durable (a client reads its own commits), then answers from the table.
 pub(crate) fn handle(
     request: OffsetFetchRequest,
     version: i16,
     ctx: &RequestContext,
-) -> OffsetFetchResponse {
+) -> Handled<OffsetFetchResponse> {
+    let barrier = ctx.groups.barrier();
+    let groups = ctx.groups.clone();
+    deferred(async move {
+        if let Err(e) = barrier.await {
+            tracing::warn!(error = %e, "offset writer unavailable; answering from memory");
+        }
+        answer(request, version, &groups)
+    })
+}
+
+fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
         response.groups = request
@@ -78,7 +91,7 @@ pub(crate) fn handle(
                         .collect()
                 });
                 let mut group = OffsetFetchResponseGroup::default();
-                group.topics = lookup(&ctx.groups, g.group_id.as_str(), topics)
+                group.topics = lookup(groups, g.group_id.as_str(), topics)
                     .into_iter()
                     .map(|(name, found)| {
                         let mut topic = OffsetFetchResponseTopics::default();
@@ -109,7 +122,7 @@ pub(crate) fn handle(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    response.topics = lookup(&ctx.groups, request.group_id.as_str(), topics)
+    response.topics = lookup(groups, request.group_id.as_str(), topics)
         .into_iter()
         .map(|(name, found)| {
             let mut topic = OffsetFetchResponseTopic::default();

@@ -25,9 +25,9 @@ pub(crate) fn handle(
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let groups = ctx.groups.clone();
+    let answer = ctx.groups.sync(sync);
     deferred(async move {
-        let result = groups.sync(sync).await;
+        let result = answer.await;
         let mut response = SyncGroupResponse::default();
         response.error_code = code(result.error);
         if version >= 5 {
