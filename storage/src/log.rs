@@ -2,9 +2,10 @@
 //! and by timestamp, group-committed durability, retention and recovery.
 //!
 //! Concurrency: appends are serialized by `append_lock`; the segment list and counters live
-//! in `state` (a mutex held only for in-memory work, never across a data write, fsync or
-//! read); `sync_lock` serializes syncs. Readers snapshot what they need under `state` and do
-//! their I/O without it.
+//! in `state`, a mutex held for in-memory work only — never across a data write, fsync or
+//! read (a roll creates its segment files under it, which is rare). `sync_lock` serializes
+//! syncs of this log. Readers snapshot what they need under `state` and do their I/O
+//! without it. Lock order: append_lock, sync_lock, checkpoint_lock, state.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -52,8 +52,12 @@ impl Log {
                 return Ok(());
             }
             let mut work = Vec::new();
-            for seg in &st.segments {
+            // Newest first: once a sealed segment is wholly synced, so are all older ones.
+            for seg in st.segments.iter().rev() {
                 let sealed = seg.mapped.is_some();
+                if sealed && seg.indexes_synced && seg.synced_size == seg.size {
+                    break;
+                }
                 let seal_indexes = sealed && !seg.indexes_synced;
                 // The active segment's index files are written only when it is sealed or the
                 // log closes: they are rebuilt at open anyway, and touching them on every
