@@ -582,6 +582,83 @@ fn one_flusher_makes_many_logs_durable() {
     assert!(logs.iter().all(|l| l.durable_offset() == 11));
 }
 
+/// Environment variable that turns the kill -9 test into its own child process.
+const CRASH_CHILD_ENV: &str = "STRATA_STORAGE_CRASH_CHILD_DIR";
+
+/// The child side of `kill_9_during_appends_keeps_every_durable_record`: appends batches of
+/// varied sizes forever and prints each offset it saw become durable.
+fn crash_child(dir: &str) -> ! {
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let log = Log::open(dir, small_config(), &Flusher::start()).unwrap();
+    let mut out = std::io::stdout();
+    for i in 0usize.. {
+        let info = log
+            .append(&simple_batch(1 + i % 7, 20 + (i % 5) * 300, 0), 0)
+            .unwrap();
+        if i % 3 == 0 {
+            rt.block_on(log.wait_durable(info.last_offset + 1)).unwrap();
+            writeln!(out, "durable {}", info.last_offset + 1).unwrap();
+            out.flush().unwrap();
+        }
+    }
+    unreachable!("the parent kills this process")
+}
+
+#[test]
+fn kill_9_during_appends_keeps_every_durable_record() {
+    use std::io::BufRead;
+    if let Ok(dir) = std::env::var(CRASH_CHILD_ENV) {
+        crash_child(&dir);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("crash-0");
+    for round in 0..4 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "log::tests::kill_9_during_appends_keeps_every_durable_record",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_CHILD_ENV, &dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut acknowledged = 0i64;
+        let mut seen = 0;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("durable ") {
+                acknowledged = acknowledged.max(n.parse().unwrap());
+                seen += 1;
+                if seen == 30 + round * 20 {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL: no close, possibly mid-write
+        child.wait().unwrap();
+        assert!(seen > 0, "the child reported nothing");
+
+        let log = Log::open(&dir, small_config(), &Flusher::start()).unwrap();
+        assert!(
+            log.log_end_offset() >= acknowledged,
+            "round {round}: end {} lost acknowledged offset {acknowledged}",
+            log.log_end_offset()
+        );
+        let all = read_all(&log);
+        assert_eq!(all.len() as i64, log.log_end_offset());
+        assert!(all.iter().enumerate().all(|(i, r)| r.offset == i as i64));
+        crash(log);
+    }
+}
+
 mod faults {
     //! Disk failures through the fault seam. Tests that install the process-wide injector
     //! take `SERIAL` so they never replace each other's.
