@@ -1021,3 +1021,135 @@ async fn every_advertised_group_api_version_round_trips() {
     }
     broker.shutdown().await;
 }
+
+/// A group member spoken to with raw requests, so that it can fall silent.
+struct RawMember {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl RawMember {
+    async fn connect(addr: std::net::SocketAddr) -> RawMember {
+        RawMember {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            correlation: 0,
+        }
+    }
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.correlation += 1;
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("raw-member")))
+            .encode(&mut body, api.request_header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        self.stream.write_i32(body.len() as i32).await.unwrap();
+        self.stream.write_all(&body).await.unwrap();
+        let len = self.stream.read_i32().await.unwrap();
+        let mut buf = vec![0u8; len as usize];
+        self.stream.read_exact(&mut buf).await.unwrap();
+        let mut buf = Bytes::from(buf);
+        let header =
+            ResponseHeader::decode(&mut buf, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        Resp::decode(&mut buf, version).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_member_is_evicted_after_its_session_timeout() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{
+        ConsumerProtocolAssignment, ConsumerProtocolSubscription, JoinGroupRequest,
+        JoinGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    };
+
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "silence";
+    create_topic(&bootstrap, topic, 6).await;
+    let consumer = group_consumer(&bootstrap, "evicting", &[]);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = run_consumer(0, consumer.clone(), topic, tx);
+    wait_until("the rdkafka member owns all partitions", || {
+        assigned(&consumer).len() == 6
+    })
+    .await;
+
+    // A second member joins with a 1 s session (the broker's minimum) and syncs.
+    let mut subscription = BytesMut::new();
+    subscription.put_i16(0);
+    ConsumerProtocolSubscription::default()
+        .with_topics(vec![StrBytes::from_static_str(topic)])
+        .encode(&mut subscription, 0)
+        .unwrap();
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("evicting")))
+            .with_session_timeout_ms(1_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(subscription.clone().freeze())])
+    };
+    let mut raw_member = RawMember::connect(broker.addr()).await;
+    let first: JoinGroupResponse = raw_member.call(ApiKey::JoinGroup, 5, &join("")).await;
+    assert_eq!(first.error_code, 79);
+    let member_id = first.member_id.to_string();
+    let joined: JoinGroupResponse = raw_member
+        .call(ApiKey::JoinGroup, 5, &join(&member_id))
+        .await;
+    assert_eq!(joined.error_code, 0);
+    assert_ne!(
+        joined.leader.to_string(),
+        member_id,
+        "the rdkafka member leads"
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("evicting")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(StrBytes::from_string(member_id.clone()));
+    let synced: SyncGroupResponse = raw_member.call(ApiKey::SyncGroup, 3, &sync).await;
+    assert_eq!(synced.error_code, 0);
+    let mut assignment = synced.assignment.clone();
+    let version = assignment.get_i16();
+    let assignment = ConsumerProtocolAssignment::decode(&mut assignment, version).unwrap();
+    let raw_partitions: usize = assignment
+        .assigned_partitions
+        .iter()
+        .map(|t| t.partitions.len())
+        .sum();
+    assert_eq!(
+        raw_partitions, 3,
+        "the leader's range assignment reached the raw member"
+    );
+    // The raw member falls silent: after its session it is evicted and the
+    // rdkafka member takes every partition back and reads them all.
+    wait_until("the rdkafka member owns all partitions again", || {
+        assigned(&consumer).len() == 6
+    })
+    .await;
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, topic, 12, 0..3).await;
+    let mut seen = Vec::new();
+    collect_until(&mut rx, &mut seen, &expected(12, 0..3)).await;
+    let partitions: BTreeSet<i32> = seen.iter().map(|s| s.partition).collect();
+    assert!(
+        partitions.len() > 3,
+        "records from the evicted member's partitions arrive"
+    );
+    drop(consumer);
+    running.stop().await;
+    broker.shutdown().await;
+}
