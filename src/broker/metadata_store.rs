@@ -17,7 +17,6 @@ use uuid::Uuid;
 /// `-<digits>`, so this never collides with one.
 pub const STATE_DIR: &str = "_strata";
 const FILE_NAME: &str = "topics.bin";
-const TMP_NAME: &str = "topics.bin.tmp";
 /// Bumped when the document's layout changes; older broker versions refuse newer files.
 const FORMAT_VERSION: u32 = 1;
 
@@ -116,27 +115,34 @@ impl MetadataStore {
     /// Replaces the stored document; durable when this returns Ok.
     pub fn save(&self, doc: &MetadataDocument) -> Result<(), MetadataError> {
         let bytes = bincode::serialize(doc).map_err(MetadataError::Encode)?;
-        let tmp = self.dir.join(TMP_NAME);
-        let dst = self.dir.join(FILE_NAME);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| MetadataError::Io { path, source }
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        file.write_all(&bytes).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &dst).map_err(io(&dst))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        Ok(())
+        replace_file(&self.dir, FILE_NAME, &bytes)
     }
+}
+
+/// Atomically replaces `<dir>/<name>` with `bytes`: writes `<name>.tmp`, fsyncs it, renames
+/// it over `<name>` and fsyncs `dir`, so a crash at any moment leaves either the old or the
+/// new content whole. Durable when this returns Ok.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), MetadataError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(name);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MetadataError::Io { path, source }
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -160,7 +166,7 @@ mod tests {
         doc.topics.clear();
         store.save(&doc).unwrap();
         assert_eq!(store.load().unwrap(), Some(doc));
-        assert!(!dir.path().join(STATE_DIR).join(TMP_NAME).exists());
+        assert!(!dir.path().join(STATE_DIR).join("topics.bin.tmp").exists());
     }
 
     #[test]
