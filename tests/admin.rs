@@ -20,8 +20,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigResource, ConfigSource, NewPartitions, NewTopic,
-    ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigEntry, ConfigResource, ConfigSource,
+    NewPartitions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
@@ -89,6 +89,19 @@ async fn describe_topic(admin: &Admin, topic: &str) -> ConfigResource {
 
 fn value<'a>(resource: &'a ConfigResource, name: &str) -> Option<&'a str> {
     resource.get(name).and_then(|e| e.value.as_deref())
+}
+
+/// Every config of broker 0 (DescribeConfigs on the broker resource).
+async fn describe_broker(admin: &Admin) -> ConfigResource {
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Broker(0)], &opts())
+        .await
+        .unwrap();
+    results
+        .into_iter()
+        .next()
+        .unwrap()
+        .expect("broker resource")
 }
 
 /// Sends one request over a fresh connection and decodes the response.
@@ -729,5 +742,95 @@ async fn describe_cluster_names_this_node() {
         .unwrap();
     assert_eq!(metadata.brokers()[0].id(), response.brokers[0].broker_id.0);
     assert!(!response.cluster_id.as_str().is_empty());
+    broker.shutdown().await;
+}
+
+/// What rdkafka's own `test_configs` does against the broker resource, then a restart:
+/// describe broker 0, set `log.flush.interval.messages` with AlterConfigs, see it reported
+/// as a dynamic broker config, then set `log.flush.interval.ms` to the original value
+/// (AlterConfigs replaces the broker's dynamic set, as in Kafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_configs_alter_like_rdkafka_test_configs_and_survive_restart() {
+    let broker = start().await;
+    let admin = admin(&broker);
+    create(
+        &admin,
+        NewTopic::new("flushed", 1, TopicReplication::Fixed(1)),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    let node = ResourceSpecifier::Broker(0);
+    let configs = describe_broker(&admin).await;
+    let original = configs
+        .get("log.flush.interval.messages")
+        .expect("original config entry");
+    assert_eq!(original.value.as_deref(), Some("9223372036854775807"));
+    assert_eq!(original.source, ConfigSource::Default);
+    assert!(original.is_default && !original.is_read_only);
+    let flush_ms = configs.get("log.flush.interval.ms").unwrap();
+    assert_eq!(flush_ms.value, None, "Kafka's null default");
+    assert_eq!(value(&configs, "log.retention.hours"), Some("168"));
+    assert_eq!(value(&configs, "broker.id"), Some("0"));
+    assert!(configs.get("num.partitions").unwrap().is_read_only);
+
+    let alter = AlterConfig::new(node).set("log.flush.interval.messages", "1234");
+    let results = admin.alter_configs([&alter], &opts()).await.unwrap();
+    assert_eq!(results, vec![Ok(OwnedResourceSpecifier::Broker(0))]);
+    let configs = describe_broker(&admin).await;
+    let expected = ConfigEntry {
+        name: "log.flush.interval.messages".into(),
+        value: Some("1234".into()),
+        source: ConfigSource::DynamicBroker,
+        is_read_only: false,
+        is_default: false,
+        is_sensitive: false,
+    };
+    assert_eq!(configs.get("log.flush.interval.messages"), Some(&expected));
+    // Live for a topic without its own flush.messages.
+    let topic = describe_topic(&admin, "flushed").await;
+    assert_eq!(value(&topic, "flush.messages"), Some("1234"));
+    assert_eq!(
+        topic.get("flush.messages").unwrap().source,
+        ConfigSource::DynamicBroker
+    );
+
+    let original_value = original.value.clone().unwrap();
+    let alter = AlterConfig::new(node).set("log.flush.interval.ms", &original_value);
+    let results = admin.alter_configs([&alter], &opts()).await.unwrap();
+    assert_eq!(results, vec![Ok(OwnedResourceSpecifier::Broker(0))]);
+
+    // A config Kafka does not let operators change at runtime is refused.
+    let raw = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("0"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("num.partitions"))
+                .with_value(Some(StrBytes::from_static_str("5")))]),
+    ]);
+    let response: AlterConfigsResponse = raw_request(&broker, ApiKey::AlterConfigs, 2, &raw).await;
+    assert_eq!(response.responses[0].error_code, 40);
+
+    let broker = broker.restart(|c| c.auto_create_topics = false).await;
+    let admin = self::admin(&broker);
+    let configs = describe_broker(&admin).await;
+    let flush_ms = configs.get("log.flush.interval.ms").unwrap();
+    assert_eq!(flush_ms.value.as_deref(), Some(original_value.as_str()));
+    assert_eq!(flush_ms.source, ConfigSource::DynamicBroker);
+    assert!(!flush_ms.is_read_only);
+    let messages = configs.get("log.flush.interval.messages").unwrap();
+    assert_eq!(
+        messages.source,
+        ConfigSource::Default,
+        "replaced by the second alter"
+    );
+    assert_eq!(value(&configs, "num.partitions"), Some("1"));
+    let topic = describe_topic(&admin, "flushed").await;
+    assert_eq!(value(&topic, "flush.ms"), Some(original_value.as_str()));
+    assert_eq!(
+        topic.get("flush.ms").unwrap().source,
+        ConfigSource::DynamicBroker
+    );
     broker.shutdown().await;
 }

@@ -4,8 +4,10 @@
 //! SET / DELETE / APPEND / SUBTRACT to it. Either way the result is validated as a whole
 //! (INVALID_CONFIG), persisted, and applied live to every partition through
 //! `Log::set_config` (see `Broker::set_topic_configs`). With `validate_only` nothing
-//! changes. Broker resources: Strata has no dynamic broker configs, so a non-empty change
-//! is INVALID_CONFIG (set them with flags); an empty one succeeds.
+//! changes. Broker resources (`"<node id>"` for this broker, `""` for the cluster-wide
+//! default) work the same way on the dynamic broker configs (see `broker::broker_config`):
+//! AlterConfigs replaces the resource's dynamic set, IncrementalAlterConfigs edits it; only
+//! the dynamically alterable names are accepted, others are INVALID_CONFIG.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -17,7 +19,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
-use super::describe_configs::{topic_config_of, RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{broker_scope, topic_config_of, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::broker::broker_config::{self, BrokerConfigError};
 use crate::broker::topic_config::{AlterOp, ConfigError, TopicConfig};
 use crate::broker::topic_name::validate_topic_name;
 use crate::broker::{Broker, TopicError};
@@ -43,7 +46,10 @@ pub(crate) fn handle_alter(
                             current.replace_overrides(&overrides)
                         })
                     }),
-                RESOURCE_BROKER => alter_broker(broker, &name, resource.configs.is_empty()),
+                RESOURCE_BROKER => collect_values(&resource.configs, |c| (&c.name, &c.value))
+                    .and_then(|configs| {
+                        alter_broker(broker, &name, request.validate_only, |_| Ok(configs))
+                    }),
                 other => Err(unsupported_resource(other)),
             };
             let (code, message) = split(outcome);
@@ -74,7 +80,14 @@ pub(crate) fn handle_incremental(
                         current.apply_incremental(ops.iter().map(|(k, op)| (k.as_str(), op)))
                     })
                 }),
-                RESOURCE_BROKER => alter_broker(broker, &name, resource.configs.is_empty()),
+                RESOURCE_BROKER => parse_ops(&resource.configs).and_then(|ops| {
+                    alter_broker(broker, &name, request.validate_only, |current| {
+                        broker_config::apply_ops(
+                            current,
+                            ops.iter().map(|(k, op)| (k.as_str(), op)),
+                        )
+                    })
+                }),
                 other => Err(unsupported_resource(other)),
             };
             let (code, message) = split(outcome);
@@ -182,25 +195,22 @@ fn alter_topic(
     Ok(())
 }
 
-fn alter_broker(broker: &Broker, name: &str, no_changes: bool) -> Result<(), Failure> {
-    if !name.is_empty() && name != broker.node_id().to_string() {
-        return Err((
-            ResponseError::InvalidRequest.code(),
-            format!(
-                "Unexpected broker id, expected {} or empty string, but received {name}",
-                broker.node_id()
-            ),
-        ));
-    }
-    if no_changes {
-        return Ok(());
-    }
-    Err((
-        ResponseError::InvalidConfig.code(),
-        "Strata has no dynamically alterable broker configs; set them with flags, STRATA_* \
-         environment variables or the config file, then restart."
-            .to_owned(),
-    ))
+/// Computes the broker resource's new dynamic set with `change` from its current one and
+/// stores it (persisted, then live) unless `validate_only`; see
+/// `Broker::update_broker_configs`.
+fn alter_broker(
+    broker: &Broker,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(
+        &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, BrokerConfigError>,
+) -> Result<(), Failure> {
+    let scope = broker_scope(broker, name)?;
+    broker
+        .update_broker_configs(scope, validate_only, change)
+        .map(|_| ())
+        .map_err(|e| (e.error_code(), e.to_string()))
 }
 
 #[cfg(test)]
@@ -250,8 +260,19 @@ mod tests {
         name: &str,
         ops: &[(&str, i8, Option<&str>)],
     ) -> (i16, String) {
+        incremental_on(broker, version, validate_only, RESOURCE_TOPIC, name, ops)
+    }
+
+    fn incremental_on(
+        broker: &Broker,
+        version: i16,
+        validate_only: bool,
+        kind: i8,
+        name: &str,
+        ops: &[(&str, i8, Option<&str>)],
+    ) -> (i16, String) {
         let resource = incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_type(kind)
             .with_resource_name(StrBytes::from_string(name.to_owned()))
             .with_configs(
                 ops.iter()
@@ -370,9 +391,10 @@ mod tests {
                 false,
                 RESOURCE_BROKER,
                 "0",
-                &[("log.retention.ms", Some("1"))]
+                &[("num.partitions", Some("2"))]
             ),
-            40
+            40,
+            "not dynamically alterable"
         );
         assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "0", &[]), 0);
         assert_eq!(legacy(&t.broker, false, 1, "x", &[]), 42);
@@ -529,5 +551,118 @@ mod tests {
         for key in keys {
             assert_eq!(configs.get(key).map(String::as_str), Some("1020"), "{key}");
         }
+    }
+
+    #[test]
+    fn broker_resources_alter_the_dynamic_sets() {
+        use crate::broker::broker_config::Scope;
+        let t = TestBroker::open();
+        t.broker.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let flush = |broker: &Broker| broker.topic("t").unwrap().partitions[0].config();
+
+        // AlterConfigs replaces the node's set (every version).
+        let set = [("log.flush.interval.messages", Some("1234"))];
+        assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "0", &set), 0);
+        assert_eq!(flush(&t.broker).flush_messages, Some(1234));
+        let set = [("log.flush.interval.ms", Some("9223372036854775807"))];
+        assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "0", &set), 0);
+        assert_eq!(flush(&t.broker).flush_messages, None, "replaced set");
+        assert_eq!(
+            t.broker
+                .dynamic_broker_configs()
+                .node
+                .keys()
+                .collect::<Vec<_>>(),
+            vec!["log.flush.interval.ms"]
+        );
+        let bad = [("log.flush.interval.messages", Some("0"))];
+        assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "0", &bad), 40);
+        assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "5", &set), 42);
+        assert_eq!(legacy(&t.broker, false, RESOURCE_BROKER, "zero", &set), 42);
+
+        // IncrementalAlterConfigs edits it; "" is the cluster-wide set.
+        for version in [0, 1] {
+            let (code, message) = incremental_on(
+                &t.broker,
+                version,
+                false,
+                RESOURCE_BROKER,
+                "0",
+                &[("log.retention.ms", 0, Some("5000"))],
+            );
+            assert_eq!(code, 0, "{message}");
+        }
+        assert_eq!(flush(&t.broker).retention_ms, Some(5000));
+        let (code, _) = incremental_on(
+            &t.broker,
+            1,
+            false,
+            RESOURCE_BROKER,
+            "",
+            &[("log.message.timestamp.type", 0, Some("LogAppendTime"))],
+        );
+        assert_eq!(code, 0);
+        assert_eq!(
+            flush(&t.broker).timestamp_type,
+            TimestampType::LogAppendTime
+        );
+        type Ops<'a> = &'a [(&'a str, i8, Option<&'a str>)];
+        let refused: &[(Ops, i16, &str)] = &[
+            (&[("num.partitions", 0, Some("3"))], 40, "dynamically"),
+            (&[("log.retention.ms", 2, Some("1"))], 40, "append"),
+            (&[("log.retention.ms", 0, Some("-5"))], 40, "at least -1"),
+            (&[("nope", 0, Some("1"))], 40, "Unknown broker config"),
+            (&[("log.retention.ms", 7, Some("1"))], 42, "operation"),
+        ];
+        for (ops, code, fragment) in refused {
+            let (got, message) = incremental_on(&t.broker, 1, false, RESOURCE_BROKER, "0", ops);
+            assert_eq!(got, *code, "{ops:?}: {message}");
+            assert!(message.contains(fragment), "{ops:?}: {message}");
+        }
+        let (code, _) = incremental_on(
+            &t.broker,
+            1,
+            true,
+            RESOURCE_BROKER,
+            "0",
+            &[("log.retention.ms", 1, None)],
+        );
+        assert_eq!(code, 0);
+        assert_eq!(flush(&t.broker).retention_ms, Some(5000), "validate_only");
+        let (code, _) = incremental_on(
+            &t.broker,
+            1,
+            false,
+            RESOURCE_BROKER,
+            "0",
+            &[("log.retention.ms", 1, None)],
+        );
+        assert_eq!(code, 0);
+        assert_eq!(flush(&t.broker).retention_ms, Some(604_800_000));
+
+        let t = t.restart();
+        let dynamic = t.broker.dynamic_broker_configs();
+        assert_eq!(
+            dynamic
+                .node
+                .get("log.flush.interval.ms")
+                .map(String::as_str),
+            Some("9223372036854775807")
+        );
+        assert_eq!(
+            dynamic
+                .cluster_default
+                .get("log.message.timestamp.type")
+                .map(String::as_str),
+            Some("LogAppendTime")
+        );
+        assert_eq!(
+            flush(&t.broker).timestamp_type,
+            TimestampType::LogAppendTime
+        );
+        let entries = t
+            .broker
+            .describe_broker_configs(Scope::ClusterDefault, None, false);
+        assert_eq!(entries.len(), 1);
     }
 }

@@ -8,9 +8,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::topic_config::{
-    self, ConfigEntry, ConfigSource, ConfigType, TopicConfig, TopicDefaults,
-};
+use crate::broker::broker_config::Scope;
+use crate::broker::topic_config::{ConfigEntry, TopicConfig, TopicDefaults};
 use crate::broker::topic_name::validate_topic_name;
 use crate::broker::Broker;
 
@@ -66,9 +65,10 @@ pub(crate) fn handle(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// The broker-wide topic defaults (`--default-retention-ms`, ...) as topic-config defaults.
+/// The broker-wide topic defaults (static flags such as `--default-retention-ms`, and
+/// dynamic broker configs) as topic-config defaults, with their sources.
 pub(crate) fn topic_defaults(broker: &Broker) -> TopicDefaults {
-    TopicDefaults::from_log_config(broker.default_log_config())
+    broker.topic_defaults()
 }
 
 /// A topic's resolved configuration. A stored override set that no longer validates (it
@@ -97,16 +97,11 @@ fn describe_topic(
     Ok(topic_config_of(broker, &topic.configs)?.describe(keys, include_synonyms))
 }
 
-/// The broker resource: `""` asks for cluster-wide dynamic defaults (Strata has none),
-/// otherwise the name must be this node's id.
-fn describe_broker(
-    broker: &Broker,
-    name: &str,
-    keys: Option<&[String]>,
-    include_synonyms: bool,
-) -> Result<Vec<ConfigEntry>, (i16, String)> {
+/// The broker resource of `name`: `""` for the cluster-wide dynamic defaults, otherwise
+/// this node's id.
+pub(crate) fn broker_scope(broker: &Broker, name: &str) -> Result<Scope, (i16, String)> {
     if name.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Scope::ClusterDefault);
     }
     let invalid = |message: String| (ResponseError::InvalidRequest.code(), message);
     let id: i32 = name
@@ -118,157 +113,19 @@ fn describe_broker(
             broker.node_id()
         )));
     }
-    let mut entries = broker_config_entries(broker, include_synonyms);
-    entries.extend(topic_config::broker_entries(
-        &topic_defaults(broker),
-        include_synonyms,
-    ));
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    entries.dedup_by(|a, b| a.name == b.name);
-    if let Some(keys) = keys {
-        entries.retain(|e| keys.contains(&e.name));
-    }
-    Ok(entries)
+    Ok(Scope::Node)
 }
 
-/// Broker settings that are not topic defaults, each with Kafka's name and default (when
-/// Kafka has one: a value equal to it is reported as DEFAULT_CONFIG).
-fn broker_config_entries(broker: &Broker, include_synonyms: bool) -> Vec<ConfigEntry> {
-    let config = broker.config();
-    let listener = format!(
-        "PLAINTEXT://{}:{}",
-        broker.advertised_host(),
-        broker.advertised_port()
-    );
-    let rows: Vec<(&str, String, Option<&str>, ConfigType, &'static str)> = vec![
-        (
-            "node.id",
-            broker.node_id().to_string(),
-            None,
-            ConfigType::Int,
-            "This node's id.",
-        ),
-        (
-            "broker.id",
-            broker.node_id().to_string(),
-            None,
-            ConfigType::Int,
-            "This node's id (same as node.id).",
-        ),
-        (
-            "log.dirs",
-            config.data_dir.display().to_string(),
-            None,
-            ConfigType::String,
-            "The directory holding partition logs and broker metadata (--data-dir).",
-        ),
-        (
-            "advertised.listeners",
-            listener.clone(),
-            None,
-            ConfigType::String,
-            "The address given to clients in Metadata responses.",
-        ),
-        (
-            "listeners",
-            format!("PLAINTEXT://{}", config.listen),
-            None,
-            ConfigType::String,
-            "The address the broker listens on (--listen).",
-        ),
-        (
-            "num.partitions",
-            config.num_partitions.to_string(),
-            Some("1"),
-            ConfigType::Int,
-            "The partition count of auto-created topics and of CreateTopics without a count.",
-        ),
-        (
-            "auto.create.topics.enable",
-            config.auto_create_topics.to_string(),
-            Some("true"),
-            ConfigType::Boolean,
-            "Whether unknown topics are created on Metadata requests.",
-        ),
-        (
-            "default.replication.factor",
-            "1".to_owned(),
-            Some("1"),
-            ConfigType::Int,
-            "Strata is a single node: every partition has one replica.",
-        ),
-        (
-            "offsets.topic.replication.factor",
-            "1".to_owned(),
-            Some("3"),
-            ConfigType::Short,
-            "Strata keeps committed offsets in its own internal log on this node.",
-        ),
-        (
-            "socket.request.max.bytes",
-            config.socket_request_max_bytes.to_string(),
-            Some("104857600"),
-            ConfigType::Int,
-            "The largest request frame accepted.",
-        ),
-        (
-            "log.retention.check.interval.ms",
-            config.log_retention_check_interval_ms.to_string(),
-            Some("300000"),
-            ConfigType::Long,
-            "How often retention runs, in milliseconds.",
-        ),
-        (
-            "group.min.session.timeout.ms",
-            config.group_min_session_timeout_ms.to_string(),
-            Some("6000"),
-            ConfigType::Int,
-            "The smallest session timeout a group member may ask for.",
-        ),
-        (
-            "group.max.session.timeout.ms",
-            config.group_max_session_timeout_ms.to_string(),
-            Some("1800000"),
-            ConfigType::Int,
-            "The largest session timeout a group member may ask for.",
-        ),
-        (
-            "group.initial.rebalance.delay.ms",
-            config.group_initial_rebalance_delay_ms.to_string(),
-            Some("3000"),
-            ConfigType::Int,
-            "The delay before the first rebalance of a new group.",
-        ),
-    ];
-    rows.into_iter()
-        .map(|(name, value, kafka_default, config_type, doc)| {
-            let source = if kafka_default == Some(value.as_str()) {
-                ConfigSource::Default
-            } else {
-                ConfigSource::StaticBroker
-            };
-            let synonyms = if include_synonyms {
-                vec![topic_config::ConfigSynonym {
-                    name: name.to_owned(),
-                    value: Some(value.clone()),
-                    source,
-                }]
-            } else {
-                Vec::new()
-            };
-            ConfigEntry {
-                name: name.to_owned(),
-                value: Some(value),
-                source,
-                is_default: source == ConfigSource::Default,
-                read_only: true,
-                sensitive: false,
-                synonyms,
-                config_type,
-                documentation: doc,
-            }
-        })
-        .collect()
+/// The broker resource: `""` lists the cluster-wide dynamic configs, this node's id every
+/// broker config (see `broker::broker_config`).
+fn describe_broker(
+    broker: &Broker,
+    name: &str,
+    keys: Option<&[String]>,
+    include_synonyms: bool,
+) -> Result<Vec<ConfigEntry>, (i16, String)> {
+    let scope = broker_scope(broker, name)?;
+    Ok(broker.describe_broker_configs(scope, keys, include_synonyms))
 }
 
 /// The wire form of one entry. `documentation` only when the client asked (v3+).
@@ -359,6 +216,7 @@ mod tests {
 
     use super::fixture::{open_in, round_trip, TestBroker};
     use super::*;
+    use crate::broker::topic_config::{ConfigSource, ConfigType};
 
     fn resource(kind: i8, name: &str, keys: Option<&[&str]>) -> DescribeConfigsResource {
         DescribeConfigsResource::default()

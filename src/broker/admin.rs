@@ -26,7 +26,7 @@ impl Broker {
             .topic(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let configs = change(&topic.configs)?;
-        let log_config = log_config_for(&self.default_log_config, &configs)?;
+        let log_config = log_config_for(&self.default_log_config(), &configs)?;
         if validate_only {
             return Ok(topic);
         }

@@ -10,6 +10,7 @@
 //! - A `Topic` value is immutable; changing partitions or configs replaces the `Arc`.
 
 mod admin;
+pub mod broker_config;
 pub mod metadata_store;
 pub mod retention;
 pub mod topic_config;
@@ -129,7 +130,9 @@ pub struct Broker {
     advertised_host: String,
     advertised_port: i32,
     cluster_id: String,
-    default_log_config: LogConfig,
+    /// Dynamic broker configs and the broker-wide log settings they make with the static
+    /// ones.
+    broker_configs: broker_config::BrokerConfigs,
     flusher: Flusher,
     store: MetadataStore,
     topics: RwLock<TopicTable>,
@@ -189,7 +192,12 @@ impl Broker {
                 doc
             }
         };
-        let default_log_config = default_log_config(&config);
+        let broker_configs = broker_config::BrokerConfigs::open(
+            store.dir(),
+            config.node_id,
+            &default_log_config(&config),
+        )?;
+        let default_log_config = broker_configs.log_config();
         let flusher = Flusher::start();
         let mut table = TopicTable::default();
         for record in &doc.topics {
@@ -234,7 +242,7 @@ impl Broker {
             advertised_host,
             advertised_port,
             cluster_id: doc.cluster_id,
-            default_log_config,
+            broker_configs,
             flusher,
             store,
             topics: RwLock::new(table),
@@ -258,9 +266,10 @@ impl Broker {
     pub fn advertised_port(&self) -> i32 {
         self.advertised_port
     }
-    /// Broker-wide log settings; a topic's overrides apply on top of these.
-    pub fn default_log_config(&self) -> &LogConfig {
-        &self.default_log_config
+    /// Broker-wide log settings (static and dynamic broker configs); a topic's overrides
+    /// apply on top of these.
+    pub fn default_log_config(&self) -> LogConfig {
+        self.broker_configs.log_config()
     }
     /// The flusher shared by every log in the data dir (for other broker-owned logs).
     pub fn flusher(&self) -> &Flusher {
@@ -348,7 +357,7 @@ impl Broker {
                 "Number of partitions must be larger than 0, got {partitions}."
             )));
         }
-        log_config_for(&self.default_log_config, configs)
+        log_config_for(&self.default_log_config(), configs)
     }
 
     /// Creates a topic with `partitions` partitions and the given config overrides;
@@ -426,7 +435,7 @@ impl Broker {
         if validate_only {
             return Ok(topic);
         }
-        let log_config = log_config_for(&self.default_log_config, &topic.configs)?;
+        let log_config = log_config_for(&self.default_log_config(), &topic.configs)?;
         let mut partitions = topic.partitions.clone();
         let added =
             self.open_new_partitions(name, current as u32..new_total as u32, &log_config)?;
@@ -456,7 +465,7 @@ impl Broker {
         let topic = self
             .topic(name)
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let log_config = log_config_for(&self.default_log_config, &configs)?;
+        let log_config = log_config_for(&self.default_log_config(), &configs)?;
         if validate_only {
             return Ok(topic);
         }

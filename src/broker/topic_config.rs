@@ -5,8 +5,10 @@
 //!
 //! A topic's configuration is resolved per key in Kafka's order of precedence:
 //! 1. the topic's own override (source `DYNAMIC_TOPIC_CONFIG` = 1),
-//! 2. the broker's default for topics when the operator set one that differs from
-//!    Kafka's (source `STATIC_BROKER_CONFIG` = 4, e.g. `--default-retention-ms`),
+//! 2. the broker's default for topics: a dynamic broker config set with AlterConfigs on
+//!    this broker (`DYNAMIC_BROKER_CONFIG` = 2) or cluster-wide (`DYNAMIC_DEFAULT_BROKER_CONFIG`
+//!    = 3), or a static setting that differs from Kafka's (`STATIC_BROKER_CONFIG` = 4, e.g.
+//!    `--default-retention-ms`); see [`crate::broker::broker_config`],
 //! 3. Kafka's built-in default (source `DEFAULT_CONFIG` = 5).
 //!
 //! Only overrides are persisted; changing a broker default therefore changes every topic
@@ -63,6 +65,10 @@ impl ConfigType {
 pub enum ConfigSource {
     /// A per-topic override (`DYNAMIC_TOPIC_CONFIG`).
     DynamicTopic = 1,
+    /// A broker config altered at runtime for this broker (`DYNAMIC_BROKER_CONFIG`).
+    DynamicBroker = 2,
+    /// A broker config altered at runtime for every broker (`DYNAMIC_DEFAULT_BROKER_CONFIG`).
+    DynamicDefaultBroker = 3,
     /// Set in the broker's static configuration: flags, environment or config file
     /// (`STATIC_BROKER_CONFIG`).
     StaticBroker = 4,
@@ -110,10 +116,11 @@ pub struct CleanupPolicy {
     pub compact: bool,
 }
 
-/// Broker-level defaults for topic configs, filled from the server's configuration.
-/// Values use Kafka's units and conventions (milliseconds, bytes, -1 = unlimited for
-/// retention, `i64::MAX` = never for flush). `Default` gives Kafka's own defaults; a field
-/// that differs from it is reported with source `STATIC_BROKER_CONFIG`.
+/// Broker-level defaults for topic configs, filled from the server's configuration and the
+/// dynamic broker configs. Values use Kafka's units and conventions (milliseconds, bytes,
+/// -1 = unlimited for retention, `i64::MAX` = never for flush). `Default` gives Kafka's own
+/// defaults; a field named in `dynamic_sources` is reported with that source, any other
+/// field that differs from Kafka's default with source `STATIC_BROKER_CONFIG`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDefaults {
     /// `log.retention.ms` → `retention.ms`; -1 = keep forever.
@@ -130,6 +137,11 @@ pub struct TopicDefaults {
     pub flush_messages: i64,
     /// `log.flush.interval.ms` → `flush.ms`; `i64::MAX` = never forced.
     pub flush_ms: i64,
+    /// `log.message.timestamp.type` → `message.timestamp.type`.
+    pub message_timestamp_type: TimestampType,
+    /// Topic config keys whose broker-level value was set dynamically, with the level it
+    /// was set at (`DynamicBroker` or `DynamicDefaultBroker`).
+    pub dynamic_sources: BTreeMap<&'static str, ConfigSource>,
 }
 
 impl Default for TopicDefaults {
@@ -142,6 +154,8 @@ impl Default for TopicDefaults {
             max_message_bytes: 1_048_588,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            message_timestamp_type: TimestampType::CreateTime,
+            dynamic_sources: BTreeMap::new(),
         }
     }
 }
@@ -161,11 +175,13 @@ impl TopicDefaults {
             max_message_bytes: int(config.max_message_bytes),
             flush_messages: config.flush_messages.map_or(i64::MAX, long),
             flush_ms: config.flush_ms.map_or(i64::MAX, long),
+            message_timestamp_type: config.timestamp_type,
+            dynamic_sources: BTreeMap::new(),
         }
     }
 
     /// The broker-level values as (topic config key, value) pairs, in table order.
-    fn pairs(&self) -> [(&'static str, String); 7] {
+    fn pairs(&self) -> [(&'static str, String); 8] {
         [
             ("retention.ms", self.retention_ms.to_string()),
             ("retention.bytes", self.retention_bytes.to_string()),
@@ -174,7 +190,53 @@ impl TopicDefaults {
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("flush.messages", self.flush_messages.to_string()),
             ("flush.ms", self.flush_ms.to_string()),
+            (
+                "message.timestamp.type",
+                timestamp_type_name(self.message_timestamp_type).to_owned(),
+            ),
         ]
+    }
+
+    /// Sets the broker-level default of topic config `key` from its canonical text (as
+    /// [`validate_override`] returns it). Keys without a broker-level default here, and
+    /// values that do not parse, are refused.
+    pub fn set(&mut self, key: &str, canonical: &str) -> Result<(), ConfigError> {
+        let def = find_def(key).ok_or_else(|| ConfigError::UnknownKey {
+            name: key.to_owned(),
+        })?;
+        let value = def.parse(canonical)?;
+        def.check(canonical, &value)?;
+        let long = || match &value {
+            Value::Long(v) => Ok(*v),
+            _ => Err(def.invalid(canonical, "not numeric")),
+        };
+        let int = || {
+            long().and_then(|v| {
+                i32::try_from(v).map_err(|_| def.invalid(canonical, "Not a number of type INT"))
+            })
+        };
+        match key {
+            "retention.ms" => self.retention_ms = long()?,
+            "retention.bytes" => self.retention_bytes = long()?,
+            "segment.bytes" => self.segment_bytes = int()?,
+            "segment.ms" => self.segment_ms = long()?,
+            "max.message.bytes" => self.max_message_bytes = int()?,
+            "flush.messages" => self.flush_messages = long()?,
+            "flush.ms" => self.flush_ms = long()?,
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match canonical {
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => TimestampType::CreateTime,
+                }
+            }
+            _ => {
+                return Err(def.invalid(
+                    canonical,
+                    "Strata has no broker-level default for this topic config",
+                ))
+            }
+        }
+        Ok(())
     }
 
     /// Checks every default against the same rules a topic override must pass, so a bad
@@ -189,16 +251,30 @@ impl TopicDefaults {
         Ok(())
     }
 
-    /// The values that differ from Kafka's defaults, keyed by topic config name: these
-    /// are the ones reported as `STATIC_BROKER_CONFIG`.
-    fn static_values(&self) -> BTreeMap<&'static str, String> {
+    /// The broker-level values a topic reports instead of Kafka's default, keyed by topic
+    /// config name, with their source: every dynamically set one, and the others that
+    /// differ from Kafka's defaults (`STATIC_BROKER_CONFIG`).
+    fn broker_values(&self) -> BTreeMap<&'static str, (String, ConfigSource)> {
         let kafka = TopicDefaults::default().pairs();
         self.pairs()
             .into_iter()
             .zip(kafka)
-            .filter(|((_, mine), (_, theirs))| mine != theirs)
-            .map(|((key, mine), _)| (key, mine))
+            .filter_map(
+                |((key, mine), (_, theirs))| match self.dynamic_sources.get(key) {
+                    Some(source) => Some((key, (mine, *source))),
+                    None if mine != theirs => Some((key, (mine, ConfigSource::StaticBroker))),
+                    None => None,
+                },
+            )
             .collect()
+    }
+}
+
+/// Kafka's name of a timestamp type, as `message.timestamp.type` takes it.
+fn timestamp_type_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
     }
 }
 
@@ -660,8 +736,8 @@ pub struct TopicConfig {
     /// The topic's own overrides, canonical values, keyed by config name. This is what
     /// the broker persists.
     overrides: BTreeMap<String, String>,
-    /// Broker-level defaults that differ from Kafka's, captured at construction.
-    broker_values: BTreeMap<&'static str, String>,
+    /// The broker-level defaults this config was resolved against.
+    defaults: TopicDefaults,
     /// Effective values (override > broker default > Kafka default).
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -692,13 +768,13 @@ impl TopicConfig {
             canonical.insert(name.to_owned(), validate_override(name, value.as_ref())?);
         }
         defaults.validate()?;
-        let broker_values = defaults.static_values();
+        let broker_values = defaults.broker_values();
 
         let effective = |key: &str| -> &str {
             canonical
                 .get(key)
                 .map(String::as_str)
-                .or_else(|| broker_values.get(key).map(String::as_str))
+                .or_else(|| broker_values.get(key).map(|(v, _)| v.as_str()))
                 .or_else(|| find_def(key).map(|def| def.default))
                 .unwrap_or_default()
         };
@@ -747,7 +823,7 @@ impl TopicConfig {
             flush_ms: long("flush.ms")?,
             min_insync_replicas: int("min.insync.replicas")?,
             overrides: canonical,
-            broker_values,
+            defaults: defaults.clone(),
         })
     }
 
@@ -763,36 +839,6 @@ impl TopicConfig {
         TopicConfig::new(&self.overrides, defaults)
     }
 
-    /// The broker defaults this config was resolved against, rebuilt from the captured
-    /// differences.
-    fn defaults(&self) -> TopicDefaults {
-        let mut defaults = TopicDefaults::default();
-        for (key, value) in &self.broker_values {
-            let parse_i64 = || value.parse::<i64>().ok();
-            match *key {
-                "retention.ms" => {
-                    defaults.retention_ms = parse_i64().unwrap_or(defaults.retention_ms)
-                }
-                "retention.bytes" => {
-                    defaults.retention_bytes = parse_i64().unwrap_or(defaults.retention_bytes)
-                }
-                "segment.bytes" => {
-                    defaults.segment_bytes = value.parse().unwrap_or(defaults.segment_bytes)
-                }
-                "segment.ms" => defaults.segment_ms = parse_i64().unwrap_or(defaults.segment_ms),
-                "max.message.bytes" => {
-                    defaults.max_message_bytes = value.parse().unwrap_or(defaults.max_message_bytes)
-                }
-                "flush.messages" => {
-                    defaults.flush_messages = parse_i64().unwrap_or(defaults.flush_messages)
-                }
-                "flush.ms" => defaults.flush_ms = parse_i64().unwrap_or(defaults.flush_ms),
-                _ => {}
-            }
-        }
-        defaults
-    }
-
     /// AlterConfigs semantics: `overrides` replaces the whole override set.
     pub fn replace_overrides<K, V, I>(&self, overrides: I) -> Result<TopicConfig, ConfigError>
     where
@@ -800,7 +846,7 @@ impl TopicConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        TopicConfig::new(overrides, &self.defaults())
+        TopicConfig::new(overrides, &self.defaults)
     }
 
     /// IncrementalAlterConfigs semantics: applies `ops` in order to the current overrides
@@ -838,7 +884,7 @@ impl TopicConfig {
                     let current = overrides
                         .get(name)
                         .cloned()
-                        .or_else(|| self.broker_values.get(name).cloned())
+                        .or_else(|| self.defaults.broker_values().remove(name).map(|(v, _)| v))
                         .unwrap_or_else(|| def.default.to_owned());
                     let mut list = split_list(&current);
                     let changes = split_list(items.trim());
@@ -855,7 +901,7 @@ impl TopicConfig {
                 }
             }
         }
-        TopicConfig::new(&overrides, &self.defaults())
+        TopicConfig::new(&overrides, &self.defaults)
     }
 
     /// The storage crate's settings for every partition of this topic. Kafka's "never"
@@ -899,10 +945,11 @@ impl TopicConfig {
 
     fn entry(&self, def: &'static ConfigDef, include_synonyms: bool) -> ConfigEntry {
         let topic_value = self.overrides.get(def.name);
-        let broker_value = self.broker_values.get(def.name);
+        let broker_values = self.defaults.broker_values();
+        let broker_value = broker_values.get(def.name);
         let (value, source) = match (topic_value, broker_value) {
             (Some(v), _) => (v.clone(), ConfigSource::DynamicTopic),
-            (None, Some(v)) => (v.clone(), ConfigSource::StaticBroker),
+            (None, Some((v, source))) => (v.clone(), *source),
             (None, None) => (def.default.to_owned(), ConfigSource::Default),
         };
         let mut synonyms = Vec::new();
@@ -914,11 +961,11 @@ impl TopicConfig {
                     source: ConfigSource::DynamicTopic,
                 });
             }
-            if let Some(v) = broker_value {
+            if let Some((v, source)) = broker_value {
                 synonyms.push(ConfigSynonym {
                     name: def.broker_synonym.to_owned(),
                     value: Some(v.clone()),
-                    source: ConfigSource::StaticBroker,
+                    source: *source,
                 });
             }
             synonyms.push(ConfigSynonym {
@@ -949,41 +996,6 @@ pub fn to_log_config(
     overrides: &BTreeMap<String, String>,
 ) -> Result<LogConfig, ConfigError> {
     TopicConfig::new(overrides, &TopicDefaults::from_log_config(defaults)).map(|c| c.log_config())
-}
-
-/// One broker-level default as the broker resource of DescribeConfigs reports it: the
-/// broker config name (e.g. `log.retention.ms`) with its value and source.
-pub fn broker_entries(defaults: &TopicDefaults, include_synonyms: bool) -> Vec<ConfigEntry> {
-    let static_values = defaults.static_values();
-    TOPIC_CONFIGS
-        .iter()
-        .map(|def| {
-            let (value, source) = match static_values.get(def.name) {
-                Some(v) => (v.clone(), ConfigSource::StaticBroker),
-                None => (def.default.to_owned(), ConfigSource::Default),
-            };
-            let synonyms = if include_synonyms {
-                vec![ConfigSynonym {
-                    name: def.broker_synonym.to_owned(),
-                    value: Some(value.clone()),
-                    source,
-                }]
-            } else {
-                Vec::new()
-            };
-            ConfigEntry {
-                name: def.broker_synonym.to_owned(),
-                value: Some(value),
-                source,
-                is_default: source == ConfigSource::Default,
-                read_only: true,
-                sensitive: false,
-                synonyms,
-                config_type: def.config_type,
-                documentation: def.doc,
-            }
-        })
-        .collect()
 }
 
 /// One config as DescribeConfigs reports it, independent of the wire encoding.
@@ -1410,27 +1422,5 @@ mod tests {
         assert_eq!(log.segment_bytes, 1 << 20);
         let bad = BTreeMap::from([("retention.ms".to_owned(), "soon".to_owned())]);
         assert_eq!(to_log_config(&broker, &bad).unwrap_err().error_code(), 40);
-    }
-
-    #[test]
-    fn broker_entries_use_broker_names() {
-        let defaults = TopicDefaults {
-            retention_ms: 1000,
-            ..TopicDefaults::default()
-        };
-        let entries = broker_entries(&defaults, true);
-        let retention = entries
-            .iter()
-            .find(|e| e.name == "log.retention.ms")
-            .unwrap();
-        assert_eq!(retention.value.as_deref(), Some("1000"));
-        assert_eq!(retention.source, ConfigSource::StaticBroker);
-        assert!(!retention.is_default);
-        let max = entries
-            .iter()
-            .find(|e| e.name == "message.max.bytes")
-            .unwrap();
-        assert_eq!(max.value.as_deref(), Some("1048588"));
-        assert!(max.is_default);
     }
 }
