@@ -1153,3 +1153,79 @@ async fn a_silent_member_is_evicted_after_its_session_timeout() {
     running.stop().await;
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_member_restarts_without_a_rebalance() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "static";
+    create_topic(&bootstrap, topic, 4).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let static_config = |instance: &str| {
+        group_config(
+            &bootstrap,
+            "statics",
+            &[
+                ("group.instance.id", instance),
+                ("session.timeout.ms", "10000"),
+            ],
+        )
+    };
+
+    let log_b = RebalanceLog::default();
+    let b: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
+        static_config("instance-b")
+            .create_with_context(log_b.clone())
+            .unwrap(),
+    );
+    let a: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
+        static_config("instance-a")
+            .create_with_context(RebalanceLog::default())
+            .unwrap(),
+    );
+    let run_a = run_consumer(0, a.clone(), topic, tx.clone());
+    let run_b = run_consumer(1, b.clone(), topic, tx.clone());
+    wait_until("two static members split 4 partitions", || {
+        covers(&[a.as_ref(), b.as_ref()], 4)
+    })
+    .await;
+    let a_partitions = assigned(&a);
+    let b_events_before = log_b.events.lock().unwrap().len();
+
+    // a restarts: closing a static member sends no LeaveGroup, and the new
+    // consumer with the same instance id takes its place in the stable group.
+    drop(a);
+    run_a.stop().await;
+    let a2: Arc<StreamConsumer<RebalanceLog>> = Arc::new(
+        static_config("instance-a")
+            .create_with_context(RebalanceLog::default())
+            .unwrap(),
+    );
+    let run_a2 = run_consumer(2, a2.clone(), topic, tx.clone());
+    wait_until("the restarted member gets its partitions back", || {
+        assigned(&a2) == a_partitions
+    })
+    .await;
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, topic, 8, 0..3).await;
+    let mut seen = Vec::new();
+    collect_until(&mut rx, &mut seen, &expected(8, 0..3)).await;
+    assert!(
+        seen.iter().all(|s| s.consumer != 0),
+        "the closed consumer read nothing"
+    );
+    assert_eq!(
+        log_b.events.lock().unwrap().len(),
+        b_events_before,
+        "the other member saw no rebalance"
+    );
+    let group = b
+        .fetch_group_list(Some("statics"), Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(group.groups()[0].state(), "Stable");
+    assert_eq!(group.groups()[0].members().len(), 2);
+    drop((a2, b));
+    run_a2.stop().await;
+    run_b.stop().await;
+    broker.shutdown().await;
+}
