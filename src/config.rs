@@ -4,7 +4,7 @@
 //! Every option is named as Kafka names it where Kafka has a name: the properties file
 //! accepts the Kafka key (`log.dirs`, `num.partitions`, ...) or the flag's long name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -163,6 +163,13 @@ pub struct Config {
         default_value_t = 10_080
     )]
     pub offsets_retention_minutes: u64,
+
+    /// The options given explicitly, as a flag, a `STRATA_*` environment variable or a
+    /// config-file entry (clap argument ids, e.g. `num_partitions`). DescribeConfigs
+    /// reports these as `STATIC_BROKER_CONFIG`. Filled by [`Config::load_from`]; empty
+    /// for [`Config::with_defaults`].
+    #[arg(skip)]
+    pub explicitly_set: BTreeSet<String>,
 }
 
 /// Properties-file keys: (Kafka name, clap argument id). The flag's long name (with `-` or
@@ -215,7 +222,8 @@ impl Config {
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let matches = Config::command().try_get_matches_from(&args)?;
-        let first = Config::from_arg_matches(&matches)?;
+        let mut first = Config::from_arg_matches(&matches)?;
+        first.explicitly_set = explicit_ids(&matches);
         let Some(path) = first.config.clone() else {
             return Ok(first);
         };
@@ -237,7 +245,9 @@ impl Config {
         let mut all = args;
         all.extend(extra);
         let matches = Config::command().try_get_matches_from(&all)?;
-        Ok(Config::from_arg_matches(&matches)?)
+        let mut config = Config::from_arg_matches(&matches)?;
+        config.explicitly_set = explicit_ids(&matches);
+        Ok(config)
     }
 
     /// A configuration with every default, listening on `listen` and storing in `data_dir`
@@ -248,6 +258,17 @@ impl Config {
         config.data_dir = data_dir.into();
         config
     }
+}
+
+/// Ids of the arguments given as flags or environment variables (config-file entries are
+/// appended as flags before the final parse, so they count too).
+fn explicit_ids(matches: &ArgMatches) -> BTreeSet<String> {
+    Config::command()
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|id| *id != "config" && given_explicitly(matches, id))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn given_explicitly(matches: &ArgMatches, id: &str) -> bool {
@@ -340,6 +361,21 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
         assert!(!c.auto_create_topics);
         assert_eq!(c.log_retention_check_interval_ms, 5000);
+        let explicit: Vec<&str> = c.explicitly_set.iter().map(String::as_str).collect();
+        assert_eq!(
+            explicit,
+            vec![
+                "auto_create_topics",
+                "data_dir",
+                "listen",
+                "log_retention_check_interval_ms",
+                "num_partitions"
+            ]
+        );
+        assert!(Config::load_from(["strata"])
+            .unwrap()
+            .explicitly_set
+            .is_empty());
     }
 
     #[test]

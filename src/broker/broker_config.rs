@@ -7,8 +7,9 @@
 //! `config_source`:
 //! 1. set dynamically for this broker, resource name `"<node id>"` (`DYNAMIC_BROKER_CONFIG`),
 //! 2. set dynamically for every broker, resource name `""` (`DYNAMIC_DEFAULT_BROKER_CONFIG`),
-//! 3. Strata's static configuration (flags, `STRATA_*` environment, config file) when it
-//!    differs from Kafka's default (`STATIC_BROKER_CONFIG`),
+//! 3. Strata's static configuration (`STATIC_BROKER_CONFIG`): an option given as a flag,
+//!    `STRATA_*` environment variable or config-file entry, or one whose built-in value
+//!    differs from Kafka's default (e.g. Strata's `group.min.session.timeout.ms`),
 //! 4. Kafka's default (`DEFAULT_CONFIG`); `None` where Kafka's default is null (e.g.
 //!    `log.flush.interval.ms`, `log.retention.ms`).
 //!
@@ -121,6 +122,23 @@ fn differs(value: String, kafka: &str) -> Option<String> {
     (value != kafka).then_some(value)
 }
 
+/// The static value of the option with clap id `arg_id`: reported when the operator gave
+/// it explicitly or when it differs from Kafka's default.
+fn given_or_differs(c: &StaticContext, arg_id: &str, value: String, kafka: &str) -> Option<String> {
+    if c.config.explicitly_set.contains(arg_id) {
+        Some(value)
+    } else {
+        differs(value, kafka)
+    }
+}
+
+/// Topic configs whose broker-level default has a static option: (topic key, clap id).
+const STATIC_TOPIC_DEFAULTS: &[(&str, &str)] = &[
+    ("retention.bytes", "default_retention_bytes"),
+    ("retention.ms", "default_retention_ms"),
+    ("segment.bytes", "default_segment_bytes"),
+];
+
 const RETENTION: &[&str] = &[
     "log.retention.ms",
     "log.retention.minutes",
@@ -147,7 +165,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: Some("true"),
         synonyms: &[],
         kind: Kind::ReadOnly,
-        static_value: |c| differs(c.config.auto_create_topics.to_string(), "true"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "auto_create_topics",
+                c.config.auto_create_topics.to_string(),
+                "true",
+            )
+        },
         doc: "Whether unknown topics are created on Metadata and Produce requests.",
     },
     BrokerConfigDef {
@@ -184,7 +209,9 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         synonyms: &[],
         kind: Kind::ReadOnly,
         static_value: |c| {
-            differs(
+            given_or_differs(
+                c,
+                "group_initial_rebalance_delay_ms",
                 c.config.group_initial_rebalance_delay_ms.to_string(),
                 "3000",
             )
@@ -197,7 +224,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: Some("1800000"),
         synonyms: &[],
         kind: Kind::ReadOnly,
-        static_value: |c| differs(c.config.group_max_session_timeout_ms.to_string(), "1800000"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "group_max_session_timeout_ms",
+                c.config.group_max_session_timeout_ms.to_string(),
+                "1800000",
+            )
+        },
         doc: "The largest session timeout a group member may ask for, in milliseconds.",
     },
     BrokerConfigDef {
@@ -206,7 +240,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: Some("6000"),
         synonyms: &[],
         kind: Kind::ReadOnly,
-        static_value: |c| differs(c.config.group_min_session_timeout_ms.to_string(), "6000"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "group_min_session_timeout_ms",
+                c.config.group_min_session_timeout_ms.to_string(),
+                "6000",
+            )
+        },
         doc: "The smallest session timeout a group member may ask for, in milliseconds.",
     },
     BrokerConfigDef {
@@ -320,7 +361,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
             topic_key: "retention.bytes",
             scale: 1,
         },
-        static_value: |c| differs(c.topics.retention_bytes.to_string(), "-1"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "default_retention_bytes",
+                c.topics.retention_bytes.to_string(),
+                "-1",
+            )
+        },
         doc: "Default retention.bytes: the size a partition may reach before old segments \
               are deleted; -1 is unlimited (--default-retention-bytes).",
     },
@@ -331,7 +379,9 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         synonyms: &[],
         kind: Kind::ReadOnly,
         static_value: |c| {
-            differs(
+            given_or_differs(
+                c,
+                "log_retention_check_interval_ms",
                 c.config.log_retention_check_interval_ms.to_string(),
                 "300000",
             )
@@ -373,7 +423,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
             topic_key: "retention.ms",
             scale: 1,
         },
-        static_value: |c| differs(c.topics.retention_ms.to_string(), "604800000"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "default_retention_ms",
+                c.topics.retention_ms.to_string(),
+                "604800000",
+            )
+        },
         doc: "Default retention.ms: how long a segment is kept after its newest record; -1 \
               keeps data forever (--default-retention-ms).",
     },
@@ -410,7 +467,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
             topic_key: "segment.bytes",
             scale: 1,
         },
-        static_value: |c| differs(c.topics.segment_bytes.to_string(), "1073741824"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "default_segment_bytes",
+                c.topics.segment_bytes.to_string(),
+                "1073741824",
+            )
+        },
         doc: "Default segment.bytes: the size at which the active segment is sealed \
               (--default-segment-bytes).",
     },
@@ -450,7 +514,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: Some("1"),
         synonyms: &[],
         kind: Kind::ReadOnly,
-        static_value: |c| differs(c.config.num_partitions.to_string(), "1"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "num_partitions",
+                c.config.num_partitions.to_string(),
+                "1",
+            )
+        },
         doc: "The partition count of auto-created topics and of CreateTopics without a \
               count (--num-partitions).",
     },
@@ -460,7 +531,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: Some("10080"),
         synonyms: &[],
         kind: Kind::ReadOnly,
-        static_value: |c| differs(c.config.offsets_retention_minutes.to_string(), "10080"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "offsets_retention_minutes",
+                c.config.offsets_retention_minutes.to_string(),
+                "10080",
+            )
+        },
         doc: "How long the committed offsets of an empty group are kept, in minutes.",
     },
     BrokerConfigDef {
@@ -478,7 +556,14 @@ static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: Some("104857600"),
         synonyms: &[],
         kind: Kind::ReadOnly,
-        static_value: |c| differs(c.config.socket_request_max_bytes.to_string(), "104857600"),
+        static_value: |c| {
+            given_or_differs(
+                c,
+                "socket_request_max_bytes",
+                c.config.socket_request_max_bytes.to_string(),
+                "104857600",
+            )
+        },
         doc: "The largest request frame accepted, in bytes.",
     },
     BrokerConfigDef {
@@ -619,12 +704,15 @@ impl DynamicConfigs {
                             },
                         })?;
                     out.set(topic_key, &topic_value)?;
-                    out.dynamic_sources.insert(topic_key, source);
+                    out.sources.insert(topic_key, source);
                     break;
                 }
                 // A static value lives under the group's first name and beats dynamic
                 // values of the later names.
-                if i == 0 && differs_from_kafka(static_defaults, &kafka, topic_key) {
+                let static_set = static_defaults.sources.get(topic_key)
+                    == Some(&ConfigSource::StaticBroker)
+                    || differs_from_kafka(static_defaults, &kafka, topic_key);
+                if i == 0 && static_set {
                     break;
                 }
             }
@@ -738,13 +826,14 @@ struct Document {
 
 impl BrokerConfigs {
     /// Loads the dynamic configs stored in `state_dir` (none on a fresh data dir) on top of
-    /// the static broker-wide log settings. Node-level configs stored for another node id
-    /// are ignored, as are entries that no longer validate (both logged).
+    /// the static configuration. Node-level configs stored for another node id are
+    /// ignored, as are entries that no longer validate (both logged).
     pub fn open(
         state_dir: &Path,
-        node_id: i32,
-        static_log_config: &LogConfig,
+        config: &crate::config::Config,
     ) -> Result<BrokerConfigs, MetadataError> {
+        let node_id = config.node_id;
+        let static_log_config = &super::default_log_config(config);
         let path = state_dir.join(FILE_NAME);
         let mut dynamic = DynamicConfigs::default();
         match std::fs::read(&path) {
@@ -774,7 +863,14 @@ impl BrokerConfigs {
             Err(source) => return Err(MetadataError::Io { path, source }),
         }
         dynamic.retain_valid();
-        let static_defaults = TopicDefaults::from_log_config(static_log_config);
+        let mut static_defaults = TopicDefaults::from_log_config(static_log_config);
+        for (topic_key, arg_id) in STATIC_TOPIC_DEFAULTS {
+            if config.explicitly_set.contains(*arg_id) {
+                static_defaults
+                    .sources
+                    .insert(topic_key, ConfigSource::StaticBroker);
+            }
+        }
         let state = match derive_state(&dynamic, &static_defaults) {
             Ok(state) => state,
             Err(e) => {
@@ -1167,7 +1263,7 @@ mod tests {
             let resolved = dynamic(node, cluster).resolve(&static_defaults).unwrap();
             assert_eq!(resolved.retention_ms, *want, "{node:?} {cluster:?}");
             assert_eq!(
-                resolved.dynamic_sources.get("retention.ms").copied(),
+                resolved.sources.get("retention.ms").copied(),
                 *source,
                 "{node:?} {cluster:?}"
             );
@@ -1196,7 +1292,7 @@ mod tests {
         assert_eq!(d.retention_bytes, 40);
         assert_eq!(d.segment_bytes, 50);
         assert_eq!(d.segment_ms, 7_200_000);
-        assert_eq!(d.dynamic_sources.len(), 7);
+        assert_eq!(d.sources.len(), 7);
         // Every dynamic row is covered by a topic-default group.
         for row in BROKER_CONFIGS {
             if let Kind::TopicDefault { topic_key, .. } = row.kind {
@@ -1439,5 +1535,81 @@ mod tests {
         assert_eq!(dynamic.cluster_default.len(), 1);
         assert_eq!(broker.default_log_config().flush_ms, None);
         assert_eq!(broker.default_log_config().segment_ms, Some(60_000));
+    }
+
+    /// Options given explicitly are STATIC_BROKER_CONFIG even at Kafka's default value;
+    /// this also checks every clap id the table names.
+    #[test]
+    fn explicitly_given_options_are_static_even_at_kafka_defaults() {
+        use clap::CommandFactory;
+        let sources = |explicit: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = open_in(&dir, |c| {
+                c.group_min_session_timeout_ms = 6000;
+                c.group_initial_rebalance_delay_ms = 3000;
+                if explicit {
+                    c.explicitly_set = crate::config::Config::command()
+                        .get_arguments()
+                        .map(|a| a.get_id().as_str().to_owned())
+                        .collect();
+                }
+            });
+            let entries = broker.describe_broker_configs(Scope::Node, None, false);
+            let defaults = broker.topic_defaults();
+            (entries, defaults)
+        };
+        let (implicit, implicit_topics) = sources(false);
+        let (explicit, explicit_topics) = sources(true);
+        let flipped: Vec<&str> = implicit
+            .iter()
+            .zip(&explicit)
+            .filter(|(i, e)| {
+                // Kafka's null default shows as no value until a value is given.
+                if i.name != "log.dirs" && i.value.is_some() {
+                    assert_eq!(i.value, e.value, "{}", i.name);
+                }
+                i.source == ConfigSource::Default && e.source == ConfigSource::StaticBroker
+            })
+            .map(|(i, _)| i.name.as_str())
+            .collect();
+        assert_eq!(
+            flipped,
+            vec![
+                "auto.create.topics.enable",
+                "group.initial.rebalance.delay.ms",
+                "group.max.session.timeout.ms",
+                "group.min.session.timeout.ms",
+                "log.retention.bytes",
+                "log.retention.check.interval.ms",
+                "log.retention.ms",
+                "log.segment.bytes",
+                "num.partitions",
+                "offsets.retention.minutes",
+                "socket.request.max.bytes",
+            ]
+        );
+        assert!(implicit_topics.sources.is_empty());
+        let static_keys: Vec<&str> = explicit_topics.sources.keys().copied().collect();
+        assert_eq!(
+            static_keys,
+            vec!["retention.bytes", "retention.ms", "segment.bytes"]
+        );
+        // An explicit static log.retention.ms beats a dynamic log.retention.hours.
+        let hours = dynamic(&[("log.retention.hours", "1")], &[]);
+        let static_defaults = TopicDefaults {
+            sources: BTreeMap::from([("retention.ms", ConfigSource::StaticBroker)]),
+            ..TopicDefaults::default()
+        };
+        assert_eq!(
+            hours.resolve(&static_defaults).unwrap().retention_ms,
+            604_800_000
+        );
+        assert_eq!(
+            hours
+                .resolve(&TopicDefaults::default())
+                .unwrap()
+                .retention_ms,
+            3_600_000
+        );
     }
 }

@@ -192,11 +192,7 @@ impl Broker {
                 doc
             }
         };
-        let broker_configs = broker_config::BrokerConfigs::open(
-            store.dir(),
-            config.node_id,
-            &default_log_config(&config),
-        )?;
+        let broker_configs = broker_config::BrokerConfigs::open(store.dir(), &config)?;
         let default_log_config = broker_configs.log_config();
         let flusher = Flusher::start();
         let mut table = TopicTable::default();

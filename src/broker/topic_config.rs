@@ -119,7 +119,7 @@ pub struct CleanupPolicy {
 /// Broker-level defaults for topic configs, filled from the server's configuration and the
 /// dynamic broker configs. Values use Kafka's units and conventions (milliseconds, bytes,
 /// -1 = unlimited for retention, `i64::MAX` = never for flush). `Default` gives Kafka's own
-/// defaults; a field named in `dynamic_sources` is reported with that source, any other
+/// defaults; a field named in `sources` is reported with that source, any other
 /// field that differs from Kafka's default with source `STATIC_BROKER_CONFIG`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDefaults {
@@ -139,9 +139,10 @@ pub struct TopicDefaults {
     pub flush_ms: i64,
     /// `log.message.timestamp.type` → `message.timestamp.type`.
     pub message_timestamp_type: TimestampType,
-    /// Topic config keys whose broker-level value was set dynamically, with the level it
-    /// was set at (`DynamicBroker` or `DynamicDefaultBroker`).
-    pub dynamic_sources: BTreeMap<&'static str, ConfigSource>,
+    /// Topic config keys whose broker-level value was set explicitly, with the level it
+    /// was set at: `DynamicBroker`, `DynamicDefaultBroker`, or `StaticBroker` for a flag,
+    /// environment variable or config-file entry (even one equal to Kafka's default).
+    pub sources: BTreeMap<&'static str, ConfigSource>,
 }
 
 impl Default for TopicDefaults {
@@ -155,7 +156,7 @@ impl Default for TopicDefaults {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             message_timestamp_type: TimestampType::CreateTime,
-            dynamic_sources: BTreeMap::new(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -176,7 +177,7 @@ impl TopicDefaults {
             flush_messages: config.flush_messages.map_or(i64::MAX, long),
             flush_ms: config.flush_ms.map_or(i64::MAX, long),
             message_timestamp_type: config.timestamp_type,
-            dynamic_sources: BTreeMap::new(),
+            sources: BTreeMap::new(),
         }
     }
 
@@ -259,13 +260,11 @@ impl TopicDefaults {
         self.pairs()
             .into_iter()
             .zip(kafka)
-            .filter_map(
-                |((key, mine), (_, theirs))| match self.dynamic_sources.get(key) {
-                    Some(source) => Some((key, (mine, *source))),
-                    None if mine != theirs => Some((key, (mine, ConfigSource::StaticBroker))),
-                    None => None,
-                },
-            )
+            .filter_map(|((key, mine), (_, theirs))| match self.sources.get(key) {
+                Some(source) => Some((key, (mine, *source))),
+                None if mine != theirs => Some((key, (mine, ConfigSource::StaticBroker))),
+                None => None,
+            })
             .collect()
     }
 }
