@@ -63,6 +63,11 @@ impl OffsetIndex {
         }
     }
 
+    /// Drops spare capacity (a sealed segment's index never grows again).
+    pub fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
     /// A position at or before which every batch starting at or after it has a base offset
     /// above `relative_offset`: the second entry whose (last) relative offset is >=
     /// `relative_offset`. `None` when the index cannot tell (use the segment end).
@@ -126,6 +131,11 @@ impl TimeIndex {
         if self.entries.last().is_none_or(|&(ts, _)| timestamp > ts) {
             self.entries.push((timestamp, relative_offset));
         }
+    }
+
+    /// Drops spare capacity (a sealed segment's index never grows again).
+    pub fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
     }
 
     /// Relative offset of the last entry whose timestamp is < `timestamp`: every batch up to

@@ -147,6 +147,8 @@ impl Segment {
                 self.relative(self.offset_of_max_timestamp),
             );
         }
+        self.offset_index.shrink();
+        self.time_index.shrink();
         self.mapped = Some(self.log.map(self.size)?);
         Ok(())
     }
