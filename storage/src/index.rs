@@ -46,6 +46,28 @@ impl OffsetIndex {
         self.entries.len()
     }
 
+    /// Loads entries from the file's bytes; `None` unless they form a valid index: whole
+    /// entries, offsets and positions strictly increasing, offsets below `max_relative`,
+    /// positions below `log_size`.
+    pub fn load(&mut self, bytes: &[u8], max_relative: u64, log_size: u64) -> Option<()> {
+        if bytes.len() % OFFSET_ENTRY_LEN as usize != 0 {
+            return None;
+        }
+        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(bytes.len() / 8);
+        for e in bytes.chunks_exact(8) {
+            let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+            let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+            let ordered = entries.last().is_none_or(|&(r, p)| rel > r && pos > p);
+            if !ordered || u64::from(rel) >= max_relative || u64::from(pos) >= log_size {
+                return None;
+            }
+            entries.push((rel, pos));
+        }
+        self.persisted = entries.len();
+        self.entries = entries;
+        Some(())
+    }
+
     pub fn push(&mut self, relative_offset: u32, position: u32) {
         self.entries.push((relative_offset, position));
     }
@@ -124,6 +146,35 @@ impl TimeIndex {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The last entry: the segment's largest timestamp so far and its relative offset.
+    pub fn last(&self) -> Option<(i64, u32)> {
+        self.entries.last().copied()
+    }
+
+    /// Loads entries from the file's bytes; `None` unless they form a valid time index:
+    /// whole entries, timestamps strictly increasing, offsets non-decreasing and below
+    /// `max_relative`.
+    pub fn load(&mut self, bytes: &[u8], max_relative: u64) -> Option<()> {
+        if bytes.len() % TIME_ENTRY_LEN as usize != 0 {
+            return None;
+        }
+        let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / 12);
+        for e in bytes.chunks_exact(12) {
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&e[..8]);
+            let ts = i64::from_be_bytes(ts);
+            let rel = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
+            let ordered = entries.last().is_none_or(|&(t, r)| ts > t && rel >= r);
+            if !ordered || u64::from(rel) >= max_relative {
+                return None;
+            }
+            entries.push((ts, rel));
+        }
+        self.persisted = entries.len();
+        self.entries = entries;
+        Some(())
     }
 
     /// Appends `(timestamp, relative offset)` if `timestamp` is larger than the last entry's.

@@ -15,7 +15,10 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::file::{self, DataFile};
 use crate::index::reconcile_file;
-use crate::segment::{parse_segment_name, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    index_digest, parse_segment_name, segment_path, Segment, INDEX_DIGEST_SUFFIX, INDEX_SUFFIX,
+    LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
 
 /// Read-ahead of a validating scan (it reads every byte anyway).
 const VALIDATING_CHUNK: usize = 1 << 20;
@@ -188,6 +191,12 @@ pub(crate) fn load_segments(
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
         let trusted = clean || next_base.is_some_and(|n| n <= recovery_point);
+        if let (true, Some(next_base)) = (trusted, next_base) {
+            if let Some(seg) = load_sealed_from_indexes(dir, base, next_base)? {
+                segments.push(seg);
+                continue;
+            }
+        }
         let mut seg = Segment::open_files(dir, base)?;
         let outcome = scan_segment(&mut seg, config, !trusted, next_base)?;
         if !trusted {
@@ -203,6 +212,7 @@ pub(crate) fn load_segments(
                 %reason,
                 "truncating torn or corrupt log tail"
             );
+            file::remove_file(&segment_path(dir, base, INDEX_DIGEST_SUFFIX))?;
             seg.log.truncate(position)?;
             seg.log.sync_data()?;
             stop = true;
@@ -221,6 +231,7 @@ pub(crate) fn load_segments(
         seg.time_index.mark_persisted(seg.time_index.len());
         if !last {
             seg.indexes_synced = trusted;
+            write_index_digest(dir, &seg)?;
         }
         segments.push(seg);
         if stop {
@@ -233,6 +244,64 @@ pub(crate) fn load_segments(
         }
     }
     Ok((segments, scanned_untrusted))
+}
+
+/// Writes a sealed segment's index digest sidecar unless it already holds the right one.
+pub(crate) fn write_index_digest(dir: &Path, seg: &Segment) -> Result<(), StorageError> {
+    let path = segment_path(dir, seg.base_offset, INDEX_DIGEST_SUFFIX);
+    let digest = seg.index_digest();
+    if file::read_optional(&path)?.as_deref() == Some(digest.as_bytes()) {
+        return Ok(());
+    }
+    let name = format!("{:020}.{INDEX_DIGEST_SUFFIX}", seg.base_offset);
+    file::write_atomic(dir, &name, digest.as_bytes())
+}
+
+/// Loads a trusted sealed segment from its index files alone, without reading its `.log`:
+/// only when its digest sidecar matches the `.log` size and both index files byte for byte,
+/// the indexes are well formed, and the first batch header is sound. `None` = scan instead.
+fn load_sealed_from_indexes(
+    dir: &Path,
+    base: i64,
+    next_base: i64,
+) -> Result<Option<Segment>, StorageError> {
+    let Some(digest) = file::read_optional(&segment_path(dir, base, INDEX_DIGEST_SUFFIX))? else {
+        return Ok(None);
+    };
+    let mut seg = Segment::open_files(dir, base)?;
+    let size = seg.log.len()?;
+    let index_len = usize::try_from(seg.offset_index.file.len()?).unwrap_or(usize::MAX);
+    let time_len = usize::try_from(seg.time_index.file.len()?).unwrap_or(usize::MAX);
+    let index_bytes = seg.offset_index.file.read_up_to(0, index_len)?;
+    let time_bytes = seg.time_index.file.read_up_to(0, time_len)?;
+    if digest != index_digest(size, &index_bytes, &time_bytes).as_bytes() {
+        return Ok(None);
+    }
+    let span = u64::try_from(next_base - base).unwrap_or(0);
+    if seg.offset_index.load(&index_bytes, span, size).is_none()
+        || seg.time_index.load(&time_bytes, span).is_none()
+        || size < HEADER_LEN as u64
+    {
+        return Ok(None);
+    }
+    let mut head = [0u8; HEADER_LEN];
+    seg.log.read_exact_at(&mut head, 0)?;
+    let available = usize::try_from(size).unwrap_or(usize::MAX);
+    match batch::check_header(&head, available) {
+        Ok(h) if h.base_offset == base => {
+            seg.created_ms = (h.max_timestamp >= 0).then_some(h.max_timestamp);
+        }
+        _ => return Ok(None),
+    }
+    seg.size = size;
+    seg.next_offset = next_base;
+    if let Some((timestamp, rel)) = seg.time_index.last() {
+        seg.max_timestamp = timestamp;
+        seg.offset_of_max_timestamp = base + i64::from(rel);
+    }
+    seg.seal()?;
+    seg.indexes_synced = true;
+    Ok(Some(seg))
 }
 
 #[cfg(test)]

@@ -278,3 +278,35 @@ fn corrupt_middle_segment_drops_everything_after_it() {
         .collect();
     assert_eq!(left, logs[..2]);
 }
+
+#[test]
+fn trusted_sealed_segments_open_from_their_digest_without_reading_the_log() {
+    let f = fixture();
+    let good = f.crashed.with_file_name("digest-0");
+    copy_dir(&f.crashed, &good);
+    Log::open(&good, config(), &Flusher::start())
+        .unwrap()
+        .close()
+        .unwrap();
+    let end = f.reference_records.len() as i64 + 2;
+    let first_log = good.join("00000000000000000000.log");
+    let digest = good.join("00000000000000000000.indexcrc");
+    assert!(digest.exists(), "sealed segments get a digest sidecar");
+    // Break the second batch's magic byte inside the first (sealed, trusted) segment.
+    let mut bytes = std::fs::read(&first_log).unwrap();
+    let second = headers(&bytes[..]).first().map(|h| h.size()).unwrap();
+    bytes[second + 16] = 7;
+    std::fs::write(&first_log, &bytes).unwrap();
+
+    // With a matching digest the open never reads that batch: nothing is truncated.
+    let log = Log::open(&good, config(), &Flusher::start()).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    log.close().unwrap();
+    drop(log);
+
+    // Without the digest the header scan finds the bad batch and cuts the log there.
+    std::fs::remove_file(&digest).unwrap();
+    let log = Log::open(&good, config(), &Flusher::start()).unwrap();
+    let first_batch = headers(&bytes[..second])[0];
+    assert_eq!(log.log_end_offset(), first_batch.next_offset());
+}

@@ -15,6 +15,9 @@ use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Strata's own sidecar of a sealed segment: the `.log` size and the CRC-32C of both index
+/// files, so the next open can trust them without reading the `.log` (Kafka tools ignore it).
+pub(crate) const INDEX_DIGEST_SUFFIX: &str = "indexcrc";
 
 /// `<dir>/<base offset as 20 digits>.<suffix>`, Kafka's segment file name.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -164,12 +167,32 @@ impl Segment {
         }
     }
 
-    /// Removes the segment's three files.
+    /// The index digest this segment's sidecar must hold: `<log size> <crc of .index>
+    /// <crc of .timeindex>` (CRC-32C, hex) and a newline.
+    pub fn index_digest(&self) -> String {
+        index_digest(
+            self.size,
+            &self.offset_index.encode_all(),
+            &self.time_index.encode_all(),
+        )
+    }
+
+    /// Removes the segment's files.
     pub fn delete_files(&self, dir: &Path) -> Result<(), StorageError> {
+        file::remove_file(&segment_path(dir, self.base_offset, INDEX_DIGEST_SUFFIX))?;
         file::remove_file(&segment_path(dir, self.base_offset, LOG_SUFFIX))?;
         file::remove_file(&segment_path(dir, self.base_offset, INDEX_SUFFIX))?;
         file::remove_file(&segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX))
     }
+}
+
+/// See [`Segment::index_digest`].
+pub(crate) fn index_digest(log_size: u64, index: &[u8], time_index: &[u8]) -> String {
+    format!(
+        "{log_size} {:08x} {:08x}\n",
+        crc32c::crc32c(index),
+        crc32c::crc32c(time_index)
+    )
 }
 
 /// A snapshot of a segment's readable bytes: the mmap of a sealed segment, or the active

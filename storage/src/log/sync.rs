@@ -11,6 +11,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::error::StorageError;
 use crate::file::{self, DataFile};
 use crate::flusher::lock;
+use crate::segment::INDEX_DIGEST_SUFFIX;
 
 impl Log {
     /// Called by the flusher thread for a scheduled log.
@@ -41,6 +42,8 @@ impl Log {
             index: (Arc<DataFile>, Vec<u8>, usize),
             time_index: (Arc<DataFile>, Vec<u8>, usize),
             seal_indexes: bool,
+            /// For a segment whose indexes are being sealed: its digest sidecar.
+            digest: Option<String>,
         }
         self.check_online()?;
         let _sync = lock(&self.sync_lock);
@@ -83,6 +86,7 @@ impl Log {
                         index: (Arc::clone(&seg.offset_index.file), index_bytes, index_count),
                         time_index: (Arc::clone(&seg.time_index.file), time_bytes, time_count),
                         seal_indexes,
+                        digest: seal_indexes.then(|| seg.index_digest()),
                     });
                 }
             }
@@ -106,6 +110,10 @@ impl Log {
                 if w.seal_indexes {
                     w.index.0.sync_data()?;
                     w.time_index.0.sync_data()?;
+                }
+                if let Some(digest) = &w.digest {
+                    let name = format!("{:020}.{INDEX_DIGEST_SUFFIX}", w.base_offset);
+                    file::write_atomic(&self.dir, &name, digest.as_bytes())?;
                 }
             }
             if dir_dirty {
