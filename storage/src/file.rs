@@ -202,6 +202,16 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
     sync_dir(dir)
 }
 
+/// Writes `dir/name` without any fsync: for files whose loss or tearing is detected by the
+/// reader (the index digest sidecar, checked against what it describes).
+pub(crate) fn write_unsynced(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    check(FileOp::Open, &path)
+        .and_then(|()| check(FileOp::Write, &path))
+        .and_then(|()| std::fs::write(&path, contents))
+        .map_err(|e| StorageError::io("write", &path, e))
+}
+
 /// Removes a file; a file already gone is not an error.
 pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
     match check(FileOp::Remove, path).and_then(|()| std::fs::remove_file(path)) {

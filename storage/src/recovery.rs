@@ -254,7 +254,7 @@ pub(crate) fn write_index_digest(dir: &Path, seg: &Segment) -> Result<(), Storag
         return Ok(());
     }
     let name = format!("{:020}.{INDEX_DIGEST_SUFFIX}", seg.base_offset);
-    file::write_atomic(dir, &name, digest.as_bytes())
+    file::write_unsynced(dir, &name, digest.as_bytes())
 }
 
 /// Loads a trusted sealed segment from its index files alone, without reading its `.log`:

@@ -113,7 +113,7 @@ impl Log {
                 }
                 if let Some(digest) = &w.digest {
                     let name = format!("{:020}.{INDEX_DIGEST_SUFFIX}", w.base_offset);
-                    file::write_atomic(&self.dir, &name, digest.as_bytes())?;
+                    file::write_unsynced(&self.dir, &name, digest.as_bytes())?;
                 }
             }
             if dir_dirty {
