@@ -1,0 +1,480 @@
+//! A small Kafka protocol client over tokio TCP: one [`Connection`] per broker, API versions
+//! negotiated from ApiVersions, and a [`Cluster`] that routes requests to partition leaders
+//! and group coordinators found through Metadata and FindCoordinator.
+//!
+//! Every request uses the highest version that both the broker (from its ApiVersions answer)
+//! and this tool (see [`tool_range`]) support, so the same binary works against Strata and
+//! against Apache Kafka brokers old and new.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, BrokerId, FindCoordinatorRequest, ListOffsetsRequest,
+    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::messages::{
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::error::{Result, ToolError};
+
+/// How long a TCP connect may take before the broker counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may wait for its response.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response frame accepted (bytes); protects against garbage length prefixes.
+const MAX_FRAME: usize = 512 << 20;
+/// client.id sent in every request header.
+const CLIENT_ID: &str = "strata-offsets";
+
+/// ListOffsets timestamp that asks for the log end offset.
+pub const LATEST: i64 = -1;
+/// ListOffsets timestamp that asks for the log start offset.
+pub const EARLIEST: i64 = -2;
+
+/// The versions of an API this tool can encode and interpret, `(min, max)`. The maxima stop
+/// before versions that change a field this tool relies on (Fetch v13 and Produce v13 drop
+/// topic names for ids; OffsetFetch v8 batches groups; FindCoordinator v4 batches keys).
+pub fn tool_range(key: ApiKey) -> (i16, i16) {
+    match key {
+        ApiKey::ApiVersions => (0, 3),
+        ApiKey::Metadata => (1, 12),
+        ApiKey::ListOffsets => (1, 7),
+        ApiKey::FindCoordinator => (0, 3),
+        ApiKey::DescribeGroups => (0, 5),
+        ApiKey::ListGroups => (0, 4),
+        ApiKey::OffsetFetch => (2, 7),
+        ApiKey::OffsetCommit => (2, 8),
+        ApiKey::Fetch => (4, 12),
+        ApiKey::Produce => (3, 9),
+        _ => (0, -1),
+    }
+}
+
+/// One TCP connection to one broker, with the API versions it advertised.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    next_correlation: i32,
+    /// api key -> (min, max) as advertised by the broker.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`) and learns its API versions (ApiVersions v0, which
+    /// every broker answers).
+    pub async fn connect(addr: &str) -> Result<Connection> {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(ToolError::Unreachable {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ToolError::Unreachable {
+                    addr: addr.to_string(),
+                    reason: format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
+                })
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            stream,
+            next_correlation: 1,
+            versions: HashMap::new(),
+        };
+        let response = conn
+            .send_version(&ApiVersionsRequest::default(), 0)
+            .await?;
+        ToolError::check(response.error_code, || format!("ApiVersions from {addr}"))?;
+        conn.versions = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        tracing::debug!(addr, apis = conn.versions.len(), "connected");
+        Ok(conn)
+    }
+
+    /// The broker's address as given to [`Connection::connect`].
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The version of `R` to use: the highest both sides support.
+    pub fn version_of<R: Request>(&self) -> Result<i16> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| ToolError::Connection {
+            addr: self.addr.clone(),
+            reason: format!("unknown api key {}", R::KEY),
+        })?;
+        let (tool_min, tool_max) = tool_range(key);
+        let tool_min = tool_min.max(R::VERSIONS.min);
+        let tool_max = tool_max.min(R::VERSIONS.max);
+        let (broker_min, broker_max) =
+            self.versions
+                .get(&R::KEY)
+                .copied()
+                .ok_or_else(|| ToolError::NoCommonVersion {
+                    addr: self.addr.clone(),
+                    api: api_name(key),
+                    broker_min: -1,
+                    broker_max: -1,
+                    tool_min,
+                    tool_max,
+                })?;
+        let version = tool_max.min(broker_max);
+        if version < tool_min.max(broker_min) {
+            return Err(ToolError::NoCommonVersion {
+                addr: self.addr.clone(),
+                api: api_name(key),
+                broker_min,
+                broker_max,
+                tool_min,
+                tool_max,
+            });
+        }
+        Ok(version)
+    }
+
+    /// Sends `request` at the negotiated version and returns the decoded response and the
+    /// version used.
+    pub async fn send<R: Request>(&mut self, request: &R) -> Result<(R::Response, i16)> {
+        let version = self.version_of::<R>()?;
+        let response = self.send_version(request, version).await?;
+        Ok((response, version))
+    }
+
+    /// Sends `request` encoded as `version`; waits at most [`REQUEST_TIMEOUT`].
+    pub async fn send_version<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response> {
+        let correlation = self.next_correlation;
+        self.next_correlation = self.next_correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, R::header_version(version))
+            .map_err(|e| self.protocol(format!("encoding request header: {e}")))?;
+        request
+            .encode(&mut buf, version)
+            .map_err(|e| self.protocol(format!("encoding request api {}: {e}", R::KEY)))?;
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+
+        let exchange = async {
+            self.stream.write_all(&buf).await?;
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len).await?;
+            let len = i32::from_be_bytes(len);
+            if len < 0 || len as usize > MAX_FRAME {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("response frame length {len}"),
+                ));
+            }
+            let mut body = vec![0u8; len as usize];
+            self.stream.read_exact(&mut body).await?;
+            Ok(Bytes::from(body))
+        };
+        let mut body = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => return Err(self.protocol(e.to_string())),
+            Err(_) => {
+                return Err(self.protocol(format!(
+                    "no response to api {} within {}s",
+                    R::KEY,
+                    REQUEST_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        let response_header =
+            ResponseHeader::decode(&mut body, R::Response::header_version(version))
+                .map_err(|e| self.protocol(format!("decoding response header: {e}")))?;
+        if response_header.correlation_id != correlation {
+            return Err(self.protocol(format!(
+                "correlation id {} in response, expected {correlation}",
+                response_header.correlation_id
+            )));
+        }
+        let response = R::Response::decode(&mut body, version)
+            .map_err(|e| self.protocol(format!("decoding response to api {}: {e}", R::KEY)))?;
+        if body.has_remaining() {
+            tracing::debug!(
+                api = R::KEY,
+                left = body.remaining(),
+                "response had trailing bytes"
+            );
+        }
+        Ok(response)
+    }
+
+    fn protocol(&self, reason: String) -> ToolError {
+        ToolError::Connection {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+}
+
+fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::Produce => "Produce",
+        _ => "an API",
+    }
+}
+
+/// Topic name as the protocol type.
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// What Metadata said about one topic: partition -> leader node id.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub partitions: BTreeMap<i32, i32>,
+}
+
+/// Connections to the brokers of one cluster, opened on demand.
+pub struct Cluster {
+    bootstrap: String,
+    /// address -> open connection.
+    conns: HashMap<String, Connection>,
+    /// node id -> `host:port`, from the last Metadata response.
+    brokers: HashMap<i32, String>,
+}
+
+impl Cluster {
+    /// Connects to the bootstrap broker (so an unreachable broker fails fast).
+    pub async fn connect(bootstrap: &str) -> Result<Cluster> {
+        let conn = Connection::connect(bootstrap).await?;
+        let mut conns = HashMap::new();
+        conns.insert(bootstrap.to_string(), conn);
+        Ok(Cluster {
+            bootstrap: bootstrap.to_string(),
+            conns,
+            brokers: HashMap::new(),
+        })
+    }
+
+    /// The connection to `addr`, opened if needed.
+    pub async fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
+        if !self.conns.contains_key(addr) {
+            let conn = Connection::connect(addr).await?;
+            self.conns.insert(addr.to_string(), conn);
+        }
+        self.conns
+            .get_mut(addr)
+            .ok_or_else(|| ToolError::Unreachable {
+                addr: addr.to_string(),
+                reason: "connection lost".to_string(),
+            })
+    }
+
+    /// The bootstrap broker's connection.
+    pub async fn bootstrap(&mut self) -> Result<&mut Connection> {
+        let addr = self.bootstrap.clone();
+        self.conn(&addr).await
+    }
+
+    /// The connection to broker `node` (known from a previous Metadata call).
+    pub async fn node(&mut self, node: i32) -> Result<&mut Connection> {
+        let addr = self
+            .brokers
+            .get(&node)
+            .cloned()
+            .ok_or_else(|| ToolError::Usage(format!("no known address for broker {node}")))?;
+        self.conn(&addr).await
+    }
+
+    /// Addresses of every broker from the last Metadata call (the bootstrap if none).
+    pub fn broker_addrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.brokers.values().cloned().collect();
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            out.push(self.bootstrap.clone());
+        }
+        out
+    }
+
+    /// Metadata for `topics` (all topics when `None`). An unknown topic named explicitly is
+    /// an error; topics are never auto-created.
+    pub async fn metadata(
+        &mut self,
+        topics: Option<&[String]>,
+    ) -> Result<BTreeMap<String, TopicInfo>> {
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|names| {
+                names
+                    .iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(false);
+        let (response, _) = self.bootstrap().await?.send(&request).await?;
+        for b in &response.brokers {
+            self.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
+        }
+        let mut out = BTreeMap::new();
+        for t in response.topics {
+            let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+            if t.error_code == 3 {
+                return Err(ToolError::UnknownTopic(name));
+            }
+            ToolError::check(t.error_code, || format!("metadata of topic '{name}'"))?;
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
+            out.insert(name, TopicInfo { partitions });
+        }
+        if let Some(names) = topics {
+            for n in names {
+                if !out.contains_key(n) {
+                    return Err(ToolError::UnknownTopic(n.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Metadata of one topic, which must exist.
+    pub async fn topic(&mut self, topic: &str) -> Result<TopicInfo> {
+        let mut all = self.metadata(Some(&[topic.to_string()])).await?;
+        all.remove(topic)
+            .ok_or_else(|| ToolError::UnknownTopic(topic.to_string()))
+    }
+
+    /// The address of `group`'s coordinator.
+    pub async fn coordinator(&mut self, group: &str) -> Result<String> {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group.to_string()))
+            .with_key_type(0);
+        let (response, _) = self.bootstrap().await?.send(&request).await?;
+        ToolError::check(response.error_code, || {
+            format!("finding the coordinator of group '{group}'")
+        })?;
+        let addr = format!("{}:{}", response.host.as_str(), response.port);
+        self.brokers.insert(response.node_id.0, addr.clone());
+        Ok(addr)
+    }
+
+    /// ListOffsets for each `(topic, partition)` at `timestamp` ([`LATEST`], [`EARLIEST`]
+    /// or milliseconds since the epoch), sent to each partition's leader. The answer is the
+    /// offset, or `None` when no record has a timestamp at or after `timestamp`.
+    /// `leaders` maps topic -> partition -> leader (from [`Cluster::metadata`]).
+    pub async fn list_offsets(
+        &mut self,
+        partitions: &[(String, i32)],
+        timestamp: i64,
+        leaders: &BTreeMap<String, TopicInfo>,
+    ) -> Result<BTreeMap<(String, i32), Option<i64>>> {
+        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            let leader = leaders
+                .get(topic)
+                .ok_or_else(|| ToolError::UnknownTopic(topic.clone()))?
+                .partitions
+                .get(partition)
+                .copied()
+                .ok_or_else(|| ToolError::UnknownPartition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                })?;
+            by_leader
+                .entry(leader)
+                .or_default()
+                .entry(topic.clone())
+                .or_default()
+                .push(*partition);
+        }
+        let mut out = BTreeMap::new();
+        for (leader, topics) in by_leader {
+            let request = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(0)
+                .with_topics(
+                    topics
+                        .iter()
+                        .map(|(t, ps)| {
+                            ListOffsetsTopic::default()
+                                .with_name(topic_name(t))
+                                .with_partitions(
+                                    ps.iter()
+                                        .map(|p| {
+                                            ListOffsetsPartition::default()
+                                                .with_partition_index(*p)
+                                                .with_current_leader_epoch(-1)
+                                                .with_timestamp(timestamp)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                );
+            let (response, _) = self.node(leader).await?.send(&request).await?;
+            for t in response.topics {
+                let topic = t.name.0.to_string();
+                for p in t.partitions {
+                    if p.error_code == 3 {
+                        return Err(ToolError::UnknownPartition {
+                            topic,
+                            partition: p.partition_index,
+                        });
+                    }
+                    ToolError::check(p.error_code, || {
+                        format!("listing offsets of {topic}:{}", p.partition_index)
+                    })?;
+                    let offset = if p.offset < 0 { None } else { Some(p.offset) };
+                    out.insert((topic.clone(), p.partition_index), offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Log start and log end offsets of each partition: `(start, end)`.
+    pub async fn offset_bounds(
+        &mut self,
+        partitions: &[(String, i32)],
+        leaders: &BTreeMap<String, TopicInfo>,
+    ) -> Result<BTreeMap<(String, i32), (i64, i64)>> {
+        let starts = self.list_offsets(partitions, EARLIEST, leaders).await?;
+        let ends = self.list_offsets(partitions, LATEST, leaders).await?;
+        let mut out = BTreeMap::new();
+        for key in partitions {
+            let start = starts.get(key).copied().flatten().unwrap_or(0);
+            let end = ends.get(key).copied().flatten().unwrap_or(start);
+            out.insert(key.clone(), (start, end));
+        }
+        Ok(out)
+    }
+}
