@@ -1,1 +1,3 @@
+//! Strata operator tools: the offset/replay CLI and the `strata-bench` load generator.
 
+pub mod offsets;
