@@ -734,6 +734,49 @@ mod faults {
         assert_eq!(read_all(&log).len() as i64, log.log_end_offset());
     }
 
+    /// Group commit, made deterministic with the fault seam: the first fdatasync is held
+    /// while ten more appends arrive; exactly one more fdatasync then covers all ten.
+    #[test]
+    fn one_fdatasync_covers_every_append_waiting_for_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::mpsc;
+        let _serial = lock(&SERIAL);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig::default());
+        let log_file = log.dir().join("00000000000000000000.log");
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let (entered_tx, entered_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let counter = Arc::clone(&syncs);
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            if op == FileOp::Sync && path == log_file && counter.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                entered_tx.send(()).unwrap();
+                release_rx.lock().unwrap().recv().unwrap();
+            }
+            None
+        })));
+        log.append(&simple_batch(1, 10, 0), 0).unwrap();
+        entered_rx.recv().unwrap(); // the first fdatasync is now in progress
+        for _ in 0..10 {
+            log.append(&simple_batch(2, 10, 0), 0).unwrap();
+        }
+        release_tx.send(()).unwrap();
+        rt.block_on(log.wait_durable(21)).unwrap();
+        set_injector(None);
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            2,
+            "one fdatasync for the ten waiting appends"
+        );
+        assert_eq!(log.durable_offset(), 21);
+    }
+
     #[test]
     fn failed_write_is_cut_back_and_the_log_continues() {
         let _serial = lock(&SERIAL);
