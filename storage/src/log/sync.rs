@@ -122,6 +122,10 @@ impl Log {
             Ok(())
         };
         if let Err(e) = io() {
+            if lock(&self.state).closed {
+                // delete() removed the directory while this sync ran: nothing left to save.
+                return Ok(());
+            }
             self.go_offline(&e);
             return Err(e);
         }
