@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, FindCoordinatorRequest, ListOffsetsRequest,
-    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::messages::{
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, BrokerId, FindCoordinatorRequest, ListOffsetsRequest,
+    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,8 +70,7 @@ impl Connection {
     /// Connects to `addr` (`host:port`) and learns its API versions (ApiVersions v0, which
     /// every broker answers).
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
-        {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(ToolError::Unreachable {
@@ -93,9 +92,7 @@ impl Connection {
             next_correlation: 1,
             versions: HashMap::new(),
         };
-        let response = conn
-            .send_version(&ApiVersionsRequest::default(), 0)
-            .await?;
+        let response = conn.send_version(&ApiVersionsRequest::default(), 0).await?;
         ToolError::check(response.error_code, || format!("ApiVersions from {addr}"))?;
         conn.versions = response
             .api_keys

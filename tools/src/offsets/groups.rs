@@ -108,7 +108,9 @@ pub async fn describe_group(
             members: Vec::new(),
         });
     }
-    ToolError::check(described.error_code, || format!("describing group '{group}'"))?;
+    ToolError::check(described.error_code, || {
+        format!("describing group '{group}'")
+    })?;
     let consumer = described.protocol_type.as_str() == "consumer";
     let members = described
         .members
@@ -288,7 +290,14 @@ pub async fn describe(
         table.print(out)?;
     }
     writeln!(out)?;
-    let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"]);
+    let mut table = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED",
+        "LOG-END",
+        "LAG",
+        "MEMBER",
+    ]);
     for l in &lags {
         table.row(vec![
             l.topic.clone(),
@@ -425,7 +434,14 @@ pub async fn reset(
             &json!({"group": group, "executed": request.execute, "partitions": plan}),
         );
     }
-    let mut table = Table::new(&["TOPIC", "PARTITION", "CURRENT", "NEW", "LOG-START", "LOG-END"]);
+    let mut table = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "CURRENT",
+        "NEW",
+        "LOG-START",
+        "LOG-END",
+    ]);
     for p in &plan {
         table.row(vec![
             p.topic.clone(),
@@ -498,7 +514,11 @@ async fn commit(
                 });
             }
             ToolError::check(p.error_code, || {
-                format!("committing offset of {}:{}", t.name.0.as_str(), p.partition_index)
+                format!(
+                    "committing offset of {}:{}",
+                    t.name.0.as_str(),
+                    p.partition_index
+                )
             })?;
         }
     }

@@ -153,7 +153,10 @@ fn batch_json(path: &Path, b: &ScannedBatch) -> Value {
 }
 
 /// Decoded records of a batch (an error when the CRC is bad or decoding fails).
-fn batch_records(bytes: &[u8], b: &ScannedBatch) -> std::result::Result<Vec<kafka_protocol::records::Record>, String> {
+fn batch_records(
+    bytes: &[u8],
+    b: &ScannedBatch,
+) -> std::result::Result<Vec<kafka_protocol::records::Record>, String> {
     if !b.crc_ok {
         return Err("CRC mismatch; records not decoded".to_string());
     }
@@ -202,8 +205,18 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
             )?;
         }
         let mut table = Table::new(&[
-            "POSITION", "OFFSETS", "COUNT", "SIZE", "FIRST-TIMESTAMP", "MAX-TIMESTAMP", "CODEC",
-            "PRODUCER", "EPOCH", "SEQ", "FLAGS", "CRC",
+            "POSITION",
+            "OFFSETS",
+            "COUNT",
+            "SIZE",
+            "FIRST-TIMESTAMP",
+            "MAX-TIMESTAMP",
+            "CODEC",
+            "PRODUCER",
+            "EPOCH",
+            "SEQ",
+            "FLAGS",
+            "CRC",
         ]);
         for b in &scan.batches {
             let h = &b.header;
@@ -211,7 +224,9 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
                 let mut v = batch_json(&file, b);
                 if records {
                     let recs = match batch_records(&bytes, b) {
-                        Ok(rs) => Value::Array(rs.iter().map(|r| record_view(r).to_json()).collect()),
+                        Ok(rs) => {
+                            Value::Array(rs.iter().map(|r| record_view(r).to_json()).collect())
+                        }
                         Err(e) => json!({ "error": e }),
                     };
                     if let Value::Object(o) = &mut v {
@@ -242,7 +257,11 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
                 b.producer_id.to_string(),
                 b.producer_epoch.to_string(),
                 b.base_sequence.to_string(),
-                if flags.is_empty() { "-".to_string() } else { flags.join(",") },
+                if flags.is_empty() {
+                    "-".to_string()
+                } else {
+                    flags.join(",")
+                },
                 if b.crc_ok {
                     "ok".to_string()
                 } else {
@@ -251,8 +270,18 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
             ];
             if records {
                 let mut single = Table::new(&[
-                    "POSITION", "OFFSETS", "COUNT", "SIZE", "FIRST-TIMESTAMP", "MAX-TIMESTAMP",
-                    "CODEC", "PRODUCER", "EPOCH", "SEQ", "FLAGS", "CRC",
+                    "POSITION",
+                    "OFFSETS",
+                    "COUNT",
+                    "SIZE",
+                    "FIRST-TIMESTAMP",
+                    "MAX-TIMESTAMP",
+                    "CODEC",
+                    "PRODUCER",
+                    "EPOCH",
+                    "SEQ",
+                    "FLAGS",
+                    "CRC",
                 ]);
                 single.row(row);
                 single.print(out)?;
@@ -352,7 +381,10 @@ pub fn verify(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
                 return Err(corrupt(
                     path,
                     b.position,
-                    format!("batch base offset {} below the segment base {base}", h.base_offset),
+                    format!(
+                        "batch base offset {} below the segment base {base}",
+                        h.base_offset
+                    ),
                 ));
             }
             if let Some(n) = next_expected {
@@ -388,14 +420,18 @@ pub fn verify(dir: &Path, json_out: bool, out: &mut impl Write) -> Result<()> {
         if let Some((position, reason)) = scan.fault {
             return Err(corrupt(path, position, reason));
         }
-        summary.index_entries += verify_offset_index(&path.with_extension("index"), *base, &scan.batches)?;
+        summary.index_entries +=
+            verify_offset_index(&path.with_extension("index"), *base, &scan.batches)?;
         summary.time_index_entries +=
             verify_time_index(&path.with_extension("timeindex"), *base, &scan.batches)?;
     }
     summary.next_offset = next_expected;
     verify_checkpoint(&dir.join(CHECKPOINT_FILE), summary.next_offset)?;
     if json_out {
-        return print_json(out, &json!({"dir": dir.display().to_string(), "ok": true, "summary": summary}));
+        return print_json(
+            out,
+            &json!({"dir": dir.display().to_string(), "ok": true, "summary": summary}),
+        );
     }
     writeln!(
         out,
@@ -448,7 +484,11 @@ fn verify_offset_index(path: &Path, base: i64, batches: &[ScannedBatch]) -> Resu
         let batch = batches
             .iter()
             .find(|b| b.position == u64::from(pos))
-            .ok_or_else(|| bad(format!("position {pos} is not the start of a batch in the .log")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "position {pos} is not the start of a batch in the .log"
+                ))
+            })?;
         if batch.header.last_offset() != base + i64::from(rel) {
             return Err(bad(format!(
                 "relative offset {rel} (offset {}) but the batch at position {pos} ends at offset {}",
@@ -504,7 +544,9 @@ fn verify_time_index(path: &Path, base: i64, batches: &[ScannedBatch]) -> Result
             }
         }
         if !found {
-            return Err(bad(format!("offset {offset} is in no batch of the segment")));
+            return Err(bad(format!(
+                "offset {offset} is in no batch of the segment"
+            )));
         }
         if ts > max_so_far {
             return Err(bad(format!(

@@ -34,7 +34,12 @@ use self::plan::ResetTo;
 )]
 pub struct Cli {
     /// Broker to bootstrap from (host:port).
-    #[arg(long, global = true, env = "STRATA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -218,7 +223,11 @@ fn replay_args(r: ReplayCli, json: bool) -> Result<replay::ReplayArgs> {
     let from = match (r.from_offset, &r.from_datetime) {
         (Some(n), _) => replay::From::Offset(n),
         (None, Some(d)) => replay::From::Time(plan::parse_datetime(d)?),
-        (None, None) => return Err(ToolError::Usage("give --from-offset or --from-datetime".into())),
+        (None, None) => {
+            return Err(ToolError::Usage(
+                "give --from-offset or --from-datetime".into(),
+            ))
+        }
     };
     let until = if let Some(n) = r.to_offset {
         replay::Until::Offset(n)

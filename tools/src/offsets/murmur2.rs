@@ -72,12 +72,7 @@ mod tests {
             (b"abc", 479470107),
         ];
         for (data, want) in cases {
-            assert_eq!(
-                murmur2(data),
-                *want,
-                "{:?}",
-                String::from_utf8_lossy(data)
-            );
+            assert_eq!(murmur2(data), *want, "{:?}", String::from_utf8_lossy(data));
         }
     }
 

@@ -83,7 +83,9 @@ pub fn parse_duration(input: &str) -> Result<i64> {
         Some(r) => (-1i64, r),
         None => (1, s.strip_prefix('+').unwrap_or(&s)),
     };
-    let rest = rest.strip_prefix('P').ok_or_else(|| bad("must start with P"))?;
+    let rest = rest
+        .strip_prefix('P')
+        .ok_or_else(|| bad("must start with P"))?;
     if rest.is_empty() {
         return Err(bad("no amount after P"));
     }
@@ -99,11 +101,15 @@ pub fn parse_duration(input: &str) -> Result<i64> {
     let mut total_ms: i64 = 0;
     let mut add = |amount_ms: Option<i64>| -> Result<()> {
         let ms = amount_ms.ok_or_else(|| bad("amount too large"))?;
-        total_ms = total_ms.checked_add(ms).ok_or_else(|| bad("amount too large"))?;
+        total_ms = total_ms
+            .checked_add(ms)
+            .ok_or_else(|| bad("amount too large"))?;
         Ok(())
     };
     if !date.is_empty() {
-        let days = date.strip_suffix('D').ok_or_else(|| bad("only days (D) may come before T"))?;
+        let days = date
+            .strip_suffix('D')
+            .ok_or_else(|| bad("only days (D) may come before T"))?;
         let days: i64 = days.parse().map_err(|_| bad("days must be an integer"))?;
         add(days.checked_mul(86_400_000))?;
     }
@@ -159,11 +165,15 @@ pub fn parse_topic_arg(arg: &str) -> Result<(String, Option<Vec<i32>>)> {
             let partitions = parts
                 .split(',')
                 .map(|p| {
-                    p.trim().parse::<i32>().ok().filter(|p| *p >= 0).ok_or_else(|| {
-                        ToolError::Usage(format!(
-                            "--topic {arg}: partitions must be non-negative integers (T:0,1,2)"
-                        ))
-                    })
+                    p.trim()
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|p| *p >= 0)
+                        .ok_or_else(|| {
+                            ToolError::Usage(format!(
+                                "--topic {arg}: partitions must be non-negative integers (T:0,1,2)"
+                            ))
+                        })
                 })
                 .collect::<Result<Vec<i32>>>()?;
             if topic.is_empty() {
@@ -187,7 +197,9 @@ mod tests {
         assert_eq!(parse_duration("pt15m").unwrap(), 900_000);
         assert_eq!(parse_duration("-PT10M").unwrap(), -600_000);
         assert_eq!(parse_duration("PT1M30.25S").unwrap(), 90_250);
-        for bad in ["", "P", "PT", "1H", "P1H", "PT1X", "PT1H1H", "P1Y", "PTH", "PT1.5H"] {
+        for bad in [
+            "", "P", "PT", "1H", "P1H", "PT1X", "PT1H1H", "P1Y", "PTH", "PT1.5H",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
     }

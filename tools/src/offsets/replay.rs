@@ -16,8 +16,7 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, ProduceRequest,
 };
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use serde_json::json;
 use strata_storage::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
@@ -196,8 +195,14 @@ pub async fn replay(
                 })?;
                 if header.magic != 2 {
                     return Err(ToolError::Decode {
-                        context: format!("{}:{partition} at offset {}", args.topic, header.base_offset),
-                        reason: format!("message format v{} (only RecordBatch v2 is supported)", header.magic),
+                        context: format!(
+                            "{}:{partition} at offset {}",
+                            args.topic, header.base_offset
+                        ),
+                        reason: format!(
+                            "message format v{} (only RecordBatch v2 is supported)",
+                            header.magic
+                        ),
                     });
                 }
                 if header.next_offset() <= offset {
@@ -217,7 +222,8 @@ pub async fn replay(
                         if record.offset < offset || record.offset >= end || remaining == 0 {
                             continue;
                         }
-                        sink.emit(cluster, &args.topic, partition, record, out).await?;
+                        sink.emit(cluster, &args.topic, partition, record, out)
+                            .await?;
                         remaining -= 1;
                         emitted += 1;
                     }
@@ -293,7 +299,9 @@ async fn fetch(
                 .with_log_start_offset(-1)
                 .with_partition_max_bytes(partition_max_bytes)])]);
     let (response, _) = cluster.node(leader).await?.send(&request).await?;
-    ToolError::check(response.error_code, || format!("fetching {topic}:{partition}"))?;
+    ToolError::check(response.error_code, || {
+        format!("fetching {topic}:{partition}")
+    })?;
     let data = response
         .responses
         .into_iter()
@@ -309,7 +317,9 @@ async fn fetch(
             data.log_start_offset, data.high_watermark
         )));
     }
-    ToolError::check(data.error_code, || format!("fetching {topic}:{partition} at offset {offset}"))?;
+    ToolError::check(data.error_code, || {
+        format!("fetching {topic}:{partition} at offset {offset}")
+    })?;
     Ok(data.records.unwrap_or_default())
 }
 
@@ -442,8 +452,11 @@ impl Publisher {
         if records.is_empty() {
             return Ok(());
         }
+        // kafka-protocol keeps records in one batch while `offset - sequence` is constant;
+        // sequence = offset - 1 makes the batch's base sequence -1 (no idempotence).
         for (i, r) in records.iter_mut().enumerate() {
             r.offset = i as i64;
+            r.sequence = i as i32 - 1;
         }
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(
