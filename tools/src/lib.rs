@@ -1,3 +1,4 @@
 //! Strata operator tools: the offset/replay CLI and the `strata-bench` load generator.
 
+pub mod bench;
 pub mod offsets;
