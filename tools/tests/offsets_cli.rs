@@ -100,15 +100,25 @@ fn offsets_cli(bootstrap: &str, args: &[&str]) -> Run {
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_topic_with(bootstrap, topic, partitions, &[]).await
+}
+
+async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new_topic = new_topic.set(k, v);
+    }
     let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+        .create_topics(&[new_topic], &AdminOptions::new())
         .await
         .unwrap();
     for r in results {
@@ -138,20 +148,25 @@ fn value_of(p: i32, i: i64) -> String {
 /// partition stamped `base + i hours`, key `key-<p>-<i>`, header `n: <i>`. Returns `base`.
 async fn produce_orders(bootstrap: &str) -> i64 {
     create_topic(bootstrap, "orders", 3).await;
+    produce_records(bootstrap, "orders", 3).await
+}
+
+/// Produces the `orders` records (see [`produce_orders`]) to an existing topic.
+async fn produce_records(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     let base = (now - PER_PARTITION * HOUR) / 1000 * 1000;
     let producer = producer(bootstrap, &[]);
-    for p in 0..3 {
+    for p in 0..partitions {
         for i in 0..PER_PARTITION {
             let key = format!("key-{p}-{i}");
             let value = value_of(p, i);
             let n = i.to_string();
             producer
                 .send(
-                    FutureRecord::to("orders")
+                    FutureRecord::to(topic)
                         .partition(p)
                         .key(&key)
                         .payload(&value)
@@ -576,6 +591,8 @@ async fn replay_ranges_and_republish() {
         ],
     );
     assert_eq!(raw.stdout, "order 2-7\norder 2-8\norder 2-9\n");
+    // stdout is a pipe here: no progress bar (nor anything else) on stderr.
+    assert_eq!(raw.stderr, "");
     let text = offsets_cli(
         &bs,
         &[
@@ -724,11 +741,28 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs `log verify` on `dir` and returns its one-line error (asserting exit 1).
+fn verify_fails(bs: &str, dir: &Path) -> String {
+    let run = offsets_cli(bs, &["log", "verify", dir.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(run.stderr.trim().lines().count(), 1);
+    run.stderr.trim().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn log_dump_and_verify() {
     let mut broker = Broker::start().await;
     let bs = broker.bootstrap.clone();
-    produce_orders(&bs).await;
+    // Small segments (3 batches of 88 bytes each) and an index entry after every batch, so
+    // there are sealed segments with real index files to check.
+    create_topic_with(
+        &bs,
+        "orders",
+        1,
+        &[("segment.bytes", "300"), ("index.interval.bytes", "1")],
+    )
+    .await;
+    produce_records(&bs, "orders", 1).await;
     broker.stop().await;
     let dir = broker.partition_dir("orders", 0);
     let dir_s = dir.to_str().unwrap();
@@ -737,84 +771,109 @@ async fn log_dump_and_verify() {
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert!(
         ok.stdout
-            .contains(": OK: 1 segment(s), 10 batch(es), 10 record(s), offsets 0..9"),
+            .contains(": OK: 4 segment(s), 10 batch(es), 10 record(s), offsets 0..9, 6 index and "),
         "{}",
         ok.stdout
     );
+    let verified = offsets_cli(&bs, &["--json", "log", "verify", dir_s]).json();
+    assert!(verified["summary"]["time_index_entries"].as_u64().unwrap() >= 4);
     let batches = offsets_cli(&bs, &["--json", "log", "dump", dir_s]).json_lines();
     assert_eq!(batches.len(), 10);
     for (i, b) in batches.iter().enumerate() {
         assert_eq!(b["base_offset"], i as i64);
         assert_eq!(b["crc_ok"], true);
         assert_eq!(b["compression"], "none");
+        assert_eq!(b["position"], (i as u64 % 3) * 88);
     }
     offsets_cli(&bs, &["log", "dump", dir_s]);
-    let with_records = offsets_cli(&bs, &["log", "dump", "--records", dir_s]);
+    let one = dir.join("00000000000000000003.log");
+    let with_records = offsets_cli(&bs, &["log", "dump", "--records", one.to_str().unwrap()]);
     assert_eq!(with_records.code, 0);
-    assert!(with_records.stdout.contains("@3 "));
-    assert!(with_records
-        .stdout
-        .contains("key=key-0-3 value=order 0-3 n:3"));
+    assert!(
+        with_records
+            .stdout
+            .contains("key=key-0-4 value=order 0-4 n:4"),
+        "{}",
+        with_records.stdout
+    );
 
-    // Flip one byte inside the records of the fourth batch.
     let bad = tempfile::tempdir().unwrap();
     let bad_dir = bad.path().join("orders-0");
+    let seg = |base: i64, suffix: &str| bad_dir.join(format!("{base:020}.{suffix}"));
+
+    // One flipped byte inside the records of offset 4 (second segment, byte 88).
     copy_dir(&dir, &bad_dir);
-    let log = bad_dir.join("00000000000000000000.log");
-    let mut bytes = std::fs::read(&log).unwrap();
-    let fourth = batches[3]["position"].as_u64().unwrap() as usize;
-    bytes[fourth + 70] ^= 0x40;
-    std::fs::write(&log, &bytes).unwrap();
-    let failed = offsets_cli(&bs, &["log", "verify", bad_dir.to_str().unwrap()]);
-    assert_eq!(failed.code, 1);
-    assert_eq!(
-        failed.stderr.trim(),
-        format!(
-            "strata-offsets: error: {}: byte {fourth}: CRC-32C mismatch: stored {}, computed {}",
-            log.display(),
-            batches[3]["crc"].as_str().unwrap(),
-            failed.stderr.trim().rsplit(' ').next().unwrap()
-        )
+    let mut bytes = std::fs::read(seg(3, "log")).unwrap();
+    bytes[88 + 70] ^= 0x40;
+    std::fs::write(seg(3, "log"), &bytes).unwrap();
+    let error = verify_fails(&bs, &bad_dir);
+    let prefix = format!(
+        "strata-offsets: error: {}: byte 88: CRC-32C mismatch: stored {}, computed 0x",
+        seg(3, "log").display(),
+        batches[4]["crc"].as_str().unwrap()
     );
-    let dumped = offsets_cli(&bs, &["log", "dump", log.to_str().unwrap()]);
+    assert!(error.starts_with(&prefix), "{error}");
+    let dumped = offsets_cli(&bs, &["log", "dump", seg(3, "log").to_str().unwrap()]);
     assert_eq!(dumped.code, 1);
     assert!(dumped.stdout.contains("BAD("), "{}", dumped.stdout);
 
-    // A torn batch at the end: the length field points past the end of the file.
+    // A torn last batch: its length points past the end of the file.
     copy_dir(&dir, &bad_dir);
-    let mut bytes = std::fs::read(&log).unwrap();
+    let mut bytes = std::fs::read(seg(9, "log")).unwrap();
     bytes.truncate(bytes.len() - 5);
-    let last = batches[9]["position"].as_u64().unwrap();
-    std::fs::write(&log, &bytes).unwrap();
-    let failed = offsets_cli(&bs, &["log", "verify", bad_dir.to_str().unwrap()]);
-    assert_eq!(failed.code, 1);
+    std::fs::write(seg(9, "log"), &bytes).unwrap();
+    let error = verify_fails(&bs, &bad_dir);
     assert!(
-        failed
-            .stderr
-            .contains(&format!("{}: byte {last}: batch length", log.display())),
-        "{}",
-        failed.stderr
+        error.contains(&format!(
+            "{}: byte 0: batch length 76 does not fit",
+            seg(9, "log").display()
+        )),
+        "{error}"
     );
 
-    // An index entry that points into the middle of a batch.
+    // An offset index entry that points into the middle of a batch.
     copy_dir(&dir, &bad_dir);
-    let index = bad_dir.join("00000000000000000000.index");
-    let mut entries = std::fs::read(&index).unwrap();
-    if entries.is_empty() {
-        // No entry was due (small segment): write one that is wrong.
-        entries = [0u32.to_be_bytes(), 1u32.to_be_bytes()].concat();
-    } else {
-        let pos = u32::from_be_bytes(entries[4..8].try_into().unwrap()) + 1;
-        entries[4..8].copy_from_slice(&pos.to_be_bytes());
-    }
-    std::fs::write(&index, &entries).unwrap();
-    let failed = offsets_cli(&bs, &["log", "verify", bad_dir.to_str().unwrap()]);
-    assert_eq!(failed.code, 1);
+    let mut entries = std::fs::read(seg(0, "index")).unwrap();
+    // Kafka's rule: an entry once more than index.interval.bytes were appended since the
+    // last one, so every batch but a segment's first: (1, 88) and (2, 176).
+    assert_eq!(entries.len(), 2 * 8);
+    assert_eq!(&entries[8..16], &[0, 0, 0, 2, 0, 0, 0, 176]);
+    entries[12..16].copy_from_slice(&89u32.to_be_bytes());
+    std::fs::write(seg(0, "index"), &entries).unwrap();
+    let error = verify_fails(&bs, &bad_dir);
     assert!(
-        failed
-            .stderr
-            .contains(&format!("{}: byte 0: position", index.display())),
-        "{}",
-        failed.stderr
+        error.contains(&format!(
+            "{}: byte 8: position 89 is not the start of a batch",
+            seg(0, "index").display()
+        )),
+        "{error}"
+    );
+
+    // A time index entry later than any batch it covers.
+    copy_dir(&dir, &bad_dir);
+    let mut entries = std::fs::read(seg(0, "timeindex")).unwrap();
+    assert!(!entries.is_empty());
+    let ts = i64::from_be_bytes(entries[0..8].try_into().unwrap()) + 24 * HOUR;
+    entries[0..8].copy_from_slice(&ts.to_be_bytes());
+    std::fs::write(seg(0, "timeindex"), &entries).unwrap();
+    let error = verify_fails(&bs, &bad_dir);
+    assert!(
+        error.contains(&format!(
+            "{}: byte 0: timestamp {ts}",
+            seg(0, "timeindex").display()
+        )),
+        "{error}"
+    );
+
+    // Segments that overlap: the third segment's batches copied over the second's name.
+    copy_dir(&dir, &bad_dir);
+    std::fs::copy(seg(0, "log"), seg(3, "log")).unwrap();
+    let error = verify_fails(&bs, &bad_dir);
+    assert!(
+        error.contains(&format!(
+            "{}: byte 0: batch base offset 0 below the segment base 3",
+            seg(3, "log").display()
+        )),
+        "{error}"
     );
 }

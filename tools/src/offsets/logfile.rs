@@ -269,22 +269,11 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
                 },
             ];
             if records {
-                let mut single = Table::new(&[
-                    "POSITION",
-                    "OFFSETS",
-                    "COUNT",
-                    "SIZE",
-                    "FIRST-TIMESTAMP",
-                    "MAX-TIMESTAMP",
-                    "CODEC",
-                    "PRODUCER",
-                    "EPOCH",
-                    "SEQ",
-                    "FLAGS",
-                    "CRC",
-                ]);
-                single.row(row);
-                single.print(out)?;
+                writeln!(
+                    out,
+                    "batch position={} offsets={} count={} size={} first={} max={} codec={} producer={} epoch={} seq={} flags={} crc={}",
+                    row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11]
+                )?;
                 match batch_records(&bytes, b) {
                     Ok(rs) => {
                         for r in &rs {

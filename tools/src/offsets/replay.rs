@@ -222,7 +222,7 @@ pub async fn replay(
                         if record.offset < offset || record.offset >= end || remaining == 0 {
                             continue;
                         }
-                        sink.emit(cluster, &args.topic, partition, record, out)
+                        sink.emit(cluster, &args.topic, partition, record, bar.as_ref(), out)
                             .await?;
                         remaining -= 1;
                         emitted += 1;
@@ -335,10 +335,20 @@ impl Sink {
         topic: &str,
         partition: i32,
         record: Record,
+        bar: Option<&indicatif::ProgressBar>,
         out: &mut impl Write,
     ) -> Result<()> {
         match self {
-            Sink::Print(format) => print_record(*format, topic, partition, &record, out),
+            // With a progress bar on the terminal, each record is written and flushed while
+            // the bar is hidden, so the two never interleave.
+            Sink::Print(format) => match bar {
+                Some(bar) => bar.suspend(|| {
+                    print_record(*format, topic, partition, &record, out)?;
+                    out.flush()?;
+                    Ok(())
+                }),
+                None => print_record(*format, topic, partition, &record, out),
+            },
             Sink::Publish(p) => p.add(cluster, partition, record).await,
         }
     }
