@@ -32,10 +32,15 @@ pub(crate) const ATTRIBUTES: usize = 21;
 pub(crate) const LAST_OFFSET_DELTA: usize = 23;
 pub(crate) const BASE_TIMESTAMP: usize = 27;
 pub(crate) const MAX_TIMESTAMP: usize = 35;
+pub(crate) const PRODUCER_ID: usize = 43;
+pub(crate) const PRODUCER_EPOCH: usize = 51;
+pub(crate) const BASE_SEQUENCE: usize = 53;
 pub(crate) const RECORD_COUNT: usize = 57;
 
 /// Attribute bit: the batch's timestamps are LogAppendTime.
 pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
+/// Attribute bit: the batch is part of a transaction.
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attribute bit: control batch (transaction markers).
 pub const ATTR_CONTROL: i16 = 0x20;
 /// Attribute bits 0-2: compression codec (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -75,6 +80,11 @@ pub struct BatchHeader {
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
+    /// `producerId`; -1 for a batch from a producer that is not idempotent.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// `baseSequence`: the sequence number of the first record; -1 when not idempotent.
+    pub base_sequence: i32,
     pub record_count: i32,
 }
 
@@ -93,6 +103,9 @@ impl BatchHeader {
             last_offset_delta: be_i32(bytes, LAST_OFFSET_DELTA),
             base_timestamp: be_i64(bytes, BASE_TIMESTAMP),
             max_timestamp: be_i64(bytes, MAX_TIMESTAMP),
+            producer_id: be_i64(bytes, PRODUCER_ID),
+            producer_epoch: be_i16(bytes, PRODUCER_EPOCH),
+            base_sequence: be_i32(bytes, BASE_SEQUENCE),
             record_count: be_i32(bytes, RECORD_COUNT),
         })
     }
@@ -123,6 +136,30 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & ATTR_CONTROL != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    /// Whether the batch comes from an idempotent (or transactional) producer.
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    /// Sequence number of the last record: `baseSequence + lastOffsetDelta`, wrapping past
+    /// `i32::MAX` to 0 as Kafka's `DefaultRecordBatch.incrementSequence` does.
+    pub fn last_sequence(&self) -> i32 {
+        increment_sequence(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// `sequence + increment`, wrapping past `i32::MAX` to 0 (Kafka's sequence arithmetic).
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
     }
 }
 

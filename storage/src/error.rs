@@ -15,6 +15,12 @@ pub const MESSAGE_TOO_LARGE: i16 = 10;
 pub const INVALID_TIMESTAMP: i16 = 32;
 /// Kafka error code UNSUPPORTED_FOR_MESSAGE_FORMAT.
 pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+/// Kafka error code OUT_OF_ORDER_SEQUENCE_NUMBER.
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+/// Kafka error code INVALID_PRODUCER_EPOCH.
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+/// Kafka error code INVALID_TXN_STATE.
+pub const INVALID_TXN_STATE: i16 = 48;
 /// Kafka error code KAFKA_STORAGE_ERROR.
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// Kafka error code INVALID_RECORD.
@@ -141,6 +147,37 @@ pub enum AppendError {
         position: usize,
         timestamp: i64,
     },
+    /// An idempotent producer's batch does not follow its last one in this partition (a
+    /// gap or reordering), or a new epoch does not start at sequence 0. Kafka
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+    #[error("out of order sequence for producer {producer_id} epoch {epoch} in {}: batch at byte {position} of the request starts at sequence {sequence}, last appended sequence {last_sequence}", .dir.display())]
+    OutOfOrderSequence {
+        dir: PathBuf,
+        position: usize,
+        producer_id: i64,
+        epoch: i16,
+        sequence: i32,
+        /// The producer's last sequence in its current epoch; -1 for a new epoch.
+        last_sequence: i32,
+    },
+    /// A batch from an epoch older than the producer's current one in this partition.
+    /// Kafka INVALID_PRODUCER_EPOCH (47).
+    #[error("producer {producer_id} epoch {epoch} is older than its current epoch {current} in {} (batch at byte {position} of the request)", .dir.display())]
+    InvalidProducerEpoch {
+        dir: PathBuf,
+        position: usize,
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    /// A transactional batch: transactions are not implemented yet. Kafka
+    /// INVALID_TXN_STATE (48).
+    #[error("transactional batch from producer {producer_id} at byte {position} of the request for {}: transactions are not supported", .dir.display())]
+    InvalidTxnState {
+        dir: PathBuf,
+        position: usize,
+        producer_id: i64,
+    },
     /// The disk failed, or the log is offline or closed. Kafka KAFKA_STORAGE_ERROR (56).
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -155,6 +192,9 @@ impl AppendError {
             AppendError::InvalidRecord { .. } => INVALID_RECORD,
             AppendError::UnsupportedForMessageFormat { .. } => UNSUPPORTED_FOR_MESSAGE_FORMAT,
             AppendError::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
+            AppendError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            AppendError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
+            AppendError::InvalidTxnState { .. } => INVALID_TXN_STATE,
             AppendError::Storage(e) => e.error_code(),
         }
     }

@@ -9,6 +9,7 @@
 //! - `segment`, `index`: segment files and the sparse offset / time indexes
 //! - `recovery`: opening a directory, validating and truncating after a crash
 //! - `retention`, `checkpoint`: deleting old segments, persisting offsets
+//! - [`producer_state`]: idempotent-producer state, its checks and snapshots
 //! - [`Flusher`]: group-committed fsync for every log on one disk
 //! - [`Log`]: the public API tying them together
 
@@ -22,6 +23,7 @@ mod file;
 mod flusher;
 mod index;
 mod log;
+pub mod producer_state;
 mod recovery;
 mod retention;
 mod segment;

@@ -5,7 +5,8 @@
 //! in `state`, a mutex held for in-memory work only — never across a data write, fsync or
 //! read (a roll creates its segment files under it, which is rare). `sync_lock` serializes
 //! syncs of this log. Readers snapshot what they need under `state` and do their I/O
-//! without it. Lock order: append_lock, sync_lock, checkpoint_lock, state.
+//! without it. `producers` (the idempotent-producer state) changes only under
+//! `append_lock`. Lock order: append_lock, sync_lock, checkpoint_lock, producers, state.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -20,6 +21,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::file;
 use crate::flusher::{lock, Flusher};
+use crate::producer_state::{self, ProducerEntry, ProducerStateTable};
 use crate::recovery;
 use crate::retention::{self, SegmentFacts};
 use crate::segment::Segment;
@@ -39,6 +41,9 @@ pub struct AppendInfo {
     /// `Some(now_ms)` when the log's timestamp type is LogAppendTime.
     pub log_append_time: Option<i64>,
     pub log_start_offset: i64,
+    /// The request was a retry of batches the log already holds (same producer id, epoch
+    /// and sequences): nothing was appended; the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// Bytes for a fetch.
@@ -116,6 +121,8 @@ pub struct Log {
     state: Mutex<LogState>,
     sync_lock: Mutex<()>,
     checkpoint_lock: Mutex<()>,
+    /// Idempotent-producer state, covering every batch appended so far.
+    producers: Mutex<ProducerStateTable>,
     /// The durable offset: every record below it is fsync'd. Only grows.
     durable: watch::Sender<i64>,
     /// Set once by the first failed write or fsync; the log refuses work from then on.
@@ -158,6 +165,10 @@ impl Log {
         }
         file::sync_dir(&dir)?;
         let log_end = segments[segments.len() - 1].next_offset;
+        let (producers, replayed) = producer_state::load(&dir, &segments)?;
+        if replayed > 0 {
+            producer_state::write_snapshot(&dir, &producers, log_end)?;
+        }
         let log_start = saved_start.max(segments[0].base_offset).min(log_end);
         checkpoint::clear_clean(&dir)?;
         checkpoint::write(
@@ -167,7 +178,8 @@ impl Log {
                 recovery_point: log_end,
             },
         )?;
-        tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(), "opened log");
+        tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(),
+                        producers = producers.len(), replayed, "opened log");
         let (durable, _) = watch::channel(log_end);
         Ok(Arc::new_cyclic(|me| Log {
             dir,
@@ -187,6 +199,7 @@ impl Log {
             }),
             sync_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
+            producers: Mutex::new(producers),
             durable,
             offline: Mutex::new(None),
             scheduled: AtomicBool::new(false),
@@ -368,10 +381,37 @@ impl Log {
         }
         self.sync_with(true)?;
         self.write_checkpoint()?;
+        {
+            let producers = lock(&self.producers);
+            let log_end = self.log_end_offset();
+            producer_state::write_snapshot(&self.dir, &producers, log_end)?;
+        }
         checkpoint::mark_clean(&self.dir)?;
         lock(&self.state).closed = true;
         tracing::debug!(dir = %self.dir.display(), "closed log cleanly");
         Ok(())
+    }
+
+    /// The idempotent-producer state of `producer_id` in this partition, if any.
+    pub fn producer_state(&self, producer_id: i64) -> Option<ProducerEntry> {
+        lock(&self.producers).get(producer_id).copied()
+    }
+
+    /// Producers with state in this partition.
+    pub fn producer_count(&self) -> usize {
+        lock(&self.producers).len()
+    }
+
+    /// Forgets producers whose newest batch's timestamp is `expiration_ms` or more before
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`; the broker calls this periodically).
+    /// Returns how many were forgotten. A forgotten producer is unknown again: its next
+    /// batch is accepted at any sequence, and a retry of an old batch is no longer caught.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: u64) -> usize {
+        let removed = lock(&self.producers).expire(now_ms, expiration_ms);
+        if removed > 0 {
+            tracing::debug!(dir = %self.dir.display(), removed, "expired idle producer ids");
+        }
+        removed
     }
 
     /// Closes the log (no clean marker) and removes its directory (topic deletion).

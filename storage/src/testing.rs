@@ -163,3 +163,35 @@ pub fn headers(mut bytes: &[u8]) -> Vec<BatchHeader> {
     }
     out
 }
+
+/// `batch` (one RecordBatch v2, as [`batch_of`] makes it) re-stamped as an idempotent
+/// producer's batch: producer id, epoch and base sequence set, CRC recomputed.
+pub fn with_producer(
+    mut batch: Vec<u8>,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = batch::compute_crc(&batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// An idempotent producer's batch of `count` records (see [`simple_batch`]).
+pub fn producer_batch(
+    count: usize,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    first_timestamp: i64,
+) -> Vec<u8> {
+    with_producer(
+        simple_batch(count, 8, first_timestamp),
+        producer_id,
+        epoch,
+        base_sequence,
+    )
+}

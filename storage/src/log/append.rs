@@ -11,6 +11,7 @@ use crate::batch::{self, BatchFault, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_L
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
 use crate::flusher::lock;
+use crate::producer_state::{self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict};
 use crate::segment::Segment;
 
 fn batch_error(dir: &Path, position: usize, fault: BatchFault) -> AppendError {
@@ -32,6 +33,32 @@ fn batch_error(dir: &Path, position: usize, fault: BatchFault) -> AppendError {
                 reason: fault.to_string(),
             }
         }
+    }
+}
+
+/// The append error for a batch the producer state refused.
+fn producer_error(
+    dir: &Path,
+    position: usize,
+    batch: &ProducerBatch,
+    fault: ProducerFault,
+) -> AppendError {
+    match fault {
+        ProducerFault::StaleEpoch { current } => AppendError::InvalidProducerEpoch {
+            dir: dir.to_path_buf(),
+            position,
+            producer_id: batch.producer_id,
+            epoch: batch.epoch,
+            current,
+        },
+        ProducerFault::OutOfOrder { last_sequence } => AppendError::OutOfOrderSequence {
+            dir: dir.to_path_buf(),
+            position,
+            producer_id: batch.producer_id,
+            epoch: batch.epoch,
+            sequence: batch.first_sequence,
+            last_sequence,
+        },
     }
 }
 
@@ -80,6 +107,15 @@ impl Log {
                     reason: "clients may not write control batches".into(),
                 });
             }
+            if h.is_transactional() {
+                // Transactions (markers, the last stable offset) are not implemented; an
+                // open transaction would never end.
+                return Err(AppendError::InvalidTxnState {
+                    dir: self.dir.clone(),
+                    position,
+                    producer_id: h.producer_id,
+                });
+            }
             if h.compression() > 4 {
                 return Err(AppendError::CorruptMessage {
                     dir: self.dir.clone(),
@@ -114,7 +150,49 @@ impl Log {
 
         let append_guard = lock(&self.append_lock);
         self.check_online()?;
-        let (file, position, base_offset) = {
+        // Idempotent producers: check sequences and epochs against the offsets the batches
+        // will get (the log end cannot move while `append_lock` is held).
+        let idempotent = headers.iter().any(|(_, h)| h.has_producer_id());
+        let mut producers = idempotent.then(|| lock(&self.producers));
+        let mut producer_updates = Vec::new();
+        if let Some(table) = producers.as_deref() {
+            let (log_end, log_start) = {
+                let st = lock(&self.state);
+                (st.log_end_offset(), st.log_start_offset)
+            };
+            let mut planned = Vec::with_capacity(headers.len());
+            let mut next = log_end;
+            for (pos, h) in &headers {
+                if let Some(batch) = ProducerBatch::of(h) {
+                    planned.push(PlannedBatch {
+                        position: *pos,
+                        batch,
+                        first_offset: next,
+                        last_offset: next + i64::from(h.last_offset_delta),
+                        timestamp: if log_append { now_ms } else { h.max_timestamp },
+                    });
+                }
+                next += i64::from(h.last_offset_delta) + 1;
+            }
+            match table.check_request(&planned) {
+                Ok(RequestVerdict::Append(updates)) => producer_updates = updates,
+                Ok(RequestVerdict::Duplicate(original)) => {
+                    tracing::debug!(dir = %self.dir.display(), first_offset = original.first_offset,
+                                    first_sequence = original.first_sequence, "duplicate batch not appended");
+                    return Ok(AppendInfo {
+                        base_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        log_append_time: log_append.then_some(original.timestamp),
+                        log_start_offset: log_start,
+                        duplicate: true,
+                    });
+                }
+                Err((position, batch, fault)) => {
+                    return Err(producer_error(&self.dir, position, &batch, fault))
+                }
+            }
+        }
+        let (file, position, base_offset, rolled_at) = {
             let mut st = lock(&self.state);
             if st.closed {
                 return Err(StorageError::Closed {
@@ -122,6 +200,7 @@ impl Log {
                 }
                 .into());
             }
+            let segments_before = st.segments.len();
             self.maybe_roll(
                 &mut st,
                 total_bytes,
@@ -130,8 +209,25 @@ impl Log {
                 now_ms,
             )?;
             let active = st.active();
-            (Arc::clone(&active.log), active.size, active.next_offset)
+            let rolled_at = (st.segments.len() != segments_before).then_some(active.base_offset);
+            (
+                Arc::clone(&active.log),
+                active.size,
+                active.next_offset,
+                rolled_at,
+            )
         };
+        if let Some(at) = rolled_at {
+            // Kafka snapshots producer state at every roll, so recovery replays at most the
+            // active segment. A failure only makes a later recovery replay more.
+            let snapshot = match producers.as_deref() {
+                Some(table) => producer_state::write_snapshot(&self.dir, table, at),
+                None => producer_state::write_snapshot(&self.dir, &lock(&self.producers), at),
+            };
+            if let Err(error) = snapshot {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot write producer snapshot at roll");
+            }
+        }
 
         // Assign offsets and describe each batch as it will sit on disk.
         let mut stored = Vec::with_capacity(headers.len());
@@ -177,6 +273,10 @@ impl Log {
             }
             return Err(e.into());
         }
+        if let Some(table) = producers.as_deref_mut() {
+            table.apply(producer_updates);
+        }
+        drop(producers);
 
         let (info, force_flush) = {
             let mut st = lock(&self.state);
@@ -204,6 +304,7 @@ impl Log {
                 last_offset: next - 1,
                 log_append_time: log_append.then_some(now_ms),
                 log_start_offset: st.log_start_offset,
+                duplicate: false,
             };
             (info, force)
         };

@@ -1,0 +1,816 @@
+//! Idempotent-producer state of one partition, as Kafka's `ProducerStateManager` keeps it:
+//! for each producer id its epoch and the metadata of its last [`BATCHES_PER_PRODUCER`]
+//! batches. `Log::append` checks every batch that carries a producer id against it before
+//! assigning offsets:
+//!
+//! - a batch whose epoch and first/last sequence match a cached batch is a *duplicate*
+//!   (a retry): the append succeeds with the original offsets and nothing is written;
+//! - an epoch below the producer's current one is `INVALID_PRODUCER_EPOCH` (47);
+//! - a higher epoch must start at sequence 0, unless the producer is unknown;
+//! - within an epoch the first sequence must follow the last one (`last + 1`, or 0 after
+//!   `i32::MAX`), else `OUT_OF_ORDER_SEQUENCE_NUMBER` (45);
+//! - an unknown producer (never seen, or expired) is accepted at any sequence: Kafka
+//!   stopped answering `UNKNOWN_PRODUCER_ID` on produce with KIP-360 (2.5), so this never
+//!   produces that code either.
+//!
+//! Batches without a producer id (-1) are not checked and leave no state.
+//!
+//! The state is derived from the log: it is rebuilt from the batch headers (producer id,
+//! epoch, base sequence, offsets, max timestamp). Snapshots make that cheap — written at
+//! every segment roll and at clean close as `<offset, 20 digits>.snapshot`, where the offset
+//! is the log end offset the state covers. Opening a log loads the newest readable
+//! snapshot at or below the recovered log end and replays the headers of the batches after
+//! it. Snapshot file format (all integers as bincode 1.3 writes them, little-endian, fixed
+//! width):
+//!
+//! ```text
+//! crc32c u32 (big-endian; CRC-32C of every byte after it)
+//! bincode(SnapshotFile { version: u16 = 1, offset: i64, producers: Vec<(i64, ProducerEntry)> })
+//! ```
+//!
+//! Transactions (later): an entry will also carry the first offset of its open transaction
+//! and the coordinator epoch; the snapshot `version` is bumped when that lands.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::BatchHeader;
+use crate::error::StorageError;
+use crate::file;
+use crate::segment::{parse_segment_name, Segment};
+
+/// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`; also the most
+/// in-flight requests an idempotent producer may have).
+pub const BATCHES_PER_PRODUCER: usize = 5;
+/// Epoch of a producer the partition has no state for.
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// Sequence meaning "none yet".
+pub const NO_SEQUENCE: i32 = -1;
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: u64 = 86_400_000;
+
+pub(crate) const SNAPSHOT_SUFFIX: &str = "snapshot";
+const SNAPSHOT_VERSION: u16 = 1;
+/// Snapshots kept in a partition directory (the newest is the one used; the other is a
+/// fallback should the newest be unreadable).
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// What the log remembers of one appended batch of a producer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMetadata {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The batch's maxTimestamp (ms), as stored.
+    pub timestamp: i64,
+}
+
+/// One producer's state in one partition. Fixed size: the last batches live in an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    /// `batches[..len]`, oldest first; all of epoch `epoch`.
+    batches: [BatchMetadata; BATCHES_PER_PRODUCER],
+    len: u8,
+    /// maxTimestamp of the newest batch (ms); the producer expires
+    /// `producer.id.expiration.ms` after it, as in Kafka.
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    fn empty(epoch: i16) -> ProducerEntry {
+        ProducerEntry {
+            epoch,
+            batches: [BatchMetadata::default(); BATCHES_PER_PRODUCER],
+            len: 0,
+            last_timestamp: -1,
+        }
+    }
+
+    /// The remembered batches, oldest first.
+    pub fn batches(&self) -> &[BatchMetadata] {
+        &self.batches[..usize::from(self.len).min(BATCHES_PER_PRODUCER)]
+    }
+
+    /// Last sequence of the newest batch, or [`NO_SEQUENCE`].
+    pub fn last_sequence(&self) -> i32 {
+        self.batches()
+            .last()
+            .map_or(NO_SEQUENCE, |b| b.last_sequence)
+    }
+
+    fn find_duplicate(&self, b: &ProducerBatch) -> Option<BatchMetadata> {
+        if b.epoch != self.epoch {
+            return None;
+        }
+        self.batches()
+            .iter()
+            .find(|m| m.first_sequence == b.first_sequence && m.last_sequence == b.last_sequence)
+            .copied()
+    }
+
+    /// Records an appended batch (a new epoch forgets the old epoch's batches).
+    fn push(&mut self, epoch: i16, meta: BatchMetadata) {
+        if epoch != self.epoch {
+            *self = ProducerEntry::empty(epoch);
+        }
+        let len = usize::from(self.len).min(BATCHES_PER_PRODUCER);
+        if len == BATCHES_PER_PRODUCER {
+            self.batches.copy_within(1.., 0);
+            self.batches[BATCHES_PER_PRODUCER - 1] = meta;
+        } else {
+            self.batches[len] = meta;
+            self.len += 1;
+        }
+        self.last_timestamp = meta.timestamp;
+    }
+}
+
+/// The producer fields of one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+}
+
+impl ProducerBatch {
+    /// The batch's producer fields; `None` for a batch without a producer id.
+    pub fn of(h: &BatchHeader) -> Option<ProducerBatch> {
+        h.has_producer_id().then(|| ProducerBatch {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            first_sequence: h.base_sequence,
+            last_sequence: h.last_sequence(),
+        })
+    }
+}
+
+/// Why a batch was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProducerFault {
+    /// The batch's epoch is older than the producer's current one (INVALID_PRODUCER_EPOCH).
+    StaleEpoch { current: i16 },
+    /// A gap or reordering in sequence numbers (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    OutOfOrder {
+        /// The last sequence of the producer's current epoch, or -1 for a new epoch.
+        last_sequence: i32,
+    },
+}
+
+/// The result of checking one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A new batch: append it.
+    Append,
+    /// A retry of a batch already in the log, with its metadata.
+    Duplicate(BatchMetadata),
+}
+
+fn in_sequence(last: i32, next: i32) -> bool {
+    i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+}
+
+/// Checks `b` against the producer's entry (`None`: unknown producer), following Kafka's
+/// `ProducerAppendInfo` for batches from clients.
+pub fn check(entry: Option<&ProducerEntry>, b: &ProducerBatch) -> Result<Verdict, ProducerFault> {
+    let Some(entry) = entry else {
+        return Ok(Verdict::Append);
+    };
+    if let Some(original) = entry.find_duplicate(b) {
+        return Ok(Verdict::Duplicate(original));
+    }
+    if b.epoch < entry.epoch {
+        return Err(ProducerFault::StaleEpoch {
+            current: entry.epoch,
+        });
+    }
+    if b.epoch != entry.epoch {
+        if b.first_sequence != 0 && entry.epoch != NO_PRODUCER_EPOCH {
+            return Err(ProducerFault::OutOfOrder {
+                last_sequence: NO_SEQUENCE,
+            });
+        }
+    } else if entry.epoch != NO_PRODUCER_EPOCH
+        && !in_sequence(entry.last_sequence(), b.first_sequence)
+    {
+        return Err(ProducerFault::OutOfOrder {
+            last_sequence: entry.last_sequence(),
+        });
+    }
+    Ok(Verdict::Append)
+}
+
+/// One batch of an append request, as the producer check sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlannedBatch {
+    /// Byte position of the batch in the request.
+    pub position: usize,
+    pub batch: ProducerBatch,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// maxTimestamp the batch will be stored with.
+    pub timestamp: i64,
+}
+
+/// The outcome of checking a whole append request.
+#[derive(Debug)]
+pub(crate) enum RequestVerdict {
+    /// Append; then apply these updated entries.
+    Append(Vec<(i64, ProducerEntry)>),
+    /// The request retries a batch the log holds (Kafka answers the whole request with it).
+    Duplicate(BatchMetadata),
+}
+
+/// Every producer's state in one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStateTable {
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Records a batch the log now holds at `first_offset..=last_offset`.
+    pub fn record(&mut self, b: &ProducerBatch, first_offset: i64, last_offset: i64, ts: i64) {
+        self.producers
+            .entry(b.producer_id)
+            .or_insert_with(|| ProducerEntry::empty(b.epoch))
+            .push(
+                b.epoch,
+                BatchMetadata {
+                    first_sequence: b.first_sequence,
+                    last_sequence: b.last_sequence,
+                    first_offset,
+                    last_offset,
+                    timestamp: ts,
+                },
+            );
+    }
+
+    /// Checks a request's batches in order, each against the state as if the earlier ones
+    /// were appended. Err: the position of the refused batch and why.
+    pub(crate) fn check_request(
+        &self,
+        batches: &[PlannedBatch],
+    ) -> Result<RequestVerdict, (usize, ProducerBatch, ProducerFault)> {
+        let mut updated: Vec<(i64, ProducerEntry)> = Vec::new();
+        for p in batches {
+            let b = &p.batch;
+            let slot = updated.iter().position(|(pid, _)| *pid == b.producer_id);
+            let current = match slot {
+                Some(i) => Some(updated[i].1),
+                None => self.get(b.producer_id).copied(),
+            };
+            match check(current.as_ref(), b) {
+                Err(fault) => return Err((p.position, *b, fault)),
+                Ok(Verdict::Duplicate(original)) => return Ok(RequestVerdict::Duplicate(original)),
+                Ok(Verdict::Append) => {}
+            }
+            let mut entry = current.unwrap_or_else(|| ProducerEntry::empty(b.epoch));
+            entry.push(
+                b.epoch,
+                BatchMetadata {
+                    first_sequence: b.first_sequence,
+                    last_sequence: b.last_sequence,
+                    first_offset: p.first_offset,
+                    last_offset: p.last_offset,
+                    timestamp: p.timestamp,
+                },
+            );
+            match slot {
+                Some(i) => updated[i].1 = entry,
+                None => updated.push((b.producer_id, entry)),
+            }
+        }
+        Ok(RequestVerdict::Append(updated))
+    }
+
+    /// Installs the entries a successful append produced.
+    pub(crate) fn apply(&mut self, updated: Vec<(i64, ProducerEntry)>) {
+        self.producers.extend(updated);
+    }
+
+    /// Records a batch header read back from the log (no checks: the log is the truth).
+    pub fn replay(&mut self, h: &BatchHeader) {
+        if let Some(b) = ProducerBatch::of(h) {
+            self.record(&b, h.base_offset, h.last_offset(), h.max_timestamp);
+        }
+    }
+
+    /// Forgets producers whose newest batch is at least `expiration_ms` older than `now_ms`
+    /// (`producer.id.expiration.ms`). Returns how many were removed.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: u64) -> usize {
+        let before = self.producers.len();
+        let limit = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < limit);
+        before - self.producers.len()
+    }
+
+    /// The snapshot file's bytes for this state at log offset `offset`.
+    pub fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+        let mut producers: Vec<(i64, ProducerEntry)> =
+            self.producers.iter().map(|(k, v)| (*k, *v)).collect();
+        producers.sort_unstable_by_key(|(k, _)| *k);
+        let body = SnapshotFile {
+            version: SNAPSHOT_VERSION,
+            offset,
+            producers,
+        };
+        // Serializing plain integers and a Vec into memory cannot fail.
+        let encoded = bincode::serialize(&body).unwrap_or_default();
+        let mut out = Vec::with_capacity(encoded.len() + 4);
+        out.extend_from_slice(&crc32c::crc32c(&encoded).to_be_bytes());
+        out.extend_from_slice(&encoded);
+        out
+    }
+
+    /// Decodes a snapshot file: the state and its offset, or why it is unusable.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<(ProducerStateTable, i64), String> {
+        if bytes.len() < 4 {
+            return Err(format!("{} bytes, shorter than the CRC", bytes.len()));
+        }
+        let stored = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let computed = crc32c::crc32c(&bytes[4..]);
+        if stored != computed {
+            return Err(format!(
+                "CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ));
+        }
+        let body: SnapshotFile = bincode::deserialize(&bytes[4..]).map_err(|e| e.to_string())?;
+        if body.version != SNAPSHOT_VERSION {
+            return Err(format!("unknown snapshot version {}", body.version));
+        }
+        Ok((
+            ProducerStateTable {
+                producers: body.producers.into_iter().collect(),
+            },
+            body.offset,
+        ))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    version: u16,
+    offset: i64,
+    producers: Vec<(i64, ProducerEntry)>,
+}
+
+/// `<dir>/<offset, 20 digits>.snapshot`.
+pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(snapshot_name(offset))
+}
+
+fn snapshot_name(offset: i64) -> String {
+    format!("{offset:020}.{SNAPSHOT_SUFFIX}")
+}
+
+/// Offsets of the snapshot files in `dir`, ascending.
+fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+        let name = entry.file_name();
+        if let Some((offset, SNAPSHOT_SUFFIX)) = name.to_str().and_then(parse_segment_name) {
+            out.push(offset);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Writes the snapshot of `table` at `offset` durably (temp file, fsync, rename), then
+/// removes all but the newest [`SNAPSHOTS_KEPT`] snapshots.
+pub(crate) fn write_snapshot(
+    dir: &Path,
+    table: &ProducerStateTable,
+    offset: i64,
+) -> Result<(), StorageError> {
+    file::write_atomic(dir, &snapshot_name(offset), &table.encode_snapshot(offset))?;
+    let all = list_snapshots(dir)?;
+    if all.len() > SNAPSHOTS_KEPT {
+        for old in &all[..all.len() - SNAPSHOTS_KEPT] {
+            file::remove_file(&snapshot_path(dir, *old))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the producer state of a freshly recovered log: loads the newest readable
+/// snapshot at or below the log end (removing snapshots above it, which a truncation made
+/// stale, and unreadable ones), then replays the headers of every batch after it. Returns
+/// the state and how many batch headers were replayed.
+pub(crate) fn load(
+    dir: &Path,
+    segments: &[Segment],
+) -> Result<(ProducerStateTable, usize), StorageError> {
+    let log_end = segments.last().map_or(0, |s| s.next_offset);
+    let mut table = ProducerStateTable::default();
+    let mut from = i64::MIN;
+    for offset in list_snapshots(dir)?.into_iter().rev() {
+        let path = snapshot_path(dir, offset);
+        if offset > log_end {
+            tracing::info!(file = %path.display(), log_end, "removing producer snapshot past the log end");
+            file::remove_file(&path)?;
+            continue;
+        }
+        let decoded = match file::read_optional(&path)? {
+            Some(bytes) => ProducerStateTable::decode_snapshot(&bytes),
+            None => continue,
+        };
+        match decoded {
+            Ok((loaded, at)) if at == offset => {
+                table = loaded;
+                from = offset;
+                break;
+            }
+            Ok((_, at)) => {
+                tracing::warn!(file = %path.display(), at, "producer snapshot names another offset; removing it");
+                file::remove_file(&path)?;
+            }
+            Err(reason) => {
+                tracing::warn!(file = %path.display(), %reason, "unreadable producer snapshot; removing it");
+                file::remove_file(&path)?;
+            }
+        }
+    }
+    let mut replayed = 0;
+    for seg in segments.iter().filter(|s| s.next_offset > from) {
+        let source = seg.source();
+        let path = seg.log.path().to_path_buf();
+        let mut position = 0u64;
+        while position < source.size() {
+            let h = source.header_at(position, &path)?;
+            if h.base_offset >= from {
+                table.replay(&h);
+                replayed += 1;
+            }
+            position += h.size() as u64;
+        }
+    }
+    Ok((table, replayed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, epoch: i16, first: i32, last: i32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id: pid,
+            epoch,
+            first_sequence: first,
+            last_sequence: last,
+        }
+    }
+
+    /// Appends `b` at `offset` if the rules allow it; returns the verdict.
+    fn append(
+        t: &mut ProducerStateTable,
+        b: ProducerBatch,
+        offset: i64,
+    ) -> Result<Verdict, ProducerFault> {
+        let v = check(t.get(b.producer_id), &b)?;
+        if v == Verdict::Append {
+            let n = i64::from(b.last_sequence.wrapping_sub(b.first_sequence));
+            t.record(&b, offset, offset + n, 1000 + offset);
+        }
+        Ok(v)
+    }
+
+    /// The rules as a table: (batch, expected outcome) applied in order to one state.
+    #[test]
+    fn producer_rules_table() {
+        use ProducerFault::*;
+        let dup = |first_offset: i64, first: i32, last: i32| {
+            Ok(Verdict::Duplicate(BatchMetadata {
+                first_sequence: first,
+                last_sequence: last,
+                first_offset,
+                last_offset: first_offset + i64::from(last - first),
+                timestamp: 1000 + first_offset,
+            }))
+        };
+        let cases: Vec<(ProducerBatch, i64, Result<Verdict, ProducerFault>)> = vec![
+            // unknown producer: any first sequence is accepted (KIP-360)
+            (batch(1, 0, 7, 9), 0, Ok(Verdict::Append)),
+            (batch(1, 0, 10, 10), 3, Ok(Verdict::Append)),
+            // exact retry of either cached batch
+            (batch(1, 0, 7, 9), 99, dup(0, 7, 9)),
+            (batch(1, 0, 10, 10), 99, dup(3, 10, 10)),
+            // a gap, a reordering, a partial overlap
+            (
+                batch(1, 0, 12, 12),
+                4,
+                Err(OutOfOrder { last_sequence: 10 }),
+            ),
+            (batch(1, 0, 8, 10), 4, Err(OutOfOrder { last_sequence: 10 })),
+            (batch(1, 0, 11, 11), 4, Ok(Verdict::Append)),
+            // stale epoch, then a new epoch that must start at 0
+            (batch(1, -1, 12, 12), 5, Err(StaleEpoch { current: 0 })),
+            (batch(1, 1, 5, 5), 5, Err(OutOfOrder { last_sequence: -1 })),
+            (batch(1, 1, 0, 4), 5, Ok(Verdict::Append)),
+            (batch(1, 0, 12, 12), 10, Err(StaleEpoch { current: 1 })),
+            // the old epoch's batches are forgotten
+            (batch(1, 0, 11, 11), 10, Err(StaleEpoch { current: 1 })),
+            (batch(1, 1, 0, 4), 10, dup(5, 0, 4)),
+            // another producer is independent
+            (batch(2, 3, 0, 0), 10, Ok(Verdict::Append)),
+            (batch(2, 3, 2, 2), 11, Err(OutOfOrder { last_sequence: 0 })),
+        ];
+        let mut t = ProducerStateTable::default();
+        for (i, (b, offset, want)) in cases.into_iter().enumerate() {
+            assert_eq!(append(&mut t, b, offset), want, "case {i}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn remembers_only_the_last_five_batches() {
+        let mut t = ProducerStateTable::default();
+        for s in 0..7 {
+            assert_eq!(
+                append(&mut t, batch(9, 0, s, s), i64::from(s)),
+                Ok(Verdict::Append)
+            );
+        }
+        let e = t.get(9).unwrap();
+        assert_eq!(e.batches().len(), BATCHES_PER_PRODUCER);
+        assert_eq!(e.batches()[0].first_sequence, 2);
+        assert!(matches!(
+            check(Some(e), &batch(9, 0, 2, 2)),
+            Ok(Verdict::Duplicate(_))
+        ));
+        // older than the cache: neither a known duplicate nor in sequence
+        assert_eq!(
+            check(Some(e), &batch(9, 0, 1, 1)),
+            Err(ProducerFault::OutOfOrder { last_sequence: 6 })
+        );
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut t = ProducerStateTable::default();
+        let last = crate::batch::increment_sequence(i32::MAX - 1, 1);
+        assert_eq!(last, i32::MAX);
+        assert_eq!(crate::batch::increment_sequence(i32::MAX, 2), 1);
+        append(&mut t, batch(4, 0, i32::MAX - 1, i32::MAX), 0).unwrap();
+        assert_eq!(append(&mut t, batch(4, 0, 0, 1), 2), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn expiry_forgets_idle_producers_only() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(1, 0, 0, 0), 0, 0, 1_000);
+        t.record(&batch(2, 0, 0, 0), 1, 1, 5_000);
+        assert_eq!(t.expire(10_000, 6_000), 1);
+        assert!(t.get(1).is_none());
+        assert!(t.get(2).is_some());
+        // an expired producer is unknown again: any sequence is accepted
+        assert_eq!(check(t.get(1), &batch(1, 0, 42, 42)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_damage_is_detected() {
+        let mut t = ProducerStateTable::default();
+        for pid in 0..50 {
+            for s in 0..(pid % 7) as i32 {
+                t.record(&batch(pid, (pid % 3) as i16, s, s), pid * 10, pid * 10, 77);
+            }
+        }
+        t.record(&batch(i64::MAX, i16::MAX, 0, i32::MAX), 5, 6, -1);
+        let bytes = t.encode_snapshot(1234);
+        let (back, offset) = ProducerStateTable::decode_snapshot(&bytes).unwrap();
+        assert_eq!(offset, 1234);
+        assert_eq!(back, t);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(
+                ProducerStateTable::decode_snapshot(&bad).is_err(),
+                "byte {i}"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(ProducerStateTable::decode_snapshot(&bytes[..len]).is_err());
+        }
+    }
+}
+
+/// The producer rules and their persistence through the public `Log` API.
+#[cfg(test)]
+mod log_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::log::tests::{crash, open, small_config};
+    use crate::testing::{producer_batch, simple_batch, with_producer};
+    use crate::Log;
+
+    fn snapshots(dir: &Path) -> Vec<i64> {
+        list_snapshots(&dir.join("topic-0")).unwrap()
+    }
+
+    /// Appends `n` batches of 3 records for each of producers 1..=3, interleaved; returns the
+    /// next sequence of each producer.
+    fn interleave(log: &Log, n: i32) -> [i32; 3] {
+        let mut next = [0; 3];
+        for _ in 0..n {
+            for (i, seq) in next.iter_mut().enumerate() {
+                let pid = i as i64 + 1;
+                let info = log
+                    .append(&producer_batch(3, pid, 0, *seq, 1000), 0)
+                    .unwrap();
+                assert!(!info.duplicate);
+                *seq += 3;
+            }
+        }
+        next
+    }
+
+    fn states(log: &Log) -> Vec<Option<ProducerEntry>> {
+        (1..=3).map(|pid| log.producer_state(pid)).collect()
+    }
+
+    #[test]
+    fn retry_is_answered_with_original_offsets_and_gaps_and_stale_epochs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        log.append(&simple_batch(2, 8, 0), 0).unwrap();
+        let first = producer_batch(3, 7, 0, 0, 500);
+        let a = log.append(&first, 0).unwrap();
+        assert_eq!((a.base_offset, a.last_offset, a.duplicate), (2, 4, false));
+        let again = log.append(&first, 0).unwrap();
+        assert_eq!(
+            (again.base_offset, again.last_offset, again.duplicate),
+            (2, 4, true)
+        );
+        assert_eq!(log.log_end_offset(), 5);
+
+        let gap = log.append(&producer_batch(1, 7, 0, 4, 500), 0).unwrap_err();
+        assert_eq!(gap.error_code(), 45, "{gap}");
+        let next = log.append(&producer_batch(1, 7, 0, 3, 500), 0).unwrap();
+        assert_eq!(next.base_offset, 5);
+        // A bumped epoch starts at 0; the old epoch is then fenced.
+        let bad_start = log.append(&producer_batch(1, 7, 1, 4, 500), 0).unwrap_err();
+        assert_eq!(bad_start.error_code(), 45);
+        log.append(&producer_batch(1, 7, 1, 0, 500), 0).unwrap();
+        let stale = log.append(&producer_batch(1, 7, 0, 4, 500), 0).unwrap_err();
+        assert_eq!(stale.error_code(), 47, "{stale}");
+        // Unknown producers start anywhere; plain batches are never checked.
+        log.append(&producer_batch(1, 8, 0, 1000, 500), 0).unwrap();
+        log.append(&simple_batch(1, 8, 0), 0).unwrap();
+        log.append(&simple_batch(1, 8, 0), 0).unwrap();
+        // Transactional batches are refused until transactions exist.
+        let mut txn = producer_batch(1, 9, 0, 0, 500);
+        txn[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+        let txn = with_producer(txn, 9, 0, 0);
+        assert_eq!(log.append(&txn, 0).unwrap_err().error_code(), 48);
+        assert_eq!(log.log_end_offset(), 10);
+    }
+
+    #[test]
+    fn several_batches_in_one_request_are_checked_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let mut two = producer_batch(2, 5, 0, 0, 1);
+        two.extend(producer_batch(2, 5, 0, 2, 1));
+        assert_eq!(log.append(&two, 0).unwrap().last_offset, 3);
+        let mut gap = producer_batch(1, 5, 0, 4, 1);
+        gap.extend(producer_batch(1, 5, 0, 6, 1));
+        assert_eq!(log.append(&gap, 0).unwrap_err().error_code(), 45);
+        assert_eq!(log.log_end_offset(), 4);
+        assert_eq!(log.producer_state(5).unwrap().last_sequence(), 3);
+    }
+
+    #[test]
+    fn state_survives_clean_close_and_crash_and_is_rebuilt_without_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let next = interleave(&log, 40);
+        let before = states(&log);
+        assert!(snapshots(dir.path()).len() >= 2, "rolls write snapshots");
+
+        // Unclean: the newest roll snapshot plus the active segment's headers.
+        crash(log);
+        let log = open(dir.path(), small_config());
+        assert_eq!(states(&log), before);
+        let retry = producer_batch(3, 2, 0, next[1] - 3, 1000);
+        assert!(log.append(&retry, 0).unwrap().duplicate);
+
+        // Clean: a snapshot at the log end, nothing replayed.
+        let end = log.log_end_offset();
+        log.close().unwrap();
+        assert_eq!(snapshots(dir.path()).last(), Some(&end));
+        let log = open(dir.path(), small_config());
+        assert_eq!(states(&log), before);
+
+        // No snapshot at all: every header is replayed.
+        crash(log);
+        for s in snapshots(dir.path()) {
+            std::fs::remove_file(snapshot_path(&dir.path().join("topic-0"), s)).unwrap();
+        }
+        let log = open(dir.path(), small_config());
+        assert_eq!(states(&log), before);
+        assert!(log.append(&retry, 0).unwrap().duplicate);
+        let fresh = log
+            .append(&producer_batch(1, 2, 0, next[1], 1000), 0)
+            .unwrap();
+        assert!(!fresh.duplicate);
+    }
+
+    #[test]
+    fn snapshots_past_the_log_end_or_damaged_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let next = interleave(&log, 30);
+        let before = states(&log);
+        let pdir = dir.path().join("topic-0");
+        crash(log);
+        // A snapshot from a longer log (before a truncation) claiming a producer is ahead.
+        let mut bogus = ProducerStateTable::default();
+        bogus.record(
+            &ProducerBatch {
+                producer_id: 1,
+                epoch: 0,
+                first_sequence: next[0],
+                last_sequence: next[0] + 5,
+            },
+            10_000,
+            10_005,
+            1000,
+        );
+        write_snapshot(&pdir, &bogus, 10_000).unwrap();
+        // The newest real snapshot is torn.
+        let newest = snapshots(dir.path())[0];
+        std::fs::write(snapshot_path(&pdir, newest), b"torn").unwrap();
+        let log = open(dir.path(), small_config());
+        assert_eq!(states(&log), before);
+        assert!(!snapshots(dir.path()).contains(&10_000));
+    }
+
+    #[test]
+    fn retention_keeps_state_of_producers_whose_batches_it_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfigExt::with_retention_bytes(small_config(), 1);
+        let log = open(dir.path(), config.clone());
+        log.append(&producer_batch(2, 42, 3, 0, 1000), 0).unwrap();
+        for _ in 0..40 {
+            log.append(&simple_batch(4, 64, 1000), 0).unwrap();
+        }
+        let outcome = log.apply_retention(2000).unwrap();
+        assert!(outcome.segments_deleted > 0 && outcome.log_start_offset > 1);
+        crash(log);
+        let log = open(dir.path(), config);
+        let entry = log.producer_state(42).expect("state kept");
+        assert_eq!((entry.epoch, entry.last_sequence()), (3, 1));
+        let retry = log.append(&producer_batch(2, 42, 3, 0, 1000), 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, 0);
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        log.append(&producer_batch(1, 1, 0, 0, 1_000), 0).unwrap();
+        log.append(&producer_batch(1, 2, 0, 0, 50_000), 0).unwrap();
+        assert_eq!(log.expire_producers(60_000, 20_000), 1);
+        assert!(log.producer_state(1).is_none());
+        assert_eq!(log.producer_count(), 1);
+        // Expired means unknown: its old batch is accepted again (as in Kafka).
+        assert!(
+            !log.append(&producer_batch(1, 1, 0, 0, 1_000), 0)
+                .unwrap()
+                .duplicate
+        );
+    }
+
+    /// Small helper so the retention test reads clearly.
+    trait LogConfigExt {
+        fn with_retention_bytes(self, bytes: u64) -> Self;
+    }
+
+    impl LogConfigExt for crate::LogConfig {
+        fn with_retention_bytes(mut self, bytes: u64) -> Self {
+            self.retention_bytes = Some(bytes);
+            self
+        }
+    }
+}
