@@ -723,6 +723,60 @@ async fn replay_ranges_and_republish() {
         .collect();
     assert!(spread.len() > 1, "keys spread over partitions");
 
+    // A header key may repeat; replay and re-publishing keep every header in order.
+    create_topic(&bs, "dupes", 1).await;
+    create_topic(&bs, "dupes-copy", 1).await;
+    producer(&bs, &[])
+        .send(
+            FutureRecord::to("dupes").key("k").payload("v").headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "trace",
+                        value: Some("1"),
+                    })
+                    .insert(Header {
+                        key: "trace",
+                        value: Some("2"),
+                    })
+                    .insert(Header::<&str> {
+                        key: "none",
+                        value: None,
+                    }),
+            ),
+            PATIENCE,
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let want = serde_json::json!([
+        {"key": "trace", "value": "1"},
+        {"key": "trace", "value": "2"},
+        {"key": "none", "value": null}
+    ]);
+    let lines =
+        offsets_cli(&bs, &["replay", "--topic", "dupes", "--from-offset", "0"]).json_lines();
+    assert_eq!(lines[0]["headers"], want);
+    let copied = offsets_cli(
+        &bs,
+        &[
+            "replay",
+            "--topic",
+            "dupes",
+            "--from-offset",
+            "0",
+            "--to-topic",
+            "dupes-copy",
+        ],
+    );
+    assert_eq!(copied.code, 0, "{}", copied.stderr);
+    let lines = offsets_cli(
+        &bs,
+        &["replay", "--topic", "dupes-copy", "--from-offset", "0"],
+    )
+    .json_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["headers"], want);
+
     // An unknown topic is one line and exit 1.
     let missing = offsets_cli(&bs, &["replay", "--topic", "ghost", "--from-offset", "0"]);
     assert_eq!(missing.code, 1);

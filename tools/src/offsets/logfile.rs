@@ -6,12 +6,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use serde_json::{json, Value};
 use strata_storage::batch::{check_header, compute_crc, BatchHeader, HEADER_LEN};
 
 use super::error::{Result, ToolError};
-use super::output::{format_ms, print_json, RecordView, Table};
+use super::output::{format_ms, print_json, Table};
+use super::records::{decode_batch, BatchRecord};
 
 /// Bytes per `.index` entry: relative offset u32 BE, position u32 BE.
 const OFFSET_ENTRY: usize = 8;
@@ -153,35 +153,13 @@ fn batch_json(path: &Path, b: &ScannedBatch) -> Value {
 }
 
 /// Decoded records of a batch (an error when the CRC is bad or decoding fails).
-fn batch_records(
-    bytes: &[u8],
-    b: &ScannedBatch,
-) -> std::result::Result<Vec<kafka_protocol::records::Record>, String> {
+fn batch_records(bytes: &[u8], b: &ScannedBatch) -> std::result::Result<Vec<BatchRecord>, String> {
     if !b.crc_ok {
         return Err("CRC mismatch; records not decoded".to_string());
     }
     let start = b.position as usize;
-    let mut slice = bytes::Bytes::copy_from_slice(&bytes[start..start + b.header.size()]);
-    RecordBatchDecoder::decode(&mut slice)
-        .map(|set| set.records)
-        .map_err(|e| e.to_string())
-}
-
-fn record_view(r: &kafka_protocol::records::Record) -> RecordView<'_> {
-    RecordView {
-        topic: None,
-        partition: None,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        log_append_time: r.timestamp_type == TimestampType::LogAppend,
-        key: r.key.as_deref(),
-        value: r.value.as_deref(),
-        headers: r
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref()))
-            .collect(),
-    }
+    let batch = bytes::Bytes::copy_from_slice(&bytes[start..start + b.header.size()]);
+    decode_batch(&batch).map(|(_, records)| records)
 }
 
 /// `log dump PATH`: every batch of a segment file, or of every segment of a directory.
@@ -225,7 +203,7 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
                 if records {
                     let recs = match batch_records(&bytes, b) {
                         Ok(rs) => {
-                            Value::Array(rs.iter().map(|r| record_view(r).to_json()).collect())
+                            Value::Array(rs.iter().map(|r| r.view(None, None).to_json()).collect())
                         }
                         Err(e) => json!({ "error": e }),
                     };
@@ -277,7 +255,7 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
                 match batch_records(&bytes, b) {
                     Ok(rs) => {
                         for r in &rs {
-                            writeln!(out, "    {}", record_view(r).to_text())?;
+                            writeln!(out, "    {}", r.view(None, None).to_text())?;
                         }
                     }
                     Err(e) => writeln!(out, "    ({e})")?,

@@ -3,7 +3,8 @@
 //! the `log` commands read Strata's segment files directly.
 //!
 //! Modules by concern: [`client`] (Kafka connections and version negotiation), [`groups`]
-//! (list / describe / reset), [`plan`] (reset planning, time arguments), [`replay`],
+//! (list / describe / reset), [`plan`] (reset planning, time arguments), [`records`]
+//! (RecordBatch v2 record codec), [`replay`],
 //! [`murmur2`] (Java default partitioner), [`logfile`] (dump / verify), [`output`]
 //! (tables, JSON, byte rendering), [`error`].
 
@@ -14,6 +15,7 @@ pub mod logfile;
 pub mod murmur2;
 pub mod output;
 pub mod plan;
+pub mod records;
 pub mod replay;
 
 use std::io::Write;

@@ -9,14 +9,11 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
     fetch_request::{FetchPartition, FetchTopic},
     produce_request::{PartitionProduceData, TopicProduceData},
     BrokerId, FetchRequest, ProduceRequest,
-};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use serde_json::json;
 use strata_storage::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
@@ -24,7 +21,8 @@ use strata_storage::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::client::{topic_name, Cluster, TopicInfo};
 use super::error::{Result, ToolError};
 use super::murmur2::partition_for_key;
-use super::output::{print_json, RecordView, Table};
+use super::output::{print_json, Table};
+use super::records::{decode_batch, encode_batch, BatchRecord};
 
 /// How printed records look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -209,16 +207,15 @@ pub async fn replay(
                     continue;
                 }
                 if !header.is_control() {
-                    let set = RecordBatchDecoder::decode(&mut batch.clone()).map_err(|e| {
-                        ToolError::Decode {
+                    let (_, records) =
+                        decode_batch(&batch).map_err(|reason| ToolError::Decode {
                             context: format!(
                                 "{}:{partition} batch at offset {}",
                                 args.topic, header.base_offset
                             ),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                    for record in set.records {
+                            reason,
+                        })?;
+                    for record in records {
                         if record.offset < offset || record.offset >= end || remaining == 0 {
                             continue;
                         }
@@ -334,7 +331,7 @@ impl Sink {
         cluster: &mut Cluster,
         topic: &str,
         partition: i32,
-        record: Record,
+        record: BatchRecord,
         bar: Option<&indicatif::ProgressBar>,
         out: &mut impl Write,
     ) -> Result<()> {
@@ -358,7 +355,7 @@ fn print_record(
     format: Format,
     topic: &str,
     partition: i32,
-    r: &Record,
+    r: &BatchRecord,
     out: &mut impl Write,
 ) -> Result<()> {
     if format == Format::Raw {
@@ -366,20 +363,7 @@ fn print_record(
         out.write_all(b"\n")?;
         return Ok(());
     }
-    let view = RecordView {
-        topic: Some(topic),
-        partition: Some(partition),
-        offset: r.offset,
-        timestamp: r.timestamp,
-        log_append_time: r.timestamp_type == TimestampType::LogAppend,
-        key: r.key.as_deref(),
-        value: r.value.as_deref(),
-        headers: r
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref()))
-            .collect(),
-    };
+    let view = r.view(Some(topic), Some(partition));
     match format {
         Format::Json => print_json(out, &view.to_json()),
         _ => {
@@ -396,7 +380,7 @@ struct Publisher {
     topic: String,
     info: TopicInfo,
     /// target partition -> (records waiting, their key+value bytes).
-    pending: BTreeMap<i32, (Vec<Record>, usize)>,
+    pending: BTreeMap<i32, (Vec<BatchRecord>, usize)>,
     /// target partition -> records written.
     written: BTreeMap<i32, u64>,
 }
@@ -415,28 +399,19 @@ impl Publisher {
         self.info.partitions.len().max(1) as i32
     }
 
-    async fn add(&mut self, cluster: &mut Cluster, source_partition: i32, r: Record) -> Result<()> {
+    async fn add(
+        &mut self,
+        cluster: &mut Cluster,
+        source_partition: i32,
+        record: BatchRecord,
+    ) -> Result<()> {
         let n = self.partition_count();
-        let target = match &r.key {
+        let target = match &record.key {
             Some(k) => partition_for_key(k, n),
             None => source_partition.rem_euclid(n),
         };
-        let size = r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len());
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: r.timestamp,
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-        };
+        let size = record.key.as_ref().map_or(0, |k| k.len())
+            + record.value.as_ref().map_or(0, |v| v.len());
         let entry = self.pending.entry(target).or_default();
         entry.0.push(record);
         entry.1 += size;
@@ -456,31 +431,15 @@ impl Publisher {
 
     /// Produces the pending records of `partition` as one batch, acks=all.
     async fn flush(&mut self, cluster: &mut Cluster, partition: i32) -> Result<()> {
-        let Some((mut records, _)) = self.pending.remove(&partition) else {
+        let Some((records, _)) = self.pending.remove(&partition) else {
             return Ok(());
         };
         if records.is_empty() {
             return Ok(());
         }
-        // kafka-protocol keeps records in one batch while `offset - sequence` is constant;
-        // sequence = offset - 1 makes the batch's base sequence -1 (no idempotence).
-        for (i, r) in records.iter_mut().enumerate() {
-            r.offset = i as i64;
-            r.sequence = i as i32 - 1;
-        }
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| ToolError::Decode {
-            context: format!("re-encoding records for {}:{partition}", self.topic),
-            reason: e.to_string(),
-        })?;
+        // One uncompressed CreateTime batch keeping each record's timestamp, key, value and
+        // headers (repeated header keys included).
+        let batch = encode_batch(&records);
         let request = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(30_000)
@@ -488,7 +447,7 @@ impl Publisher {
                 .with_name(topic_name(&self.topic))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(buf.freeze()))])]);
+                    .with_records(Some(batch))])]);
         let leader = self.info.partitions.get(&partition).copied().unwrap_or(-1);
         let (response, _) = cluster.node(leader).await?.send(&request).await?;
         for t in response.responses {
