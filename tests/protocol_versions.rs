@@ -80,6 +80,18 @@ async fn every_advertised_version_of_the_core_apis() {
             .any(|t| t.name.as_ref().unwrap().as_str() == TOPIC));
     }
 
+    // A request that does not allow auto-creation gets UNKNOWN_TOPIC_OR_PARTITION, and
+    // an illegal name INVALID_TOPIC_EXCEPTION; neither creates anything.
+    for (name, allow, expected) in [("nope", false, 3), ("bad name!", true, 17)] {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str(name))))]))
+            .with_allow_auto_topic_creation(allow);
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request).await;
+        assert_eq!(response.topics[0].error_code, expected, "{name}");
+        assert!(broker.running().broker().topic(name).is_none());
+    }
+
     // Produce v3..=9 (acks=-1): one batch each, offsets in order.
     for (i, version) in (3..=9).enumerate() {
         let value = format!("p{version}");

@@ -20,6 +20,7 @@ pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod fetch;
 pub(crate) mod groups;
+pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
@@ -94,6 +95,8 @@ pub(crate) const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DescribeGroups, 0, 5),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
+    // Idempotent producers (non-transactional only).
+    range(ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The supported range of `key`, if any.
@@ -317,6 +320,16 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
                 decode(api, version, body)?,
                 version,
                 &ctx.broker,
+            )),
+        ),
+        ApiKey::InitProducerId => respond(
+            api,
+            version,
+            corr,
+            Handled::Ready(init_producer_id::handle(
+                decode(api, version, body)?,
+                version,
+                ctx,
             )),
         ),
         ApiKey::FindCoordinator
