@@ -164,6 +164,15 @@ pub struct Config {
     )]
     pub offsets_retention_minutes: u64,
 
+    /// How long a partition (and InitProducerId) remembers an idle idempotent producer,
+    /// in milliseconds after its last batch. Kafka: producer.id.expiration.ms.
+    #[arg(
+        long,
+        env = "STRATA_PRODUCER_ID_EXPIRATION_MS",
+        default_value_t = 86_400_000
+    )]
+    pub producer_id_expiration_ms: u64,
+
     /// The options given explicitly, as a flag, a `STRATA_*` environment variable or a
     /// config-file entry (clap argument ids, e.g. `num_partitions`). DescribeConfigs
     /// reports these as `STATIC_BROKER_CONFIG`. Filled by [`Config::load_from`]; empty
@@ -206,6 +215,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
         "group_initial_rebalance_delay_ms",
     ),
     ("offsets.retention.minutes", "offsets_retention_minutes"),
+    ("producer.id.expiration.ms", "producer_id_expiration_ms"),
 ];
 
 impl Config {

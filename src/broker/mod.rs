@@ -12,6 +12,7 @@
 mod admin;
 pub mod broker_config;
 pub mod metadata_store;
+pub mod producer_ids;
 pub mod retention;
 pub mod topic_config;
 pub mod topic_name;
@@ -114,6 +115,8 @@ pub enum BrokerError {
         partition: u32,
         source: StorageError,
     },
+    #[error(transparent)]
+    ProducerIds(#[from] producer_ids::ProducerIdError),
     #[error("--cluster-id {given} differs from the cluster id {stored} stored in the data dir")]
     ClusterIdMismatch { given: String, stored: String },
 }
@@ -135,6 +138,8 @@ pub struct Broker {
     broker_configs: broker_config::BrokerConfigs,
     flusher: Flusher,
     store: MetadataStore,
+    /// InitProducerId: producer ids and epochs for idempotent producers.
+    producer_ids: producer_ids::ProducerIds,
     topics: RwLock<TopicTable>,
     /// Serializes metadata mutations (create/delete/alter) and their document writes.
     admin: Mutex<()>,
@@ -193,6 +198,8 @@ impl Broker {
             }
         };
         let broker_configs = broker_config::BrokerConfigs::open(store.dir(), &config)?;
+        let producer_ids =
+            producer_ids::ProducerIds::open(store.dir(), config.producer_id_expiration_ms)?;
         let default_log_config = broker_configs.log_config();
         let flusher = Flusher::start();
         let mut table = TopicTable::default();
@@ -241,6 +248,7 @@ impl Broker {
             broker_configs,
             flusher,
             store,
+            producer_ids,
             topics: RwLock::new(table),
             admin: Mutex::new(()),
             config,
@@ -270,6 +278,10 @@ impl Broker {
     /// The flusher shared by every log in the data dir (for other broker-owned logs).
     pub fn flusher(&self) -> &Flusher {
         &self.flusher
+    }
+    /// The producer id allocator (InitProducerId).
+    pub fn producer_ids(&self) -> &producer_ids::ProducerIds {
+        &self.producer_ids
     }
     /// `<data_dir>/_strata`: the broker's own state directory.
     pub fn state_dir(&self) -> &Path {

@@ -1,6 +1,7 @@
 //! The background retention task: every `log.retention.check.interval.ms` it applies each
 //! partition's retention (time and size, whole sealed segments only) through
-//! `Log::apply_retention`.
+//! `Log::apply_retention`, and forgets idempotent producers idle for longer than
+//! `producer.id.expiration.ms` (`Log::expire_producers`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,13 @@ pub fn spawn(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> JoinHa
 /// One retention pass over every partition. Blocking (deletes files).
 pub fn run_once(broker: &Broker) {
     let now_ms = crate::broker::now_ms();
+    let producer_expiration_ms = broker.config().producer_id_expiration_ms;
     for topic in broker.topics() {
         for (p, log) in topic.partitions.iter().enumerate() {
+            let expired = log.expire_producers(now_ms, producer_expiration_ms);
+            if expired > 0 {
+                debug!(topic = %topic.name, partition = p, expired, "expired idle producer ids");
+            }
             match log.apply_retention(now_ms) {
                 Ok(outcome) if outcome.segments_deleted > 0 => info!(
                     topic = %topic.name, partition = p,

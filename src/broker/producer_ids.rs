@@ -1,0 +1,279 @@
+//! Producer ids for idempotent producers (InitProducerId): unique for the life of the data
+//! directory, never reused after a restart or a crash.
+//!
+//! Ids are handed out from blocks of [`BLOCK_SIZE`]. Before the first id of a block is
+//! given out, the end of that block is persisted (atomically, fsync'd) in
+//! `<data_dir>/_strata/producer_ids`, so after a restart allocation resumes above every id
+//! that may have been used; a crash wastes at most the rest of one block. File format, text:
+//!
+//! ```text
+//! strata-producer-ids 1
+//! next_block_start <i64>
+//! ```
+//!
+//! Epochs (KIP-360): a producer that asks again with its id and current epoch gets the
+//! epoch bumped; the same request repeated (its response was lost) gets the same answer;
+//! any other epoch is INVALID_PRODUCER_EPOCH. Epochs are remembered in memory only, for
+//! `producer.id.expiration.ms` after the producer's last InitProducerId: an id this broker
+//! does not remember (after a restart, or expired) gets a fresh id at epoch 0, which is
+//! what Kafka answers every non-transactional producer. An exhausted epoch also moves to
+//! a fresh id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::metadata_store::{replace_file, MetadataError};
+
+/// Ids reserved per persisted block.
+pub const BLOCK_SIZE: i64 = 1000;
+const FILE_NAME: &str = "producer_ids";
+const MAGIC_LINE: &str = "strata-producer-ids 1";
+
+/// Why a producer id could not be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerIdError {
+    #[error("cannot persist the producer id block: {0}")]
+    Persist(#[from] MetadataError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid producer id file")]
+    Corrupt { path: PathBuf },
+    #[error("producer {producer_id} asked with epoch {given}, its current epoch is {current}")]
+    InvalidEpoch {
+        producer_id: i64,
+        given: i16,
+        current: i16,
+    },
+    #[error("every producer id has been used")]
+    Exhausted,
+}
+
+impl ProducerIdError {
+    /// The Kafka error code for this failure.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            ProducerIdError::InvalidEpoch { .. } => 47, // INVALID_PRODUCER_EPOCH
+            _ => -1,                                    // UNKNOWN_SERVER_ERROR
+        }
+    }
+}
+
+/// A producer id and epoch handed to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerIdAndEpoch {
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+/// What the broker remembers of a producer it handed an id to.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    epoch: i16,
+    /// The epoch the last bump started from (answers a repeated bump request).
+    bumped_from: Option<i16>,
+    /// When the producer last called InitProducerId (ms since the epoch).
+    touched_ms: i64,
+}
+
+#[derive(Debug)]
+struct Allocator {
+    /// Next id to hand out; `next == block_end` means a new block must be persisted.
+    next: i64,
+    /// End (exclusive) of the persisted block.
+    block_end: i64,
+    known: HashMap<i64, Known>,
+}
+
+/// Hands out producer ids and tracks their epochs. Cheap to share behind the broker.
+#[derive(Debug)]
+pub struct ProducerIds {
+    dir: PathBuf,
+    expiration_ms: u64,
+    inner: Mutex<Allocator>,
+}
+
+impl ProducerIds {
+    /// Opens the allocator in `state_dir` (`<data_dir>/_strata`). `expiration_ms` is
+    /// `producer.id.expiration.ms`. Blocking (reads a file).
+    pub fn open(state_dir: &Path, expiration_ms: u64) -> Result<ProducerIds, ProducerIdError> {
+        let path = state_dir.join(FILE_NAME);
+        let start = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&text).ok_or(ProducerIdError::Corrupt { path })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(ProducerIdError::Read { path, source }),
+        };
+        Ok(ProducerIds {
+            dir: state_dir.to_path_buf(),
+            expiration_ms,
+            inner: Mutex::new(Allocator {
+                next: start,
+                block_end: start,
+                known: HashMap::new(),
+            }),
+        })
+    }
+
+    /// InitProducerId for a producer without a transactional id. `current` is the id and
+    /// epoch the client already has (v3+; `None` for a new producer). Blocking when a new
+    /// block must be persisted (once per [`BLOCK_SIZE`] ids).
+    pub fn init(
+        &self,
+        current: Option<ProducerIdAndEpoch>,
+        now_ms: i64,
+    ) -> Result<ProducerIdAndEpoch, ProducerIdError> {
+        let mut a = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = i64::try_from(self.expiration_ms).unwrap_or(i64::MAX);
+        a.known
+            .retain(|_, k| now_ms.saturating_sub(k.touched_ms) < limit);
+        if let Some(cur) = current {
+            if let Some(known) = a.known.get_mut(&cur.producer_id) {
+                if cur.epoch == known.epoch && known.epoch < i16::MAX - 1 {
+                    known.bumped_from = Some(known.epoch);
+                    known.epoch += 1;
+                    known.touched_ms = now_ms;
+                    return Ok(ProducerIdAndEpoch {
+                        producer_id: cur.producer_id,
+                        epoch: known.epoch,
+                    });
+                }
+                if known.bumped_from == Some(cur.epoch) {
+                    known.touched_ms = now_ms;
+                    return Ok(ProducerIdAndEpoch {
+                        producer_id: cur.producer_id,
+                        epoch: known.epoch,
+                    });
+                }
+                if cur.epoch != known.epoch {
+                    return Err(ProducerIdError::InvalidEpoch {
+                        producer_id: cur.producer_id,
+                        given: cur.epoch,
+                        current: known.epoch,
+                    });
+                }
+                // The epoch is exhausted: continue with a fresh id below.
+            }
+        }
+        let producer_id = self.allocate(&mut a)?;
+        a.known.insert(
+            producer_id,
+            Known {
+                epoch: 0,
+                bumped_from: None,
+                touched_ms: now_ms,
+            },
+        );
+        Ok(ProducerIdAndEpoch {
+            producer_id,
+            epoch: 0,
+        })
+    }
+
+    fn allocate(&self, a: &mut Allocator) -> Result<i64, ProducerIdError> {
+        if a.next >= a.block_end {
+            let end = a
+                .block_end
+                .checked_add(BLOCK_SIZE)
+                .ok_or(ProducerIdError::Exhausted)?;
+            let text = format!("{MAGIC_LINE}\nnext_block_start {end}\n");
+            replace_file(&self.dir, FILE_NAME, text.as_bytes())?;
+            a.next = a.block_end;
+            a.block_end = end;
+        }
+        let id = a.next;
+        a.next += 1;
+        Ok(id)
+    }
+}
+
+fn parse(text: &str) -> Option<i64> {
+    let mut lines = text.lines();
+    if lines.next()? != MAGIC_LINE {
+        return None;
+    }
+    let value = lines.next()?.strip_prefix("next_block_start ")?;
+    let start: i64 = value.parse().ok()?;
+    (start >= 0 && lines.next().is_none()).then_some(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400_000;
+
+    #[test]
+    fn ids_are_unique_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 {
+            let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+            for _ in 0..(BLOCK_SIZE + 7) {
+                let got = ids.init(None, 0).unwrap();
+                assert_eq!(got.epoch, 0);
+                assert!(seen.insert(got.producer_id), "reused {got:?}");
+            }
+        }
+        // Three restarts, each after one full block and part of the next.
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        assert_eq!(ids.init(None, 0).unwrap().producer_id, 6 * BLOCK_SIZE);
+    }
+
+    #[test]
+    fn epoch_bump_retry_and_fencing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        let first = ids.init(None, 0).unwrap();
+        let bumped = ids.init(Some(first), 1).unwrap();
+        assert_eq!(bumped.producer_id, first.producer_id);
+        assert_eq!(bumped.epoch, 1);
+        // The same request again (lost response): the same answer.
+        assert_eq!(ids.init(Some(first), 2).unwrap(), bumped);
+        // An epoch that was never current here.
+        let stale = ProducerIdAndEpoch {
+            producer_id: first.producer_id,
+            epoch: 7,
+        };
+        assert_eq!(ids.init(Some(stale), 3).unwrap_err().error_code(), 47);
+        // Unknown (e.g. issued before a restart): a fresh id.
+        let unknown = ProducerIdAndEpoch {
+            producer_id: 999_999,
+            epoch: 4,
+        };
+        let fresh = ids.init(Some(unknown), 4).unwrap();
+        assert_ne!(fresh.producer_id, 999_999);
+        assert_eq!(fresh.epoch, 0);
+    }
+
+    #[test]
+    fn exhausted_epoch_moves_to_a_new_id_and_idle_ids_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), 1000).unwrap();
+        let mut cur = ids.init(None, 0).unwrap();
+        for _ in 0..(i16::MAX - 1) {
+            cur = ids.init(Some(cur), 0).unwrap();
+        }
+        assert_eq!(cur.epoch, i16::MAX - 1);
+        let next = ids.init(Some(cur), 0).unwrap();
+        assert_ne!(next.producer_id, cur.producer_id);
+        assert_eq!(next.epoch, 0);
+        // Expired: asking with the right epoch gets a fresh id rather than a bump.
+        let later = ids.init(Some(next), 5_000).unwrap();
+        assert_ne!(later.producer_id, next.producer_id);
+        assert_eq!(later.epoch, 0);
+    }
+
+    #[test]
+    fn corrupt_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "strata-producer-ids 1\nnext_block_start x\n",
+        )
+        .unwrap();
+        assert!(ProducerIds::open(dir.path(), DAY).is_err());
+    }
+}

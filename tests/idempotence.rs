@@ -1,0 +1,373 @@
+//! The idempotent producer: InitProducerId, duplicate retries answered with their original
+//! offsets (and not appended), sequence gaps and stale epochs refused, across a graceful
+//! restart and a SIGKILL; and librdkafka's idempotent producer end to end.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use bytes::Bytes;
+use common::raw::RawClient;
+use common::{consume, producer, TestBroker, PATIENCE};
+use futures::future::join_all;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use strata_storage::testing::producer_batch;
+
+const NONE: i16 = 0;
+const INVALID_REQUEST: i16 = 42;
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+/// InitProducerId v`version`; `current` = the id and epoch the producer already has.
+async fn init_producer_id(
+    client: &mut RawClient,
+    version: i16,
+    current: Option<(i64, i16)>,
+) -> InitProducerIdResponse {
+    let (pid, epoch) = current.unwrap_or((-1, -1));
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch);
+    client.call(ApiKey::InitProducerId, version, &request).await
+}
+
+/// Produce v9, acks=all, one batch to partition 0 of `topic`: (error code, base offset).
+async fn produce(client: &mut RawClient, topic: &str, records: Vec<u8>) -> (i16, i64) {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(records)))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request).await;
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_producer_id_every_version_epoch_bump_and_transactional_refusal() {
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let versions: ApiVersionsResponse = client
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let advertised = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::InitProducerId as i16)
+        .expect("InitProducerId advertised");
+    assert_eq!((advertised.min_version, advertised.max_version), (0, 4));
+
+    let mut ids = HashSet::new();
+    for version in 0..=4 {
+        let r = init_producer_id(&mut client, version, None).await;
+        assert_eq!(r.error_code, NONE, "v{version}");
+        assert_eq!(r.producer_epoch, 0);
+        assert!(*r.producer_id >= 0);
+        assert!(ids.insert(*r.producer_id), "v{version} reused an id");
+    }
+
+    // KIP-360: the current id and epoch bump the epoch; a repeat gets the same answer.
+    let first = init_producer_id(&mut client, 4, None).await;
+    let pid = *first.producer_id;
+    let bumped = init_producer_id(&mut client, 4, Some((pid, 0))).await;
+    assert_eq!(
+        (
+            bumped.error_code,
+            *bumped.producer_id,
+            bumped.producer_epoch
+        ),
+        (NONE, pid, 1)
+    );
+    let repeated = init_producer_id(&mut client, 3, Some((pid, 0))).await;
+    assert_eq!((*repeated.producer_id, repeated.producer_epoch), (pid, 1));
+    let wrong = init_producer_id(&mut client, 4, Some((pid, 9))).await;
+    assert_eq!(wrong.error_code, INVALID_PRODUCER_EPOCH);
+    assert_eq!(*wrong.producer_id, -1);
+
+    // Transactions are not implemented: a clear, fatal error.
+    let txn = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx-1"))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let refused: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &txn).await;
+    assert_eq!(refused.error_code, INVALID_REQUEST);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_retry_is_answered_with_the_original_offset_and_bad_sequences_are_refused() {
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let init = init_producer_id(&mut client, 4, None).await;
+    let (pid, epoch) = (*init.producer_id, init.producer_epoch);
+
+    // Another producer's record first, so the idempotent batch does not start at 0.
+    let other = init_producer_id(&mut client, 4, None).await;
+    let ts = 1_700_000_000_000;
+    assert_eq!(
+        produce(
+            &mut client,
+            "idem",
+            producer_batch(1, *other.producer_id, 0, 0, ts)
+        )
+        .await,
+        (NONE, 0)
+    );
+
+    let batch = producer_batch(3, pid, epoch, 0, ts);
+    assert_eq!(produce(&mut client, "idem", batch.clone()).await, (NONE, 1));
+    assert_eq!(produce(&mut client, "idem", batch.clone()).await, (NONE, 1));
+    let log = broker
+        .running()
+        .broker()
+        .topic("idem")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    assert_eq!(log.log_end_offset(), 4, "the retry was not appended");
+
+    // A gap (sequence 5 after 0..=2).
+    let gap = producer_batch(1, pid, epoch, 5, ts);
+    assert_eq!(
+        produce(&mut client, "idem", gap).await.0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    assert_eq!(
+        produce(&mut client, "idem", producer_batch(2, pid, epoch, 3, ts)).await,
+        (NONE, 4)
+    );
+
+    // Epoch bump: the new epoch starts at 0 and fences the old one.
+    let bumped = init_producer_id(&mut client, 4, Some((pid, epoch))).await;
+    assert_eq!(bumped.producer_epoch, epoch + 1);
+    assert_eq!(
+        produce(
+            &mut client,
+            "idem",
+            producer_batch(1, pid, epoch + 1, 0, ts)
+        )
+        .await,
+        (NONE, 6)
+    );
+    let stale = producer_batch(1, pid, epoch, 5, ts);
+    assert_eq!(
+        produce(&mut client, "idem", stale).await.0,
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(log.log_end_offset(), 7);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_graceful_restart_is_still_a_duplicate() {
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let init = init_producer_id(&mut client, 4, None).await;
+    let pid = *init.producer_id;
+    let batch = producer_batch(5, pid, 0, 0, 1_700_000_000_000);
+    assert_eq!(
+        produce(&mut client, "graceful", batch.clone()).await,
+        (NONE, 0)
+    );
+    drop(client);
+
+    let broker = broker.restart(|_| {}).await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    assert_eq!(produce(&mut client, "graceful", batch).await, (NONE, 0));
+    let next = producer_batch(1, pid, 0, 5, 1_700_000_000_000);
+    assert_eq!(produce(&mut client, "graceful", next).await, (NONE, 5));
+    let fresh = init_producer_id(&mut client, 4, None).await;
+    assert!(
+        *fresh.producer_id > pid,
+        "ids are never reused after a restart"
+    );
+    broker.shutdown().await;
+}
+
+/// The `strata` binary running as a child process; killed when dropped.
+struct BrokerProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl BrokerProcess {
+    fn spawn(data_dir: &std::path::Path) -> BrokerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn strata");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("strata listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        BrokerProcess { child, addr }
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL on Unix
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_sigkill_is_still_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = BrokerProcess::spawn(dir.path());
+    let mut client = RawClient::connect(process.addr).await;
+    let init = init_producer_id(&mut client, 4, None).await;
+    let pid = *init.producer_id;
+    let ts = 1_700_000_000_000;
+    // Several batches, so the retried one is not the producer's only batch.
+    let mut last = Vec::new();
+    for i in 0..4 {
+        last = producer_batch(10, pid, 0, i * 10, ts);
+        assert_eq!(
+            produce(&mut client, "killed", last.clone()).await,
+            (NONE, i64::from(i) * 10)
+        );
+    }
+    drop(client);
+    process.sigkill(); // acks=all: the batch is on disk; its response could have been lost
+
+    let process = BrokerProcess::spawn(dir.path());
+    let mut client = RawClient::connect(process.addr).await;
+    assert_eq!(
+        produce(&mut client, "killed", last).await,
+        (NONE, 30),
+        "retry is a duplicate"
+    );
+    let gap = producer_batch(1, pid, 0, 41, ts);
+    assert_eq!(
+        produce(&mut client, "killed", gap).await.0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    let next = producer_batch(1, pid, 0, 40, ts);
+    assert_eq!(
+        produce(&mut client, "killed", next).await,
+        (NONE, 40),
+        "log holds 40 records"
+    );
+    let fresh = init_producer_id(&mut client, 4, None).await;
+    assert!(
+        *fresh.producer_id > pid,
+        "ids are never reused after a crash"
+    );
+    drop(process);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rdkafka_idempotent_producer_delivers_exactly_once_in_order() {
+    const PARTITIONS: i32 = 4;
+    const RECORDS: usize = 200_000;
+    let broker = TestBroker::start_with(|c| c.num_partitions = PARTITIONS).await;
+    let bootstrap = broker.bootstrap();
+    let producer = producer(
+        &bootstrap,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("queue.buffering.max.messages", "1000000"),
+        ],
+    );
+    let mut acked = 0usize;
+    for window in (0..RECORDS).collect::<Vec<_>>().chunks(20_000) {
+        let sends = window.iter().map(|&i| {
+            let value = i.to_string();
+            let producer = &producer;
+            async move {
+                let partition = (i % PARTITIONS as usize) as i32;
+                producer
+                    .send(
+                        FutureRecord::<(), _>::to("exactly-once")
+                            .partition(partition)
+                            .payload(&value),
+                        PATIENCE,
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+        });
+        for result in join_all(sends).await {
+            result.expect("idempotent send");
+            acked += 1;
+        }
+    }
+    assert_eq!(acked, RECORDS);
+    drop(producer);
+
+    let topic = broker.running().broker().topic("exactly-once").unwrap();
+    let ends: Vec<i64> = topic
+        .partitions
+        .iter()
+        .map(|l| l.log_end_offset())
+        .collect();
+    assert_eq!(
+        ends.iter().sum::<i64>(),
+        RECORDS as i64,
+        "no duplicates: {ends:?}"
+    );
+    assert!(
+        topic.partitions.iter().all(|l| l.producer_count() == 1),
+        "batches carried a producer id"
+    );
+
+    let messages = tokio::task::spawn_blocking(move || {
+        consume(&bootstrap, "exactly-once", PARTITIONS, RECORDS)
+    })
+    .await
+    .unwrap();
+    assert_eq!(messages.len(), RECORDS);
+    let mut seen = vec![false; RECORDS];
+    let mut last_per_partition = vec![-1i64; PARTITIONS as usize];
+    let mut sorted = messages;
+    sorted.sort_by_key(|m| (m.partition(), m.offset()));
+    for m in &sorted {
+        let value: usize = std::str::from_utf8(m.payload().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let p = m.partition();
+        assert_eq!(value % PARTITIONS as usize, p as usize);
+        assert!(
+            !std::mem::replace(&mut seen[value], true),
+            "duplicate {value}"
+        );
+        let last = &mut last_per_partition[p as usize];
+        assert!(value as i64 > *last, "partition {p}: {value} after {last}");
+        *last = value as i64;
+    }
+    assert!(seen.iter().all(|s| *s));
+    broker.shutdown().await;
+}
