@@ -291,6 +291,32 @@ async fn lag_and_every_reset_mode() {
         .any(|g| g["group"] == "billing"));
     offsets_cli(&bs, &["groups", "list"]);
 
+    // Offsets left on a deleted topic show without a log end or lag.
+    create_topic(&bs, "gone", 1).await;
+    {
+        let consumer = group_consumer(&bs, "leftover");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("gone", 0, Offset::Offset(0))
+            .unwrap();
+        consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .create()
+        .unwrap();
+    for r in admin
+        .delete_topics(&["gone"], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.expect("deleted");
+    }
+    let leftover = offsets_cli(&bs, &["--json", "groups", "describe", "leftover"]).json();
+    assert_eq!(
+        leftover["partitions"],
+        serde_json::json!([{"topic": "gone", "partition": 0, "committed": 0, "log_end": null, "lag": null, "member_id": null}])
+    );
+
     // Dry run: a plan, nothing committed.
     let dry = offsets_cli(
         &bs,

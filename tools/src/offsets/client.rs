@@ -33,6 +33,13 @@ const MAX_FRAME: usize = 512 << 20;
 /// client.id sent in every request header.
 const CLIENT_ID: &str = "strata-offsets";
 
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+const RETRIABLE_COORDINATOR_ERRORS: [i16; 3] = [14, 15, 16];
+/// FindCoordinator attempts while the coordinator is not ready.
+const COORDINATOR_ATTEMPTS: u32 = 20;
+/// Pause between those attempts.
+const COORDINATOR_BACKOFF: Duration = Duration::from_millis(250);
+
 /// ListOffsets timestamp that asks for the log end offset.
 pub const LATEST: i64 = -1;
 /// ListOffsets timestamp that asks for the log start offset.
@@ -129,18 +136,16 @@ impl Connection {
                     tool_min,
                     tool_max,
                 })?;
-        let version = tool_max.min(broker_max);
-        if version < tool_min.max(broker_min) {
-            return Err(ToolError::NoCommonVersion {
+        negotiate((tool_min, tool_max), (broker_min, broker_max)).ok_or_else(|| {
+            ToolError::NoCommonVersion {
                 addr: self.addr.clone(),
                 api: api_name(key),
                 broker_min,
                 broker_max,
                 tool_min,
                 tool_max,
-            });
-        }
-        Ok(version)
+            }
+        })
     }
 
     /// Sends `request` at the negotiated version and returns the decoded response and the
@@ -228,6 +233,12 @@ impl Connection {
             reason,
         }
     }
+}
+
+/// The highest version in both inclusive ranges `(min, max)`, if they overlap.
+pub fn negotiate(tool: (i16, i16), broker: (i16, i16)) -> Option<i16> {
+    let version = tool.1.min(broker.1);
+    (version >= tool.0.max(broker.0)).then_some(version)
 }
 
 fn api_name(key: ApiKey) -> &'static str {
@@ -375,7 +386,21 @@ impl Cluster {
         let request = FindCoordinatorRequest::default()
             .with_key(StrBytes::from_string(group.to_string()))
             .with_key_type(0);
-        let (response, _) = self.bootstrap().await?.send(&request).await?;
+        // A coordinator that is loading or moving answers with a retriable error; wait for
+        // it a little, as Kafka's clients do.
+        let mut attempt = 0;
+        let response = loop {
+            let (response, _) = self.bootstrap().await?.send(&request).await?;
+            attempt += 1;
+            if RETRIABLE_COORDINATOR_ERRORS.contains(&response.error_code)
+                && attempt < COORDINATOR_ATTEMPTS
+            {
+                tracing::debug!(group, code = response.error_code, "coordinator not ready");
+                tokio::time::sleep(COORDINATOR_BACKOFF).await;
+                continue;
+            }
+            break response;
+        };
         ToolError::check(response.error_code, || {
             format!("finding the coordinator of group '{group}'")
         })?;
@@ -473,5 +498,41 @@ impl Cluster {
             out.insert(key.clone(), (start, end));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_picks_the_highest_common_version() {
+        assert_eq!(negotiate((4, 12), (4, 13)), Some(12)); // Fetch vs Strata
+        assert_eq!(negotiate((4, 12), (4, 17)), Some(12)); // Fetch vs Kafka 4
+        assert_eq!(negotiate((1, 12), (0, 7)), Some(7)); // Metadata vs Kafka 2.x
+        assert_eq!(negotiate((2, 7), (1, 1)), None);
+        assert_eq!(negotiate((3, 9), (0, 2)), None);
+        assert_eq!(negotiate((0, 3), (3, 4)), Some(3));
+    }
+
+    #[test]
+    fn every_api_the_tool_sends_has_a_range_inside_kafka_protocol() {
+        use kafka_protocol::messages::*;
+        fn check<R: Request>() {
+            let key = ApiKey::try_from(R::KEY).unwrap();
+            let (min, max) = tool_range(key);
+            assert!(min <= max, "{key:?}");
+            assert!(min >= R::VERSIONS.min && max <= R::VERSIONS.max, "{key:?}");
+        }
+        check::<ApiVersionsRequest>();
+        check::<MetadataRequest>();
+        check::<ListOffsetsRequest>();
+        check::<FindCoordinatorRequest>();
+        check::<DescribeGroupsRequest>();
+        check::<ListGroupsRequest>();
+        check::<OffsetFetchRequest>();
+        check::<OffsetCommitRequest>();
+        check::<FetchRequest>();
+        check::<ProduceRequest>();
     }
 }

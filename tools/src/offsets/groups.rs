@@ -51,7 +51,8 @@ pub struct PartitionLag {
     pub topic: String,
     pub partition: i32,
     pub committed: Option<i64>,
-    pub log_end: i64,
+    /// `None` when the topic or partition no longer exists.
+    pub log_end: Option<i64>,
     pub lag: Option<i64>,
     pub member_id: Option<String>,
 }
@@ -200,27 +201,30 @@ pub async fn lag_of(
             }
         }
     }
-    let topics: Vec<String> = partitions
-        .iter()
-        .map(|(t, _)| t.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if topics.is_empty() {
+    if partitions.is_empty() {
         return Ok(Vec::new());
     }
-    let leaders = cluster.metadata(Some(&topics)).await?;
-    let partitions: Vec<(String, i32)> = partitions.into_iter().collect();
+    // All topics, so that offsets left on a deleted topic show as such instead of failing.
+    let leaders = cluster.metadata(None).await?;
+    let live: Vec<(String, i32)> = partitions
+        .iter()
+        .filter(|(t, p)| {
+            leaders
+                .get(t)
+                .is_some_and(|info| info.partitions.contains_key(p))
+        })
+        .cloned()
+        .collect();
     let ends = cluster
-        .list_offsets(&partitions, super::client::LATEST, &leaders)
+        .list_offsets(&live, super::client::LATEST, &leaders)
         .await?;
     Ok(partitions
         .into_iter()
         .map(|key| {
-            let log_end = ends.get(&key).copied().flatten().unwrap_or(0);
+            let log_end = ends.get(&key).map(|o| o.unwrap_or(0));
             let c = committed.get(&key).copied();
             PartitionLag {
-                lag: c.map(|c| (log_end - c).max(0)),
+                lag: c.zip(log_end).map(|(c, end)| (end - c).max(0)),
                 committed: c,
                 log_end,
                 member_id: owner.get(&key).cloned(),
@@ -303,7 +307,7 @@ pub async fn describe(
             l.topic.clone(),
             l.partition.to_string(),
             opt(l.committed),
-            l.log_end.to_string(),
+            opt(l.log_end),
             opt(l.lag),
             l.member_id.clone().unwrap_or_else(|| "-".to_string()),
         ]);

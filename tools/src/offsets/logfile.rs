@@ -170,10 +170,13 @@ pub fn dump(path: &Path, records: bool, json_out: bool, out: &mut impl Write) ->
     } else {
         vec![path.to_path_buf()]
     };
-    for file in files {
+    for (n, file) in files.into_iter().enumerate() {
         let bytes = read(&file)?;
         let scan = scan(&bytes);
         if !json_out {
+            if n > 0 {
+                writeln!(out)?;
+            }
             writeln!(
                 out,
                 "{}: {} bytes, {} batch(es)",
