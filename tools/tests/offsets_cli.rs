@@ -449,6 +449,57 @@ async fn lag_and_every_reset_mode() {
         bad_time.stderr
     );
     assert_eq!(bad_time.stderr.trim().lines().count(), 1);
+    let bad_duration = offsets_cli(
+        &bs,
+        &[
+            "groups",
+            "reset",
+            "billing",
+            "--all-topics",
+            "--by-duration",
+            "1H",
+        ],
+    );
+    assert_eq!(bad_duration.code, 1);
+    assert!(
+        bad_duration
+            .stderr
+            .starts_with("strata-offsets: error: invalid time '1H': must start with P"),
+        "{}",
+        bad_duration.stderr
+    );
+    let bad_partition = offsets_cli(
+        &bs,
+        &[
+            "groups",
+            "reset",
+            "billing",
+            "--topic",
+            "orders:7",
+            "--to-latest",
+        ],
+    );
+    assert_eq!(bad_partition.code, 1);
+    assert_eq!(
+        bad_partition.stderr.trim(),
+        "strata-offsets: error: unknown partition orders:7"
+    );
+    // Exactly one target is required (a usage error, exit 2).
+    let two_targets = offsets_cli(
+        &bs,
+        &[
+            "groups",
+            "reset",
+            "billing",
+            "--all-topics",
+            "--to-latest",
+            "--to-earliest",
+        ],
+    );
+    assert_eq!(two_targets.code, 2);
+    // Nothing above changed the committed offsets.
+    assert_eq!(committed(&bs, "billing"), vec![6, 6, 6]);
+
     broker.stop().await;
     let unreachable = offsets_cli(&bs, &["groups", "list"]);
     assert_eq!(unreachable.code, 1);
@@ -635,6 +686,28 @@ async fn replay_ranges_and_republish() {
     );
     assert!(text.stdout.starts_with("p0 @9 "), "{}", text.stdout);
     assert!(text.stdout.contains("key=key-0-9 value=order 0-9 n:9"));
+
+    // On a terminal (a pty from util-linux `script`) a progress bar is drawn on stderr;
+    // every record is still printed.
+    let command = format!(
+        "{} --bootstrap {bs} replay --topic orders --from-offset 0",
+        env!("CARGO_BIN_EXE_strata-offsets")
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("run script(1)");
+    let seen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{seen}");
+    assert!(seen.contains("/30 records"), "no progress bar in {seen:?}");
+    for p in 0..3 {
+        for i in 0..PER_PARTITION {
+            assert!(
+                seen.contains(&format!("\"value\":\"{}\"", value_of(p, i))),
+                "{p}-{i}"
+            );
+        }
+    }
 
     // Compressed batches and non-UTF-8 bytes decode.
     create_topic(&bs, "zipped", 1).await;
