@@ -19,6 +19,7 @@ pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod fetch;
+pub(crate) mod fetch_frame;
 pub(crate) mod groups;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
@@ -118,7 +119,43 @@ pub struct RequestContext {
 
 /// An encoded response frame (length prefix included), or None when encoding failed and
 /// the connection must be closed.
-pub type ResponseFrame = Option<Bytes>;
+pub type ResponseFrame = Option<Frame>;
+
+/// One encoded response: parts written back to back. Most responses are one part; a Fetch
+/// response shares each partition's record bytes with the log read instead of copying
+/// them into the frame (`fetch_frame`).
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    parts: Vec<Bytes>,
+}
+
+impl Frame {
+    /// A frame of these parts, in order.
+    pub fn from_parts(parts: Vec<Bytes>) -> Frame {
+        Frame { parts }
+    }
+
+    /// Total bytes, length prefix included.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// True for a frame without bytes.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Bytes::is_empty)
+    }
+
+    /// The parts to write, in order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Frame {
+        Frame { parts: vec![bytes] }
+    }
+}
 
 /// A response that is computed later, in request order on the connection.
 pub type DeferredResponse = Pin<Box<dyn Future<Output = ResponseFrame> + Send + 'static>>;
@@ -226,11 +263,11 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             corr,
             produce::handle(decode(api, version, body)?, version, ctx),
         ),
-        ApiKey::Fetch => respond(
-            api,
+        ApiKey::Fetch => respond_with(
             version,
             corr,
             fetch::handle(decode(api, version, body)?, version, ctx),
+            fetch_frame::encode,
         ),
         ApiKey::ListOffsets => respond(
             api,
@@ -374,6 +411,23 @@ fn respond<R: Encodable + Send + 'static>(
     }
 }
 
+/// Like `respond`, with an API-specific encoder (Fetch: record bytes are not copied).
+fn respond_with<R: Send + 'static>(
+    version: i16,
+    correlation_id: i32,
+    handled: Handled<R>,
+    encode: fn(i16, i32, &R) -> ResponseFrame,
+) -> Reply {
+    match handled {
+        Handled::Ready(body) => Reply::Now(encode(version, correlation_id, &body)),
+        Handled::NoResponse => Reply::Nothing,
+        Handled::Deferred(future) => Reply::Later(Box::pin(async move {
+            let body = future.await;
+            encode(version, correlation_id, &body)
+        })),
+    }
+}
+
 /// Encodes `[length][response header][body]`. The header version comes from the API
 /// (ApiVersions always uses header v0: no tagged fields, whatever the request version).
 pub(crate) fn encode_frame<R: Encodable>(
@@ -395,16 +449,16 @@ pub(crate) fn encode_frame<R: Encodable>(
     }
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
-    Some(buf.freeze())
+    Some(Frame::from(buf.freeze()))
 }
 
 /// A response of just the correlation id and an error code: the answer to an API key or
 /// version this broker does not serve (Kafka's own brokers close the connection instead;
 /// clients never send these because they pick versions from ApiVersions).
-fn error_only_frame(correlation_id: i32, error_code: i16) -> Bytes {
+fn error_only_frame(correlation_id: i32, error_code: i16) -> Frame {
     let mut buf = BytesMut::with_capacity(10);
     buf.put_i32(6);
     buf.put_i32(correlation_id);
     buf.put_i16(error_code);
-    buf.freeze()
+    Frame::from(buf.freeze())
 }

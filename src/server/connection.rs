@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::api::{self, Reply, RequestContext, ResponseFrame};
+use crate::api::{self, Frame, Reply, RequestContext, ResponseFrame};
 
 /// Why a connection's read side stopped.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ const QUEUED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// A response in the connection's ordered queue.
 enum Pending {
     /// Computed; the permit holds its share of `QUEUED_RESPONSE_BYTES` until written.
-    Ready(Bytes, OwnedSemaphorePermit),
+    Ready(Frame, OwnedSemaphorePermit),
     /// Computed later (acks=all, long poll). Not charged to the budget: it may resolve
     /// only after later responses were queued, and waiting for their permits would
     /// deadlock the in-order writer.
@@ -85,14 +85,14 @@ pub async fn serve(
             }
         };
         let pending = match api::handle_frame(frame, &ctx) {
-            Ok(Reply::Now(Some(bytes))) => {
-                let share = bytes.len().clamp(1, QUEUED_RESPONSE_BYTES) as u32;
+            Ok(Reply::Now(Some(frame))) => {
+                let share = frame.len().clamp(1, QUEUED_RESPONSE_BYTES) as u32;
                 // Waits while earlier responses are unwritten (the semaphore is never
                 // closed, so this only fails if it were).
                 let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
                     break;
                 };
-                Pending::Ready(bytes, permit)
+                Pending::Ready(frame, permit)
             }
             Ok(Reply::Now(None)) => break,
             Ok(Reply::Nothing) => continue,
@@ -177,7 +177,7 @@ async fn write_responses(
     let mut out = BufWriter::with_capacity(64 * 1024, write_half);
     while let Some(pending) = rx.recv().await {
         let (frame, _permit) = match pending {
-            Pending::Ready(bytes, permit) => (Some(bytes), Some(permit)),
+            Pending::Ready(frame, permit) => (Some(frame), Some(permit)),
             Pending::Task(handle) => match handle.await {
                 Ok(frame) => (frame, None),
                 Err(e) => {
@@ -187,9 +187,12 @@ async fn write_responses(
             },
         };
         let Some(frame) = frame else { break };
-        if let Err(e) = out.write_all(&frame).await {
-            debug!(%peer, error = %e, "write failed");
-            return;
+        // Parts larger than the buffer (shared record sets) go to the socket directly.
+        for part in frame.parts() {
+            if let Err(e) = out.write_all(part).await {
+                debug!(%peer, error = %e, "write failed");
+                return;
+            }
         }
         if rx.is_empty() {
             if let Err(e) = out.flush().await {
