@@ -140,6 +140,8 @@ pub async fn replay(
         _ => u64::MAX,
     };
     let span: u64 = ranges.iter().map(|(_, s, e)| (e - s) as u64).sum();
+    // The bar counts offsets covered, or records emitted when --count bounds the replay.
+    let count_bound = span > remaining;
     let bar = if std::io::stdout().is_terminal() && span > 0 {
         let bar = indicatif::ProgressBar::new(span.min(remaining));
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -223,6 +225,9 @@ pub async fn replay(
                             .await?;
                         remaining -= 1;
                         emitted += 1;
+                        if let (Some(bar), true) = (&bar, count_bound) {
+                            bar.inc(1);
+                        }
                     }
                 }
                 offset = if remaining == 0 {
@@ -231,7 +236,7 @@ pub async fn replay(
                     header.next_offset().min(end)
                 };
             }
-            if let Some(bar) = &bar {
+            if let (Some(bar), false) = (&bar, count_bound) {
                 bar.inc((offset - before).max(0) as u64);
             }
             if offset == before && remaining > 0 {
