@@ -266,7 +266,7 @@ impl ProducerStateTable {
     /// were appended. Err: the position of the refused batch and why.
     pub(crate) fn check_request(
         &self,
-        batches: &[PlannedBatch],
+        batches: impl IntoIterator<Item = PlannedBatch>,
     ) -> Result<RequestVerdict, (usize, ProducerBatch, ProducerFault)> {
         let mut updated: Vec<(i64, ProducerEntry)> = Vec::new();
         for p in batches {

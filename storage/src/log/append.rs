@@ -150,48 +150,9 @@ impl Log {
 
         let append_guard = lock(&self.append_lock);
         self.check_online()?;
-        // Idempotent producers: check sequences and epochs against the offsets the batches
-        // will get (the log end cannot move while `append_lock` is held).
         let idempotent = headers.iter().any(|(_, h)| h.has_producer_id());
         let mut producers = idempotent.then(|| lock(&self.producers));
         let mut producer_updates = Vec::new();
-        if let Some(table) = producers.as_deref() {
-            let (log_end, log_start) = {
-                let st = lock(&self.state);
-                (st.log_end_offset(), st.log_start_offset)
-            };
-            let mut planned = Vec::with_capacity(headers.len());
-            let mut next = log_end;
-            for (pos, h) in &headers {
-                if let Some(batch) = ProducerBatch::of(h) {
-                    planned.push(PlannedBatch {
-                        position: *pos,
-                        batch,
-                        first_offset: next,
-                        last_offset: next + i64::from(h.last_offset_delta),
-                        timestamp: if log_append { now_ms } else { h.max_timestamp },
-                    });
-                }
-                next += i64::from(h.last_offset_delta) + 1;
-            }
-            match table.check_request(&planned) {
-                Ok(RequestVerdict::Append(updates)) => producer_updates = updates,
-                Ok(RequestVerdict::Duplicate(original)) => {
-                    tracing::debug!(dir = %self.dir.display(), first_offset = original.first_offset,
-                                    first_sequence = original.first_sequence, "duplicate batch not appended");
-                    return Ok(AppendInfo {
-                        base_offset: original.first_offset,
-                        last_offset: original.last_offset,
-                        log_append_time: log_append.then_some(original.timestamp),
-                        log_start_offset: log_start,
-                        duplicate: true,
-                    });
-                }
-                Err((position, batch, fault)) => {
-                    return Err(producer_error(&self.dir, position, &batch, fault))
-                }
-            }
-        }
         let (file, position, base_offset, rolled_at) = {
             let mut st = lock(&self.state);
             if st.closed {
@@ -199,6 +160,39 @@ impl Log {
                     dir: self.dir.clone(),
                 }
                 .into());
+            }
+            // Idempotent producers: check sequences and epochs against the offsets the
+            // batches will get (the log end cannot move while `append_lock` is held).
+            if let Some(table) = producers.as_deref() {
+                let mut next = st.log_end_offset();
+                let planned = headers.iter().filter_map(|(pos, h)| {
+                    let first_offset = next;
+                    next += i64::from(h.last_offset_delta) + 1;
+                    ProducerBatch::of(h).map(|batch| PlannedBatch {
+                        position: *pos,
+                        batch,
+                        first_offset,
+                        last_offset: next - 1,
+                        timestamp: if log_append { now_ms } else { h.max_timestamp },
+                    })
+                });
+                match table.check_request(planned) {
+                    Ok(RequestVerdict::Append(updates)) => producer_updates = updates,
+                    Ok(RequestVerdict::Duplicate(original)) => {
+                        tracing::debug!(dir = %self.dir.display(), first_offset = original.first_offset,
+                                        first_sequence = original.first_sequence, "duplicate batch not appended");
+                        return Ok(AppendInfo {
+                            base_offset: original.first_offset,
+                            last_offset: original.last_offset,
+                            log_append_time: log_append.then_some(original.timestamp),
+                            log_start_offset: st.log_start_offset,
+                            duplicate: true,
+                        });
+                    }
+                    Err((position, batch, fault)) => {
+                        return Err(producer_error(&self.dir, position, &batch, fault))
+                    }
+                }
             }
             let segments_before = st.segments.len();
             self.maybe_roll(
