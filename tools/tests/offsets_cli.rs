@@ -1030,3 +1030,187 @@ async fn log_dump_and_verify() {
         "{error}"
     );
 }
+
+/// `(client id, api key) -> versions` seen by [`capping_proxy`].
+type Seen =
+    std::sync::Arc<std::sync::Mutex<BTreeMap<(String, i16), std::collections::BTreeSet<i16>>>>;
+
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut frame).await.ok()?;
+    Some(frame)
+}
+
+async fn write_frame(stream: &mut tokio::net::TcpStream, frame: &[u8]) -> Option<()> {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(&(frame.len() as i32).to_be_bytes())
+        .await
+        .ok()?;
+    stream.write_all(frame).await.ok()
+}
+
+/// A proxy in front of `upstream` that answers like an older broker: it lowers the maximum
+/// versions in every ApiVersions response to `caps` (api key -> max) and records the
+/// version of every request it forwards, by client id.
+fn capping_proxy(
+    listener: tokio::net::TcpListener,
+    upstream: std::net::SocketAddr,
+    caps: BTreeMap<i16, i16>,
+    seen: Seen,
+) {
+    use kafka_protocol::messages::ApiVersionsResponse;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let caps = caps.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                while let Some(request) = read_frame(&mut client).await {
+                    let key = i16::from_be_bytes([request[0], request[1]]);
+                    let version = i16::from_be_bytes([request[2], request[3]]);
+                    let id_len = i16::from_be_bytes([request[8], request[9]]).max(0) as usize;
+                    let client_id = String::from_utf8_lossy(&request[10..10 + id_len]).to_string();
+                    seen.lock()
+                        .unwrap()
+                        .entry((client_id, key))
+                        .or_default()
+                        .insert(version);
+                    if write_frame(&mut server, &request).await.is_none() {
+                        return;
+                    }
+                    let Some(mut response) = read_frame(&mut server).await else {
+                        return;
+                    };
+                    if key == 18 {
+                        // ApiVersions responses always use response header v0.
+                        let mut body = bytes::Bytes::copy_from_slice(&response[4..]);
+                        let mut decoded = ApiVersionsResponse::decode(&mut body, version).unwrap();
+                        for k in decoded.api_keys.iter_mut() {
+                            if let Some(cap) = caps.get(&k.api_key) {
+                                k.max_version = k.max_version.min(*cap);
+                            }
+                        }
+                        let mut out = bytes::BytesMut::from(&response[..4]);
+                        decoded.encode(&mut out, version).unwrap();
+                        response = out.to_vec();
+                    }
+                    if write_frame(&mut client, &response).await.is_none() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Against a broker that advertises only Kafka 1.0's versions (non-flexible everywhere),
+/// the tool negotiates down to them and every command still gives the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negotiates_down_to_an_older_brokers_versions() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_defaults("127.0.0.1:0".parse().unwrap(), dir.path());
+    config.group_initial_rebalance_delay_ms = 0;
+    config.auto_create_topics = false;
+    config.advertised_host = Some("127.0.0.1".to_string());
+    config.advertised_port = Some(proxy_addr.port());
+    let running = strata::start(config).await.expect("broker starts");
+    // Kafka 1.0: Produce 5, Fetch 6, ListOffsets 2, Metadata 5, OffsetCommit 3,
+    // OffsetFetch 3, FindCoordinator 1, ListGroups 1, DescribeGroups 1, ApiVersions 1.
+    let caps = BTreeMap::from([
+        (0, 5),
+        (1, 6),
+        (2, 2),
+        (3, 5),
+        (8, 3),
+        (9, 3),
+        (10, 1),
+        (15, 1),
+        (16, 1),
+        (18, 1),
+    ]);
+    let seen: Seen = Default::default();
+    capping_proxy(listener, running.local_addr(), caps, seen.clone());
+    let bs = proxy_addr.to_string();
+
+    let base = produce_orders(&bs).await;
+    commit(&bs, "old", &[(0, 3), (1, 3), (2, 3)]);
+    let described = offsets_cli(&bs, &["--json", "groups", "describe", "old"]).json();
+    assert_eq!(described["total_lag"]["orders"], 21);
+    offsets_cli(&bs, &["--json", "groups", "list"]).json();
+    reset(&bs, "old", &["--all-topics"], &["--to-offset", "5"]).json();
+    assert_eq!(committed(&bs, "old"), vec![5, 5, 5]);
+    let lines = offsets_cli(
+        &bs,
+        &[
+            "replay",
+            "--topic",
+            "orders",
+            "--partition",
+            "0",
+            "--from-offset",
+            "8",
+        ],
+    )
+    .json_lines();
+    assert_eq!(offsets_of(&lines), vec![(0, 8), (0, 9)]);
+    assert_eq!(lines[1]["timestamp"], base + 9 * HOUR);
+    create_topic(&bs, "copy", 4).await;
+    let published = offsets_cli(
+        &bs,
+        &[
+            "--json",
+            "replay",
+            "--topic",
+            "orders",
+            "--from-offset",
+            "0",
+            "--to-topic",
+            "copy",
+        ],
+    )
+    .json();
+    assert_eq!(published["records"], 30);
+    let copied =
+        offsets_cli(&bs, &["replay", "--topic", "copy", "--from-offset", "0"]).json_lines();
+    assert_eq!(copied.len(), 30);
+    for l in &copied {
+        let key = l["key"].as_str().unwrap();
+        assert_eq!(
+            l["partition"].as_i64().unwrap() as i32,
+            partition_for_key(key.as_bytes(), 4)
+        );
+    }
+
+    let seen = seen.lock().unwrap().clone();
+    let used = |key: i16| {
+        seen.get(&("strata-offsets".to_string(), key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (key, version) in [
+        (0, 5),
+        (1, 6),
+        (2, 2),
+        (3, 5),
+        (8, 3),
+        (9, 3),
+        (10, 1),
+        (15, 1),
+        (16, 1),
+    ] {
+        assert_eq!(
+            used(key),
+            std::collections::BTreeSet::from([version]),
+            "api {key}: the broker's maximum, nothing else"
+        );
+    }
+    assert_eq!(used(18), std::collections::BTreeSet::from([0]));
+    running.shutdown().await;
+}
