@@ -157,7 +157,7 @@ pub enum LogCommand {
     },
     /// Validate every batch and index of a partition directory.
     Verify {
-        /// Partition directory (<data dir>/<topic>-<partition>).
+        /// Partition directory (DATA_DIR/TOPIC-PARTITION).
         dir: PathBuf,
     },
 }
