@@ -37,7 +37,7 @@ start_broker() {
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 
-common=(--bootstrap "$ADDR" --record-size 1024 --batch-bytes 1048576
+common=(--bootstrap "$ADDR" --record-size 1024
         --data-dir "$WORK/data" --json)
 
 start_broker
@@ -45,18 +45,18 @@ sleep 1
 echo "idle_rss_kib $(rss)" | tee "$WORK/idle_rss.txt"
 
 # produce, acks=1, vs the baseline's socket->file rate (same duration)
-"$BENCH" produce "${common[@]}" --topic acks1 --partitions 8 --acks 1 --duration "$SECS" \
+"$BENCH" produce "${common[@]}" --topic acks1 --partitions 8 --batch-bytes 1048576 --acks 1 --duration "$SECS" \
     --compare-baseline --broker-pid "$PID" >"$WORK/produce_acks1.json"
 # consume everything just produced, from a new group, vs the baseline's file->socket rate
 "$BENCH" consume "${common[@]}" --topic acks1 --compare-baseline --duration "$SECS" \
     --broker-pid "$PID" >"$WORK/consume.json"
 
 start_broker
-"$BENCH" produce "${common[@]}" --topic acksall --partitions 8 --acks all --duration "$SECS" \
+"$BENCH" produce "${common[@]}" --topic acksall --partitions 8 --batch-bytes 1048576 --acks all --duration "$SECS" \
     --broker-pid "$PID" >"$WORK/produce_acksall.json"
 
 start_broker
-"$BENCH" end-to-end "${common[@]}" --topic e2e --partitions 8 --acks all --rate 5000 --linger-ms 0 \
+"$BENCH" end-to-end "${common[@]}" --topic e2e --partitions 8 --batch-bytes 1048576 --acks all --rate 5000 --linger-ms 0 \
     --duration $((SECS * 2)) --broker-pid "$PID" >"$WORK/e2e_acksall.json"
 
 start_broker
