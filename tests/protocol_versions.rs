@@ -42,7 +42,13 @@ async fn every_advertised_version_of_the_core_apis() {
     let broker = TestBroker::start().await;
     let mut client = RawClient::connect(broker.addr()).await;
 
-    // Metadata v0..=12: auto-creates the topic, reports this node, ids from v10.
+    // The request that auto-creates a topic answers LEADER_NOT_AVAILABLE for it, as
+    // Kafka does; the next one finds it.
+    let created = metadata(&mut client, 12, Some(TOPIC)).await;
+    assert_eq!(created.topics[0].error_code, 5, "LEADER_NOT_AVAILABLE");
+    assert!(created.topics[0].partitions.is_empty());
+
+    // Metadata v0..=12: reports this node and the topic, ids from v10.
     let mut topic_id = Uuid::nil();
     for version in 0..=12 {
         let response = metadata(&mut client, version, Some(TOPIC)).await;

@@ -1,6 +1,7 @@
 //! Metadata: this node as the only broker and controller, and topics with their ids and
 //! partitions (this node leads every partition, epoch 0, replicas = isr = [this node]).
-//! Unknown topics are created when both the broker and the request allow it.
+//! Unknown topics are created when both the broker and the request allow it; the response
+//! that creates one answers LEADER_NOT_AVAILABLE for it, as Kafka does.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -13,6 +14,7 @@ use uuid::Uuid;
 use crate::broker::{Broker, Topic};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const LEADER_NOT_AVAILABLE: i16 = 5;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
 pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) -> MetadataResponse {
@@ -53,13 +55,18 @@ fn lookup_by_name(
     allow_create: bool,
     node: BrokerId,
 ) -> MetadataResponseTopic {
+    if let Some(topic) = broker.topic(name.as_str()) {
+        return describe(&topic, node);
+    }
     let found = if allow_create {
         broker.topic_or_auto_create(name.as_str())
     } else {
-        Ok(broker.topic(name.as_str()))
+        Ok(None)
     };
     match found {
-        Ok(Some(topic)) => describe(&topic, node),
+        // As Kafka does, the response that creates a topic reports it as not yet led;
+        // clients refresh their metadata and find it on the next request.
+        Ok(Some(_created)) => error_topic(Some(name), Uuid::nil(), LEADER_NOT_AVAILABLE),
         Ok(None) => error_topic(Some(name), Uuid::nil(), UNKNOWN_TOPIC_OR_PARTITION),
         Err(e) => {
             warn!(topic = %name.as_str(), error = %e, "metadata: topic not available");
