@@ -217,11 +217,23 @@ pub(crate) struct PlannedBatch {
     pub timestamp: i64,
 }
 
+/// The state changes a checked request makes once appended.
+#[derive(Debug, Default)]
+pub(crate) enum Updates {
+    /// No batch with a producer id.
+    #[default]
+    Nothing,
+    /// One batch (every Produce v3+ request): recorded in place, without copying entries.
+    One(PlannedBatch),
+    /// Several batches: the updated entries.
+    Many(Vec<(i64, ProducerEntry)>),
+}
+
 /// The outcome of checking a whole append request.
 #[derive(Debug)]
 pub(crate) enum RequestVerdict {
-    /// Append; then apply these updated entries.
-    Append(Vec<(i64, ProducerEntry)>),
+    /// Append; then apply these updates.
+    Append(Updates),
     /// The request retries a batch the log holds (Kafka answers the whole request with it).
     Duplicate(BatchMetadata),
 }
@@ -268,8 +280,19 @@ impl ProducerStateTable {
         &self,
         batches: impl IntoIterator<Item = PlannedBatch>,
     ) -> Result<RequestVerdict, (usize, ProducerBatch, ProducerFault)> {
+        let mut batches = batches.into_iter().peekable();
+        let Some(first) = batches.next() else {
+            return Ok(RequestVerdict::Append(Updates::Nothing));
+        };
+        if batches.peek().is_none() {
+            return match check(self.get(first.batch.producer_id), &first.batch) {
+                Ok(Verdict::Append) => Ok(RequestVerdict::Append(Updates::One(first))),
+                Ok(Verdict::Duplicate(original)) => Ok(RequestVerdict::Duplicate(original)),
+                Err(fault) => Err((first.position, first.batch, fault)),
+            };
+        }
         let mut updated: Vec<(i64, ProducerEntry)> = Vec::new();
-        for p in batches {
+        for p in std::iter::once(first).chain(batches) {
             let b = &p.batch;
             let slot = updated.iter().position(|(pid, _)| *pid == b.producer_id);
             let current = match slot {
@@ -297,12 +320,16 @@ impl ProducerStateTable {
                 None => updated.push((b.producer_id, entry)),
             }
         }
-        Ok(RequestVerdict::Append(updated))
+        Ok(RequestVerdict::Append(Updates::Many(updated)))
     }
 
-    /// Installs the entries a successful append produced.
-    pub(crate) fn apply(&mut self, updated: Vec<(i64, ProducerEntry)>) {
-        self.producers.extend(updated);
+    /// Installs the state changes of a successful append.
+    pub(crate) fn apply(&mut self, updates: Updates) {
+        match updates {
+            Updates::Nothing => {}
+            Updates::One(p) => self.record(&p.batch, p.first_offset, p.last_offset, p.timestamp),
+            Updates::Many(updated) => self.producers.extend(updated),
+        }
     }
 
     /// Records a batch header read back from the log (no checks: the log is the truth).
@@ -595,6 +622,15 @@ mod tests {
             }
         }
         t.record(&batch(i64::MAX, i16::MAX, 0, i32::MAX), 5, 6, -1);
+        // The layout storage/README.md documents: 22 bytes of header, 179 per producer.
+        let mut one = ProducerStateTable::default();
+        one.record(&batch(3, 1, 0, 0), 0, 0, 5);
+        let encoded = one.encode_snapshot(9);
+        assert_eq!(encoded.len(), 22 + 179);
+        assert_eq!(&encoded[4..6], &1u16.to_le_bytes());
+        assert_eq!(&encoded[6..14], &9i64.to_le_bytes());
+        assert_eq!(&encoded[14..22], &1u64.to_le_bytes());
+        assert_eq!(&encoded[22..30], &3i64.to_le_bytes());
         let bytes = t.encode_snapshot(1234);
         let (back, offset) = ProducerStateTable::decode_snapshot(&bytes).unwrap();
         assert_eq!(offset, 1234);

@@ -11,7 +11,9 @@ use crate::batch::{self, BatchFault, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_L
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
 use crate::flusher::lock;
-use crate::producer_state::{self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict};
+use crate::producer_state::{
+    self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates,
+};
 use crate::segment::Segment;
 
 fn batch_error(dir: &Path, position: usize, fault: BatchFault) -> AppendError {
@@ -152,7 +154,7 @@ impl Log {
         self.check_online()?;
         let idempotent = headers.iter().any(|(_, h)| h.has_producer_id());
         let mut producers = idempotent.then(|| lock(&self.producers));
-        let mut producer_updates = Vec::new();
+        let mut producer_updates = Updates::Nothing;
         let (file, position, base_offset, rolled_at) = {
             let mut st = lock(&self.state);
             if st.closed {
