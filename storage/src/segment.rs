@@ -75,8 +75,10 @@ impl Segment {
     /// caller fills it by scanning the `.log` (see recovery).
     pub fn open_files(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
         let log = DataFile::open(&segment_path(dir, base_offset, LOG_SUFFIX), true)?;
-        let index = DataFile::open(&segment_path(dir, base_offset, INDEX_SUFFIX), true)?;
-        let time_index = DataFile::open(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), true)?;
+        // Index files hold no descriptor between uses (see `DataFile::open_on_demand`).
+        let index = DataFile::open_on_demand(&segment_path(dir, base_offset, INDEX_SUFFIX), true)?;
+        let time_index =
+            DataFile::open_on_demand(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX), true)?;
         Ok(Segment {
             base_offset,
             log: Arc::new(log),
