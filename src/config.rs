@@ -119,6 +119,39 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_in_flight_requests: u32,
 
+    /// Largest number of open client connections; a connection accepted beyond it is
+    /// closed at once (logged). Kafka: max.connections.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = i32::MAX as u32,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub max_connections: u32,
+
+    /// Largest number of open connections from one IP address; beyond it a new connection
+    /// is closed at once (logged). Kafka: max.connections.per.ip.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_PER_IP", default_value_t = i32::MAX as u32,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub max_connections_per_ip: u32,
+
+    /// A connection that sends no request and receives no response for this many ms is
+    /// closed; -1 never closes idle connections. Kafka: connections.max.idle.ms.
+    #[arg(
+        long,
+        env = "STRATA_CONNECTIONS_MAX_IDLE_MS",
+        default_value_t = 600_000,
+        allow_negative_numbers = true
+    )]
+    pub connections_max_idle_ms: i64,
+
+    /// Bytes of request frames read but not yet answered, over all connections; reading
+    /// stops while the budget is spent. -1 is unbounded. Kafka: queued.max.request.bytes
+    /// (Kafka's default is -1; Strata bounds memory by default).
+    #[arg(
+        long,
+        env = "STRATA_QUEUED_MAX_REQUEST_BYTES",
+        default_value_t = 536_870_912,
+        allow_negative_numbers = true
+    )]
+    pub queued_max_request_bytes: i64,
+
     /// This broker's node id (Metadata, FindCoordinator). Kafka: node.id.
     #[arg(long, env = "STRATA_NODE_ID", default_value_t = 0)]
     pub node_id: i32,
@@ -199,6 +232,10 @@ const FILE_KEYS: &[(&str, &str)] = &[
         "log_retention_check_interval_ms",
     ),
     ("socket.request.max.bytes", "socket_request_max_bytes"),
+    ("max.connections", "max_connections"),
+    ("max.connections.per.ip", "max_connections_per_ip"),
+    ("connections.max.idle.ms", "connections_max_idle_ms"),
+    ("queued.max.request.bytes", "queued_max_request_bytes"),
     ("node.id", "node_id"),
     ("broker.id", "node_id"),
     ("cluster.id", "cluster_id"),

@@ -5,6 +5,7 @@
 //! task; close every log (flush + clean-shutdown marker) and stop the flusher.
 
 pub mod connection;
+pub mod limits;
 pub mod shutdown;
 
 use std::net::SocketAddr;
@@ -120,17 +121,35 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Accepts connections until shutdown, then waits for every connection to finish.
 async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
     let config = ctx.broker.config();
-    let max_frame = config.socket_request_max_bytes;
-    let max_in_flight = config.max_in_flight_requests as usize;
+    let settings = connection::Settings {
+        max_frame: config.socket_request_max_bytes,
+        max_in_flight: config.max_in_flight_requests as usize,
+        max_idle: u64::try_from(config.connections_max_idle_ms)
+            .ok()
+            .map(std::time::Duration::from_millis),
+        budget: limits::RequestBudget::new(config.queued_max_request_bytes),
+    };
+    let limits = limits::ConnectionLimits::new(
+        config.max_connections as usize,
+        config.max_connections_per_ip as usize,
+    );
     let mut shutdown = ctx.shutdown.clone();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = crate::server::shutdown::requested(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection::serve(stream, peer, ctx.clone(), max_frame, max_in_flight));
-                }
+                Ok((stream, peer)) => match limits.admit(peer.ip()) {
+                    Ok(slot) => {
+                        let serve = connection::serve(stream, peer, ctx.clone(), settings.clone());
+                        connections.spawn(async move {
+                            serve.await;
+                            drop(slot);
+                        });
+                    }
+                    // Refused (and logged): dropping the stream closes it unread.
+                    Err(_) => drop(stream),
+                },
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
                     warn!(error = %e, "accept failed");

@@ -1,0 +1,375 @@
+//! Resource limits: max.connections, max.connections.per.ip, connections.max.idle.ms,
+//! queued.max.request.bytes; 2,000 simultaneous connections; a broker with 10,000
+//! partitions restarting and answering Metadata. After each, a normal rdkafka client is
+//! still served.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::raw::RawClient;
+use common::{consume, producer, TestBroker, PATIENCE};
+use kafka_protocol::messages::api_versions_response::ApiVersionsResponse;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::producer::FutureRecord;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn api_versions_frame(correlation_id: i32) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(3)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("limits-test")));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, ApiKey::ApiVersions.request_header_version(3))
+        .unwrap();
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("test"))
+        .with_client_software_version(StrBytes::from_static_str("1"))
+        .encode(&mut buf, 3)
+        .unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf.to_vec()
+}
+
+/// Sends ApiVersions and reads the answer; None when the broker closed the connection.
+async fn try_api_versions(stream: &mut TcpStream, correlation_id: i32) -> Option<()> {
+    stream
+        .write_all(&api_versions_frame(correlation_id))
+        .await
+        .ok()?;
+    let read = async {
+        let len = stream.read_i32().await.ok()?;
+        let mut body = vec![0u8; len as usize];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    };
+    let mut body = tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("broker answered or closed")?;
+    let header = ResponseHeader::decode(&mut body, 0).unwrap();
+    assert_eq!(header.correlation_id, correlation_id);
+    let response = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+    assert_eq!(response.error_code, 0);
+    assert!(!body.has_remaining());
+    Some(())
+}
+
+/// Waits until the broker closes `stream` (EOF or reset); panics after PATIENCE.
+async fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+        .await
+        .expect("broker closes the connection");
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "expected a closed connection, read {n:?}"
+    );
+}
+
+/// Produces and consumes a few records with rdkafka: the broker serves normal clients.
+async fn assert_normal_client_works(broker: &TestBroker, topic: &str) {
+    let producer = producer(&broker.bootstrap(), &[("acks", "all")]);
+    for i in 0..5 {
+        let value = format!("v{i}");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic)
+                    .payload(&value)
+                    .partition(0),
+                PATIENCE,
+            )
+            .await
+            .expect("produce acknowledged");
+    }
+    let bootstrap = broker.bootstrap();
+    let topic = topic.to_owned();
+    let got = tokio::task::spawn_blocking(move || consume(&bootstrap, &topic, 1, 5))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 5);
+}
+
+fn open_fd_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+fn proc_status_field(pid: &str, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l.trim_start_matches(field).trim().to_owned())
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn open_fds(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// 2,000 connections open at once (both ends live in this process, so 4,000 fds: fewer
+/// when the soft fd limit does not allow that, and the test says so), each answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_connections_are_served_at_once() {
+    let broker = TestBroker::start().await;
+    let limit = open_fd_limit();
+    let wanted = 2_000u64;
+    let count = wanted.min(limit.saturating_sub(300) / 2) as usize;
+    if (count as u64) < wanted {
+        eprintln!("soft fd limit {limit}: opening {count} connections instead of {wanted}");
+    }
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        streams.push(TcpStream::connect(broker.addr()).await.unwrap());
+    }
+    // Every connection is open at once and each gets its answer.
+    let mut tasks = Vec::with_capacity(count);
+    for (i, mut stream) in streams.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let answered = try_api_versions(&mut stream, i as i32).await;
+            (answered, stream)
+        }));
+    }
+    let mut kept = Vec::with_capacity(count);
+    for task in tasks {
+        let (answered, stream) = task.await.unwrap();
+        assert!(
+            answered.is_some(),
+            "a connection was closed instead of served"
+        );
+        kept.push(stream);
+    }
+    eprintln!(
+        "{count} connections open: test process (broker + clients) VmRSS {} fds {}",
+        proc_status_field("self", "VmRSS:"),
+        open_fds("self")
+    );
+    assert_normal_client_works(&broker, "after-many").await;
+    drop(kept);
+    broker.shutdown().await;
+}
+
+/// max.connections.per.ip and max.connections: connections beyond the limit are closed
+/// unread; when one closes, its place is free again.
+#[tokio::test]
+async fn connection_limits_refuse_the_excess_and_free_places_on_close() {
+    let broker = TestBroker::start_with(|c| c.max_connections_per_ip = 4).await;
+    let mut admitted = Vec::new();
+    for i in 0..4 {
+        let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+        try_api_versions(&mut s, i).await.expect("within the limit");
+        admitted.push(s);
+    }
+    let mut refused = TcpStream::connect(broker.addr()).await.unwrap();
+    // Closed before anything is read: the request gets no answer.
+    assert!(try_api_versions(&mut refused, 9).await.is_none());
+    assert_closed(&mut refused).await;
+    // Free a place; the broker notices the close asynchronously, so retry until admitted.
+    drop(admitted.pop());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+        if try_api_versions(&mut s, 10).await.is_some() {
+            admitted.push(s);
+            break;
+        }
+        assert!(Instant::now() < deadline, "a freed place was never reused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(admitted);
+    broker.shutdown().await;
+
+    let broker = TestBroker::start_with(|c| c.max_connections = 2).await;
+    let mut a = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut b = TcpStream::connect(broker.addr()).await.unwrap();
+    try_api_versions(&mut a, 1).await.expect("first");
+    try_api_versions(&mut b, 2).await.expect("second");
+    let mut c = TcpStream::connect(broker.addr()).await.unwrap();
+    assert!(try_api_versions(&mut c, 3).await.is_none());
+    drop((a, b));
+    // Once the broker has seen those two close, a new connection is served again.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+        if try_api_versions(&mut s, 4).await.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "places never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    broker.shutdown().await;
+}
+
+/// connections.max.idle.ms closes a silent connection, but not one waiting on a long poll
+/// longer than the idle limit; new connections are served afterwards.
+#[tokio::test]
+async fn idle_connections_are_closed_but_long_polls_are_not() {
+    let broker = TestBroker::start_with(|c| c.connections_max_idle_ms = 1_000).await;
+    let mut idle = TcpStream::connect(broker.addr()).await.unwrap();
+    try_api_versions(&mut idle, 1).await.expect("served");
+    assert_closed(&mut idle).await;
+
+    // A Fetch waiting 3 s (three idle periods) on an empty partition is answered.
+    let mut client = RawClient::connect(broker.addr()).await;
+    let _: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_static_str("polled")))),
+                ]))
+                .with_allow_auto_topic_creation(true),
+        )
+        .await;
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(3_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("polled")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 11, &fetch).await;
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.responses[0].partitions[0].error_code, 0);
+    drop(client);
+    // The limit applies to rdkafka too, but a client in use is never idle.
+    assert_normal_client_works(&broker, "after-idle").await;
+    broker.shutdown().await;
+}
+
+/// queued.max.request.bytes far below the frame sizes: every request still goes through
+/// (a frame takes at most the whole budget), connections just take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_request_budget_serializes_but_never_blocks() {
+    let broker = TestBroker::start_with(|c| c.queued_max_request_bytes = 64).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let addr = broker.addr();
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for j in 0..10 {
+                try_api_versions(&mut s, i * 100 + j).await.expect("served");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_normal_client_works(&broker, "after-budget").await;
+    broker.shutdown().await;
+}
+
+/// 100 topics x 100 partitions, written by an in-process broker, then opened by the real
+/// `strata` binary, which must answer Metadata with all 10,000 partitions. Start time,
+/// RSS and open fds of the broker process are printed (measured, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_partitions_restart_and_answer_metadata() {
+    // Each partition holds one descriptor (its active `.log`) in the broker, and tests
+    // in this binary run in parallel (2,000 connections take ~4,700): scale down when the
+    // soft fd limit cannot take 100 topics, and say so.
+    let limit = open_fd_limit();
+    let topics = (limit.saturating_sub(7_000) / 100).clamp(1, 100) as usize;
+    if topics < 100 {
+        eprintln!("soft fd limit {limit}: {topics} topics x 100 partitions instead of 100");
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().to_path_buf();
+    let broker = TestBroker::start_in(&data, |_| {}).await;
+    let state = broker.running().broker().clone();
+    let created = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        for t in 0..topics {
+            state
+                .create_topic(&format!("t{t:03}"), 100, BTreeMap::new())
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "created {} partitions in {:?} (in-process)",
+        topics * 100,
+        created.elapsed()
+    );
+    broker.shutdown().await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let metadata: MetadataResponse = loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "broker exited during start-up"
+        );
+        assert!(Instant::now() < deadline, "broker never answered Metadata");
+        if TcpStream::connect(addr).await.is_ok() {
+            let mut client = RawClient::connect(addr).await;
+            break client
+                .call(
+                    ApiKey::Metadata,
+                    12,
+                    // No topic list: every topic.
+                    &MetadataRequest::default().with_topics(None),
+                )
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let start_time = started.elapsed();
+    let partitions: usize = metadata.topics.iter().map(|t| t.partitions.len()).sum();
+    eprintln!(
+        "{} partitions: start to first Metadata {:?}, VmRSS {}, VmHWM {}, open fds {}",
+        topics * 100,
+        start_time,
+        proc_status_field(&pid, "VmRSS:"),
+        proc_status_field(&pid, "VmHWM:"),
+        open_fds(&pid)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(metadata.topics.len(), topics);
+    assert_eq!(partitions, topics * 100);
+    assert!(metadata
+        .topics
+        .iter()
+        .all(|t| t.error_code == 0 && t.partitions.iter().all(|p| p.error_code == 0)));
+}
