@@ -239,6 +239,13 @@ pub(crate) fn write_unsynced(dir: &Path, name: &str, contents: &[u8]) -> Result<
         .map_err(|e| StorageError::io("write", &path, e))
 }
 
+/// Renames `from` to `to` (replacing `to`); the caller fsyncs the directory.
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<(), StorageError> {
+    check(FileOp::Rename, to)
+        .and_then(|()| std::fs::rename(from, to))
+        .map_err(|e| StorageError::io("rename", from, e))
+}
+
 /// Removes a file; a file already gone is not an error.
 pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
     match check(FileOp::Remove, path).and_then(|()| std::fs::remove_file(path)) {

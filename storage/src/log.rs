@@ -151,8 +151,21 @@ impl Log {
     ) -> Result<Arc<Log>, StorageError> {
         let dir: PathBuf = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
-        let clean = checkpoint::was_clean(&dir);
-        let saved = checkpoint::read(&dir)?;
+        let mut clean = checkpoint::was_clean(&dir);
+        // A damaged checkpoint (it is replaced atomically, so only the disk damages it) is
+        // not trusted for anything: recover as after a crash with no recovery point (every
+        // batch's CRC checked), starting at the oldest segment. Records removed by
+        // DeleteRecords inside that segment may become visible again; none is lost.
+        let saved = match checkpoint::read(&dir) {
+            Err(StorageError::Corrupt { path, reason, .. }) => {
+                tracing::warn!(file = %path.display(), %reason,
+                    "ignoring damaged partition checkpoint: validating every batch; log start \
+                     falls back to the oldest segment");
+                clean = false;
+                None
+            }
+            other => other?,
+        };
         let recovery_point = saved.map_or(0, |c| c.recovery_point);
         let saved_start = saved.map_or(0, |c| c.log_start_offset);
         let (mut segments, untrusted) =

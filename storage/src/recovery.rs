@@ -7,6 +7,13 @@
 //! below the checkpointed recovery point (everything there was fsync'd). Trusted segments
 //! are scanned header by header (lengths, magic, counts, offset order); the others also
 //! have each batch's CRC-32C checked. Either scan stops at the first bad batch.
+//!
+//! The log is served up to the first bad batch and continues from there. When the damage
+//! is in a sealed segment (not the active one, whose torn tail is the normal result of a
+//! crash), nothing is destroyed: the cut bytes are copied to
+//! `<base>.log.tail-<position>.quarantined` and every later segment's `.log` is renamed to
+//! `<base>.log.quarantined` (their indexes are derived data and removed). Recovery ignores
+//! quarantined files; an operator may salvage them.
 
 use std::path::Path;
 
@@ -25,6 +32,8 @@ const VALIDATING_CHUNK: usize = 1 << 20;
 /// Read-ahead of a header-only scan: small, so batches larger than this are mostly skipped
 /// rather than read.
 const HEADER_CHUNK: usize = 64 << 10;
+/// Last suffix of files recovery moved aside (see the module doc).
+pub(crate) const QUARANTINE_SUFFIX: &str = "quarantined";
 
 /// Reads a file through a forward-moving buffer, so a scan costs one pread per chunk.
 struct ChunkReader<'a> {
@@ -213,6 +222,9 @@ pub(crate) fn load_segments(
                 "truncating torn or corrupt log tail"
             );
             file::remove_file(&segment_path(dir, base, INDEX_DIGEST_SUFFIX))?;
+            if next_base.is_some() {
+                quarantine_tail(dir, &seg.log, base, position, outcome.file_len)?;
+            }
             seg.log.truncate(position)?;
             seg.log.sync_data()?;
             stop = true;
@@ -236,14 +248,49 @@ pub(crate) fn load_segments(
         segments.push(seg);
         if stop {
             for &later in &bases[i + 1..] {
-                tracing::warn!(dir = %dir.display(), base_offset = later, "deleting segment after a truncated one");
-                let doomed = Segment::open_files(dir, later)?;
-                doomed.delete_files(dir)?;
+                let from = segment_path(dir, later, LOG_SUFFIX);
+                let to = dir.join(format!("{later:020}.{LOG_SUFFIX}.{QUARANTINE_SUFFIX}"));
+                tracing::warn!(dir = %dir.display(), base_offset = later, moved_to = %to.display(),
+                    "moving aside a segment after a damaged one; the partition continues from \
+                     the damage");
+                file::rename(&from, &to)?;
+                for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, INDEX_DIGEST_SUFFIX] {
+                    file::remove_file(&segment_path(dir, later, suffix))?;
+                }
             }
             break;
         }
     }
     Ok((segments, scanned_untrusted))
+}
+
+/// Copies bytes `from..len` of a damaged sealed segment's `.log` (about to be cut) to
+/// `<base>.log.tail-<from>.quarantined`, durably, in 1 MiB pieces.
+fn quarantine_tail(
+    dir: &Path,
+    log: &DataFile,
+    base: i64,
+    from: u64,
+    len: u64,
+) -> Result<(), StorageError> {
+    let path = dir.join(format!(
+        "{base:020}.{LOG_SUFFIX}.tail-{from}.{QUARANTINE_SUFFIX}"
+    ));
+    let out = DataFile::open(&path, true)?;
+    out.truncate(0)?;
+    let mut position = from;
+    while position < len {
+        let piece = log.read_up_to(position, VALIDATING_CHUNK.min((len - position) as usize))?;
+        if piece.is_empty() {
+            break;
+        }
+        out.append_all(&mut [std::io::IoSlice::new(&piece)], position - from)?;
+        position += piece.len() as u64;
+    }
+    out.sync_data()?;
+    tracing::warn!(file = %path.display(), bytes = position - from,
+        "kept the cut tail of a damaged sealed segment");
+    Ok(())
 }
 
 /// Writes a sealed segment's index digest sidecar unless it already holds the right one.

@@ -250,7 +250,7 @@ fn missing_index_files_and_stray_files_are_handled() {
 }
 
 #[test]
-fn corrupt_middle_segment_drops_everything_after_it() {
+fn corrupt_middle_segment_is_served_up_to_the_damage_and_the_rest_kept_aside() {
     let f = fixture();
     let dir = f.crashed.with_file_name("middle-0");
     copy_dir(&f.crashed, &dir);
@@ -265,7 +265,11 @@ fn corrupt_middle_segment_drops_everything_after_it() {
     let path = dir.join(&logs[1]);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[30] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let later: Vec<(String, Vec<u8>)> = logs[2..]
+        .iter()
+        .map(|n| (n.clone(), std::fs::read(dir.join(n)).unwrap()))
+        .collect();
     let log = Log::open(&dir, config(), &Flusher::start()).unwrap();
     let base: i64 = logs[1][..20].parse().unwrap();
     assert_eq!(log.log_end_offset(), base);
@@ -277,6 +281,18 @@ fn corrupt_middle_segment_drops_everything_after_it() {
         .filter(|n| n.ends_with(".log"))
         .collect();
     assert_eq!(left, logs[..2]);
+    // Nothing destroyed: the cut bytes and every later segment are kept aside.
+    let tail = std::fs::read(dir.join(format!("{}.tail-0.quarantined", logs[1]))).unwrap();
+    assert_eq!(tail, bytes);
+    for (name, content) in later {
+        assert_eq!(
+            std::fs::read(dir.join(format!("{name}.quarantined"))).unwrap(),
+            content
+        );
+    }
+    // And a reopen ignores them.
+    let log = Log::open(&dir, config(), &Flusher::start()).unwrap();
+    assert_eq!(log.log_end_offset(), base);
 }
 
 #[test]
