@@ -4,6 +4,13 @@
 //! Invariant: the file on disk is always a complete document, the old one or the new one.
 //! A save writes `topics.bin.tmp`, fsyncs it, renames it over `topics.bin` and fsyncs the
 //! directory, so a crash at any moment leaves one of the two whole versions.
+//!
+//! The file is the bincode document followed by the CRC-32C of those bytes (u32 BE). A file
+//! whose checksum does not match is refused and the broker does not start: a damaged
+//! document that still decoded could rename or shrink topics, and the start-up would then
+//! remove their partition directories as orphans. Refusing loses nothing; the operator
+//! restores the file (or removes it to start with no topics, which deletes their data).
+//! Files written before the checksum existed (format 1) are read if they decode exactly.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,7 +25,9 @@ use uuid::Uuid;
 pub const STATE_DIR: &str = "_strata";
 const FILE_NAME: &str = "topics.bin";
 /// Bumped when the document's layout changes; older broker versions refuse newer files.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The format without the CRC-32C trailer, still read.
+const FORMAT_VERSION_UNCHECKED: u32 = 1;
 
 /// Failures reading or writing the metadata document; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +42,11 @@ pub enum MetadataError {
         path: PathBuf,
         source: bincode::Error,
     },
+    #[error(
+        "metadata file {path} is damaged (CRC-32C mismatch); refusing to start rather than \
+         guess which topics exist: restore it from a backup"
+    )]
+    Checksum { path: PathBuf },
     #[error("metadata file {path} has format version {found}, this broker reads {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
     #[error("cannot encode metadata: {0}")]
@@ -98,12 +112,31 @@ impl MetadataStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(MetadataError::Io { path, source }),
         };
-        let doc: MetadataDocument =
-            bincode::deserialize(&bytes).map_err(|source| MetadataError::Decode {
-                path: path.clone(),
-                source,
-            })?;
-        if doc.format_version != FORMAT_VERSION {
+        let checked = bytes.len().checked_sub(4).and_then(|n| {
+            let (doc, crc) = bytes.split_at(n);
+            (crc32c::crc32c(doc).to_be_bytes() == crc).then_some(doc)
+        });
+        let doc: MetadataDocument = match checked {
+            Some(doc_bytes) => {
+                bincode::deserialize(doc_bytes).map_err(|source| MetadataError::Decode {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => {
+                // Format 1 had no checksum: accept only an exact decode of a format-1 document.
+                use bincode::Options;
+                let legacy = bincode::DefaultOptions::new()
+                    .with_fixint_encoding()
+                    .reject_trailing_bytes()
+                    .deserialize::<MetadataDocument>(&bytes);
+                match legacy {
+                    Ok(doc) if doc.format_version == FORMAT_VERSION_UNCHECKED => doc,
+                    _ => return Err(MetadataError::Checksum { path }),
+                }
+            }
+        };
+        if doc.format_version != FORMAT_VERSION && doc.format_version != FORMAT_VERSION_UNCHECKED {
             return Err(MetadataError::Version {
                 path,
                 found: doc.format_version,
@@ -114,7 +147,13 @@ impl MetadataStore {
 
     /// Replaces the stored document; durable when this returns Ok.
     pub fn save(&self, doc: &MetadataDocument) -> Result<(), MetadataError> {
-        let bytes = bincode::serialize(doc).map_err(MetadataError::Encode)?;
+        let doc = MetadataDocument {
+            format_version: FORMAT_VERSION,
+            ..doc.clone()
+        };
+        let mut bytes = bincode::serialize(&doc).map_err(MetadataError::Encode)?;
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
         replace_file(&self.dir, FILE_NAME, &bytes)
     }
 }
@@ -175,5 +214,32 @@ mod tests {
         let store = MetadataStore::open(dir.path()).unwrap();
         fs::write(dir.path().join(STATE_DIR).join(FILE_NAME), b"\x01\x00\x00").unwrap();
         assert!(store.load().is_err());
+    }
+
+    #[test]
+    fn a_flipped_byte_that_still_decodes_is_refused_and_format_1_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path()).unwrap();
+        let mut doc = MetadataDocument::new("c1".into());
+        doc.topics.push(TopicRecord {
+            name: "orders".into(),
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+        });
+        store.save(&doc).unwrap();
+        let path = dir.path().join(STATE_DIR).join(FILE_NAME);
+        let good = fs::read(&path).unwrap();
+        // "orders" -> "ordfrs": still a valid bincode document, but not the one saved.
+        let at = good.windows(6).position(|w| w == b"orders").unwrap() + 3;
+        let mut bad = good.clone();
+        bad[at] ^= 0x03;
+        fs::write(&path, &bad).unwrap();
+        assert!(matches!(store.load(), Err(MetadataError::Checksum { .. })));
+        // A format-1 file (no checksum) from an older broker still loads.
+        let mut legacy = doc.clone();
+        legacy.format_version = FORMAT_VERSION_UNCHECKED;
+        fs::write(&path, bincode::serialize(&legacy).unwrap()).unwrap();
+        assert_eq!(store.load().unwrap().unwrap().topics, doc.topics);
     }
 }
