@@ -514,3 +514,48 @@ async fn rdkafka_retries_after_lost_responses_leave_no_duplicates() {
     proxy_task.abort();
     broker.shutdown().await;
 }
+
+/// `--producer-id-expiration-ms` reaches the partitions through the retention loop: an
+/// idle producer is forgotten, then its old batch is accepted again (as in Kafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_producers_expire_after_producer_id_expiration_ms() {
+    let broker = TestBroker::start_with(|c| {
+        c.producer_id_expiration_ms = 60_000;
+        c.log_retention_check_interval_ms = 50;
+    })
+    .await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let init = init_producer_id(&mut client, 4, None).await;
+    let pid = *init.producer_id;
+    let now = strata::broker::now_ms();
+    let fresh = producer_batch(1, pid + 1, 0, 0, now);
+    let old = producer_batch(2, pid, 0, 0, now - 3_600_000);
+    assert_eq!(produce(&mut client, "expiry", old.clone()).await, (NONE, 0));
+    assert_eq!(produce(&mut client, "expiry", fresh).await, (NONE, 2));
+    let log = broker
+        .running()
+        .broker()
+        .topic("expiry")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while log.producer_state(pid).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "producer {pid} never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        log.producer_state(pid + 1).is_some(),
+        "an active producer is kept"
+    );
+    assert_eq!(
+        produce(&mut client, "expiry", old).await,
+        (NONE, 3),
+        "unknown again"
+    );
+    broker.shutdown().await;
+}
