@@ -5,8 +5,9 @@
 //! in `state`, a mutex held for in-memory work only — never across a data write, fsync or
 //! read (a roll creates its segment files under it, which is rare). `sync_lock` serializes
 //! syncs of this log. Readers snapshot what they need under `state` and do their I/O
-//! without it. `producers` (the idempotent-producer state) changes only under
-//! `append_lock`. Lock order: append_lock, sync_lock, checkpoint_lock, producers, state.
+//! without it. The idempotent-producer state lives in `state` too (the append takes that
+//! lock anyway) and changes only under `append_lock` (and by expiry). Lock order:
+//! append_lock, sync_lock, checkpoint_lock, state.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -88,6 +89,8 @@ struct LogState {
     /// When the recovery point was last checkpointed.
     last_checkpoint: Instant,
     closed: bool,
+    /// Idempotent-producer state, covering every batch appended so far.
+    producers: ProducerStateTable,
 }
 
 impl LogState {
@@ -121,8 +124,6 @@ pub struct Log {
     state: Mutex<LogState>,
     sync_lock: Mutex<()>,
     checkpoint_lock: Mutex<()>,
-    /// Idempotent-producer state, covering every batch appended so far.
-    producers: Mutex<ProducerStateTable>,
     /// The durable offset: every record below it is fsync'd. Only grows.
     durable: watch::Sender<i64>,
     /// Set once by the first failed write or fsync; the log refuses work from then on.
@@ -209,10 +210,10 @@ impl Log {
                 checkpoint_due: false,
                 last_checkpoint: Instant::now(),
                 closed: false,
+                producers,
             }),
             sync_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
-            producers: Mutex::new(producers),
             durable,
             offline: Mutex::new(None),
             scheduled: AtomicBool::new(false),
@@ -394,11 +395,11 @@ impl Log {
         }
         self.sync_with(true)?;
         self.write_checkpoint()?;
-        {
-            let producers = lock(&self.producers);
-            let log_end = self.log_end_offset();
-            producer_state::write_snapshot(&self.dir, &producers, log_end)?;
-        }
+        let (producers, log_end) = {
+            let st = lock(&self.state);
+            (st.producers.clone(), st.log_end_offset())
+        };
+        producer_state::write_snapshot(&self.dir, &producers, log_end)?;
         checkpoint::mark_clean(&self.dir)?;
         lock(&self.state).closed = true;
         tracing::debug!(dir = %self.dir.display(), "closed log cleanly");
@@ -407,12 +408,12 @@ impl Log {
 
     /// The idempotent-producer state of `producer_id` in this partition, if any.
     pub fn producer_state(&self, producer_id: i64) -> Option<ProducerEntry> {
-        lock(&self.producers).get(producer_id).copied()
+        lock(&self.state).producers.get(producer_id).copied()
     }
 
     /// Producers with state in this partition.
     pub fn producer_count(&self) -> usize {
-        lock(&self.producers).len()
+        lock(&self.state).producers.len()
     }
 
     /// Forgets producers whose newest batch's timestamp is `expiration_ms` or more before
@@ -420,7 +421,7 @@ impl Log {
     /// Returns how many were forgotten. A forgotten producer is unknown again: its next
     /// batch is accepted at any sequence, and a retry of an old batch is no longer caught.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: u64) -> usize {
-        let removed = lock(&self.producers).expire(now_ms, expiration_ms);
+        let removed = lock(&self.state).producers.expire(now_ms, expiration_ms);
         if removed > 0 {
             tracing::debug!(dir = %self.dir.display(), removed, "expired idle producer ids");
         }

@@ -153,9 +153,8 @@ impl Log {
         let append_guard = lock(&self.append_lock);
         self.check_online()?;
         let idempotent = headers.iter().any(|(_, h)| h.has_producer_id());
-        let mut producers = idempotent.then(|| lock(&self.producers));
         let mut producer_updates = Updates::Nothing;
-        let (file, position, base_offset, rolled_at) = {
+        let (file, position, base_offset, roll_snapshot) = {
             let mut st = lock(&self.state);
             if st.closed {
                 return Err(StorageError::Closed {
@@ -165,7 +164,8 @@ impl Log {
             }
             // Idempotent producers: check sequences and epochs against the offsets the
             // batches will get (the log end cannot move while `append_lock` is held).
-            if let Some(table) = producers.as_deref() {
+            if idempotent {
+                let table = &st.producers;
                 let mut next = st.log_end_offset();
                 let planned = headers.iter().filter_map(|(pos, h)| {
                     let first_offset = next;
@@ -205,22 +205,20 @@ impl Log {
                 now_ms,
             )?;
             let active = st.active();
-            let rolled_at = (st.segments.len() != segments_before).then_some(active.base_offset);
+            // The state as of the new segment's base: this append is not in it yet.
+            let roll_snapshot = (st.segments.len() != segments_before)
+                .then(|| (active.base_offset, st.producers.clone()));
             (
                 Arc::clone(&active.log),
                 active.size,
                 active.next_offset,
-                rolled_at,
+                roll_snapshot,
             )
         };
-        if let Some(at) = rolled_at {
+        if let Some((at, table)) = roll_snapshot {
             // Kafka snapshots producer state at every roll, so recovery replays at most the
             // active segment. A failure only makes a later recovery replay more.
-            let snapshot = match producers.as_deref() {
-                Some(table) => producer_state::write_snapshot(&self.dir, table, at),
-                None => producer_state::write_snapshot(&self.dir, &lock(&self.producers), at),
-            };
-            if let Err(error) = snapshot {
+            if let Err(error) = producer_state::write_snapshot(&self.dir, &table, at) {
                 tracing::warn!(dir = %self.dir.display(), %error, "cannot write producer snapshot at roll");
             }
         }
@@ -269,13 +267,10 @@ impl Log {
             }
             return Err(e.into());
         }
-        if let Some(table) = producers.as_deref_mut() {
-            table.apply(producer_updates);
-        }
-        drop(producers);
 
         let (info, force_flush) = {
             let mut st = lock(&self.state);
+            st.producers.apply(producer_updates);
             let interval = st.config.index_interval_bytes;
             let seg = st.active_mut();
             let mut p = position;
