@@ -254,7 +254,7 @@ impl SegmentSource {
         match self {
             SegmentSource::Mapped(b) => Ok(b.slice(position as usize..end as usize)),
             SegmentSource::File { file, .. } => {
-                let buf = file.read_up_to(position, (end - position) as usize)?;
+                let buf = file.read_shared(position, (end - position) as usize)?;
                 if (buf.len() as u64) < end - position {
                     return Err(StorageError::Corrupt {
                         path: self.path(),
@@ -262,7 +262,7 @@ impl SegmentSource {
                         reason: "segment file is shorter than its validated size".into(),
                     });
                 }
-                Ok(Bytes::from(buf))
+                Ok(buf)
             }
         }
     }
