@@ -2,7 +2,11 @@
 //! rdkafka producers is SIGKILLed at seeded random moments and restarted on the same data
 //! dir and port. At the end every acknowledged record is in the log exactly once, at the
 //! offset it was acknowledged with; no value appears twice; every partition's offsets are
-//! dense from 0. Kill counts: 5 in the default run, 30 in the ignored soak
+//! dense from 0. A consumer group member consumes meanwhile and commits offsets that only
+//! grow (a counter, so the check does not depend on the client's rebalance behaviour):
+//! after every restart the group's stored offsets are at least the last commit answered
+//! with success before the kill, so committed offsets never go backwards. Kill
+//! counts: 5 in the default run, 30 in the ignored soak
 //! (`cargo test --test crash_loop -- --ignored`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -161,6 +165,75 @@ async fn produce_until(
     (acked, failed)
 }
 
+/// Last commit answered with success, per partition (values only grow).
+type Committed = Arc<std::sync::Mutex<BTreeMap<i32, i64>>>;
+
+/// A consumer group member: consumes, and after every 200 records commits the next value
+/// of a counter for every partition, synchronously, until `stop`. Returns the number of
+/// successful commits.
+fn group_member(bootstrap: String, stop: Arc<AtomicBool>, last_ok: Committed) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "crash-group")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("reconnect.backoff.ms", "20")
+        .set("reconnect.backoff.max.ms", "200")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let mut commits = 0;
+    let mut counter = 0i64;
+    let mut since_commit = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(50)) {
+            since_commit += 1;
+        }
+        if since_commit >= 200 {
+            since_commit = 0;
+            counter += 1;
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..PARTITIONS {
+                tpl.add_partition_offset(TOPIC, p, Offset::Offset(counter))
+                    .unwrap();
+            }
+            if consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                .is_ok()
+            {
+                commits += 1;
+                let mut last = last_ok.lock().unwrap();
+                for p in 0..PARTITIONS {
+                    last.insert(p, counter);
+                }
+            }
+        }
+    }
+    commits
+}
+
+/// The group's committed offsets now, read by a fresh client.
+fn committed_now(bootstrap: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "crash-group")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(TOPIC, p);
+    }
+    let got = consumer.committed_offsets(tpl, PATIENCE).unwrap();
+    (0..PARTITIONS)
+        .filter_map(|p| match got.find_partition(TOPIC, p)?.offset() {
+            Offset::Offset(o) => Some((p, o)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every record of every partition, read from offset 0 up to the high watermark.
 fn read_everything(bootstrap: &str) -> BTreeMap<i32, Vec<(i64, String)>> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -224,11 +297,28 @@ fn crash_loop(kills: usize, seed: u64) {
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|id| runtime.spawn(produce_until(bootstrap.clone(), id, stop.clone())))
         .collect();
+    let last_ok: Committed = Arc::default();
+    let member = {
+        let (bootstrap, stop, last_ok) = (bootstrap.clone(), stop.clone(), last_ok.clone());
+        std::thread::spawn(move || group_member(bootstrap, stop, last_ok))
+    };
     let mut rng = Rng(seed);
+    let mut commit_checks = 0;
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
+        let before_kill = last_ok.lock().unwrap().clone();
         broker.kill();
         broker.start();
+        let stored = committed_now(&bootstrap);
+        for (p, o) in &before_kill {
+            assert!(
+                stored.get(p).is_some_and(|now| now >= o),
+                "partition {p}: commit of {o} answered with success before the kill, stored \
+                 after restart {:?}",
+                stored.get(p)
+            );
+            commit_checks += 1;
+        }
     }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -239,6 +329,9 @@ fn crash_loop(kills: usize, seed: u64) {
         acked.extend(a);
         failed.extend(f);
     }
+    let commits = member.join().unwrap();
+    let committed = committed_now(&bootstrap);
+    let last = last_ok.lock().unwrap().clone();
 
     let logs = read_everything(&bootstrap);
     let mut truncations = 0;
@@ -286,6 +379,18 @@ fn crash_loop(kills: usize, seed: u64) {
         &failed[..failed.len().min(10)]
     );
     assert!(acked.len() > kills, "the load ran");
+    eprintln!(
+        "consumer group: {commits} successful commits, {commit_checks} partition checks after \
+         restarts, last {last:?}, stored now {committed:?}"
+    );
+    for (p, o) in &last {
+        assert!(
+            committed.get(p).is_some_and(|now| now >= o),
+            "partition {p}: commit of {o} answered with success, stored {:?}",
+            committed.get(p)
+        );
+    }
+    assert!(commits > 0, "the group committed");
     drop(broker); // before the temporary directory goes
 }
 
