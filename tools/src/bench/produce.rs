@@ -168,7 +168,7 @@ pub async fn run_producer(
                         continue;
                     }
                     let wake = linger_at.map_or(due, |l| l.min(due));
-                    tokio::time::sleep_until(wake.into()).await;
+                    pace_until(wake).await;
                     continue;
                 }
                 (due - t0).as_micros() as u64
@@ -260,6 +260,23 @@ pub async fn run_producer(
                 errors: 0,
             })
         }
+    }
+}
+
+/// Waits until `at`. Tokio's timer has 1 ms resolution, which would send a record due in
+/// 0.2 ms up to a millisecond late (and count that in its latency); the last stretch is
+/// slept with the OS timer (tens of µs) on a blocking-pool thread, so no runtime worker
+/// (ack readers, consumers) is held up.
+async fn pace_until(at: Instant) {
+    const TOKIO_TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+    let now = Instant::now();
+    if at > now + TOKIO_TIMER_RESOLUTION {
+        tokio::time::sleep_until((at - TOKIO_TIMER_RESOLUTION).into()).await;
+    }
+    let rest = at.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        // Err only if the runtime is shutting down: then there is nothing to pace.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }
 }
 
