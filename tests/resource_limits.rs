@@ -168,6 +168,53 @@ async fn two_thousand_connections_are_served_at_once() {
     broker.shutdown().await;
 }
 
+/// The real binary with 2,000 connections open, each answered: its RSS and open fds are
+/// printed (measured, not asserted; fewer connections when the fd limit is low).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binary_serves_two_thousand_connections() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(temp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "broker never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let idle_rss = proc_status_field(&pid, "VmRSS:");
+    let count = 2_000u64.min(open_fd_limit().saturating_sub(7_000)) as usize;
+    let mut streams = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        try_api_versions(&mut s, i as i32).await.expect("served");
+        streams.push(s);
+    }
+    eprintln!(
+        "binary with {count} connections open: VmRSS {} (idle {idle_rss}), VmHWM {}, open fds {}",
+        proc_status_field(&pid, "VmRSS:"),
+        proc_status_field(&pid, "VmHWM:"),
+        open_fds(&pid)
+    );
+    let served = streams.len();
+    drop(streams);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served, count);
+}
+
 /// max.connections.per.ip and max.connections: connections beyond the limit are closed
 /// unread; when one closes, its place is free again.
 #[tokio::test]
