@@ -7,7 +7,12 @@
 //! strata-partition-checkpoint 1
 //! log_start_offset <i64>
 //! recovery_point <i64>
+//! crc32c <u32>
 //! ```
+//!
+//! `crc32c` is the CRC-32C of the lines above it (newlines included), in decimal, so a
+//! flipped digit is detected rather than believed; files written before it existed have no
+//! such line and are still read.
 //!
 //! `log_start_offset` is the first offset a reader may see (moved by retention and
 //! DeleteRecords). `recovery_point` is an offset below which every byte was fsync'd: after an
@@ -32,10 +37,12 @@ pub(crate) struct Checkpoint {
 
 impl Checkpoint {
     fn encode(&self) -> String {
-        format!(
+        let body = format!(
             "{MAGIC_LINE}\nlog_start_offset {}\nrecovery_point {}\n",
             self.log_start_offset, self.recovery_point
-        )
+        );
+        let crc = crc32c::crc32c(body.as_bytes());
+        format!("{body}crc32c {crc}\n")
     }
 
     fn decode(text: &str) -> Option<Checkpoint> {
@@ -52,6 +59,13 @@ impl Checkpoint {
         };
         let log_start_offset = field(lines.next(), "log_start_offset")?;
         let recovery_point = field(lines.next(), "recovery_point")?;
+        if let Some(line) = lines.next() {
+            let crc = field(Some(line), "crc32c")?;
+            let covered = text.find("\ncrc32c ")? + 1;
+            if i64::from(crc32c::crc32c(&text.as_bytes()[..covered])) != crc {
+                return None;
+            }
+        }
         if lines.next().is_some() || log_start_offset < 0 || recovery_point < 0 {
             return None;
         }
@@ -120,6 +134,31 @@ mod tests {
         )
         .unwrap();
         assert!(read(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_flipped_digit_is_detected_and_files_without_a_crc_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint {
+            log_start_offset: 42,
+            recovery_point: 1000,
+        };
+        write(dir.path(), &c).unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\ncrc32c "));
+        std::fs::write(
+            &path,
+            text.replace("log_start_offset 42", "log_start_offset 92"),
+        )
+        .unwrap();
+        assert!(read(dir.path()).is_err(), "a changed digit is not believed");
+        std::fs::write(
+            &path,
+            "strata-partition-checkpoint 1\nlog_start_offset 42\nrecovery_point 1000\n",
+        )
+        .unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(c));
     }
 
     #[test]
