@@ -11,7 +11,6 @@ pub mod baseline;
 pub mod batch;
 pub mod client;
 pub mod consume;
-pub mod murmur2;
 pub mod produce;
 pub mod report;
 

@@ -123,7 +123,7 @@ pub async fn run_producer(
         Some(n) => (0..n.max(1))
             .map(|k| {
                 let key = format!("key-{k}").into_bytes();
-                let p = super::murmur2::partition_for_key(&key, partitions);
+                let p = crate::murmur2::partition_for_key(&key, partitions);
                 (key, p)
             })
             .collect(),

@@ -5,14 +5,13 @@
 //! Modules by concern: [`client`] (Kafka connections and version negotiation), [`groups`]
 //! (list / describe / reset), [`plan`] (reset planning, time arguments), [`records`]
 //! (RecordBatch v2 record codec), [`replay`],
-//! [`murmur2`] (Java default partitioner), [`logfile`] (dump / verify), [`output`]
+//! [`crate::murmur2`] (Java default partitioner), [`logfile`] (dump / verify), [`output`]
 //! (tables, JSON, byte rendering), [`error`].
 
 pub mod client;
 pub mod error;
 pub mod groups;
 pub mod logfile;
-pub mod murmur2;
 pub mod output;
 pub mod plan;
 pub mod records;

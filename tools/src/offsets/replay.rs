@@ -20,9 +20,9 @@ use strata_storage::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 
 use super::client::{topic_name, Cluster, TopicInfo};
 use super::error::{Result, ToolError};
-use super::murmur2::partition_for_key;
 use super::output::{print_json, Table};
 use super::records::{decode_batch, encode_batch, BatchRecord};
+use crate::murmur2::partition_for_key;
 
 /// How printed records look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
