@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use strata::{Config, RunningBroker};
-use strata_tools::offsets::murmur2::partition_for_key;
+use strata_tools::murmur2::partition_for_key;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 const HOUR: i64 = 3_600_000;
