@@ -49,6 +49,20 @@ impl DataFile {
         })
     }
 
+    /// The same file without a descriptor (opened on demand from now on); this one keeps
+    /// its descriptor until dropped.
+    pub fn without_descriptor(&self) -> DataFile {
+        DataFile {
+            file: None,
+            path: self.path.clone(),
+        }
+    }
+
+    /// Whether this file keeps a descriptor open.
+    pub fn holds_descriptor(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Runs `op` on the open descriptor, or on one opened for this call.
     fn with_file<R>(&self, op: impl FnOnce(&File) -> std::io::Result<R>) -> std::io::Result<R> {
         match &self.file {

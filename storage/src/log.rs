@@ -176,6 +176,7 @@ impl Log {
         }
         for seg in &mut segments {
             seg.synced_size = seg.size;
+            seg.release_descriptor_if_done();
         }
         file::sync_dir(&dir)?;
         let log_end = segments[segments.len() - 1].next_offset;

@@ -158,6 +158,20 @@ impl Segment {
         Ok(())
     }
 
+    /// Once a sealed segment is mapped and wholly fsync'd (log and indexes), nothing writes
+    /// or syncs its `.log` again and reads go through the map: its descriptor is closed
+    /// (readers holding the old handle keep it until they drop it), so sealed segments cost
+    /// no file descriptor. Idempotent.
+    pub fn release_descriptor_if_done(&mut self) {
+        if self.mapped.is_some()
+            && self.indexes_synced
+            && self.synced_size >= self.size
+            && self.log.holds_descriptor()
+        {
+            self.log = Arc::new(self.log.without_descriptor());
+        }
+    }
+
     /// What a reader needs to read this segment without the log's lock.
     pub fn source(&self) -> SegmentSource {
         match &self.mapped {

@@ -145,6 +145,7 @@ impl Log {
                 if w.seal_indexes {
                     seg.indexes_synced = true;
                 }
+                seg.release_descriptor_if_done();
             }
             st.unflushed_messages = st.unflushed_messages.saturating_sub(messages);
             if st.unflushed_messages == 0 {
