@@ -2,6 +2,8 @@
 //! without the length prefix), handed to `strata::api::handle_frame` exactly as the
 //! connection's read loop does, against a real broker state in a temporary directory.
 //! Deferred responses (acks=all, long polls, group joins) get 50 ms, then are dropped.
+//! The broker state lives in `fuzz/state/request-<pid>`; directories of processes that
+//! are gone are removed at start (statics are never dropped, so a temp dir would leak).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -17,21 +19,32 @@ use strata::Config;
 struct State {
     runtime: tokio::runtime::Runtime,
     ctx: RequestContext,
-    _dir: tempfile::TempDir,
     _shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 fn state() -> &'static State {
     static STATE: OnceLock<State> = OnceLock::new();
     STATE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let state = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("state");
+        if let Ok(entries) = std::fs::read_dir(&state) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let gone = name
+                    .strip_prefix("request-")
+                    .is_some_and(|pid| !std::path::Path::new("/proc").join(pid).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = state.join(format!("request-{}", std::process::id()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let bound = "127.0.0.1:9092".parse().unwrap();
-        let config = Config::with_defaults(bound, dir.path());
+        let config = Config::with_defaults(bound, &dir);
         let broker: Arc<Broker> = Broker::open(config, bound).unwrap();
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let groups = runtime
@@ -50,7 +63,6 @@ fn state() -> &'static State {
         State {
             runtime,
             ctx,
-            _dir: dir,
             _shutdown: shutdown_tx,
         }
     })
