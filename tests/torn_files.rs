@@ -318,6 +318,46 @@ async fn a_damaged_topics_bin_refuses_to_start_and_deletes_nothing() {
     broker.shutdown().await;
 }
 
+/// A partition that cannot be opened at all (its directory replaced by a file) stops the
+/// start with an error naming it; partitions are opened on several threads, and the
+/// failure of one is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unopenable_partition_stops_the_start_naming_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(temp.path(), |_| {}).await;
+    let state = broker.running().broker().clone();
+    tokio::task::spawn_blocking(move || {
+        state.create_topic("wide", 40, BTreeMap::new()).unwrap();
+    })
+    .await
+    .unwrap();
+    let data = broker.data_dir().to_path_buf();
+    broker.shutdown().await;
+    let dir = partition_dir(&data, "wide", 27);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let config = strata::Config::with_defaults("127.0.0.1:0".parse().unwrap(), &data);
+    let err = match strata::start(config).await {
+        Ok(_) => panic!("started with an unopenable partition"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("wide") && err.contains("27"), "{err}");
+    std::fs::remove_file(&dir).unwrap();
+    // With the directory gone the partition starts empty; the others are intact.
+    let broker = TestBroker::start_in(&data, |_| {}).await;
+    assert_eq!(
+        broker
+            .running()
+            .broker()
+            .topic("wide")
+            .unwrap()
+            .partitions
+            .len(),
+        40
+    );
+    broker.shutdown().await;
+}
+
 /// A torn tail in the committed-offsets log: commits before it survive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_offsets_log_tail_keeps_earlier_commits() {

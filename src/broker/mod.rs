@@ -203,25 +203,22 @@ impl Broker {
         let default_log_config = broker_configs.log_config();
         let flusher = Flusher::start();
         let mut table = TopicTable::default();
-        for record in &doc.topics {
-            let log_config =
+        let log_configs: Vec<LogConfig> = doc
+            .topics
+            .iter()
+            .map(|record| {
                 log_config_for(&default_log_config, &record.configs).unwrap_or_else(|e| {
                     warn!(topic = %record.name, error = %e,
                           "stored topic config no longer valid; using broker defaults");
                     default_log_config.clone()
-                });
-            let mut partitions = Vec::with_capacity(record.partitions as usize);
-            for p in 0..record.partitions {
-                let dir = partition_dir(&config.data_dir, &record.name, p);
-                let log = Log::open(dir, log_config.clone(), &flusher).map_err(|source| {
-                    BrokerError::OpenPartition {
-                        topic: record.name.clone(),
-                        partition: p,
-                        source,
-                    }
-                })?;
-                partitions.push(log);
-            }
+                })
+            })
+            .collect();
+        let mut opened =
+            open_partitions(&config.data_dir, &doc.topics, &log_configs, &flusher)?.into_iter();
+        for record in &doc.topics {
+            let partitions: Vec<Arc<Log>> =
+                opened.by_ref().take(record.partitions as usize).collect();
             table.by_id.insert(record.id, record.name.clone());
             table.by_name.insert(
                 record.name.clone(),
@@ -627,6 +624,69 @@ fn remove_orphan_partition_dirs(data_dir: &Path, table: &TopicTable) {
                 warn!(dir = %entry.path().display(), error = %e, "could not remove");
             }
         }
+    }
+}
+
+/// Threads opening partitions at start-up: each open is mostly fsyncs (checkpoint, clean
+/// marker, directory), which the file system can merge when several run at once.
+const OPEN_THREADS: usize = 8;
+
+/// Opens every partition of `topics` (in order: topic by topic, partition by partition)
+/// on up to [`OPEN_THREADS`] threads; the first failure is returned.
+fn open_partitions(
+    data_dir: &Path,
+    topics: &[TopicRecord],
+    log_configs: &[LogConfig],
+    flusher: &Flusher,
+) -> Result<Vec<Arc<Log>>, BrokerError> {
+    let jobs: Vec<(usize, u32)> = topics
+        .iter()
+        .enumerate()
+        .flat_map(|(t, record)| (0..record.partitions).map(move |p| (t, p)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    /// One partition's outcome; None when not attempted (after another failed).
+    type Slot = Mutex<Option<Result<Arc<Log>, BrokerError>>>;
+    let results: Vec<Slot> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..OPEN_THREADS.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= jobs.len() || failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let (t, p) = jobs[i];
+                let record = &topics[t];
+                let dir = partition_dir(data_dir, &record.name, p);
+                let result = Log::open(dir, log_configs[t].clone(), flusher).map_err(|source| {
+                    BrokerError::OpenPartition {
+                        topic: record.name.clone(),
+                        partition: p,
+                        source,
+                    }
+                });
+                if result.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            });
+        }
+    });
+    let mut logs = Vec::with_capacity(jobs.len());
+    let mut first_error = None;
+    for slot in results {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(log)) => logs.push(log),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {} // not attempted after a failure
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(logs),
     }
 }
 
