@@ -426,7 +426,13 @@ async fn ten_thousand_partitions_restart_and_answer_metadata() {
         topics * 100,
         created.elapsed()
     );
+    let closing = Instant::now();
     broker.shutdown().await;
+    eprintln!(
+        "graceful shutdown of {} partitions: {:?}",
+        topics * 100,
+        closing.elapsed()
+    );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

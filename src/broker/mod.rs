@@ -490,13 +490,28 @@ impl Broker {
     /// Clean shutdown of the storage: closes every log (flush + clean marker), then stops
     /// the flusher. Blocking. Requests must have stopped.
     pub fn close(&self) {
-        for topic in self.topics() {
-            for (p, log) in topic.partitions.iter().enumerate() {
-                if let Err(e) = log.close() {
-                    warn!(topic = %topic.name, partition = p, error = %e, "closing partition failed");
-                }
+        // Closing is mostly fsyncs (flush, checkpoint, clean marker): on several threads,
+        // like opening.
+        let topics = self.topics();
+        let jobs: Vec<(&Topic, usize)> = topics
+            .iter()
+            .flat_map(|t| (0..t.partitions.len()).map(move |p| (&**t, p)))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..OPEN_THREADS.min(jobs.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(topic, p)) = jobs.get(i) else {
+                        break;
+                    };
+                    if let Err(e) = topic.partitions[p].close() {
+                        warn!(topic = %topic.name, partition = p, error = %e,
+                              "closing partition failed");
+                    }
+                });
             }
-        }
+        });
         self.flusher.stop();
         info!("storage closed cleanly");
     }
@@ -522,24 +537,21 @@ impl Broker {
         range: std::ops::Range<u32>,
         log_config: &LogConfig,
     ) -> Result<Vec<Arc<Log>>, TopicError> {
-        let mut logs = Vec::with_capacity(range.len());
-        for p in range {
-            let dir = partition_dir(&self.config.data_dir, name, p);
+        let partitions: Vec<u32> = range.collect();
+        let (logs, error) = open_in_parallel(partitions.len(), |i| {
+            let dir = partition_dir(&self.config.data_dir, name, partitions[i]);
             // A directory here is a leftover of an unfinished create or delete (the
             // metadata, which is authoritative, does not list it): start empty.
             if dir.exists() {
                 if let Err(source) = std::fs::remove_dir_all(&dir) {
-                    discard_logs(&logs);
                     return Err(TopicError::StaleDir { path: dir, source });
                 }
             }
-            match Log::open(dir, log_config.clone(), &self.flusher) {
-                Ok(log) => logs.push(log),
-                Err(e) => {
-                    discard_logs(&logs);
-                    return Err(e.into());
-                }
-            }
+            Log::open(dir, log_config.clone(), &self.flusher).map_err(TopicError::from)
+        });
+        if let Some(e) = error {
+            discard_logs(&logs);
+            return Err(e);
         }
         Ok(logs)
     }
@@ -644,36 +656,55 @@ fn open_partitions(
         .enumerate()
         .flat_map(|(t, record)| (0..record.partitions).map(move |p| (t, p)))
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    /// One partition's outcome; None when not attempted (after another failed).
-    type Slot = Mutex<Option<Result<Arc<Log>, BrokerError>>>;
-    let results: Vec<Slot> = jobs.iter().map(|_| Mutex::new(None)).collect();
-    let failed = std::sync::atomic::AtomicBool::new(false);
+    let (logs, error) = open_in_parallel(jobs.len(), |i| {
+        let (t, p) = jobs[i];
+        let record = &topics[t];
+        let dir = partition_dir(data_dir, &record.name, p);
+        Log::open(dir, log_configs[t].clone(), flusher).map_err(|source| {
+            BrokerError::OpenPartition {
+                topic: record.name.clone(),
+                partition: p,
+                source,
+            }
+        })
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(logs),
+    }
+}
+
+/// A partition's open outcome.
+type LogResult<E> = Result<Arc<Log>, E>;
+
+/// Runs `open(0..count)` on up to [`OPEN_THREADS`] threads. Returns the logs opened, in
+/// index order, and the first error by index; after a failure no further index is
+/// started (the logs returned are then only those that were opened).
+fn open_in_parallel<E: Send>(
+    count: usize,
+    open: impl Fn(usize) -> LogResult<E> + Sync,
+) -> (Vec<Arc<Log>>, Option<E>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    // One slot per index; None when not started (after another failed).
+    let results: Vec<Mutex<Option<LogResult<E>>>> = (0..count).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
-        for _ in 0..OPEN_THREADS.min(jobs.len()) {
+        for _ in 0..OPEN_THREADS.min(count) {
             scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= jobs.len() || failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || failed.load(Ordering::Relaxed) {
                     break;
                 }
-                let (t, p) = jobs[i];
-                let record = &topics[t];
-                let dir = partition_dir(data_dir, &record.name, p);
-                let result = Log::open(dir, log_configs[t].clone(), flusher).map_err(|source| {
-                    BrokerError::OpenPartition {
-                        topic: record.name.clone(),
-                        partition: p,
-                        source,
-                    }
-                });
+                let result = open(i);
                 if result.is_err() {
-                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    failed.store(true, Ordering::Relaxed);
                 }
                 *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
             });
         }
     });
-    let mut logs = Vec::with_capacity(jobs.len());
+    let mut logs = Vec::with_capacity(count);
     let mut first_error = None;
     for slot in results {
         match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -681,13 +712,10 @@ fn open_partitions(
             Some(Err(e)) => {
                 first_error.get_or_insert(e);
             }
-            None => {} // not attempted after a failure
+            None => {} // not started after a failure
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(logs),
-    }
+    (logs, first_error)
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (Kafka timestamps).
