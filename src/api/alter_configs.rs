@@ -3,7 +3,7 @@
 //! AlterConfigs replaces a topic's whole override set; IncrementalAlterConfigs applies
 //! SET / DELETE / APPEND / SUBTRACT to it. Either way the result is validated as a whole
 //! (INVALID_CONFIG), persisted, and applied live to every partition through
-//! `Log::set_config` (see `Broker::set_topic_configs`). With `validate_only` nothing
+//! `Log::set_config` (see `Broker::update_topic_configs`). With `validate_only` nothing
 //! changes. Broker resources (`"<node id>"` for this broker, `""` for the cluster-wide
 //! default) work the same way on the dynamic broker configs (see `broker::broker_config`):
 //! AlterConfigs replaces the resource's dynamic set, IncrementalAlterConfigs edits it; only

@@ -458,35 +458,6 @@ impl Broker {
         Ok(updated)
     }
 
-    /// Replaces a topic's config overrides with `configs` (validated), applied live to
-    /// every partition. With `validate_only` nothing changes. Blocking (file I/O).
-    pub fn set_topic_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let _guard = self.lock_admin();
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let log_config = log_config_for(&self.default_log_config(), &configs)?;
-        if validate_only {
-            return Ok(topic);
-        }
-        let updated = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions: topic.partitions.clone(),
-            configs,
-        });
-        self.replace_topic(updated.clone())?;
-        for log in &updated.partitions {
-            log.set_config(log_config.clone());
-        }
-        Ok(updated)
-    }
-
     /// Clean shutdown of the storage: closes every log (flush + clean marker), then stops
     /// the flusher. Blocking. Requests must have stopped.
     pub fn close(&self) {
