@@ -9,6 +9,7 @@
 //! Fetch sessions (KIP-227) are refused: every response carries session id 0, which tells
 //! the client no session was created, and every request is served as a full fetch.
 
+use kafka_protocol::error::ResponseError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,9 +26,9 @@ use uuid::Uuid;
 use super::{Handled, RequestContext};
 use crate::broker::Broker;
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-const UNKNOWN_TOPIC_ID: i16 = 100;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+const FETCH_SESSION_ID_NOT_FOUND: i16 = ResponseError::FetchSessionIdNotFound.code();
+const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 
 /// What one fetched partition asks for.
 struct PartitionPlan {

@@ -11,6 +11,7 @@
 //!   broker, see the broker logs"), and the broker logs why. Clients that retry
 //!   coordinator errors would loop on NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE instead.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::{debug, warn};
 
@@ -19,7 +20,7 @@ use crate::broker::now_ms;
 use crate::broker::producer_ids::ProducerIdAndEpoch;
 
 /// Kafka's INVALID_REQUEST error code.
-const INVALID_REQUEST: i16 = 42;
+const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 pub(crate) fn handle(
     request: InitProducerIdRequest,

@@ -3,6 +3,7 @@
 //! timestamp is at or after a given time. Offsets at or above the high watermark are never
 //! returned, so a consumer cannot be pointed at a record a crash could erase.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -11,7 +12,7 @@ use strata_storage::Log;
 
 use crate::broker::Broker;
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

@@ -3,6 +3,7 @@
 //! Unknown topics are created when both the broker and the request allow it; the response
 //! that creates one answers LEADER_NOT_AVAILABLE for it, as Kafka does.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -13,9 +14,9 @@ use uuid::Uuid;
 
 use crate::broker::{Broker, Topic};
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const LEADER_NOT_AVAILABLE: i16 = 5;
-const UNKNOWN_TOPIC_ID: i16 = 100;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+const LEADER_NOT_AVAILABLE: i16 = ResponseError::LeaderNotAvailable.code();
+const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 
 pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) -> MetadataResponse {
     let node = BrokerId(broker.node_id());

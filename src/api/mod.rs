@@ -26,6 +26,7 @@ pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
 
+use kafka_protocol::error::ResponseError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use tracing::{debug, error};
 use crate::broker::Broker;
 
 /// Kafka's UNSUPPORTED_VERSION error code.
-pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
+pub(crate) const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
 
 /// One API and the version range clients may use.
 #[derive(Debug, Clone, Copy)]

@@ -4,6 +4,7 @@
 //! when the log's durable offset covers the batch (fsync'd), or REQUEST_TIMED_OUT after the
 //! request's timeout, or KAFKA_STORAGE_ERROR if the fsync failed.
 
+use kafka_protocol::error::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +16,12 @@ use tracing::{debug, warn};
 use super::{Handled, RequestContext};
 use crate::broker::now_ms;
 
-const CORRUPT_MESSAGE: i16 = 2;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const REQUEST_TIMED_OUT: i16 = 7;
-const INVALID_REQUIRED_ACKS: i16 = 21;
-const KAFKA_STORAGE_ERROR: i16 = 56;
-const INVALID_RECORD: i16 = 87;
+const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+const REQUEST_TIMED_OUT: i16 = ResponseError::RequestTimedOut.code();
+const INVALID_REQUIRED_ACKS: i16 = ResponseError::InvalidRequiredAcks.code();
+const KAFKA_STORAGE_ERROR: i16 = ResponseError::KafkaStorageError.code();
+const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
 
 /// Size of the RecordBatch fields before and including `batchLength`.
 const BATCH_LENGTH_END: usize = 12;
