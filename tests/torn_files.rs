@@ -1,7 +1,7 @@
 //! Torn and corrupt files at the broker level: the broker starts, truncates to the last
 //! valid batch, rebuilds indexes, and loses nothing before the damage; a damaged sealed
-//! segment is served up to the damage (the rest kept aside); a damaged topics.bin stops
-//! the start instead of dropping topics.
+//! segment is served up to the damage (the rest kept aside); a damaged topics.bin,
+//! producer_ids or broker_configs.bin stops the start instead of being believed.
 //!
 //! A crash is simulated by a clean shutdown followed by removing the partition's
 //! `.clean-shutdown` marker: the next start then recovers exactly as after a crash.
@@ -16,6 +16,7 @@ use common::{producer, TestBroker, PATIENCE};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use strata::broker::broker_config::Scope;
 
 /// Produces each value as its own batch (awaiting each), returns the offsets.
 async fn produce_each(bootstrap: &str, topic: &str, partition: i32, values: &[String]) -> Vec<i64> {
@@ -314,6 +315,71 @@ async fn a_damaged_topics_bin_refuses_to_start_and_deletes_nothing() {
     assert_eq!(
         read_partition(&broker, "orders", 0).await,
         expected("orders", 10)
+    );
+    broker.shutdown().await;
+}
+
+/// A damaged `_strata/producer_ids` or `_strata/broker_configs.bin` stops the start with
+/// an error naming the file, as topics.bin does: a producer id block end whose digit flipped
+/// down would hand out ids again, so it is never believed or reset. Restored, the broker
+/// starts with both as saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_producer_ids_or_broker_configs_refuse_to_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(temp.path(), |_| {}).await;
+    let state = broker.running().broker().clone();
+    let first_id = tokio::task::spawn_blocking(move || {
+        let retention = BTreeMap::from([("log.retention.ms".to_owned(), "5000".to_owned())]);
+        state
+            .update_broker_configs(Scope::Node, false, |_| Ok(retention))
+            .unwrap();
+        state.producer_ids().init(None, 0).unwrap().producer_id
+    })
+    .await
+    .unwrap();
+    let data = broker.data_dir().to_path_buf();
+    broker.shutdown().await;
+
+    // (file, digits in it, damaged digits that still parse or decode)
+    let cases: [(&str, &[u8], &[u8]); 2] = [
+        ("producer_ids", b"1000", b"0000"),
+        ("broker_configs.bin", b"5000", b"1000"),
+    ];
+    for (file, from, to) in cases {
+        let path = data.join("_strata").join(file);
+        let good_bytes = std::fs::read(&path).unwrap();
+        let at = good_bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .unwrap_or_else(|| panic!("value in {file}"));
+        let mut bad = good_bytes.clone();
+        bad[at..at + to.len()].copy_from_slice(to);
+        std::fs::write(&path, &bad).unwrap();
+        let config = strata::Config::with_defaults("127.0.0.1:0".parse().unwrap(), &data);
+        let err = match strata::start(config).await {
+            Ok(_) => panic!("a broker started on a damaged {file}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(file), "error names the file: {err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bad,
+            "{file} left for the operator"
+        );
+        std::fs::write(&path, &good_bytes).unwrap();
+    }
+
+    let broker = TestBroker::start_in(&data, |_| {}).await;
+    let state = broker.running().broker().clone();
+    assert_eq!(state.default_log_config().retention_ms, Some(5000));
+    let next_id = tokio::task::spawn_blocking(move || state.producer_ids().init(None, 0))
+        .await
+        .unwrap()
+        .unwrap()
+        .producer_id;
+    assert!(
+        next_id > first_id,
+        "{next_id} reuses an id up to {first_id}"
     );
     broker.shutdown().await;
 }

@@ -24,6 +24,10 @@
 //!
 //! Invariant: the dynamic sets are persisted in `<data_dir>/_strata/broker_configs.bin`
 //! (atomically replaced) before they take effect; both sets on disk are always valid.
+//! The file is the bincode document followed by its CRC-32C (as `topics.bin`, see
+//! [`super::metadata_store::with_crc`]); a file whose checksum does not match stops the
+//! start with an error naming it. Files from before the checksum (format 1) are read if
+//! they decode exactly.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use strata_storage::LogConfig;
 use tracing::{info, warn};
 
-use super::metadata_store::{replace_file, MetadataError};
+use super::metadata_store::{
+    crc_checked_body, decode_exact, replace_file, with_crc, MetadataError,
+};
 use super::{log_config_for, Broker};
 use crate::broker::topic_config::{
     validate_override, AlterOp, ConfigEntry, ConfigError, ConfigSource, ConfigSynonym, ConfigType,
@@ -42,7 +48,9 @@ use crate::broker::topic_config::{
 
 const FILE_NAME: &str = "broker_configs.bin";
 /// Bumped when the document's layout changes; older broker versions refuse newer files.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The format without the CRC-32C trailer, still read.
+const FORMAT_VERSION_UNCHECKED: u32 = 1;
 const LONG_MAX: &str = "9223372036854775807";
 
 /// Which dynamic set a broker resource names.
@@ -838,12 +846,22 @@ impl BrokerConfigs {
         let mut dynamic = DynamicConfigs::default();
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let doc: Document =
-                    bincode::deserialize(&bytes).map_err(|source| MetadataError::Decode {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if doc.format_version != FORMAT_VERSION {
+                let doc: Document = match crc_checked_body(&bytes) {
+                    Some(body) => {
+                        bincode::deserialize(body).map_err(|source| MetadataError::Decode {
+                            path: path.clone(),
+                            source,
+                        })?
+                    }
+                    // Format 1 had no checksum: accept only an exact format-1 document.
+                    None => match decode_exact::<Document>(&bytes) {
+                        Some(doc) if doc.format_version == FORMAT_VERSION_UNCHECKED => doc,
+                        _ => return Err(MetadataError::Checksum { path }),
+                    },
+                };
+                if doc.format_version != FORMAT_VERSION
+                    && doc.format_version != FORMAT_VERSION_UNCHECKED
+                {
                     return Err(MetadataError::Version {
                         path,
                         found: doc.format_version,
@@ -923,7 +941,7 @@ impl BrokerConfigs {
             cluster_default: dynamic.cluster_default.clone(),
         };
         let bytes = bincode::serialize(&doc).map_err(MetadataError::Encode)?;
-        replace_file(&self.dir, FILE_NAME, &bytes)
+        replace_file(&self.dir, FILE_NAME, &with_crc(bytes))
     }
 }
 
@@ -1611,5 +1629,50 @@ mod tests {
                 .retention_ms,
             3_600_000
         );
+    }
+
+    /// `broker_configs.bin` round-trips, a flipped digit that still decodes is refused with
+    /// an error naming the file, and a format-1 file (no checksum) is still read.
+    #[test]
+    fn broker_configs_bin_carries_a_crc_and_format_1_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let config = crate::config::Config::with_defaults("127.0.0.1:9092".parse().unwrap(), state);
+        let want = dynamic(&[("log.retention.ms", "5000")], &[("log.roll.ms", "60000")]);
+        BrokerConfigs::open(state, &config)
+            .unwrap()
+            .save(&want)
+            .unwrap();
+        assert_eq!(BrokerConfigs::open(state, &config).unwrap().dynamic(), want);
+
+        let path = state.join(FILE_NAME);
+        let good = std::fs::read(&path).unwrap();
+        let at = good.windows(4).position(|w| w == b"5000").unwrap();
+        let mut bad = good.clone();
+        bad[at] = b'1'; // "5000" -> "1000": decodes and validates, but was not saved
+        std::fs::write(&path, &bad).unwrap();
+        match BrokerConfigs::open(state, &config) {
+            Err(e @ MetadataError::Checksum { .. }) => {
+                assert!(e.to_string().contains("broker_configs.bin"), "{e}")
+            }
+            other => panic!("damaged broker_configs.bin accepted: {other:?}"),
+        }
+
+        let legacy = Document {
+            format_version: FORMAT_VERSION_UNCHECKED,
+            node_id: config.node_id,
+            node: want.node.clone(),
+            cluster_default: want.cluster_default.clone(),
+        };
+        std::fs::write(&path, bincode::serialize(&legacy).unwrap()).unwrap();
+        assert_eq!(BrokerConfigs::open(state, &config).unwrap().dynamic(), want);
+        // A format-1 file with a byte appended is neither format: refused.
+        let mut longer = bincode::serialize(&legacy).unwrap();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(matches!(
+            BrokerConfigs::open(state, &config),
+            Err(MetadataError::Checksum { .. })
+        ));
     }
 }

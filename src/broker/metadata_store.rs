@@ -43,8 +43,8 @@ pub enum MetadataError {
         source: bincode::Error,
     },
     #[error(
-        "metadata file {path} is damaged (CRC-32C mismatch); refusing to start rather than \
-         guess which topics exist: restore it from a backup"
+        "broker state file {path} is damaged (CRC-32C mismatch); refusing to start rather than \
+         trust it: restore it from a backup"
     )]
     Checksum { path: PathBuf },
     #[error("metadata file {path} has format version {found}, this broker reads {FORMAT_VERSION}")]
@@ -112,11 +112,7 @@ impl MetadataStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(MetadataError::Io { path, source }),
         };
-        let checked = bytes.len().checked_sub(4).and_then(|n| {
-            let (doc, crc) = bytes.split_at(n);
-            (crc32c::crc32c(doc).to_be_bytes() == crc).then_some(doc)
-        });
-        let doc: MetadataDocument = match checked {
+        let doc: MetadataDocument = match crc_checked_body(&bytes) {
             Some(doc_bytes) => {
                 bincode::deserialize(doc_bytes).map_err(|source| MetadataError::Decode {
                     path: path.clone(),
@@ -125,13 +121,8 @@ impl MetadataStore {
             }
             None => {
                 // Format 1 had no checksum: accept only an exact decode of a format-1 document.
-                use bincode::Options;
-                let legacy = bincode::DefaultOptions::new()
-                    .with_fixint_encoding()
-                    .reject_trailing_bytes()
-                    .deserialize::<MetadataDocument>(&bytes);
-                match legacy {
-                    Ok(doc) if doc.format_version == FORMAT_VERSION_UNCHECKED => doc,
+                match decode_exact::<MetadataDocument>(&bytes) {
+                    Some(doc) if doc.format_version == FORMAT_VERSION_UNCHECKED => doc,
                     _ => return Err(MetadataError::Checksum { path }),
                 }
             }
@@ -151,11 +142,38 @@ impl MetadataStore {
             format_version: FORMAT_VERSION,
             ..doc.clone()
         };
-        let mut bytes = bincode::serialize(&doc).map_err(MetadataError::Encode)?;
-        let crc = crc32c::crc32c(&bytes);
-        bytes.extend_from_slice(&crc.to_be_bytes());
-        replace_file(&self.dir, FILE_NAME, &bytes)
+        let bytes = bincode::serialize(&doc).map_err(MetadataError::Encode)?;
+        replace_file(&self.dir, FILE_NAME, &with_crc(bytes))
     }
+}
+
+/// Appends the CRC-32C of `body` (u32 BE) to it: the framing of every file in `_strata`
+/// (`topics.bin`, `broker_configs.bin`, `producer_ids`). Read back with [`crc_checked_body`].
+pub fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
+    let crc = crc32c::crc32c(&body);
+    body.extend_from_slice(&crc.to_be_bytes());
+    body
+}
+
+/// The body of a file written with [`with_crc`], or None when its last 4 bytes are not the
+/// CRC-32C of the rest: the file is damaged, or was written before it carried a checksum
+/// (the caller decides which, by whether the whole file is an exact older-format document).
+pub fn crc_checked_body(bytes: &[u8]) -> Option<&[u8]> {
+    let n = bytes.len().checked_sub(4)?;
+    let (body, crc) = bytes.split_at(n);
+    (crc32c::crc32c(body).to_be_bytes() == crc).then_some(body)
+}
+
+/// `bytes` decoded as exactly one bincode document (as `bincode::serialize` wrote it) with
+/// nothing left over, or None. For older files without a checksum: a stricter decode than
+/// `bincode::deserialize`, which ignores trailing bytes.
+pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .deserialize::<T>(bytes)
+        .ok()
 }
 
 /// Atomically replaces `<dir>/<name>` with `bytes`: writes `<name>.tmp`, fsyncs it, renames

@@ -4,12 +4,18 @@
 //! Ids are handed out from blocks of [`BLOCK_SIZE`]. Before the first id of a block is
 //! given out, the end of that block is persisted (atomically, fsync'd) in
 //! `<data_dir>/_strata/producer_ids`, so after a restart allocation resumes above every id
-//! that may have been used; a crash wastes at most the rest of one block. File format, text:
+//! that may have been used; a crash wastes at most the rest of one block. File format: the
+//! text below followed by its CRC-32C (u32 BE, [`super::metadata_store::with_crc`]):
 //!
 //! ```text
-//! strata-producer-ids 1
+//! strata-producer-ids 2
 //! next_block_start <i64>
 //! ```
+//!
+//! A file whose checksum does not match stops the start with an error naming it: a digit
+//! flipped down would hand out ids again, so it is never reset or guessed. Files from
+//! before the checksum (the same text with `strata-producer-ids 1`, no trailer) are read;
+//! the next block persisted rewrites them with one.
 //!
 //! Epochs (KIP-360): a producer that asks again with its id and current epoch gets the
 //! epoch bumped; the same request repeated (its response was lost) gets the same answer;
@@ -23,12 +29,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::metadata_store::{replace_file, MetadataError};
+use super::metadata_store::{crc_checked_body, replace_file, with_crc, MetadataError};
 
 /// Ids reserved per persisted block.
 pub const BLOCK_SIZE: i64 = 1000;
 const FILE_NAME: &str = "producer_ids";
-const MAGIC_LINE: &str = "strata-producer-ids 1";
+const MAGIC_LINE: &str = "strata-producer-ids 2";
+/// The format without the CRC-32C trailer, still read.
+const MAGIC_LINE_UNCHECKED: &str = "strata-producer-ids 1";
 
 /// Why a producer id could not be handed out.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +50,11 @@ pub enum ProducerIdError {
     },
     #[error("{path} is not a valid producer id file")]
     Corrupt { path: PathBuf },
+    #[error(
+        "producer id file {path} is damaged (CRC-32C mismatch); refusing to start rather than \
+         risk handing out producer ids again: restore it from a backup"
+    )]
+    Checksum { path: PathBuf },
     #[error("producer {producer_id} asked with epoch {given}, its current epoch is {current}")]
     InvalidEpoch {
         producer_id: i64,
@@ -101,10 +114,20 @@ impl ProducerIds {
     /// `producer.id.expiration.ms`. Blocking (reads a file).
     pub fn open(state_dir: &Path, expiration_ms: u64) -> Result<ProducerIds, ProducerIdError> {
         let path = state_dir.join(FILE_NAME);
-        let start = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text).ok_or(ProducerIdError::Corrupt { path })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(ProducerIdError::Read { path, source }),
+        };
+        let start = match bytes {
+            None => 0,
+            Some(bytes) => match crc_checked_body(&bytes) {
+                Some(body) => parse(body, MAGIC_LINE).ok_or(ProducerIdError::Corrupt { path })?,
+                // No valid checksum: an exact older file, or damaged.
+                None => {
+                    parse(&bytes, MAGIC_LINE_UNCHECKED).ok_or(ProducerIdError::Checksum { path })?
+                }
+            },
         };
         Ok(ProducerIds {
             dir: state_dir.to_path_buf(),
@@ -179,7 +202,7 @@ impl ProducerIds {
                 .checked_add(BLOCK_SIZE)
                 .ok_or(ProducerIdError::Exhausted)?;
             let text = format!("{MAGIC_LINE}\nnext_block_start {end}\n");
-            replace_file(&self.dir, FILE_NAME, text.as_bytes())?;
+            replace_file(&self.dir, FILE_NAME, &with_crc(text.into_bytes()))?;
             a.next = a.block_end;
             a.block_end = end;
         }
@@ -189,9 +212,12 @@ impl ProducerIds {
     }
 }
 
-fn parse(text: &str) -> Option<i64> {
+/// The block start in `bytes` if they are exactly the text of a file whose first line is
+/// `magic`.
+fn parse(bytes: &[u8], magic: &str) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
-    if lines.next()? != MAGIC_LINE {
+    if lines.next()? != magic {
         return None;
     }
     let value = lines.next()?.strip_prefix("next_block_start ")?;
@@ -275,5 +301,44 @@ mod tests {
         )
         .unwrap();
         assert!(ProducerIds::open(dir.path(), DAY).is_err());
+    }
+
+    #[test]
+    fn a_flipped_digit_is_refused_naming_the_file_and_format_1_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        for _ in 0..(3 * BLOCK_SIZE) {
+            ids.init(None, 0).unwrap();
+        }
+        let path = dir.path().join(FILE_NAME);
+        let good = std::fs::read(&path).unwrap();
+        assert!(good.starts_with(b"strata-producer-ids 2\nnext_block_start 3000\n"));
+        // Round trip: a restart resumes above every id handed out.
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        assert_eq!(ids.init(None, 0).unwrap().producer_id, 3 * BLOCK_SIZE);
+
+        // A digit flipped down (4000 -> 1000) would reuse ids: refused, never reset.
+        let good = std::fs::read(&path).unwrap();
+        let at = good.windows(4).position(|w| w == b"4000").unwrap();
+        let mut bad = good.clone();
+        bad[at] = b'1';
+        std::fs::write(&path, &bad).unwrap();
+        let err = ProducerIds::open(dir.path(), DAY).unwrap_err();
+        assert!(matches!(err, ProducerIdError::Checksum { .. }), "{err}");
+        assert!(err.to_string().contains("producer_ids"), "{err}");
+        // Without its trailer the new text is not an older file either.
+        std::fs::write(&path, &good[..good.len() - 4]).unwrap();
+        assert!(ProducerIds::open(dir.path(), DAY).is_err());
+
+        // A format-1 file (no checksum) from an older broker is still read.
+        std::fs::write(&path, "strata-producer-ids 1\nnext_block_start 7000\n").unwrap();
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        assert_eq!(ids.init(None, 0).unwrap().producer_id, 7000);
+        // ...and rewritten with a checksum when the next block is persisted.
+        let rewritten = std::fs::read(&path).unwrap();
+        assert_eq!(
+            crc_checked_body(&rewritten),
+            Some(&b"strata-producer-ids 2\nnext_block_start 8000\n"[..])
+        );
     }
 }
