@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::process::BrokerProcess;
 use common::{TestBroker, PATIENCE};
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
@@ -546,53 +547,18 @@ async fn committed_offsets_and_metadata_survive_a_restart() {
     broker.shutdown().await;
 }
 
-/// A `strata` server process (for SIGKILL).
-struct BrokerProcess {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl BrokerProcess {
-    async fn start(data_dir: &std::path::Path) -> BrokerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--listen")
-            .arg(&addr)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn strata");
-        let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(&addr).await.is_err() {
-            assert!(Instant::now() < deadline, "strata did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        BrokerProcess { child, addr }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_acknowledged_commit_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let first = BrokerProcess::start(dir.path()).await;
-    create_topic(&first.addr, "killed", 1).await;
-    let producer = common::producer(&first.addr, &[("acks", "all")]);
+    let first = BrokerProcess::spawn(dir.path());
+    create_topic(&first.bootstrap(), "killed", 1).await;
+    let producer = common::producer(&first.bootstrap(), &[("acks", "all")]);
     produce(&producer, "killed", 1, 0..5).await;
     drop(producer);
     {
-        let consumer: BaseConsumer = group_config(&first.addr, "survivor", &[]).create().unwrap();
+        let consumer: BaseConsumer = group_config(&first.bootstrap(), "survivor", &[])
+            .create()
+            .unwrap();
         for n in 1..=3 {
             consumer
                 .commit(
@@ -602,15 +568,18 @@ async fn an_acknowledged_commit_survives_sigkill() {
                 .expect("commit acknowledged");
         }
     }
-    first.kill();
+    first.sigkill();
 
-    let second = BrokerProcess::start(dir.path()).await;
+    let second = BrokerProcess::spawn(dir.path());
     assert_eq!(
-        committed(&second.addr, "survivor", "killed"),
+        committed(&second.bootstrap(), "survivor", "killed"),
         (Offset::Offset(3), "n=3".to_string())
     );
-    assert_eq!(first_offset(&second.addr, "survivor", "killed").await, 3);
-    second.kill();
+    assert_eq!(
+        first_offset(&second.bootstrap(), "survivor", "killed").await,
+        3
+    );
+    second.sigkill();
 }
 
 /// Sends one request on a fresh connection and decodes the response.

@@ -5,10 +5,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
+use common::process::BrokerProcess;
 use common::raw::RawClient;
 use common::{consume, producer, TestBroker, PATIENCE};
 use futures::future::join_all;
@@ -200,52 +199,11 @@ async fn retry_after_graceful_restart_is_still_a_duplicate() {
     broker.shutdown().await;
 }
 
-/// The `strata` binary running as a child process; killed when dropped.
-struct BrokerProcess {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl BrokerProcess {
-    fn spawn(data_dir: &std::path::Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn strata");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("strata listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        BrokerProcess { child, addr }
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_sigkill_is_still_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let process = BrokerProcess::spawn(dir.path());
-    let mut client = RawClient::connect(process.addr).await;
+    let mut client = RawClient::connect(process.addr()).await;
     let init = init_producer_id(&mut client, 4, None).await;
     let pid = *init.producer_id;
     let ts = 1_700_000_000_000;
@@ -262,7 +220,7 @@ async fn retry_after_sigkill_is_still_a_duplicate() {
     process.sigkill(); // acks=all: the batch is on disk; its response could have been lost
 
     let process = BrokerProcess::spawn(dir.path());
-    let mut client = RawClient::connect(process.addr).await;
+    let mut client = RawClient::connect(process.addr()).await;
     assert_eq!(
         produce(&mut client, "killed", last).await,
         (NONE, 30),

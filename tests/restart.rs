@@ -5,11 +5,10 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::process::BrokerProcess;
 use common::{consume, producer, values_by_partition, TestBroker, PATIENCE};
 use futures::future::join_all;
 use rdkafka::producer::FutureRecord;
@@ -106,63 +105,13 @@ async fn deleted_topic_stays_deleted_after_restart() {
     broker.shutdown().await;
 }
 
-/// The `strata` binary running as a child process; killed when dropped.
-struct BrokerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl BrokerProcess {
-    fn spawn(data_dir: &std::path::Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn strata");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("strata listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        BrokerProcess { child, addr }
-    }
-
-    /// SIGTERM, then waits for the process to exit; returns whether it exited with 0.
-    fn sigterm(mut self) -> bool {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap().success()
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acks_all_records_survive_sigkill() {
     const KILL_AFTER: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
     let process = BrokerProcess::spawn(dir.path());
     let producer = Arc::new(producer(
-        &process.addr,
+        &process.bootstrap(),
         &[
             ("acks", "all"),
             ("linger.ms", "2"),
@@ -214,7 +163,7 @@ async fn acks_all_records_survive_sigkill() {
     assert!(acked.len() >= KILL_AFTER);
 
     let process = BrokerProcess::spawn(dir.path());
-    let addr = process.addr.clone();
+    let addr = process.bootstrap();
     let highest = acked.iter().map(|(_, o, _)| *o).max().unwrap();
     // Everything acked is below the high watermark; read at least that many records.
     let messages =
@@ -241,7 +190,7 @@ async fn acks_all_records_survive_sigkill() {
 async fn sigterm_shuts_down_cleanly_and_keeps_acks_1_records() {
     let dir = tempfile::tempdir().unwrap();
     let process = BrokerProcess::spawn(dir.path());
-    let producer = producer(&process.addr, &[("acks", "1")]);
+    let producer = producer(&process.bootstrap(), &[("acks", "1")]);
     let sends = (0..500).map(|i| {
         let p = &producer;
         async move {
@@ -264,7 +213,7 @@ async fn sigterm_shuts_down_cleanly_and_keeps_acks_1_records() {
     assert!(process.sigterm(), "strata exits with status 0 on SIGTERM");
 
     let process = BrokerProcess::spawn(dir.path());
-    let addr = process.addr.clone();
+    let addr = process.bootstrap();
     let messages = tokio::task::spawn_blocking(move || consume(&addr, "graceful", 1, 500))
         .await
         .unwrap();

@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use strata::{Config, RunningBroker};
 use tempfile::TempDir;
 
+pub mod process;
 pub mod raw;
 
 /// Generous upper bound for anything a test waits on (never asserted as a duration).
