@@ -44,6 +44,15 @@ const COORDINATOR_BACKOFF: Duration = Duration::from_millis(250);
 pub const LATEST: i64 = -1;
 /// ListOffsets timestamp that asks for the log start offset.
 pub const EARLIEST: i64 = -2;
+/// ListOffsets `isolation_level`: every record up to the high watermark.
+pub const READ_UNCOMMITTED: i8 = 0;
+/// ListOffsets `isolation_level`: only records below the last stable offset (v2+).
+pub const READ_COMMITTED: i8 = 1;
+
+/// FindCoordinator `key_type` of a consumer group.
+const GROUP_KEY: i8 = 0;
+/// FindCoordinator `key_type` of a transactional id (v1+).
+const TRANSACTION_KEY: i8 = 1;
 
 /// The versions of an API this tool can encode and interpret, `(min, max)`. The maxima stop
 /// before versions that change a field this tool relies on (Fetch v13 and Produce v13 drop
@@ -60,6 +69,8 @@ pub fn tool_range(key: ApiKey) -> (i16, i16) {
         ApiKey::OffsetCommit => (2, 8),
         ApiKey::Fetch => (4, 12),
         ApiKey::Produce => (3, 9),
+        ApiKey::ListTransactions => (0, 1),
+        ApiKey::DescribeTransactions => (0, 0),
         _ => (0, -1),
     }
 }
@@ -253,6 +264,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::Fetch => "Fetch",
         ApiKey::Produce => "Produce",
+        ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
         _ => "an API",
     }
 }
@@ -383,9 +396,20 @@ impl Cluster {
 
     /// The address of `group`'s coordinator.
     pub async fn coordinator(&mut self, group: &str) -> Result<String> {
+        self.find_coordinator(group, GROUP_KEY, "group").await
+    }
+
+    /// The address of the transaction coordinator of `transactional_id`.
+    pub async fn transaction_coordinator(&mut self, transactional_id: &str) -> Result<String> {
+        self.find_coordinator(transactional_id, TRANSACTION_KEY, "transactional id")
+            .await
+    }
+
+    /// FindCoordinator for `key` of `key_type`; `what` names the key in errors.
+    async fn find_coordinator(&mut self, key: &str, key_type: i8, what: &str) -> Result<String> {
         let request = FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_string(group.to_string()))
-            .with_key_type(0);
+            .with_key(StrBytes::from_string(key.to_string()))
+            .with_key_type(key_type);
         // A coordinator that is loading or moving answers with a retriable error; wait for
         // it a little, as Kafka's clients do.
         let mut attempt = 0;
@@ -395,14 +419,14 @@ impl Cluster {
             if RETRIABLE_COORDINATOR_ERRORS.contains(&response.error_code)
                 && attempt < COORDINATOR_ATTEMPTS
             {
-                tracing::debug!(group, code = response.error_code, "coordinator not ready");
+                tracing::debug!(key, code = response.error_code, "coordinator not ready");
                 tokio::time::sleep(COORDINATOR_BACKOFF).await;
                 continue;
             }
             break response;
         };
         ToolError::check(response.error_code, || {
-            format!("finding the coordinator of group '{group}'")
+            format!("finding the coordinator of {what} '{key}'")
         })?;
         let addr = format!("{}:{}", response.host.as_str(), response.port);
         self.brokers.insert(response.node_id.0, addr.clone());
@@ -417,6 +441,21 @@ impl Cluster {
         &mut self,
         partitions: &[(String, i32)],
         timestamp: i64,
+        leaders: &BTreeMap<String, TopicInfo>,
+    ) -> Result<BTreeMap<(String, i32), Option<i64>>> {
+        self.list_offsets_isolated(partitions, timestamp, READ_UNCOMMITTED, leaders)
+            .await
+    }
+
+    /// [`Cluster::list_offsets`] with an `isolation_level` ([`READ_UNCOMMITTED`] or
+    /// [`READ_COMMITTED`]). With [`READ_COMMITTED`] and [`LATEST`] the answer is the last
+    /// stable offset; a broker that only speaks ListOffsets v1 (no isolation level) is an
+    /// error then.
+    pub async fn list_offsets_isolated(
+        &mut self,
+        partitions: &[(String, i32)],
+        timestamp: i64,
+        isolation_level: i8,
         leaders: &BTreeMap<String, TopicInfo>,
     ) -> Result<BTreeMap<(String, i32), Option<i64>>> {
         let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
@@ -442,7 +481,7 @@ impl Cluster {
         for (leader, topics) in by_leader {
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
-                .with_isolation_level(0)
+                .with_isolation_level(isolation_level)
                 .with_topics(
                     topics
                         .iter()
@@ -462,7 +501,17 @@ impl Cluster {
                         })
                         .collect(),
                 );
-            let (response, _) = self.node(leader).await?.send(&request).await?;
+            let conn = self.node(leader).await?;
+            if isolation_level != READ_UNCOMMITTED {
+                let version = conn.version_of::<ListOffsetsRequest>()?;
+                if version < 2 {
+                    return Err(ToolError::Usage(format!(
+                        "broker {} speaks ListOffsets v{version}, which has no isolation level (v2+ needed for the last stable offset)",
+                        conn.addr()
+                    )));
+                }
+            }
+            let (response, _) = conn.send(&request).await?;
             for t in response.topics {
                 let topic = t.name.0.to_string();
                 for p in t.partitions {
@@ -534,5 +583,7 @@ mod tests {
         check::<OffsetCommitRequest>();
         check::<FetchRequest>();
         check::<ProduceRequest>();
+        check::<ListTransactionsRequest>();
+        check::<DescribeTransactionsRequest>();
     }
 }

@@ -33,6 +33,9 @@ pub enum ToolError {
     /// The group does not exist (no members and no committed offsets).
     #[error("unknown group '{0}'")]
     UnknownGroup(String),
+    /// The transaction coordinator does not know the transactional id.
+    #[error("unknown transactional id '{0}'")]
+    UnknownTransaction(String),
     /// A Kafka error code in a response.
     #[error("{context}: {}", kafka_error_text(*.code))]
     Kafka { context: String, code: i16 },

@@ -4,7 +4,8 @@
 //!
 //! Modules by concern: [`client`] (Kafka connections and version negotiation), [`groups`]
 //! (list / describe / reset), [`plan`] (reset planning, time arguments), [`records`]
-//! (RecordBatch v2 record codec), [`replay`],
+//! (RecordBatch v2 record codec), [`replay`], [`transactions`] (open transactions and the
+//! last stable offsets they hold back),
 //! [`crate::murmur2`] (Java default partitioner), [`logfile`] (dump / verify), [`output`]
 //! (tables, JSON, byte rendering), [`error`].
 
@@ -16,6 +17,7 @@ pub mod output;
 pub mod plan;
 pub mod records;
 pub mod replay;
+pub mod transactions;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,6 +61,26 @@ pub enum Command {
     /// Read partition directories offline.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Transactions: open ones and the last stable offsets they hold back.
+    #[command(subcommand)]
+    Transactions(TransactionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransactionsCommand {
+    /// Open transactions: producer, state, age, timeout, and per partition the high
+    /// watermark, the last stable offset and how far it is held back.
+    List {
+        /// Every transaction the coordinators know, also Empty and completed ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The named transactions, in any state.
+    Describe {
+        /// Transactional ids.
+        #[arg(required = true)]
+        transactional_id: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +200,17 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 GroupsCommand::Reset(r) => {
                     let request = reset_request(r)?;
                     groups::reset(&mut cluster, &request, cli.json, out).await
+                }
+            }
+        }
+        Command::Transactions(t) => {
+            let mut cluster = Cluster::connect(&cli.bootstrap).await?;
+            match t {
+                TransactionsCommand::List { all } => {
+                    transactions::list(&mut cluster, all, cli.json, out).await
+                }
+                TransactionsCommand::Describe { transactional_id } => {
+                    transactions::describe(&mut cluster, &transactional_id, cli.json, out).await
                 }
             }
         }
