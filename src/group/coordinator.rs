@@ -503,6 +503,51 @@ impl GroupCoordinator {
         (result, out)
     }
 
+    /// Checks a TxnOffsetCommit as Kafka's `doTxnCommitOffsets` does. Without
+    /// member data (v0-v2) only a Dead group is refused; with it, a fenced
+    /// static member answers FENCED_INSTANCE_ID, a non-empty unknown member id
+    /// UNKNOWN_MEMBER_ID and a generation `>= 0` other than the group's
+    /// ILLEGAL_GENERATION (an empty member id / generation -1 skips that check).
+    /// Unlike OffsetCommit a rebalance in progress is no error: the offsets are
+    /// only pending until the transaction commits. A missing group is created
+    /// (Empty), as for simple consumers.
+    pub fn validate_txn_offset_commit(
+        &mut self,
+        now: u64,
+        group_id: &str,
+        member: Option<(&str, Option<&str>, i32)>,
+    ) -> Result<(), ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        if group.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let Some((member_id, group_instance_id, generation_id)) = member else {
+            return Ok(());
+        };
+        if let Some(instance) = group_instance_id {
+            if group
+                .static_members
+                .get(instance)
+                .is_some_and(|id| id != member_id)
+            {
+                return Err(ResponseError::FencedInstanceId);
+            }
+        }
+        if !member_id.is_empty() && !group.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation_id >= 0 && generation_id != group.generation_id {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// Makes sure a group known only from its committed offsets exists (Empty).
     pub fn ensure_group(&mut self, group_id: &str, now: u64) {
         self.groups

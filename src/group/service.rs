@@ -172,7 +172,7 @@ impl GroupService {
             table.apply(record);
         }
         info!(path = %log.path().display(), records = records.len(), offsets = table.len(),
-            "replayed committed offsets");
+            pending_txn_offsets = table.pending_len(), "replayed committed offsets");
         let mut coordinator = GroupCoordinator::new(config.coordinator.clone());
         for group in table.group_ids() {
             // Time 0: a group known only from its offsets has been empty since
@@ -345,6 +345,95 @@ impl GroupService {
             }));
             Ok(())
         }
+    }
+
+    /// TxnOffsetCommit: checks the group membership like OffsetCommit when
+    /// `member` is given (v3+: member id, group instance id, generation;
+    /// generation -1 and an empty member id skip their checks, see
+    /// [`GroupCoordinator::validate_txn_offset_commit`]), then makes the offsets
+    /// durable (fsync'd) as *pending* for (`group`, `producer_id`). They stay
+    /// invisible to [`GroupService::committed`] until
+    /// [`GroupService::complete_txn`] commits them; a later call for the same
+    /// partition in the same transaction replaces the pending value. Pending
+    /// offsets survive a restart (replayed from the offsets log).
+    pub fn commit_txn_offsets(
+        &self,
+        group: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        member: Option<(String, Option<String>, i32)>,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let writes = self.writes.clone();
+        let queued = self.call(move |actor| {
+            actor.coordinator.validate_txn_offset_commit(
+                now_ms(),
+                &group,
+                member
+                    .as_ref()
+                    .map(|(m, i, g)| (m.as_str(), i.as_deref(), *g)),
+            )?;
+            let records = offsets
+                .into_iter()
+                .map(|(topic, partition, offset)| OffsetRecord::TxnCommit {
+                    group: group.clone(),
+                    producer_id,
+                    producer_epoch,
+                    topic,
+                    partition,
+                    offset,
+                })
+                .collect();
+            Ok(enqueue_write(&writes, records))
+        });
+        async move { queued.await??.await }
+    }
+
+    /// The transaction marker for `group`: `commit` turns the pending offsets
+    /// of `producer_id` into committed offsets, abort drops them. The marker
+    /// record is fsync'd before this resolves, so the decision survives a
+    /// crash. Idempotent: with nothing pending (a marker re-sent after a
+    /// restart, or a group deleted meanwhile) it changes nothing and is Ok.
+    /// Ordered after every offset write queued before it.
+    pub fn complete_txn(
+        &self,
+        group: String,
+        producer_id: i64,
+        commit: bool,
+    ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let writes = self.writes.clone();
+        let jobs = self.jobs.clone();
+        let group_id = group.clone();
+        let queued = self.call(move |_| {
+            enqueue_write(
+                &writes,
+                vec![OffsetRecord::TxnMarker {
+                    group,
+                    producer_id,
+                    commit,
+                }],
+            )
+        });
+        async move {
+            queued.await?.await?;
+            if commit {
+                // The group may have been forgotten while only pending offsets
+                // were known; committed offsets make it a (possibly Empty) group.
+                let _ = jobs.send(Box::new(move |actor: &mut Actor| {
+                    actor.coordinator.ensure_group(&group_id, now_ms())
+                }));
+            }
+            Ok(())
+        }
+    }
+
+    /// Whether a transaction holds a pending offset for this partition of the
+    /// group (OffsetFetch `require_stable` then answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .has_pending(group_id, topic, partition)
     }
 
     /// Resolves once every offset write queued before this call is durable
@@ -562,7 +651,7 @@ fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) 
             .coordinator
             .list()
             .into_iter()
-            .filter(|g| g.state == GroupState::Empty && table.group(&g.group_id).is_none())
+            .filter(|g| g.state == GroupState::Empty && !table.has_group(&g.group_id))
             .map(|g| g.group_id)
             .collect();
         for group in empty {
@@ -782,5 +871,192 @@ mod tests {
             assert!(rounds < 10_000, "offsets never expired");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    async fn start(dir: &Path, config: GroupServiceConfig) -> (GroupService, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let service = GroupService::start(config, dir, rx).await.unwrap();
+        (service, tx)
+    }
+
+    fn stop(tx: watch::Sender<bool>) {
+        tx.send(true).unwrap();
+    }
+
+    fn offsets_of(service: &GroupService, group: &str) -> Vec<(i32, i64)> {
+        service
+            .committed_all(group)
+            .into_iter()
+            .map(|(_, p, o)| (p, o.offset))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn txn_offsets_are_invisible_until_commit_and_abort_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        service
+            .commit_offsets(
+                "g".into(),
+                String::new(),
+                None,
+                -1,
+                vec![("t".into(), 0, offset(1))],
+            )
+            .await
+            .unwrap();
+        service
+            .commit_txn_offsets("g".into(), 7, 0, None, vec![("t".into(), 0, offset(5))])
+            .await
+            .unwrap();
+        service
+            .commit_txn_offsets(
+                "g".into(),
+                7,
+                0,
+                Some((String::new(), None, -1)),
+                vec![("t".into(), 0, offset(6)), ("t".into(), 1, offset(9))],
+            )
+            .await
+            .unwrap();
+        service
+            .commit_txn_offsets("g".into(), 8, 0, None, vec![("t".into(), 2, offset(3))])
+            .await
+            .unwrap();
+        service.barrier().await.unwrap();
+        assert_eq!(offsets_of(&service, "g"), vec![(0, 1)]);
+        assert!(service.has_pending_txn_offset("g", "t", 0));
+        assert!(service.has_pending_txn_offset("g", "t", 2));
+        assert!(!service.has_pending_txn_offset("g", "t", 3));
+
+        service.complete_txn("g".into(), 7, true).await.unwrap();
+        assert_eq!(offsets_of(&service, "g"), vec![(0, 6), (1, 9)]);
+        assert!(!service.has_pending_txn_offset("g", "t", 0));
+        service.complete_txn("g".into(), 8, false).await.unwrap();
+        assert_eq!(offsets_of(&service, "g"), vec![(0, 6), (1, 9)]);
+        assert!(!service.has_pending_txn_offset("g", "t", 2));
+        // Idempotent: nothing pending any more.
+        service.complete_txn("g".into(), 8, true).await.unwrap();
+        service
+            .complete_txn("unknown".into(), 1, true)
+            .await
+            .unwrap();
+        assert_eq!(offsets_of(&service, "g"), vec![(0, 6), (1, 9)]);
+        assert!(service.committed_all("unknown").is_empty());
+    }
+
+    #[tokio::test]
+    async fn txn_offset_commit_checks_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let result = service
+            .commit_txn_offsets(
+                "g".into(),
+                7,
+                0,
+                Some(("someone".into(), None, -1)),
+                vec![("t".into(), 0, offset(5))],
+            )
+            .await;
+        assert_eq!(result, Err(ResponseError::UnknownMemberId));
+        let result = service
+            .commit_txn_offsets(
+                "g".into(),
+                7,
+                0,
+                Some((String::new(), None, 3)),
+                vec![("t".into(), 0, offset(5))],
+            )
+            .await;
+        assert_eq!(result, Err(ResponseError::IllegalGeneration));
+        service.barrier().await.unwrap();
+        assert!(!service.has_pending_txn_offset("g", "t", 0));
+    }
+
+    #[tokio::test]
+    async fn pending_txn_offsets_survive_a_restart_and_a_later_marker_decides_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        service
+            .commit_txn_offsets("g".into(), 7, 2, None, vec![("t".into(), 0, offset(5))])
+            .await
+            .unwrap();
+        service
+            .commit_txn_offsets("g".into(), 8, 0, None, vec![("t".into(), 1, offset(6))])
+            .await
+            .unwrap();
+        stop(tx);
+
+        let (again, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        assert!(again.has_pending_txn_offset("g", "t", 0));
+        assert!(again.has_pending_txn_offset("g", "t", 1));
+        assert!(again.committed_all("g").is_empty());
+        // A group known only from pending offsets is listed.
+        assert_eq!(again.list().await.unwrap()[0].group_id, "g");
+        again.complete_txn("g".into(), 7, true).await.unwrap();
+        again.complete_txn("g".into(), 8, false).await.unwrap();
+        assert_eq!(offsets_of(&again, "g"), vec![(0, 5)]);
+        stop(tx);
+
+        let (third, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        assert_eq!(offsets_of(&third, "g"), vec![(0, 5)]);
+        assert!(!third.has_pending_txn_offset("g", "t", 0));
+        assert!(!third.has_pending_txn_offset("g", "t", 1));
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_pending_txn_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupServiceConfig {
+            compact_threshold_bytes: 512,
+            ..GroupServiceConfig::default()
+        };
+        let (service, tx) = start(dir.path(), config.clone()).await;
+        service
+            .commit_txn_offsets("g".into(), 7, 0, None, vec![("t".into(), 0, offset(5))])
+            .await
+            .unwrap();
+        // Decided transactions and plain commits until the log compacted a few times.
+        for n in 0..100 {
+            service
+                .commit_txn_offsets("g".into(), 8, 0, None, vec![("t".into(), 1, offset(n))])
+                .await
+                .unwrap();
+            service
+                .complete_txn("g".into(), 8, n % 2 == 0)
+                .await
+                .unwrap();
+        }
+        let logs: Vec<_> = std::fs::read_dir(dir.path().join("offsets"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(logs.len(), 1);
+        assert_ne!(
+            logs[0], "offsets-00000000000000000000.log",
+            "never compacted"
+        );
+        stop(tx);
+
+        let (again, _tx) = start(dir.path(), config).await;
+        assert_eq!(offsets_of(&again, "g"), vec![(1, 98)]);
+        assert!(again.has_pending_txn_offset("g", "t", 0));
+        assert!(!again.has_pending_txn_offset("g", "t", 1));
+        again.complete_txn("g".into(), 7, true).await.unwrap();
+        assert_eq!(offsets_of(&again, "g"), vec![(0, 5), (1, 98)]);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_group_drops_its_pending_txn_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        service
+            .commit_txn_offsets("g".into(), 7, 0, None, vec![("t".into(), 0, offset(5))])
+            .await
+            .unwrap();
+        service.delete_group("g".into()).await.unwrap();
+        assert!(!service.has_pending_txn_offset("g", "t", 0));
+        service.complete_txn("g".into(), 7, true).await.unwrap();
+        assert!(service.committed_all("g").is_empty());
     }
 }

@@ -901,3 +901,35 @@ fn describe_and_list_show_state_and_members() {
         Some(GroupState::CompletingRebalance)
     );
 }
+
+#[test]
+fn txn_offset_commit_checks_membership_like_kafka() {
+    let mut h = Harness::new();
+    // v0-v2 carry no member data: any live group, created if missing.
+    assert_eq!(h.c.validate_txn_offset_commit(h.now, "txn", None), Ok(()));
+    assert_eq!(h.c.group_state("txn").map(|s| s.0), Some(GroupState::Empty));
+    assert_eq!(
+        h.c.validate_txn_offset_commit(h.now, "", None),
+        Err(ResponseError::InvalidGroupId)
+    );
+    let (a, b, generation) = static_group(&mut h);
+    let check = |h: &mut Harness, member: &str, instance: Option<&str>, generation: i32| {
+        h.c.validate_txn_offset_commit(h.now, GROUP, Some((member, instance, generation)))
+    };
+    assert_eq!(check(&mut h, &a, Some("ia"), generation), Ok(()));
+    // Empty member id and generation -1 skip their checks.
+    assert_eq!(check(&mut h, "", None, -1), Ok(()));
+    assert_eq!(check(&mut h, &a, None, -1), Ok(()));
+    assert_eq!(
+        check(&mut h, &a, None, generation + 1),
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        check(&mut h, "nobody", None, generation),
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        check(&mut h, &b, Some("ia"), generation),
+        Err(ResponseError::FencedInstanceId)
+    );
+}

@@ -1,28 +1,50 @@
 //! OffsetFetch (v1-v8): committed offsets of one group (v1-v7) or several
 //! (v8); all of a group's offsets when no topics are given (v2+). A partition
-//! without a committed offset answers offset -1. There are no pending
-//! transactional offsets, so `require_stable` never has to wait.
+//! without a committed offset answers offset -1. With `require_stable` (v7+) a
+//! partition that has a pending transactional offset (TxnOffsetCommit whose
+//! transaction is not decided yet) answers UNSTABLE_OFFSET_COMMIT with offset
+//! -1, at partition level (v8: in the group's partition entries), as Kafka's
+//! coordinator does; the client retries until the transaction ends.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-use super::{deferred, str_bytes};
+use super::{code, deferred, str_bytes};
 use crate::api::{Handled, RequestContext};
 use crate::group::offsets::CommittedOffset;
 use crate::group::GroupService;
 
-/// One partition's answer: (partition, offset or None).
-type Found = (i32, Option<CommittedOffset>);
+/// One partition's answer: (partition, offset or None, or
+/// UNSTABLE_OFFSET_COMMIT when stability was required and a transaction holds
+/// a pending offset for it).
+type Found = (i32, Result<Option<CommittedOffset>, ResponseError>);
+
+/// One partition's committed offset, unless `require_stable` and pending.
+fn find(
+    groups: &GroupService,
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    require_stable: bool,
+) -> Result<Option<CommittedOffset>, ResponseError> {
+    if require_stable && groups.has_pending_txn_offset(group_id, topic, partition) {
+        return Err(ResponseError::UnstableOffsetCommit);
+    }
+    Ok(groups.committed(group_id, topic, partition))
+}
 
 /// The committed offsets asked for, grouped by topic in request order; with
-/// `topics` None, every offset of the group.
+/// `topics` None, every committed offset of the group (Kafka lists only
+/// committed partitions there, each checked for stability like the others).
 fn lookup(
     groups: &GroupService,
     group_id: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Vec<(TopicName, Vec<Found>)> {
     match topics {
         Some(topics) => topics
@@ -30,7 +52,7 @@ fn lookup(
             .map(|(name, partitions)| {
                 let found = partitions
                     .into_iter()
-                    .map(|p| (p, groups.committed(group_id, name.as_str(), p)))
+                    .map(|p| (p, find(groups, group_id, name.as_str(), p, require_stable)))
                     .collect();
                 (name, found)
             })
@@ -38,11 +60,18 @@ fn lookup(
         None => {
             let mut out: Vec<(TopicName, Vec<Found>)> = Vec::new();
             for (topic, partition, offset) in groups.committed_all(group_id) {
+                let found = if require_stable
+                    && groups.has_pending_txn_offset(group_id, &topic, partition)
+                {
+                    Err(ResponseError::UnstableOffsetCommit)
+                } else {
+                    Ok(Some(offset))
+                };
                 match out.last_mut() {
-                    Some((name, found)) if name.as_str() == topic => {
-                        found.push((partition, Some(offset)))
+                    Some((name, partitions)) if name.as_str() == topic => {
+                        partitions.push((partition, found))
                     }
-                    _ => out.push((TopicName(str_bytes(topic)), vec![(partition, Some(offset))])),
+                    _ => out.push((TopicName(str_bytes(topic)), vec![(partition, found)])),
                 }
             }
             out
@@ -50,14 +79,17 @@ fn lookup(
     }
 }
 
-fn fields(found: &Option<CommittedOffset>) -> (i64, i32, String) {
+/// (offset, leader epoch, metadata, error code) of one partition's answer.
+fn fields(found: &Result<Option<CommittedOffset>, ResponseError>) -> (i64, i32, String, i16) {
     match found {
-        Some(o) => (
+        Ok(Some(o)) => (
             o.offset,
             o.leader_epoch,
             o.metadata.clone().unwrap_or_default(),
+            0,
         ),
-        None => (-1, -1, String::new()),
+        Ok(None) => (-1, -1, String::new(), 0),
+        Err(e) => (-1, -1, String::new(), code(Some(*e))),
     }
 }
 
@@ -91,7 +123,7 @@ fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> O
                         .collect()
                 });
                 let mut group = OffsetFetchResponseGroup::default();
-                group.topics = lookup(groups, g.group_id.as_str(), topics)
+                group.topics = lookup(groups, g.group_id.as_str(), topics, request.require_stable)
                     .into_iter()
                     .map(|(name, found)| {
                         let mut topic = OffsetFetchResponseTopics::default();
@@ -99,9 +131,10 @@ fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> O
                         topic.partitions = found
                             .into_iter()
                             .map(|(index, offset)| {
-                                let (offset, epoch, metadata) = fields(&offset);
+                                let (offset, epoch, metadata, error) = fields(&offset);
                                 let mut p = OffsetFetchResponsePartitions::default();
                                 p.partition_index = index;
+                                p.error_code = error;
                                 p.committed_offset = offset;
                                 p.committed_leader_epoch = epoch;
                                 p.metadata = Some(str_bytes(metadata));
@@ -122,7 +155,8 @@ fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> O
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    response.topics = lookup(groups, request.group_id.as_str(), topics)
+    let require_stable = version >= 7 && request.require_stable;
+    response.topics = lookup(groups, request.group_id.as_str(), topics, require_stable)
         .into_iter()
         .map(|(name, found)| {
             let mut topic = OffsetFetchResponseTopic::default();
@@ -130,9 +164,10 @@ fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> O
             topic.partitions = found
                 .into_iter()
                 .map(|(index, offset)| {
-                    let (offset, epoch, metadata) = fields(&offset);
+                    let (offset, epoch, metadata, error) = fields(&offset);
                     let mut p = OffsetFetchResponsePartition::default();
                     p.partition_index = index;
+                    p.error_code = error;
                     p.committed_offset = offset;
                     if version >= 5 {
                         p.committed_leader_epoch = epoch;

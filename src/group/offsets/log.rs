@@ -7,6 +7,20 @@
 //! live offsets to `offsets-<N+1>.log.tmp`, fsyncs it, renames it into place,
 //! fsyncs the directory and only then deletes generation N: a crash at any
 //! point leaves one complete generation to replay.
+//!
+//! Records (framing and fields in `record.rs`), replayed in order:
+//! - `Commit` sets a committed offset; `Delete` removes one (OffsetDelete,
+//!   expiry) with any pending transactional offset of that partition;
+//!   `GroupDeleted` removes every committed and pending offset of a group.
+//! - `TxnCommit` (TxnOffsetCommit) holds an offset *pending* for
+//!   (group, producer id): replay keeps it aside, invisible to OffsetFetch,
+//!   until a `TxnMarker` for the same group and producer decides it: commit
+//!   turns the producer's pending offsets into committed ones, abort drops
+//!   them. A marker with nothing pending is a no-op (markers are re-sent after
+//!   a coordinator restart).
+//! - A compaction snapshot is the live state: a `Commit` per committed offset
+//!   and a `TxnCommit` per still-pending offset; decided transactions and
+//!   their markers are gone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

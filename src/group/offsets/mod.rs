@@ -7,4 +7,4 @@ mod table;
 
 pub use log::{OffsetLog, OffsetLogError};
 pub use record::{decode_frames, encode_frame, CommittedOffset, OffsetRecord};
-pub use table::{GroupActivity, OffsetTable, PartitionOffsets};
+pub use table::{GroupActivity, OffsetTable, PartitionOffsets, PendingTxn};

@@ -43,8 +43,31 @@ pub enum OffsetRecord {
         topic: String,
         partition: i32,
     },
-    /// Every offset of `group` was deleted (DeleteGroups).
+    /// Every offset of `group` was deleted (DeleteGroups), pending
+    /// transactional ones included.
     GroupDeleted { group: String },
+    /// TxnOffsetCommit: `offset` for `topic`/`partition` is *pending* in the
+    /// transaction of `producer_id` (at `producer_epoch`). Invisible to
+    /// OffsetFetch until a [`OffsetRecord::TxnMarker`] for the same group and
+    /// producer commits it; a later `TxnCommit` for the same partition and
+    /// producer before the marker replaces it.
+    TxnCommit {
+        group: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: String,
+        partition: i32,
+        offset: CommittedOffset,
+    },
+    /// The transaction of `producer_id` ended for `group`: `commit` makes every
+    /// pending offset of that producer in the group a committed offset (as if
+    /// [`OffsetRecord::Commit`]s were written here), abort drops them. A marker
+    /// with nothing pending changes nothing.
+    TxnMarker {
+        group: String,
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 impl OffsetRecord {
@@ -53,7 +76,9 @@ impl OffsetRecord {
         match self {
             OffsetRecord::Commit { group, .. }
             | OffsetRecord::Delete { group, .. }
-            | OffsetRecord::GroupDeleted { group } => group,
+            | OffsetRecord::GroupDeleted { group }
+            | OffsetRecord::TxnCommit { group, .. }
+            | OffsetRecord::TxnMarker { group, .. } => group,
         }
     }
 }

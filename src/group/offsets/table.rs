@@ -1,4 +1,6 @@
-//! The live committed offsets, rebuilt from the log and kept in memory.
+//! The live committed offsets, rebuilt from the log and kept in memory,
+//! and the pending transactional offsets that a transaction marker has not
+//! decided yet.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,11 +18,23 @@ pub enum GroupActivity {
     EmptySince(Option<i64>),
 }
 
+/// The offsets one producer's open transaction committed for one group
+/// (TxnOffsetCommit), not visible as committed offsets until its commit marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTxn {
+    /// The epoch of the newest TxnOffsetCommit of this transaction.
+    pub producer_epoch: i16,
+    pub offsets: PartitionOffsets,
+}
+
 /// Every group's committed offsets. Only records already durable in the log
 /// are applied, so what is read here survives a crash.
 #[derive(Debug, Default, Clone)]
 pub struct OffsetTable {
     groups: HashMap<String, PartitionOffsets>,
+    /// group → producer id → its undecided transactional offsets. An entry is
+    /// never empty: empty maps are removed.
+    pending: HashMap<String, BTreeMap<i64, PendingTxn>>,
 }
 
 impl OffsetTable {
@@ -43,17 +57,89 @@ impl OffsetTable {
                 topic,
                 partition,
             } => {
+                let key = (topic.clone(), *partition);
                 if let Some(offsets) = self.groups.get_mut(group) {
-                    offsets.remove(&(topic.clone(), *partition));
+                    offsets.remove(&key);
                     if offsets.is_empty() {
                         self.groups.remove(group);
+                    }
+                }
+                // Kafka's GroupMetadata.removeOffsets drops the partition's
+                // pending transactional offsets too.
+                if let Some(txns) = self.pending.get_mut(group) {
+                    for txn in txns.values_mut() {
+                        txn.offsets.remove(&key);
+                    }
+                    txns.retain(|_, txn| !txn.offsets.is_empty());
+                    if txns.is_empty() {
+                        self.pending.remove(group);
                     }
                 }
             }
             OffsetRecord::GroupDeleted { group } => {
                 self.groups.remove(group);
+                self.pending.remove(group);
+            }
+            OffsetRecord::TxnCommit {
+                group,
+                producer_id,
+                producer_epoch,
+                topic,
+                partition,
+                offset,
+            } => {
+                let txn = self
+                    .pending
+                    .entry(group.clone())
+                    .or_default()
+                    .entry(*producer_id)
+                    .or_insert_with(|| PendingTxn {
+                        producer_epoch: *producer_epoch,
+                        offsets: PartitionOffsets::new(),
+                    });
+                txn.producer_epoch = *producer_epoch;
+                txn.offsets
+                    .insert((topic.clone(), *partition), offset.clone());
+            }
+            OffsetRecord::TxnMarker {
+                group,
+                producer_id,
+                commit,
+            } => {
+                let Some(txns) = self.pending.get_mut(group) else {
+                    return;
+                };
+                let txn = txns.remove(producer_id);
+                if txns.is_empty() {
+                    self.pending.remove(group);
+                }
+                if let (Some(txn), true) = (txn, *commit) {
+                    self.groups
+                        .entry(group.clone())
+                        .or_default()
+                        .extend(txn.offsets);
+                }
             }
         }
+    }
+
+    /// Whether a transaction has a pending offset for this partition of `group`
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending
+            .get(group)
+            .is_some_and(|txns| txns.values().any(|t| t.offsets.contains_key(&key)))
+    }
+
+    /// The pending transactions of `group` by producer id.
+    pub fn pending(&self, group: &str) -> Option<&BTreeMap<i64, PendingTxn>> {
+        self.pending.get(group)
+    }
+
+    /// Whether `group` has committed or pending offsets.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.groups.contains_key(group) || self.pending.contains_key(group)
     }
 
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<&CommittedOffset> {
@@ -65,9 +151,13 @@ impl OffsetTable {
         self.groups.get(group)
     }
 
-    /// Ids of the groups that have committed offsets.
+    /// Ids of the groups that have committed or pending offsets (each once).
     pub fn group_ids(&self) -> impl Iterator<Item = &String> {
-        self.groups.keys()
+        self.groups.keys().chain(
+            self.pending
+                .keys()
+                .filter(|g| !self.groups.contains_key(*g)),
+        )
     }
 
     /// Number of committed offsets over all groups.
@@ -75,32 +165,60 @@ impl OffsetTable {
         self.groups.values().map(BTreeMap::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+    /// Number of pending transactional offsets over all groups and producers.
+    pub fn pending_len(&self) -> usize {
+        self.pending
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|t| t.offsets.len())
+            .sum()
     }
 
-    /// The live offsets as commit records: replaying them rebuilds this table.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.pending.is_empty()
+    }
+
+    /// The live offsets as records: a `Commit` per committed offset, then a
+    /// `TxnCommit` per still-pending transactional offset (decided ones are
+    /// gone). Replaying them rebuilds this table.
     pub fn snapshot(&self) -> Vec<OffsetRecord> {
         let mut groups: Vec<&String> = self.groups.keys().collect();
         groups.sort();
-        groups
-            .into_iter()
-            .flat_map(|group| {
-                self.groups[group]
-                    .iter()
-                    .map(move |((topic, partition), offset)| OffsetRecord::Commit {
-                        group: group.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                        offset: offset.clone(),
+        let committed = groups.into_iter().flat_map(|group| {
+            self.groups[group]
+                .iter()
+                .map(move |((topic, partition), offset)| OffsetRecord::Commit {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: offset.clone(),
+                })
+        });
+        let mut pending_groups: Vec<&String> = self.pending.keys().collect();
+        pending_groups.sort();
+        let pending = pending_groups.into_iter().flat_map(|group| {
+            self.pending[group]
+                .iter()
+                .flat_map(move |(producer_id, txn)| {
+                    txn.offsets.iter().map(move |((topic, partition), offset)| {
+                        OffsetRecord::TxnCommit {
+                            group: group.clone(),
+                            producer_id: *producer_id,
+                            producer_epoch: txn.producer_epoch,
+                            topic: topic.clone(),
+                            partition: *partition,
+                            offset: offset.clone(),
+                        }
                     })
-            })
-            .collect()
+                })
+        });
+        committed.chain(pending).collect()
     }
 
     /// Tombstones for the offsets that expired at `now_ms`: offsets of empty
     /// groups older than `retention_ms`, counted from the later of the commit
-    /// and the moment the group became empty.
+    /// and the moment the group became empty. A partition with a pending
+    /// transactional offset does not expire (as in Kafka) until it is decided.
     pub fn expired(
         &self,
         now_ms: i64,
@@ -116,7 +234,9 @@ impl OffsetTable {
                 let base = offset
                     .commit_timestamp_ms
                     .max(empty_since.unwrap_or(i64::MIN));
-                if now_ms.saturating_sub(base) >= retention_ms {
+                if now_ms.saturating_sub(base) >= retention_ms
+                    && !self.has_pending(group, topic, *partition)
+                {
                     tombstones.push(OffsetRecord::Delete {
                         group: group.clone(),
                         topic: topic.clone(),
@@ -205,5 +325,116 @@ mod tests {
         });
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].group(), "recently-empty");
+    }
+
+    fn txn(group: &str, producer_id: i64, partition: i32, offset: i64) -> OffsetRecord {
+        OffsetRecord::TxnCommit {
+            group: group.into(),
+            producer_id,
+            producer_epoch: 0,
+            topic: "t".into(),
+            partition,
+            offset: CommittedOffset {
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp_ms: 1,
+            },
+        }
+    }
+
+    fn marker(group: &str, producer_id: i64, commit: bool) -> OffsetRecord {
+        OffsetRecord::TxnMarker {
+            group: group.into(),
+            producer_id,
+            commit,
+        }
+    }
+
+    #[test]
+    fn pending_offsets_apply_only_on_a_commit_marker() {
+        let mut table = OffsetTable::default();
+        table.apply(&commit("g", "t", 0, 5, 1));
+        table.apply(&txn("g", 7, 0, 10));
+        table.apply(&txn("g", 7, 0, 11)); // replaces the pending value
+        table.apply(&txn("g", 7, 1, 20));
+        table.apply(&txn("g", 8, 2, 30));
+        assert_eq!(table.get("g", "t", 0).map(|o| o.offset), Some(5));
+        assert_eq!(table.get("g", "t", 1), None);
+        assert!(table.has_pending("g", "t", 0) && table.has_pending("g", "t", 2));
+        assert!(!table.has_pending("g", "t", 3) && !table.has_pending("h", "t", 0));
+        assert_eq!(table.pending_len(), 3);
+
+        table.apply(&marker("g", 7, true));
+        assert_eq!(table.get("g", "t", 0).map(|o| o.offset), Some(11));
+        assert_eq!(table.get("g", "t", 1).map(|o| o.offset), Some(20));
+        assert!(!table.has_pending("g", "t", 0));
+        // A re-sent marker changes nothing.
+        table.apply(&marker("g", 7, true));
+        table.apply(&marker("g", 7, false));
+        assert_eq!(table.get("g", "t", 0).map(|o| o.offset), Some(11));
+
+        table.apply(&marker("g", 8, false));
+        assert_eq!(table.get("g", "t", 2), None);
+        assert_eq!(table.pending_len(), 0);
+        assert!(table.pending("g").is_none());
+    }
+
+    #[test]
+    fn snapshot_keeps_pending_and_drops_decided_transactions() {
+        let mut table = OffsetTable::default();
+        table.apply(&commit("g", "t", 0, 5, 1));
+        table.apply(&txn("g", 7, 0, 10));
+        table.apply(&txn("g", 8, 1, 20));
+        table.apply(&marker("g", 8, true));
+        table.apply(&txn("only-pending", 9, 0, 1));
+        let snapshot = table.snapshot();
+        assert_eq!(
+            snapshot,
+            vec![
+                commit("g", "t", 0, 5, 1),
+                commit("g", "t", 1, 20, 1),
+                txn("g", 7, 0, 10),
+                txn("only-pending", 9, 0, 1),
+            ]
+        );
+        let mut rebuilt = OffsetTable::default();
+        for record in &snapshot {
+            rebuilt.apply(record);
+        }
+        assert_eq!(rebuilt.snapshot(), snapshot);
+        rebuilt.apply(&marker("g", 7, true));
+        assert_eq!(rebuilt.get("g", "t", 0).map(|o| o.offset), Some(10));
+        let mut ids: Vec<&String> = table.group_ids().collect();
+        ids.sort();
+        assert_eq!(ids, ["g", "only-pending"]);
+    }
+
+    #[test]
+    fn deletes_drop_pending_offsets_and_pending_partitions_do_not_expire() {
+        let mut table = OffsetTable::default();
+        table.apply(&commit("g", "t", 0, 5, 0));
+        table.apply(&commit("g", "t", 1, 5, 0));
+        table.apply(&txn("g", 7, 0, 10));
+        let expired = table.expired(1000, 1, |_| GroupActivity::EmptySince(None));
+        assert_eq!(
+            expired,
+            vec![OffsetRecord::Delete {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1
+            }]
+        );
+        table.apply(&OffsetRecord::Delete {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        });
+        assert!(!table.has_pending("g", "t", 0));
+        table.apply(&txn("g", 7, 3, 10));
+        table.apply(&OffsetRecord::GroupDeleted { group: "g".into() });
+        assert!(!table.has_group("g"));
+        table.apply(&marker("g", 7, true));
+        assert_eq!(table.get("g", "t", 3), None);
     }
 }
