@@ -181,3 +181,122 @@ fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> O
         .collect();
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::group::GroupServiceConfig;
+
+    fn offset(n: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: n,
+            leader_epoch: 4,
+            metadata: None,
+            commit_timestamp_ms: 1,
+        }
+    }
+
+    fn v7(topics: Option<Vec<i32>>, require_stable: bool) -> OffsetFetchRequest {
+        let mut request = OffsetFetchRequest::default();
+        request.group_id = GroupId(str_bytes("g"));
+        request.require_stable = require_stable;
+        request.topics = topics.map(|partitions| {
+            let mut topic = OffsetFetchRequestTopic::default();
+            topic.name = TopicName(str_bytes("t"));
+            topic.partition_indexes = partitions;
+            vec![topic]
+        });
+        request
+    }
+
+    /// A service where "g" has t/0 committed at 5 with a pending transactional
+    /// offset 9, t/1 committed at 7 and t/2 only pending.
+    async fn service(dir: &std::path::Path) -> (GroupService, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let service = GroupService::start(GroupServiceConfig::default(), dir, rx)
+            .await
+            .unwrap();
+        service
+            .commit_offsets(
+                "g".into(),
+                String::new(),
+                None,
+                -1,
+                vec![("t".into(), 0, offset(5)), ("t".into(), 1, offset(7))],
+            )
+            .await
+            .unwrap();
+        service
+            .commit_txn_offsets(
+                "g".into(),
+                3,
+                0,
+                None,
+                vec![("t".into(), 0, offset(9)), ("t".into(), 2, offset(1))],
+            )
+            .await
+            .unwrap();
+        (service, tx)
+    }
+
+    fn partitions_v7(response: &OffsetFetchResponse) -> Vec<(i32, i64, i16)> {
+        response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn require_stable_answers_unstable_for_pending_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _tx) = service(dir.path()).await;
+        let unstable = ResponseError::UnstableOffsetCommit.code();
+
+        let stable = answer(v7(Some(vec![0, 1, 2, 3]), true), 7, &service);
+        assert_eq!(
+            partitions_v7(&stable),
+            vec![(0, -1, unstable), (1, 7, 0), (2, -1, unstable), (3, -1, 0)]
+        );
+        // Without require_stable (or before v7) the committed offsets answer.
+        let plain = answer(v7(Some(vec![0, 1, 2]), false), 7, &service);
+        assert_eq!(
+            partitions_v7(&plain),
+            vec![(0, 5, 0), (1, 7, 0), (2, -1, 0)]
+        );
+        let old = answer(v7(Some(vec![0, 2]), true), 6, &service);
+        assert_eq!(partitions_v7(&old), vec![(0, 5, 0), (2, -1, 0)]);
+        // All offsets of the group: committed partitions, each checked.
+        let all = answer(v7(None, true), 7, &service);
+        assert_eq!(partitions_v7(&all), vec![(0, -1, unstable), (1, 7, 0)]);
+
+        // v8: in the group's partition entries; the group itself has no error.
+        let mut request = OffsetFetchRequest::default();
+        request.require_stable = true;
+        let mut group = OffsetFetchRequestGroup::default();
+        group.group_id = GroupId(str_bytes("g"));
+        let mut topic = OffsetFetchRequestTopics::default();
+        topic.name = TopicName(str_bytes("t"));
+        topic.partition_indexes = vec![0, 1];
+        group.topics = Some(vec![topic]);
+        request.groups = vec![group];
+        let v8 = answer(request, 8, &service);
+        assert_eq!(v8.groups[0].error_code, 0);
+        let found: Vec<(i32, i64, i16)> = v8.groups[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            .collect();
+        assert_eq!(found, vec![(0, -1, unstable), (1, 7, 0)]);
+
+        // Once the transaction commits the offsets are stable and visible.
+        service.complete_txn("g".into(), 3, true).await.unwrap();
+        let after = answer(v7(Some(vec![0, 1, 2]), true), 7, &service);
+        assert_eq!(partitions_v7(&after), vec![(0, 9, 0), (1, 7, 0), (2, 1, 0)]);
+    }
+}
