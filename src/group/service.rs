@@ -1059,4 +1059,63 @@ mod tests {
         service.complete_txn("g".into(), 7, true).await.unwrap();
         assert!(service.committed_all("g").is_empty());
     }
+
+    #[tokio::test]
+    async fn a_damaged_frame_in_the_middle_loses_only_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        // One frame per commit: each is awaited before the next.
+        for p in 0..20 {
+            service
+                .commit_offsets(
+                    "g".into(),
+                    String::new(),
+                    None,
+                    -1,
+                    vec![("t".into(), p, offset(100 + p as i64))],
+                )
+                .await
+                .unwrap();
+        }
+        stop(tx);
+        let offsets_dir = dir.path().join("offsets");
+        let log = offsets_dir.join("offsets-00000000000000000000.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        // Find frame 10 by walking the length fields, then flip payload bytes.
+        let mut pos = 0;
+        for _ in 0..10 {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            pos += 8 + len;
+        }
+        for b in &mut bytes[pos + 12..pos + 16] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&log, &bytes).unwrap();
+
+        let (again, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let expected: Vec<(i32, i64)> = (0..20)
+            .filter(|p| *p != 10)
+            .map(|p| (p, 100 + p as i64))
+            .collect();
+        assert_eq!(offsets_of(&again, "g"), expected);
+        let copies: Vec<Vec<u8>> = std::fs::read_dir(&offsets_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".log.damaged-"))
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        assert_eq!(copies, vec![bytes]);
+        // The broker keeps committing into the rewritten log.
+        again
+            .commit_offsets(
+                "g".into(),
+                String::new(),
+                None,
+                -1,
+                vec![("t".into(), 10, offset(7))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.committed("g", "t", 10).map(|o| o.offset), Some(7));
+    }
 }

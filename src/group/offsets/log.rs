@@ -2,8 +2,17 @@
 //! N a 20-digit generation number that grows with each compaction.
 //!
 //! Appends are written and fsync'd before they return, so a commit answered
-//! with success survives a crash. On open the newest generation is replayed
-//! and a torn or corrupt tail is truncated. Compaction writes a snapshot of the
+//! with success survives a crash. On open the newest generation is replayed:
+//! - a torn tail (the last frame cut short by a crash mid-append) is truncated;
+//! - damage elsewhere (a frame whose length is implausible or whose CRC-32C or
+//!   payload is bad) does not end the replay: the file is first copied aside to
+//!   `<name>.damaged-<unix ms>` (never deleted by Strata), replay resynchronises
+//!   at the next intact frame (see [`scan_frames`]) and goes on, the skipped
+//!   byte ranges are logged at warn, and the log is rewritten from the
+//!   recovered records through the compaction path (atomically). A corrupt
+//!   tail with no intact frame after it is copied aside too, then truncated.
+//!
+//! Compaction writes a snapshot of the
 //! live offsets to `offsets-<N+1>.log.tmp`, fsyncs it, renames it into place,
 //! fsyncs the directory and only then deletes generation N: a crash at any
 //! point leaves one complete generation to replay.
@@ -28,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::record::{decode_frames, encode_frame, OffsetRecord};
+use super::record::{encode_frame, scan_frames, OffsetRecord};
 
 /// Errors of the committed-offsets log; each names the file concerned.
 #[derive(Debug, Error)]
@@ -90,6 +99,32 @@ fn sync_dir(dir: &Path) -> Result<(), OffsetLogError> {
         .map_err(io_err(dir))
 }
 
+/// Copies `path` to `<path>.damaged-<unix ms>` in `dir` (a fresh name) and
+/// makes the copy durable; returns the copy's path.
+fn quarantine(dir: &Path, path: &Path) -> Result<PathBuf, OffsetLogError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let copy = loop {
+        let candidate = dir.join(format!("{name}.damaged-{ms}"));
+        if !candidate.exists() {
+            break candidate;
+        }
+        ms += 1;
+    };
+    fs::copy(path, &copy).map_err(io_err(&copy))?;
+    File::open(&copy)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&copy))?;
+    sync_dir(dir)?;
+    Ok(copy)
+}
+
 impl OffsetLog {
     /// Opens (or creates) the log in `dir` and returns it with the records to
     /// replay, in order. `compact_threshold` is in bytes.
@@ -124,28 +159,42 @@ impl OffsetLog {
             .map_err(io_err(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        let (records, valid) = decode_frames(&bytes);
+        let scan = scan_frames(&bytes);
+        let valid = scan.valid_end;
+        let damaged_tail = valid < bytes.len() && !scan.torn_tail;
+        if !scan.skipped.is_empty() || damaged_tail {
+            let copy = quarantine(dir, &path)?;
+            tracing::warn!(path = %path.display(), copy = %copy.display(),
+                skipped = ?scan.skipped, records = scan.records.len(),
+                recovered_after_damage = scan.recovered_after_damage,
+                "offsets log is damaged: copied it aside, skipped the damaged byte ranges");
+        }
         if valid < bytes.len() {
             tracing::warn!(path = %path.display(), valid, total = bytes.len(),
-                "truncating torn or corrupt tail of the offsets log");
+                torn = scan.torn_tail, "truncating torn or corrupt tail of the offsets log");
             file.set_len(valid as u64).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
         }
         sync_dir(dir)?;
         let len = valid as u64;
-        Ok((
-            OffsetLog {
-                dir: dir.to_path_buf(),
-                path,
-                file,
-                generation,
-                len,
-                base_len: len,
-                compact_threshold,
-                failed: false,
-            },
-            records,
-        ))
+        let mut log = OffsetLog {
+            dir: dir.to_path_buf(),
+            path,
+            file,
+            generation,
+            len,
+            base_len: len,
+            compact_threshold,
+            failed: false,
+        };
+        if !scan.skipped.is_empty() {
+            // Appends must not follow damaged bytes: the next open would have
+            // to skip them again. The damaged original is already copied aside.
+            log.rewrite(&scan.records)?;
+            tracing::warn!(path = %log.path.display(), records = scan.records.len(),
+                "rewrote the offsets log from the recovered records");
+        }
+        Ok((log, scan.records))
     }
 
     /// The file currently appended to.
@@ -247,7 +296,7 @@ impl OffsetLog {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::CommittedOffset;
+    use super::super::record::{CommittedOffset, FRAME_HEADER_LEN};
     use super::*;
 
     fn commit(group: &str, partition: i32, offset: i64) -> OffsetRecord {
@@ -305,10 +354,66 @@ mod tests {
             let (mut log, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
             assert_eq!(records, vec![commit("a", 0, 1)]);
             assert!(fs::metadata(&path).unwrap().len() < full - 5);
+            assert!(
+                damaged_copies(dir.path()).is_empty(),
+                "a torn tail is only cut"
+            );
             log.append(&[commit("a", 0, 3)]).unwrap();
         }
         let (_, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(records, vec![commit("a", 0, 1), commit("a", 0, 3)]);
+    }
+
+    fn damaged_copies(dir: &Path) -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".damaged-"))
+            .collect()
+    }
+
+    #[test]
+    fn damage_in_the_middle_keeps_later_records_and_quarantines_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, frame_len) = {
+            let (mut log, _) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
+            log.append(&[commit("a", 0, 1)]).unwrap();
+            let frame_len = log.len() as usize;
+            for n in 2..=10 {
+                log.append(&[commit("a", 0, n)]).unwrap();
+            }
+            (log.path().to_path_buf(), frame_len)
+        };
+        let original = fs::read(&path).unwrap();
+        // Every frame has the same length: flip bytes in the payload of frame 4
+        // (offset 5) and in the header of frame 7 (offset 8).
+        let mut bytes = original.clone();
+        bytes[4 * frame_len + FRAME_HEADER_LEN + 3] ^= 0xff;
+        bytes[7 * frame_len + 5] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+
+        let expected: Vec<OffsetRecord> = [1, 2, 3, 4, 6, 7, 9, 10]
+            .into_iter()
+            .map(|n| commit("a", 0, n))
+            .collect();
+        {
+            let (mut log, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(records, expected);
+            // Rewritten into a new generation without the damaged frames.
+            assert_eq!(log.generation, 1);
+            assert!(!path.exists());
+            assert_eq!(log.len() as usize, original.len() - 2 * frame_len);
+            log.append(&[commit("a", 0, 11)]).unwrap();
+        }
+        let copies = damaged_copies(dir.path());
+        assert_eq!(copies.len(), 1);
+        assert_eq!(fs::read(&copies[0]).unwrap(), bytes);
+        let (_, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
+        let mut after = expected;
+        after.push(commit("a", 0, 11));
+        assert_eq!(records, after);
+        // A clean open neither copies nor rewrites again.
+        assert_eq!(damaged_copies(dir.path()).len(), 1);
     }
 
     #[test]
@@ -325,6 +430,8 @@ mod tests {
         drop(f);
         let (_, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(records, vec![commit("a", 0, 1)]);
+        // Corrupt, not torn: the file was copied aside before the cut.
+        assert_eq!(damaged_copies(dir.path()).len(), 1);
     }
 
     #[test]

@@ -6,5 +6,8 @@ mod record;
 mod table;
 
 pub use log::{OffsetLog, OffsetLogError};
-pub use record::{decode_frames, encode_frame, CommittedOffset, OffsetRecord};
+pub use record::{
+    decode_frame_at, decode_frames, encode_frame, scan_frames, CommittedOffset, FrameFault,
+    FrameScan, OffsetRecord,
+};
 pub use table::{GroupActivity, OffsetTable, PartitionOffsets, PendingTxn};
