@@ -267,6 +267,105 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Control record type (the `type` field of a control record's key): abort marker.
+pub const CONTROL_TYPE_ABORT: i16 = 0;
+/// Control record type: commit marker.
+pub const CONTROL_TYPE_COMMIT: i16 = 1;
+
+/// Appends a zigzag varint (Kafka's `varint`/`varlong`).
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A transaction marker as Kafka writes it (`MemoryRecords.withEndTransactionMarker`): one
+/// uncompressed RecordBatch v2 (base offset 0, to be assigned; partitionLeaderEpoch -1;
+/// attributes transactional | control; baseSequence -1; both timestamps `timestamp_ms`)
+/// holding one record whose key is `version i16 = 0, type i16` (0 abort, 1 commit) and
+/// whose value is `version i16 = 0, coordinatorEpoch i32`, with a valid CRC-32C.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    commit: bool,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let kind = if commit {
+        CONTROL_TYPE_COMMIT
+    } else {
+        CONTROL_TYPE_ABORT
+    };
+    let mut record = Vec::with_capacity(20);
+    record.push(0); // record attributes
+    put_varlong(&mut record, 0); // timestampDelta
+    put_varlong(&mut record, 0); // offsetDelta
+    put_varlong(&mut record, 4); // key length
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&kind.to_be_bytes());
+    put_varlong(&mut record, 6); // value length
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    put_varlong(&mut record, 0); // headers
+    let mut out = vec![0u8; HEADER_LEN];
+    put_varlong(&mut out, record.len() as i64);
+    out.extend_from_slice(&record);
+    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+    out[LENGTH..LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    out[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    out[MAGIC] = 2;
+    out[ATTRIBUTES..ATTRIBUTES + 2]
+        .copy_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    out[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&0i32.to_be_bytes());
+    out[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    out[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    out[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    out[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    out[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    out[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&1i32.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The control record type (key bytes 2..4; 0 abort, 1 commit) of the first record of a
+/// control batch; `None` when `batch` is not an uncompressed control batch or its first
+/// record's key is shorter than 4 bytes. Kafka writes markers uncompressed, one record each.
+pub fn control_record_type(batch: &[u8]) -> Option<i16> {
+    control_record(batch).map(|(kind, _)| kind)
+}
+
+/// The first record of a control batch as `(type, coordinator epoch)`: the type as
+/// [`control_record_type`]; the coordinator epoch is value bytes 2..6 of a transaction
+/// marker (-1 when the value is shorter, as for control records that are not markers).
+pub fn control_record(batch: &[u8]) -> Option<(i16, i32)> {
+    let h = BatchHeader::parse(batch)?;
+    if !h.is_control() || h.compression() != 0 {
+        return None;
+    }
+    let mut pos = HEADER_LEN;
+    let _length = read_varlong(batch, &mut pos)?;
+    pos += 1; // record attributes
+    let _timestamp_delta = read_varlong(batch, &mut pos)?;
+    let _offset_delta = read_varlong(batch, &mut pos)?;
+    let key_len = usize::try_from(read_varlong(batch, &mut pos)?).ok()?;
+    if key_len < 4 {
+        return None;
+    }
+    let key = batch.get(pos..pos.checked_add(key_len)?)?;
+    let kind = be_i16(key, 2);
+    pos += key_len;
+    let value_len = read_varlong(batch, &mut pos)?;
+    let coordinator_epoch = match usize::try_from(value_len) {
+        Ok(len) if len >= 6 => batch.get(pos..pos + 6).map_or(-1, |v| be_i32(v, 2)),
+        _ => -1,
+    };
+    Some((kind, coordinator_epoch))
+}
+
 /// Reads a zigzag varint (Kafka's `varint`/`varlong`) at `*pos`, advancing it.
 pub(crate) fn read_varlong(bytes: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
@@ -351,6 +450,37 @@ mod tests {
         let h = check_batch(&batch).unwrap();
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 12345);
+    }
+
+    #[test]
+    fn control_batches_round_trip_their_type_and_coordinator_epoch() {
+        for (commit, kind) in [(true, CONTROL_TYPE_COMMIT), (false, CONTROL_TYPE_ABORT)] {
+            let b = control_batch(42, 7, 13, commit, 5_000);
+            let h = check_batch(&b).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 7, -1)
+            );
+            assert_eq!((h.record_count, h.max_timestamp), (1, 5_000));
+            assert_eq!(control_record_type(&b), Some(kind));
+            assert_eq!(control_record(&b), Some((kind, 13)));
+            // Kafka's record layout: key = version 0 + type, value = version 0 + epoch.
+            let records = crate::testing::decode_records(&b);
+            assert_eq!(records.len(), 1);
+            let key = records[0].record.key.clone().unwrap();
+            assert_eq!(key, [0, 0, 0, kind as u8]);
+            assert_eq!(
+                records[0].record.value.clone().unwrap(),
+                [0, 0, 0, 0, 0, 13]
+            );
+        }
+        // A data batch is not a control batch.
+        let data = batch_of(&[TestRecord::new(1, b"k", b"v")]);
+        assert_eq!(control_record_type(&data), None);
+        // Truncated record: no type.
+        let b = control_batch(1, 0, 0, true, 0);
+        assert_eq!(control_record_type(&b[..HEADER_LEN + 5]), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 /// Kafka error code INVALID_TXN_STATE.
 pub const INVALID_TXN_STATE: i16 = 48;
+/// Kafka error code TRANSACTION_COORDINATOR_FENCED.
+pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 /// Kafka error code KAFKA_STORAGE_ERROR.
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// Kafka error code INVALID_RECORD.
@@ -126,7 +128,8 @@ pub enum AppendError {
     #[error("record batch of {size} bytes for {} exceeds max.message.bytes {max}", .dir.display())]
     MessageTooLarge { dir: PathBuf, size: u64, max: u64 },
     /// A structurally sound batch that breaks a rule (count != lastOffsetDelta + 1, no
-    /// records, control batch from a client). Kafka INVALID_RECORD (87).
+    /// records, control batch from a client, transactional batch without a producer id).
+    /// Kafka INVALID_RECORD (87).
     #[error("invalid record batch for {} at byte {position} of the request: {reason}", .dir.display())]
     InvalidRecord {
         dir: PathBuf,
@@ -170,13 +173,22 @@ pub enum AppendError {
         epoch: i16,
         current: i16,
     },
-    /// A transactional batch: transactions are not implemented yet. Kafka
-    /// INVALID_TXN_STATE (48).
-    #[error("transactional batch from producer {producer_id} at byte {position} of the request for {}: transactions are not supported", .dir.display())]
+    /// A non-transactional batch from a producer that has an open transaction in this
+    /// partition. Kafka INVALID_TXN_STATE (48).
+    #[error("non-transactional batch from producer {producer_id} at byte {position} of the request for {}, which has an open transaction there", .dir.display())]
     InvalidTxnState {
         dir: PathBuf,
         position: usize,
         producer_id: i64,
+    },
+    /// A transaction marker from a coordinator epoch older than the one that wrote the
+    /// producer's last marker here. Kafka TRANSACTION_COORDINATOR_FENCED (52).
+    #[error("marker for producer {producer_id} in {} from coordinator epoch {coordinator_epoch}, older than {current}", .dir.display())]
+    TransactionCoordinatorFenced {
+        dir: PathBuf,
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
     },
     /// The disk failed, or the log is offline or closed. Kafka KAFKA_STORAGE_ERROR (56).
     #[error(transparent)]
@@ -195,6 +207,7 @@ impl AppendError {
             AppendError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
             AppendError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
             AppendError::InvalidTxnState { .. } => INVALID_TXN_STATE,
+            AppendError::TransactionCoordinatorFenced { .. } => TRANSACTION_COORDINATOR_FENCED,
             AppendError::Storage(e) => e.error_code(),
         }
     }

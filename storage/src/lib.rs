@@ -10,6 +10,7 @@
 //! - `recovery`: opening a directory, validating and truncating after a crash
 //! - `retention`, `checkpoint`: deleting old segments, persisting offsets
 //! - [`producer_state`]: idempotent-producer state, its checks and snapshots
+//! - `txn`: transactions — markers, open transactions, the last stable offset, `.txnindex`
 //! - [`Flusher`]: group-committed fsync for every log on one disk
 //! - [`Log`]: the public API tying them together
 
@@ -29,8 +30,10 @@ mod retention;
 mod segment;
 #[doc(hidden)]
 pub mod testing;
+mod txn;
 
 pub use config::{LogConfig, TimestampType};
 pub use error::{AppendError, StorageError};
 pub use flusher::Flusher;
 pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome, TimestampOffset};
+pub use txn::{AbortedTxn, OpenTxn, TxnMarker};

@@ -26,6 +26,7 @@ use crate::producer_state::{self, ProducerEntry, ProducerStateTable};
 use crate::recovery;
 use crate::retention::{self, SegmentFacts};
 use crate::segment::Segment;
+use crate::txn::{self, AbortedTxn, OpenTxn, TxnIndex};
 
 /// Minimum time between two recovery-point checkpoints triggered by segment rolls (Kafka's
 /// `log.flush.offset.checkpoint.interval.ms` plays this role). A lagging recovery point is
@@ -180,7 +181,26 @@ impl Log {
         }
         file::sync_dir(&dir)?;
         let log_end = segments[segments.len() - 1].next_offset;
-        let (producers, replayed) = producer_state::load(&dir, &segments)?;
+        // Aborted-transaction indexes: a damaged one is rebuilt by replaying from a snapshot
+        // at or below its segment's base (see `txn`).
+        let mut replay_from_at_most = i64::MAX;
+        for seg in &mut segments {
+            let (index, damaged) = TxnIndex::load(&dir, seg.base_offset, seg.next_offset)?;
+            if damaged {
+                tracing::warn!(dir = %dir.display(), base_offset = seg.base_offset,
+                    "damaged transaction index; rebuilding it from the log");
+                replay_from_at_most = replay_from_at_most.min(seg.base_offset);
+            }
+            seg.txn_index = index;
+        }
+        let (producers, replayed) = producer_state::load(&dir, &mut segments, replay_from_at_most)?;
+        let mut txn_files_changed = false;
+        for seg in &mut segments {
+            txn_files_changed |= seg.txn_index.reconcile()?;
+        }
+        if txn_files_changed {
+            file::sync_dir(&dir)?;
+        }
         if replayed > 0 {
             producer_state::write_snapshot(&dir, &producers, log_end)?;
         }
@@ -407,6 +427,37 @@ impl Log {
         Ok(())
     }
 
+    /// The last stable offset: `min(durable_offset(), first offset of the oldest open
+    /// transaction)`, the latter raised to the log start offset (Kafka's rule). Records at or
+    /// above it are invisible to `read_committed` consumers. One lock and a map lookup.
+    pub fn last_stable_offset(&self) -> i64 {
+        let durable = self.durable_offset();
+        let st = lock(&self.state);
+        match st.producers.first_open_txn_offset() {
+            Some(first) => first.max(st.log_start_offset).min(durable),
+            None => durable,
+        }
+    }
+
+    /// Aborted transactions overlapping `[from, upper)`: `last_offset >= from &&
+    /// first_offset < upper`, ordered by first offset (what a `read_committed` fetch of
+    /// `from..upper` lists so the client drops their records). Only segments still in the
+    /// log are searched.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let st = lock(&self.state);
+        let first = st.segments.partition_point(|s| s.next_offset <= from);
+        txn::collect_aborted(
+            st.segments[first..].iter().map(|s| &s.txn_index),
+            from,
+            upper,
+        )
+    }
+
+    /// Open transactions in this partition, oldest first.
+    pub fn open_transactions(&self) -> Vec<OpenTxn> {
+        lock(&self.state).producers.open_transactions()
+    }
+
     /// The idempotent-producer state of `producer_id` in this partition, if any.
     pub fn producer_state(&self, producer_id: i64) -> Option<ProducerEntry> {
         lock(&self.state).producers.get(producer_id).copied()
@@ -418,7 +469,8 @@ impl Log {
     }
 
     /// Forgets producers whose newest batch's timestamp is `expiration_ms` or more before
-    /// `now_ms` (Kafka's `producer.id.expiration.ms`; the broker calls this periodically).
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`; the broker calls this periodically),
+    /// except producers with an open transaction here.
     /// Returns how many were forgotten. A forgotten producer is unknown again: its next
     /// batch is accepted at any sequence, and a retry of an old batch is no longer caught.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: u64) -> usize {

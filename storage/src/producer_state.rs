@@ -31,15 +31,16 @@
 //! Transactions (later): an entry will also carry the first offset of its open transaction
 //! and the coordinator epoch; the snapshot `version` is bumped when that lands.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::BatchHeader;
+use crate::batch::{BatchHeader, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use crate::error::StorageError;
 use crate::file;
 use crate::segment::{parse_segment_name, Segment};
+use crate::txn::{AbortedTxnEntry, OpenTxn};
 
 /// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`; also the most
 /// in-flight requests an idempotent producer may have).
@@ -52,7 +53,13 @@ pub const NO_SEQUENCE: i32 = -1;
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: u64 = 86_400_000;
 
 pub(crate) const SNAPSHOT_SUFFIX: &str = "snapshot";
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
+/// The first snapshot version (no transaction fields); still read.
+const SNAPSHOT_VERSION_1: u16 = 1;
+/// `ProducerEntry::current_txn_first_offset` / `coordinator_epoch` when none.
+pub const NO_OFFSET: i64 = -1;
+/// Coordinator epoch of a producer no marker was written for yet.
+pub const NO_COORDINATOR_EPOCH: i32 = -1;
 /// Snapshots kept in a partition directory (the newest is the one used; the other is a
 /// fallback should the newest be unreadable).
 const SNAPSHOTS_KEPT: usize = 2;
@@ -75,9 +82,36 @@ pub struct ProducerEntry {
     /// `batches[..len]`, oldest first; all of epoch `epoch`.
     batches: [BatchMetadata; BATCHES_PER_PRODUCER],
     len: u8,
-    /// maxTimestamp of the newest batch (ms); the producer expires
-    /// `producer.id.expiration.ms` after it, as in Kafka.
+    /// maxTimestamp of the newest batch or marker (ms); the producer expires
+    /// `producer.id.expiration.ms` after it, as in Kafka (unless a transaction is open).
     pub last_timestamp: i64,
+    /// First offset of the producer's open transaction in this partition, or [`NO_OFFSET`].
+    pub current_txn_first_offset: i64,
+    /// Epoch of the transaction coordinator that wrote this producer's last marker here, or
+    /// [`NO_COORDINATOR_EPOCH`]; a marker from an older coordinator epoch is refused.
+    pub coordinator_epoch: i32,
+}
+
+/// [`ProducerEntry`] as snapshot version 1 stored it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct ProducerEntryV1 {
+    epoch: i16,
+    batches: [BatchMetadata; BATCHES_PER_PRODUCER],
+    len: u8,
+    last_timestamp: i64,
+}
+
+impl From<ProducerEntryV1> for ProducerEntry {
+    fn from(v1: ProducerEntryV1) -> ProducerEntry {
+        ProducerEntry {
+            epoch: v1.epoch,
+            batches: v1.batches,
+            len: v1.len,
+            last_timestamp: v1.last_timestamp,
+            current_txn_first_offset: NO_OFFSET,
+            coordinator_epoch: NO_COORDINATOR_EPOCH,
+        }
+    }
 }
 
 impl ProducerEntry {
@@ -87,6 +121,26 @@ impl ProducerEntry {
             batches: [BatchMetadata::default(); BATCHES_PER_PRODUCER],
             len: 0,
             last_timestamp: -1,
+            current_txn_first_offset: NO_OFFSET,
+            coordinator_epoch: NO_COORDINATOR_EPOCH,
+        }
+    }
+
+    /// Whether the producer has an open transaction in this partition.
+    pub fn has_open_txn(&self) -> bool {
+        self.current_txn_first_offset >= 0
+    }
+
+    /// Moves to `epoch`, forgetting the old epoch's batches (sequences restart at 0); the
+    /// open transaction, coordinator epoch and last timestamp stay.
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            *self = ProducerEntry {
+                current_txn_first_offset: self.current_txn_first_offset,
+                coordinator_epoch: self.coordinator_epoch,
+                last_timestamp: self.last_timestamp,
+                ..ProducerEntry::empty(epoch)
+            };
         }
     }
 
@@ -112,10 +166,12 @@ impl ProducerEntry {
             .copied()
     }
 
-    /// Records an appended batch (a new epoch forgets the old epoch's batches).
-    fn push(&mut self, epoch: i16, meta: BatchMetadata) {
-        if epoch != self.epoch {
-            *self = ProducerEntry::empty(epoch);
+    /// Records an appended batch (a new epoch forgets the old epoch's batches); a
+    /// transactional batch opens a transaction at its first offset unless one is open.
+    fn push(&mut self, epoch: i16, meta: BatchMetadata, transactional: bool) {
+        self.set_epoch(epoch);
+        if transactional && !self.has_open_txn() {
+            self.current_txn_first_offset = meta.first_offset;
         }
         let len = usize::from(self.len).min(BATCHES_PER_PRODUCER);
         if len == BATCHES_PER_PRODUCER {
@@ -136,6 +192,8 @@ pub struct ProducerBatch {
     pub epoch: i16,
     pub first_sequence: i32,
     pub last_sequence: i32,
+    /// The batch has the transactional attribute.
+    pub transactional: bool,
 }
 
 impl ProducerBatch {
@@ -146,6 +204,7 @@ impl ProducerBatch {
             epoch: h.producer_epoch,
             first_sequence: h.base_sequence,
             last_sequence: h.last_sequence(),
+            transactional: h.is_transactional(),
         })
     }
 }
@@ -160,6 +219,12 @@ pub enum ProducerFault {
         /// The last sequence of the producer's current epoch, or -1 for a new epoch.
         last_sequence: i32,
     },
+    /// A non-transactional batch from a producer with an open transaction
+    /// (INVALID_TXN_STATE).
+    InvalidTxnState,
+    /// A marker from a transaction coordinator epoch older than the one that wrote this
+    /// producer's last marker here (TRANSACTION_COORDINATOR_FENCED).
+    CoordinatorFenced { current: i32 },
 }
 
 /// The result of checking one batch.
@@ -176,7 +241,8 @@ fn in_sequence(last: i32, next: i32) -> bool {
 }
 
 /// Checks `b` against the producer's entry (`None`: unknown producer), following Kafka's
-/// `ProducerAppendInfo` for batches from clients.
+/// `ProducerAppendInfo` for batches from clients: duplicate, epoch, sequence, then
+/// transaction state (a non-transactional batch while a transaction is open is refused).
 pub fn check(entry: Option<&ProducerEntry>, b: &ProducerBatch) -> Result<Verdict, ProducerFault> {
     let Some(entry) = entry else {
         return Ok(Verdict::Append);
@@ -201,6 +267,9 @@ pub fn check(entry: Option<&ProducerEntry>, b: &ProducerBatch) -> Result<Verdict
         return Err(ProducerFault::OutOfOrder {
             last_sequence: entry.last_sequence(),
         });
+    }
+    if !b.transactional && entry.has_open_txn() {
+        return Err(ProducerFault::InvalidTxnState);
     }
     Ok(Verdict::Append)
 }
@@ -242,6 +311,23 @@ pub(crate) enum RequestVerdict {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset -> producer id (derived from `producers`; first
+    /// offsets are distinct batches, so unique). Its first key bounds the LSO.
+    ongoing: BTreeMap<i64, i64>,
+}
+
+/// Keeps `ongoing` in step with a producer whose open transaction moved from `before` to
+/// `after` (either may be [`NO_OFFSET`]).
+fn reindex(ongoing: &mut BTreeMap<i64, i64>, producer_id: i64, before: i64, after: i64) {
+    if before == after {
+        return;
+    }
+    if before >= 0 {
+        ongoing.remove(&before);
+    }
+    if after >= 0 {
+        ongoing.insert(after, producer_id);
+    }
 }
 
 impl ProducerStateTable {
@@ -259,19 +345,105 @@ impl ProducerStateTable {
 
     /// Records a batch the log now holds at `first_offset..=last_offset`.
     pub fn record(&mut self, b: &ProducerBatch, first_offset: i64, last_offset: i64, ts: i64) {
-        self.producers
+        let entry = self
+            .producers
             .entry(b.producer_id)
-            .or_insert_with(|| ProducerEntry::empty(b.epoch))
-            .push(
-                b.epoch,
-                BatchMetadata {
-                    first_sequence: b.first_sequence,
-                    last_sequence: b.last_sequence,
-                    first_offset,
-                    last_offset,
-                    timestamp: ts,
-                },
-            );
+            .or_insert_with(|| ProducerEntry::empty(b.epoch));
+        let before = entry.current_txn_first_offset;
+        entry.push(
+            b.epoch,
+            BatchMetadata {
+                first_sequence: b.first_sequence,
+                last_sequence: b.last_sequence,
+                first_offset,
+                last_offset,
+                timestamp: ts,
+            },
+            b.transactional,
+        );
+        let after = entry.current_txn_first_offset;
+        reindex(&mut self.ongoing, b.producer_id, before, after);
+    }
+
+    /// First offset of the oldest open transaction.
+    pub fn first_open_txn_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Open transactions, oldest first.
+    pub fn open_transactions(&self) -> Vec<OpenTxn> {
+        self.ongoing
+            .iter()
+            .map(|(&first_offset, &producer_id)| OpenTxn {
+                producer_id,
+                producer_epoch: self
+                    .producers
+                    .get(&producer_id)
+                    .map_or(NO_PRODUCER_EPOCH, |e| e.epoch),
+                first_offset,
+            })
+            .collect()
+    }
+
+    /// Checks a transaction marker (Kafka's `appendEndTxnMarker`): its producer epoch may
+    /// not be older than the producer's, nor its coordinator epoch older than the last
+    /// marker's. An unknown producer accepts any marker.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerFault> {
+        let Some(entry) = self.get(producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(ProducerFault::StaleEpoch {
+                current: entry.epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerFault::CoordinatorFenced {
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker the log now holds at `offset`: the producer moves to `producer_epoch`
+    /// (a higher one fences the old epoch; sequences restart at 0), its open transaction
+    /// ends. Returns the aborted-transaction entry for an abort that ended a transaction.
+    pub(crate) fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        offset: i64,
+        timestamp: i64,
+    ) -> Option<AbortedTxnEntry> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::empty(producer_epoch));
+        entry.set_epoch(producer_epoch);
+        let first = entry.current_txn_first_offset;
+        entry.current_txn_first_offset = NO_OFFSET;
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = timestamp;
+        reindex(&mut self.ongoing, producer_id, first, NO_OFFSET);
+        if commit || first < 0 {
+            return None;
+        }
+        let last_stable_offset = self
+            .first_open_txn_offset()
+            .map_or(offset + 1, |o| o.min(offset + 1));
+        Some(AbortedTxnEntry {
+            producer_id,
+            first_offset: first,
+            last_offset: offset,
+            last_stable_offset,
+        })
     }
 
     /// Checks a request's batches in order, each against the state as if the earlier ones
@@ -314,6 +486,7 @@ impl ProducerStateTable {
                     last_offset: p.last_offset,
                     timestamp: p.timestamp,
                 },
+                b.transactional,
             );
             match slot {
                 Some(i) => updated[i].1 = entry,
@@ -328,24 +501,62 @@ impl ProducerStateTable {
         match updates {
             Updates::Nothing => {}
             Updates::One(p) => self.record(&p.batch, p.first_offset, p.last_offset, p.timestamp),
-            Updates::Many(updated) => self.producers.extend(updated),
+            Updates::Many(updated) => {
+                for (pid, entry) in updated {
+                    let before = self
+                        .producers
+                        .get(&pid)
+                        .map_or(NO_OFFSET, |e| e.current_txn_first_offset);
+                    reindex(
+                        &mut self.ongoing,
+                        pid,
+                        before,
+                        entry.current_txn_first_offset,
+                    );
+                    self.producers.insert(pid, entry);
+                }
+            }
         }
     }
 
     /// Records a batch header read back from the log (no checks: the log is the truth).
-    pub fn replay(&mut self, h: &BatchHeader) {
+    /// For a control batch, `control` is its control record's `(type, coordinator epoch)`:
+    /// an abort or commit marker ends the producer's transaction (returned as an entry
+    /// when it aborted one); other control records change nothing.
+    pub(crate) fn replay(
+        &mut self,
+        h: &BatchHeader,
+        control: Option<(i16, i32)>,
+    ) -> Option<AbortedTxnEntry> {
+        if h.is_control() {
+            let (kind, coordinator_epoch) = control?;
+            if !h.has_producer_id() || !(kind == CONTROL_TYPE_ABORT || kind == CONTROL_TYPE_COMMIT)
+            {
+                return None;
+            }
+            return self.complete_txn(
+                h.producer_id,
+                h.producer_epoch,
+                coordinator_epoch,
+                kind == CONTROL_TYPE_COMMIT,
+                h.base_offset,
+                h.max_timestamp,
+            );
+        }
         if let Some(b) = ProducerBatch::of(h) {
             self.record(&b, h.base_offset, h.last_offset(), h.max_timestamp);
         }
+        None
     }
 
     /// Forgets producers whose newest batch is at least `expiration_ms` older than `now_ms`
-    /// (`producer.id.expiration.ms`). Returns how many were removed.
+    /// (`producer.id.expiration.ms`), except those with an open transaction. Returns how
+    /// many were removed.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: u64) -> usize {
         let before = self.producers.len();
         let limit = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
         self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < limit);
+            .retain(|_, e| e.has_open_txn() || now_ms.saturating_sub(e.last_timestamp) < limit);
         before - self.producers.len()
     }
 
@@ -379,24 +590,49 @@ impl ProducerStateTable {
                 "CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}"
             ));
         }
-        let body: SnapshotFile = bincode::deserialize(&bytes[4..]).map_err(|e| e.to_string())?;
-        if body.version != SNAPSHOT_VERSION {
-            return Err(format!("unknown snapshot version {}", body.version));
+        if bytes.len() < 6 {
+            return Err(format!("{} bytes, shorter than the version", bytes.len()));
         }
-        Ok((
-            ProducerStateTable {
-                producers: body.producers.into_iter().collect(),
-            },
-            body.offset,
-        ))
+        let (offset, producers): (i64, Vec<(i64, ProducerEntry)>) =
+            match u16::from_le_bytes([bytes[4], bytes[5]]) {
+                SNAPSHOT_VERSION => {
+                    let body: SnapshotFile =
+                        bincode::deserialize(&bytes[4..]).map_err(|e| e.to_string())?;
+                    (body.offset, body.producers)
+                }
+                SNAPSHOT_VERSION_1 => {
+                    let body: SnapshotFileV1 =
+                        bincode::deserialize(&bytes[4..]).map_err(|e| e.to_string())?;
+                    let producers = body.producers.into_iter().map(|(pid, e)| (pid, e.into()));
+                    (body.offset, producers.collect())
+                }
+                other => return Err(format!("unknown snapshot version {other}")),
+            };
+        let mut table = ProducerStateTable::default();
+        for (pid, entry) in producers {
+            if entry.has_open_txn() {
+                table.ongoing.insert(entry.current_txn_first_offset, pid);
+            }
+            table.producers.insert(pid, entry);
+        }
+        Ok((table, offset))
     }
 }
 
+/// Snapshot version 2 (the current one).
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
     version: u16,
     offset: i64,
     producers: Vec<(i64, ProducerEntry)>,
+}
+
+/// Snapshot version 1: entries without transaction fields.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFileV1 {
+    version: u16,
+    offset: i64,
+    producers: Vec<(i64, ProducerEntryV1)>,
 }
 
 /// `<dir>/<offset, 20 digits>.snapshot`.
@@ -440,13 +676,20 @@ pub(crate) fn write_snapshot(
     Ok(())
 }
 
-/// Rebuilds the producer state of a freshly recovered log: loads the newest readable
-/// snapshot at or below the log end (removing snapshots above it, which a truncation made
-/// stale, and unreadable ones), then replays the headers of every batch after it. Returns
-/// the state and how many batch headers were replayed.
+/// Rebuilds the producer state of a freshly recovered log and the aborted-transaction
+/// entries of the replayed range: loads the newest readable snapshot at or below both the
+/// log end and `replay_from_at_most` (removing snapshots above the log end, which a
+/// truncation made stale, and unreadable ones), drops every segment's `.txnindex` entries
+/// at or after that snapshot's offset, then replays the headers of every batch after it
+/// (reading the control record of control batches), re-deriving those entries. An abort
+/// marker whose transaction the replay cannot see (it began before the oldest retained
+/// segment, with no snapshot covering it) keeps the entry the index had for it. The
+/// segments' `txn_index` must be loaded. Returns the state and how many batch headers were
+/// replayed.
 pub(crate) fn load(
     dir: &Path,
-    segments: &[Segment],
+    segments: &mut [Segment],
+    replay_from_at_most: i64,
 ) -> Result<(ProducerStateTable, usize), StorageError> {
     let log_end = segments.last().map_or(0, |s| s.next_offset);
     let mut table = ProducerStateTable::default();
@@ -456,6 +699,9 @@ pub(crate) fn load(
         if offset > log_end {
             tracing::info!(file = %path.display(), log_end, "removing producer snapshot past the log end");
             file::remove_file(&path)?;
+            continue;
+        }
+        if offset > replay_from_at_most {
             continue;
         }
         let decoded = match file::read_optional(&path)? {
@@ -479,14 +725,31 @@ pub(crate) fn load(
         }
     }
     let mut replayed = 0;
-    for seg in segments.iter().filter(|s| s.next_offset > from) {
+    for seg in segments.iter_mut().filter(|s| s.next_offset > from) {
+        let dropped = seg.txn_index.split_off_from(from);
         let source = seg.source();
         let path = seg.log.path().to_path_buf();
         let mut position = 0u64;
         while position < source.size() {
             let h = source.header_at(position, &path)?;
             if h.base_offset >= from {
-                table.replay(&h);
+                let control = if h.is_control() {
+                    let bytes = source.bytes(position, h.size() as u64)?;
+                    crate::batch::control_record(&bytes)
+                } else {
+                    None
+                };
+                match table.replay(&h, control) {
+                    Some(entry) => seg.txn_index.push(entry),
+                    None if control.is_some_and(|(kind, _)| kind == CONTROL_TYPE_ABORT) => {
+                        if let Some(kept) = dropped.iter().find(|e| {
+                            e.last_offset == h.base_offset && e.producer_id == h.producer_id
+                        }) {
+                            seg.txn_index.push(*kept);
+                        }
+                    }
+                    None => {}
+                }
                 replayed += 1;
             }
             position += h.size() as u64;
@@ -505,6 +768,7 @@ mod tests {
             epoch,
             first_sequence: first,
             last_sequence: last,
+            transactional: false,
         }
     }
 
@@ -613,6 +877,112 @@ mod tests {
         assert_eq!(check(t.get(1), &batch(1, 0, 42, 42)), Ok(Verdict::Append));
     }
 
+    fn txn_batch(pid: i64, epoch: i16, first: i32, last: i32) -> ProducerBatch {
+        ProducerBatch {
+            transactional: true,
+            ..batch(pid, epoch, first, last)
+        }
+    }
+
+    #[test]
+    fn version_1_snapshots_are_still_read() {
+        let mut t = ProducerStateTable::default();
+        t.record(&batch(5, 2, 0, 3), 10, 13, 99);
+        t.record(&batch(6, 0, 7, 7), 14, 14, 100);
+        let mut producers: Vec<(i64, ProducerEntryV1)> = t
+            .producers
+            .iter()
+            .map(|(pid, e)| {
+                (
+                    *pid,
+                    ProducerEntryV1 {
+                        epoch: e.epoch,
+                        batches: e.batches,
+                        len: e.len,
+                        last_timestamp: e.last_timestamp,
+                    },
+                )
+            })
+            .collect();
+        producers.sort_unstable_by_key(|(pid, _)| *pid);
+        let body = bincode::serialize(&SnapshotFileV1 {
+            version: 1,
+            offset: 15,
+            producers,
+        })
+        .unwrap();
+        let mut file = crc32c::crc32c(&body).to_be_bytes().to_vec();
+        file.extend_from_slice(&body);
+        assert_eq!(file.len(), 22 + 2 * 179, "the version 1 layout");
+        let (back, offset) = ProducerStateTable::decode_snapshot(&file).unwrap();
+        assert_eq!((back, offset), (t, 15));
+    }
+
+    #[test]
+    fn transactions_open_end_and_refuse_plain_batches() {
+        let mut t = ProducerStateTable::default();
+        // A transactional batch opens a transaction at its first offset.
+        assert_eq!(check(t.get(1), &txn_batch(1, 0, 0, 1)), Ok(Verdict::Append));
+        t.record(&txn_batch(1, 0, 0, 1), 10, 11, 0);
+        t.record(&txn_batch(1, 0, 2, 2), 14, 14, 0);
+        assert_eq!(t.get(1).unwrap().current_txn_first_offset, 10);
+        // A plain batch from it is refused while the transaction is open; a retry of a
+        // transactional batch is still a duplicate.
+        assert_eq!(
+            check(t.get(1), &batch(1, 0, 3, 3)),
+            Err(ProducerFault::InvalidTxnState)
+        );
+        assert!(matches!(
+            check(t.get(1), &txn_batch(1, 0, 2, 2)),
+            Ok(Verdict::Duplicate(_))
+        ));
+        t.record(&txn_batch(2, 0, 0, 0), 12, 12, 0);
+        assert_eq!(t.first_open_txn_offset(), Some(10));
+        // Markers: stale producer epoch refused, older coordinator epoch refused.
+        assert_eq!(
+            t.check_marker(1, -1, 0),
+            Err(ProducerFault::StaleEpoch { current: 0 })
+        );
+        assert_eq!(t.complete_txn(1, 0, 3, true, 15, 1), None);
+        assert_eq!(
+            t.check_marker(1, 0, 2),
+            Err(ProducerFault::CoordinatorFenced { current: 3 })
+        );
+        assert_eq!(t.first_open_txn_offset(), Some(12));
+        assert_eq!(check(t.get(1), &batch(1, 0, 3, 3)), Ok(Verdict::Append));
+        // An abort records the range and the LSO after it.
+        let aborted = t.complete_txn(2, 0, 3, false, 16, 1).unwrap();
+        assert_eq!(
+            (
+                aborted.first_offset,
+                aborted.last_offset,
+                aborted.last_stable_offset
+            ),
+            (12, 16, 17)
+        );
+        assert_eq!(t.first_open_txn_offset(), None);
+        // A marker with a higher epoch fences the old one; sequences restart at 0.
+        t.record(&txn_batch(1, 0, 3, 3), 17, 17, 0);
+        t.record(&txn_batch(2, 0, 1, 1), 18, 18, 0);
+        let aborted = t.complete_txn(1, 1, 3, false, 19, 2).unwrap();
+        assert_eq!((aborted.first_offset, aborted.last_stable_offset), (17, 18));
+        assert_eq!(
+            check(t.get(1), &txn_batch(1, 0, 4, 4)),
+            Err(ProducerFault::StaleEpoch { current: 1 })
+        );
+        assert_eq!(
+            check(t.get(1), &txn_batch(1, 1, 4, 4)),
+            Err(ProducerFault::OutOfOrder { last_sequence: -1 })
+        );
+        assert_eq!(check(t.get(1), &txn_batch(1, 1, 0, 0)), Ok(Verdict::Append));
+        // A second marker (a coordinator retry) changes nothing and records no abort.
+        assert_eq!(t.complete_txn(1, 1, 3, false, 20, 2), None);
+        // Producers with an open transaction never expire.
+        assert_eq!(t.expire(i64::MAX, 1), 1);
+        assert!(t.get(1).is_none());
+        assert_eq!(t.get(2).unwrap().current_txn_first_offset, 18);
+    }
+
     #[test]
     fn snapshot_round_trip_and_damage_is_detected() {
         let mut t = ProducerStateTable::default();
@@ -622,15 +992,29 @@ mod tests {
             }
         }
         t.record(&batch(i64::MAX, i16::MAX, 0, i32::MAX), 5, 6, -1);
-        // The layout storage/README.md documents: 22 bytes of header, 179 per producer.
+        // Open transactions and a marker's coordinator epoch are part of the state.
+        t.record(&txn_batch(60, 2, 0, 4), 600, 604, 80);
+        t.record(&txn_batch(61, 0, 0, 0), 605, 605, 80);
+        t.complete_txn(61, 0, 9, false, 606, 81);
+        t.record(&txn_batch(61, 0, 1, 1), 607, 607, 82);
+        assert_eq!(t.first_open_txn_offset(), Some(600));
+        // The layout storage/README.md documents: 22 bytes of header, 191 per producer.
         let mut one = ProducerStateTable::default();
-        one.record(&batch(3, 1, 0, 0), 0, 0, 5);
+        one.record(&txn_batch(3, 1, 0, 0), 40, 40, 5);
+        one.complete_txn(3, 1, 7, true, 41, 6);
+        one.record(&txn_batch(3, 1, 1, 1), 42, 42, 7);
         let encoded = one.encode_snapshot(9);
-        assert_eq!(encoded.len(), 22 + 179);
-        assert_eq!(&encoded[4..6], &1u16.to_le_bytes());
+        assert_eq!(encoded.len(), 22 + 191);
+        assert_eq!(&encoded[4..6], &2u16.to_le_bytes());
         assert_eq!(&encoded[6..14], &9i64.to_le_bytes());
         assert_eq!(&encoded[14..22], &1u64.to_le_bytes());
         assert_eq!(&encoded[22..30], &3i64.to_le_bytes());
+        assert_eq!(&encoded[30..32], &1i16.to_le_bytes());
+        assert_eq!(&encoded[22 + 179..22 + 187], &42i64.to_le_bytes());
+        assert_eq!(&encoded[22 + 187..22 + 191], &7i32.to_le_bytes());
+        let (back, _) = ProducerStateTable::decode_snapshot(&encoded).unwrap();
+        assert_eq!(back.open_transactions(), one.open_transactions());
+        assert_eq!(back, one);
         let bytes = t.encode_snapshot(1234);
         let (back, offset) = ProducerStateTable::decode_snapshot(&bytes).unwrap();
         assert_eq!(offset, 1234);
@@ -656,7 +1040,7 @@ mod log_tests {
 
     use super::*;
     use crate::log::tests::{crash, open, small_config};
-    use crate::testing::{producer_batch, simple_batch, with_producer};
+    use crate::testing::{producer_batch, simple_batch, with_transactional};
     use crate::Log;
 
     fn snapshots(dir: &Path) -> Vec<i64> {
@@ -713,11 +1097,9 @@ mod log_tests {
         log.append(&producer_batch(1, 8, 0, 1000, 500), 0).unwrap();
         log.append(&simple_batch(1, 8, 0), 0).unwrap();
         log.append(&simple_batch(1, 8, 0), 0).unwrap();
-        // Transactional batches are refused until transactions exist.
-        let mut txn = producer_batch(1, 9, 0, 0, 500);
-        txn[21..23].copy_from_slice(&0x10i16.to_be_bytes());
-        let txn = with_producer(txn, 9, 0, 0);
-        assert_eq!(log.append(&txn, 0).unwrap_err().error_code(), 48);
+        // A transactional batch needs a producer id.
+        let txn = with_transactional(simple_batch(1, 8, 0), -1, -1, -1);
+        assert_eq!(log.append(&txn, 0).unwrap_err().error_code(), 87);
         assert_eq!(log.log_end_offset(), 10);
     }
 
@@ -787,6 +1169,7 @@ mod log_tests {
                 epoch: 0,
                 first_sequence: next[0],
                 last_sequence: next[0] + 5,
+                transactional: false,
             },
             10_000,
             10_005,

@@ -26,6 +26,7 @@ use crate::segment::{
     index_digest, parse_segment_name, segment_path, Segment, INDEX_DIGEST_SUFFIX, INDEX_SUFFIX,
     LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use crate::txn::TXN_INDEX_SUFFIX;
 
 /// Read-ahead of a validating scan (it reads every byte anyway).
 const VALIDATING_CHUNK: usize = 1 << 20;
@@ -178,7 +179,7 @@ pub(crate) fn load_segments(
         }
         match parse_segment_name(name) {
             Some((base, LOG_SUFFIX)) => bases.push(base),
-            Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => {
+            Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX)) => {
                 index_files.push((base, entry.path()))
             }
             _ => {}
@@ -254,7 +255,12 @@ pub(crate) fn load_segments(
                     "moving aside a segment after a damaged one; the partition continues from \
                      the damage");
                 file::rename(&from, &to)?;
-                for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, INDEX_DIGEST_SUFFIX] {
+                for suffix in [
+                    INDEX_SUFFIX,
+                    TIME_INDEX_SUFFIX,
+                    INDEX_DIGEST_SUFFIX,
+                    TXN_INDEX_SUFFIX,
+                ] {
                     file::remove_file(&segment_path(dir, later, suffix))?;
                 }
             }

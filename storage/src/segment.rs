@@ -11,6 +11,7 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::StorageError;
 use crate::file::{self, DataFile};
 use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
+use crate::txn::{TxnIndex, TXN_INDEX_SUFFIX};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -59,15 +60,19 @@ pub(crate) struct Segment {
     pub mapped: Option<Bytes>,
     /// The index files of this sealed segment have been written out and fsync'd.
     pub indexes_synced: bool,
+    /// Aborted transactions whose abort marker is in this segment (`.txnindex`).
+    pub txn_index: TxnIndex,
 }
 
 impl Segment {
-    /// Creates the three files of a new, empty segment (an existing leftover is emptied).
+    /// Creates the three files of a new, empty segment (an existing leftover is emptied; a
+    /// leftover `.txnindex` is removed: it is created with the first aborted transaction).
     pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, StorageError> {
         let seg = Segment::open_files(dir, base_offset)?;
         seg.log.truncate(0)?;
         seg.offset_index.file.truncate(0)?;
         seg.time_index.file.truncate(0)?;
+        file::remove_file(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         Ok(seg)
     }
 
@@ -93,6 +98,7 @@ impl Segment {
             created_ms: None,
             mapped: None,
             indexes_synced: false,
+            txn_index: TxnIndex::new(dir, base_offset),
         })
     }
 
@@ -193,9 +199,10 @@ impl Segment {
         )
     }
 
-    /// Removes the segment's files.
+    /// Removes the segment's files (its `.txnindex` too).
     pub fn delete_files(&self, dir: &Path) -> Result<(), StorageError> {
         file::remove_file(&segment_path(dir, self.base_offset, INDEX_DIGEST_SUFFIX))?;
+        file::remove_file(&segment_path(dir, self.base_offset, TXN_INDEX_SUFFIX))?;
         file::remove_file(&segment_path(dir, self.base_offset, LOG_SUFFIX))?;
         file::remove_file(&segment_path(dir, self.base_offset, INDEX_SUFFIX))?;
         file::remove_file(&segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX))

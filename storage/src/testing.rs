@@ -195,3 +195,32 @@ pub fn producer_batch(
         base_sequence,
     )
 }
+
+/// `batch` re-stamped as a transactional producer's batch: attribute bit 4 set, producer
+/// id, epoch and base sequence set, CRC recomputed.
+pub fn with_transactional(
+    mut batch: Vec<u8>,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | batch::ATTR_TRANSACTIONAL;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    with_producer(batch, producer_id, epoch, base_sequence)
+}
+
+/// A transactional producer's batch of `count` records (see [`simple_batch`]).
+pub fn txn_batch(
+    count: usize,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    first_timestamp: i64,
+) -> Vec<u8> {
+    with_transactional(
+        simple_batch(count, 8, first_timestamp),
+        producer_id,
+        epoch,
+        base_sequence,
+    )
+}

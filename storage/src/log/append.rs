@@ -15,6 +15,15 @@ use crate::producer_state::{
     self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates,
 };
 use crate::segment::Segment;
+use crate::txn::TxnMarker;
+
+/// The producer-state change an append makes once written.
+enum Pending {
+    /// Client batches: the checked updates.
+    Batches(Updates),
+    /// A transaction marker: ends the producer's transaction.
+    Marker(TxnMarker),
+}
 
 fn batch_error(dir: &Path, position: usize, fault: BatchFault) -> AppendError {
     match fault {
@@ -35,6 +44,30 @@ fn batch_error(dir: &Path, position: usize, fault: BatchFault) -> AppendError {
                 reason: fault.to_string(),
             }
         }
+    }
+}
+
+/// The append error for a marker the producer state refused.
+fn marker_error(dir: &Path, m: &TxnMarker, fault: ProducerFault) -> AppendError {
+    match fault {
+        ProducerFault::CoordinatorFenced { current } => AppendError::TransactionCoordinatorFenced {
+            dir: dir.to_path_buf(),
+            producer_id: m.producer_id,
+            coordinator_epoch: m.coordinator_epoch,
+            current,
+        },
+        other => producer_error(
+            dir,
+            0,
+            &ProducerBatch {
+                producer_id: m.producer_id,
+                epoch: m.producer_epoch,
+                first_sequence: -1,
+                last_sequence: -1,
+                transactional: true,
+            },
+            other,
+        ),
     }
 }
 
@@ -60,6 +93,17 @@ fn producer_error(
             epoch: batch.epoch,
             sequence: batch.first_sequence,
             last_sequence,
+        },
+        ProducerFault::InvalidTxnState => AppendError::InvalidTxnState {
+            dir: dir.to_path_buf(),
+            position,
+            producer_id: batch.producer_id,
+        },
+        ProducerFault::CoordinatorFenced { current } => AppendError::TransactionCoordinatorFenced {
+            dir: dir.to_path_buf(),
+            producer_id: batch.producer_id,
+            coordinator_epoch: -1,
+            current,
         },
     }
 }
@@ -109,13 +153,11 @@ impl Log {
                     reason: "clients may not write control batches".into(),
                 });
             }
-            if h.is_transactional() {
-                // Transactions (markers, the last stable offset) are not implemented; an
-                // open transaction would never end.
-                return Err(AppendError::InvalidTxnState {
+            if h.is_transactional() && !h.has_producer_id() {
+                return Err(AppendError::InvalidRecord {
                     dir: self.dir.clone(),
                     position,
-                    producer_id: h.producer_id,
+                    reason: "transactional batch without a producer id".into(),
                 });
             }
             if h.compression() > 4 {
@@ -142,18 +184,66 @@ impl Log {
     /// Writes base offsets into bytes 0..8 (the rest is written from `batches` as is);
     /// LogAppendTime rewrites timestamps + CRC in a copy. Schedules a group-commit flush; with
     /// `flush.messages` / `flush.ms` reached, flushes before returning.
+    ///
+    /// Transactional batches (Kafka's rules): the producer's first one opens a transaction
+    /// at its base offset, which holds back the last stable offset until
+    /// [`Log::append_marker`] ends it; a non-transactional batch from a producer with an
+    /// open transaction is INVALID_TXN_STATE.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
         self.check_online()?;
         let config = self.config();
         let headers = self.validate(batches, &config)?;
+        self.append_checked(batches, &headers, &config, now_ms, None)
+    }
+
+    /// Appends a transaction marker (a control batch, see [`crate::batch::control_batch`])
+    /// for the producer and ends its open transaction here. An abort records an
+    /// [`crate::AbortedTxn`] (persisted in the segment's `.txnindex` before the durable
+    /// offset passes the marker). Always appends, even when the producer has no open
+    /// transaction here (the coordinator re-sends markers after a crash; a second marker is
+    /// harmless). Errors: INVALID_PRODUCER_EPOCH if `producer_epoch` is older than the
+    /// producer's epoch here; TRANSACTION_COORDINATOR_FENCED if `coordinator_epoch` is older
+    /// than the one of the producer's last marker here. A higher producer epoch becomes the
+    /// producer's epoch (older epochs are fenced; its sequences restart at 0). Schedules a
+    /// flush like [`Log::append`]; callers `wait_durable(info.last_offset + 1)`.
+    pub fn append_marker(
+        &self,
+        marker: &TxnMarker,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        self.check_online()?;
+        let config = self.config();
+        let bytes = batch::control_batch(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.coordinator_epoch,
+            marker.commit,
+            now_ms,
+        );
+        let header = batch::check_batch(&bytes).map_err(|f| batch_error(&self.dir, 0, f))?;
+        self.append_checked(&bytes, &[(0, header)], &config, now_ms, Some(*marker))
+    }
+
+    /// The append proper, for validated client batches (`marker` None) or one marker.
+    fn append_checked(
+        &self,
+        batches: &[u8],
+        headers: &[(usize, BatchHeader)],
+        config: &LogConfig,
+        now_ms: i64,
+        marker: Option<TxnMarker>,
+    ) -> Result<AppendInfo, AppendError> {
         let total_bytes: u64 = headers.iter().map(|(_, h)| h.size() as u64).sum();
         let total_records: i64 = headers.iter().map(|(_, h)| i64::from(h.record_count)).sum();
         let log_append = config.timestamp_type == TimestampType::LogAppendTime;
 
         let append_guard = lock(&self.append_lock);
         self.check_online()?;
-        let idempotent = headers.iter().any(|(_, h)| h.has_producer_id());
-        let mut producer_updates = Updates::Nothing;
+        let idempotent = marker.is_none() && headers.iter().any(|(_, h)| h.has_producer_id());
+        let mut pending = match marker {
+            Some(m) => Pending::Marker(m),
+            None => Pending::Batches(Updates::Nothing),
+        };
         let (file, position, base_offset, roll_snapshot) = {
             let mut st = lock(&self.state);
             if st.closed {
@@ -161,6 +251,14 @@ impl Log {
                     dir: self.dir.clone(),
                 }
                 .into());
+            }
+            if let Some(m) = &marker {
+                if let Err(fault) =
+                    st.producers
+                        .check_marker(m.producer_id, m.producer_epoch, m.coordinator_epoch)
+                {
+                    return Err(marker_error(&self.dir, m, fault));
+                }
             }
             // Idempotent producers: check sequences and epochs against the offsets the
             // batches will get (the log end cannot move while `append_lock` is held).
@@ -179,7 +277,7 @@ impl Log {
                     })
                 });
                 match table.check_request(planned) {
-                    Ok(RequestVerdict::Append(updates)) => producer_updates = updates,
+                    Ok(RequestVerdict::Append(updates)) => pending = Pending::Batches(updates),
                     Ok(RequestVerdict::Duplicate(original)) => {
                         tracing::debug!(dir = %self.dir.display(), first_offset = original.first_offset,
                                         first_sequence = original.first_sequence, "duplicate batch not appended");
@@ -205,9 +303,13 @@ impl Log {
                 now_ms,
             )?;
             let active = st.active();
-            // The state as of the new segment's base: this append is not in it yet.
-            let roll_snapshot = (st.segments.len() != segments_before)
-                .then(|| (active.base_offset, st.producers.clone()));
+            // The state as of the new segment's base: this append is not in it yet. The
+            // snapshot stops recovery from replaying the sealed segments, so their aborted
+            // transactions must be on disk before it is written.
+            let roll_snapshot = (st.segments.len() != segments_before).then(|| {
+                let txn_unsynced = st.segments.iter().any(|s| !s.txn_index.is_synced());
+                (active.base_offset, st.producers.clone(), txn_unsynced)
+            });
             (
                 Arc::clone(&active.log),
                 active.size,
@@ -215,7 +317,10 @@ impl Log {
                 roll_snapshot,
             )
         };
-        if let Some((at, table)) = roll_snapshot {
+        if let Some((at, table, txn_unsynced)) = roll_snapshot {
+            if txn_unsynced {
+                self.sync()?;
+            }
             // Kafka snapshots producer state at every roll, so recovery replays at most the
             // active segment. A failure only makes a later recovery replay more.
             if let Err(error) = producer_state::write_snapshot(&self.dir, &table, at) {
@@ -226,7 +331,7 @@ impl Log {
         // Assign offsets and describe each batch as it will sit on disk.
         let mut stored = Vec::with_capacity(headers.len());
         let mut next = base_offset;
-        for (_, h) in &headers {
+        for (_, h) in headers {
             let mut s = *h;
             s.base_offset = next;
             if log_append {
@@ -270,7 +375,22 @@ impl Log {
 
         let (info, force_flush) = {
             let mut st = lock(&self.state);
-            st.producers.apply(producer_updates);
+            match pending {
+                Pending::Batches(updates) => st.producers.apply(updates),
+                Pending::Marker(m) => {
+                    let timestamp = stored.first().map_or(now_ms, |s| s.max_timestamp);
+                    if let Some(aborted) = st.producers.complete_txn(
+                        m.producer_id,
+                        m.producer_epoch,
+                        m.coordinator_epoch,
+                        m.commit,
+                        base_offset,
+                        timestamp,
+                    ) {
+                        st.active_mut().txn_index.push(aborted);
+                    }
+                }
+            }
             let interval = st.config.index_interval_bytes;
             let seg = st.active_mut();
             let mut p = position;

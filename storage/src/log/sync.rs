@@ -44,6 +44,9 @@ impl Log {
             seal_indexes: bool,
             /// For a segment whose indexes are being sealed: its digest sidecar.
             digest: Option<String>,
+            /// Aborted-transaction entries to append to the `.txnindex`: path, bytes, and
+            /// the entry count they bring the synced prefix to.
+            txn: Option<(std::path::PathBuf, Vec<u8>, usize)>,
         }
         self.check_online()?;
         let _sync = lock(&self.sync_lock);
@@ -58,7 +61,11 @@ impl Log {
             // Newest first: once a sealed segment is wholly synced, so are all older ones.
             for seg in st.segments.iter().rev() {
                 let sealed = seg.mapped.is_some();
-                if sealed && seg.indexes_synced && seg.synced_size == seg.size {
+                if sealed
+                    && seg.indexes_synced
+                    && seg.synced_size == seg.size
+                    && seg.txn_index.is_synced()
+                {
                     break;
                 }
                 let seal_indexes = sealed && !seg.indexes_synced;
@@ -77,7 +84,13 @@ impl Log {
                     (Vec::new(), 0)
                 };
                 let log_dirty = seg.synced_size < seg.size;
-                if log_dirty || seal_indexes || !index_bytes.is_empty() || !time_bytes.is_empty() {
+                let txn = seg.txn_index.unsynced();
+                if log_dirty
+                    || seal_indexes
+                    || !index_bytes.is_empty()
+                    || !time_bytes.is_empty()
+                    || txn.is_some()
+                {
                     work.push(Work {
                         base_offset: seg.base_offset,
                         log: Arc::clone(&seg.log),
@@ -87,6 +100,7 @@ impl Log {
                         time_index: (Arc::clone(&seg.time_index.file), time_bytes, time_count),
                         seal_indexes,
                         digest: seal_indexes.then(|| seg.index_digest()),
+                        txn,
                     });
                 }
             }
@@ -97,7 +111,13 @@ impl Log {
             return Ok(());
         }
         let io = || -> Result<(), StorageError> {
+            let mut created = false;
             for w in &work {
+                // Aborted transactions are durable with the data: before the durable offset
+                // passes their marker.
+                if let Some((path, bytes, _)) = &w.txn {
+                    created |= crate::txn::append_synced(path, bytes)?;
+                }
                 for (file, bytes, _) in [&w.index, &w.time_index] {
                     if !bytes.is_empty() {
                         let end = file.len()?;
@@ -116,7 +136,7 @@ impl Log {
                     file::write_unsynced(&self.dir, &name, digest.as_bytes())?;
                 }
             }
-            if dir_dirty {
+            if dir_dirty || created {
                 file::sync_dir(&self.dir)?;
             }
             Ok(())
@@ -144,6 +164,9 @@ impl Log {
                 seg.time_index.mark_persisted(w.time_index.2);
                 if w.seal_indexes {
                     seg.indexes_synced = true;
+                }
+                if let Some((_, _, count)) = &w.txn {
+                    seg.txn_index.mark_synced(*count);
                 }
                 seg.release_descriptor_if_done();
             }
