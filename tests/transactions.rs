@@ -1,0 +1,676 @@
+//! Transactions through librdkafka (rdkafka's BaseProducer and BaseConsumer) against an
+//! in-process broker:
+//! - an aborted transaction over 3 partitions is invisible to read_committed consumers
+//!   (also when a committed transaction follows it), visible to read_uncommitted ones, and
+//!   its abort markers take an offset but never reach the application;
+//! - a committed transaction becomes visible to a read_committed consumer that was already
+//!   polling while it was open (and saw nothing then);
+//! - a second producer with the same `transactional.id` fences the first: the first's next
+//!   operation fails fatally and its open transaction ends aborted;
+//! - `send_offsets_to_transaction`: the group's committed offsets change only when the
+//!   transaction commits (abort leaves them; while open they are pending, and OffsetFetch
+//!   with require_stable does not answer with them);
+//! - a transaction left open past its `transaction.timeout.ms` is aborted by the broker, so
+//!   the last stable offset moves on and read_committed consumers progress.
+//!
+//! The clients block, so each test drives them from its own thread while the broker runs
+//! on a tokio runtime owned by the test.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{TestBroker, PATIENCE};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use strata::Config;
+
+/// How long a test watches for something that must NOT happen (records of an open
+/// transaction reaching a read_committed consumer): 20 polls of up to 100 ms, each at
+/// least one fetch round trip (fetch.wait.max.ms = 100).
+const QUIET_POLLS: usize = 20;
+
+/// A broker on its own runtime; shut down when dropped.
+struct Env {
+    runtime: tokio::runtime::Runtime,
+    broker: Option<TestBroker>,
+}
+
+impl Env {
+    /// A broker with default settings.
+    fn start() -> Env {
+        Self::start_with_properties("")
+    }
+
+    /// A broker whose settings come from a Kafka-style properties text (Kafka's key names),
+    /// loaded exactly as the binary loads `--config FILE`.
+    fn start_with_properties(properties: &str) -> Env {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broker.properties");
+        std::fs::write(&file, properties).unwrap();
+        let broker = runtime.block_on(TestBroker::start_with(|config| {
+            let args = [
+                "strata".to_string(),
+                "--listen".to_string(),
+                config.listen.to_string(),
+                "--data-dir".to_string(),
+                config.data_dir.display().to_string(),
+                "--config".to_string(),
+                file.display().to_string(),
+            ];
+            *config = Config::load_from(args)
+                .unwrap_or_else(|e| panic!("broker properties {properties:?}: {e}"));
+        }));
+        Env {
+            runtime,
+            broker: Some(broker),
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.broker.as_ref().unwrap().bootstrap()
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = self
+            .runtime
+            .block_on(admin.create_topics([&new], &AdminOptions::new()))
+            .unwrap();
+        for r in results {
+            r.unwrap_or_else(|e| panic!("create {topic}: {e:?}"));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            self.runtime.block_on(broker.shutdown());
+        }
+    }
+}
+
+/// A transactional producer (librdkafka makes it idempotent with acks=all).
+fn txn_producer(bootstrap: &str, transactional_id: &str, extra: &[(&str, &str)]) -> BaseProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", transactional_id)
+        .set("linger.ms", "5");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config.create().expect("transactional producer")
+}
+
+/// Enqueues `value` for `partition` of `topic` (keyed by the value).
+fn send(producer: &BaseProducer, topic: &str, partition: i32, value: &str) {
+    producer
+        .send(
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(value)
+                .payload(value),
+        )
+        .unwrap_or_else(|(e, _)| panic!("enqueue {value}: {e}"));
+}
+
+/// A consumer with explicitly assigned partitions (no group membership) at `isolation`.
+fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    eof: bool,
+) -> BaseConsumer {
+    let consumer = common::consumer(
+        bootstrap,
+        &[
+            ("isolation.level", isolation),
+            ("enable.partition.eof", if eof { "true" } else { "false" }),
+        ],
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// One record as an application saw it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    partition: i32,
+    offset: i64,
+    value: String,
+}
+
+fn seen(m: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
+    Seen {
+        partition: m.partition(),
+        offset: m.offset(),
+        value: String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap(),
+    }
+}
+
+/// Everything a fresh consumer at `isolation` reads from every partition of `topic`, from
+/// the beginning until it reports the end of every partition (for read_committed the end
+/// is the last stable offset). Sorted by partition and offset.
+fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<Seen> {
+    let consumer = assigned_consumer(bootstrap, topic, partitions, isolation, true);
+    let mut at_end = BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{isolation} reader of {topic}: only partitions {at_end:?} reached their end; \
+             read so far {out:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                out.push(seen(&m));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("{isolation} reader of {topic}: {e}"),
+            None => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+fn values(records: &[Seen]) -> BTreeSet<String> {
+    records.iter().map(|s| s.value.clone()).collect()
+}
+
+fn expect_set(prefix: &str, range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// High watermark of every partition (ListOffsets latest of a read_uncommitted client).
+fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer = common::consumer(bootstrap, &[("isolation.level", "read_uncommitted")]);
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, PATIENCE).unwrap().1)
+        .collect()
+}
+
+/// Asserts `result` is the failure of a fenced producer: fatal for the client, and named
+/// as fencing (or the stale epoch Kafka answers a fenced producer with).
+fn assert_fenced(what: &str, result: Result<(), KafkaError>) {
+    let err = match result {
+        Ok(()) => panic!("{what} succeeded for a fenced producer"),
+        Err(e) => e,
+    };
+    let KafkaError::Transaction(txn) = &err else {
+        panic!("{what}: expected a transaction error, got {err}");
+    };
+    assert!(
+        txn.is_fatal(),
+        "{what}: fencing must be fatal for the old producer, got {err} (code {:?})",
+        txn.code()
+    );
+    assert!(
+        matches!(
+            txn.code(),
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        ),
+        "{what}: expected a fencing error, got {err} (code {:?})",
+        txn.code()
+    );
+}
+
+#[test]
+fn aborted_transaction_is_invisible_to_read_committed_and_visible_to_read_uncommitted() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let topic = "txn-abort";
+    env.create_topic(topic, 3);
+
+    let producer = txn_producer(&bootstrap, "tx-abort", &[]);
+    producer.init_transactions(PATIENCE).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, (i % 3) as i32, &format!("aborted-{i}"));
+    }
+    // Flush first so every record is in the log before the abort (as rdkafka's own test).
+    producer.flush(PATIENCE).unwrap();
+    producer.abort_transaction(PATIENCE).unwrap();
+
+    assert_eq!(
+        read_all(&bootstrap, topic, 3, "read_committed"),
+        vec![],
+        "read_committed sees nothing of an aborted transaction"
+    );
+    let uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
+    assert_eq!(values(&uncommitted), expect_set("aborted", 0..30));
+    assert_eq!(
+        uncommitted.len(),
+        30,
+        "no record twice, no marker delivered"
+    );
+    for p in 0..3 {
+        let offsets: Vec<i64> = uncommitted
+            .iter()
+            .filter(|s| s.partition == p)
+            .map(|s| s.offset)
+            .collect();
+        assert_eq!(offsets, (0..10).collect::<Vec<_>>(), "partition {p}");
+    }
+    // Each partition holds 10 records and the abort marker (a control batch at offset 10),
+    // which the consumer skipped.
+    assert_eq!(high_watermarks(&bootstrap, topic, 3), vec![11, 11, 11]);
+
+    // A committed transaction after the aborted one: read_committed reads past the aborted
+    // range (the fetch lists it as aborted) to the committed records.
+    producer.begin_transaction().unwrap();
+    for p in 0..3 {
+        send(&producer, topic, p, &format!("committed-{p}"));
+    }
+    producer.commit_transaction(PATIENCE).unwrap();
+    let committed = read_all(&bootstrap, topic, 3, "read_committed");
+    assert_eq!(
+        committed,
+        (0..3)
+            .map(|p| Seen {
+                partition: p,
+                offset: 11,
+                value: format!("committed-{p}"),
+            })
+            .collect::<Vec<_>>()
+    );
+    let uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
+    assert_eq!(uncommitted.len(), 33, "markers are never delivered");
+    assert_eq!(high_watermarks(&bootstrap, topic, 3), vec![13, 13, 13]);
+}
+
+#[test]
+fn commit_makes_the_transaction_visible_to_a_read_committed_consumer_already_polling() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let topic = "txn-commit";
+    env.create_topic(topic, 3);
+
+    let watcher = assigned_consumer(&bootstrap, topic, 3, "read_committed", false);
+    for _ in 0..5 {
+        if let Some(Ok(m)) = watcher.poll(Duration::from_millis(100)) {
+            panic!("read_committed saw {:?} in an empty topic", seen(&m));
+        }
+    }
+
+    let producer = txn_producer(&bootstrap, "tx-commit", &[]);
+    producer.init_transactions(PATIENCE).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&producer, topic, (i % 3) as i32, &format!("c-{i}"));
+    }
+    producer.flush(PATIENCE).unwrap();
+    // The records are in the log (a read_uncommitted reader sees them all) ...
+    let uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
+    assert_eq!(values(&uncommitted), expect_set("c", 0..30));
+    // ... but not below the last stable offset, so the polling read_committed consumer gets
+    // none of them while the transaction is open.
+    for _ in 0..QUIET_POLLS {
+        if let Some(Ok(m)) = watcher.poll(Duration::from_millis(100)) {
+            panic!(
+                "read_committed saw {:?} of a transaction still open",
+                seen(&m)
+            );
+        }
+    }
+    assert_eq!(read_all(&bootstrap, topic, 3, "read_committed"), vec![]);
+
+    producer.commit_transaction(PATIENCE).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "after commit the polling consumer got only {got:?}"
+        );
+        match watcher.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => got.push(seen(&m)),
+            Some(Err(e)) => panic!("read_committed consumer: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(values(&got), expect_set("c", 0..30));
+    // Nothing more arrives: the commit markers are not delivered.
+    for _ in 0..QUIET_POLLS / 2 {
+        if let Some(Ok(m)) = watcher.poll(Duration::from_millis(100)) {
+            panic!("extra record after the transaction: {:?}", seen(&m));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got, uncommitted,
+        "same records, same offsets at both levels"
+    );
+    assert_eq!(high_watermarks(&bootstrap, topic, 3), vec![11, 11, 11]);
+}
+
+#[test]
+fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let topic = "txn-fence";
+    env.create_topic(topic, 3);
+
+    let first = txn_producer(&bootstrap, "tx-fence", &[]);
+    first.init_transactions(PATIENCE).unwrap();
+    first.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&first, topic, (i % 3) as i32, &format!("first-{i}"));
+    }
+    first.flush(PATIENCE).unwrap();
+
+    // The second instance's InitProducerId bumps the epoch and aborts the open transaction.
+    let second = txn_producer(&bootstrap, "tx-fence", &[]);
+    second.init_transactions(PATIENCE).unwrap();
+
+    assert_fenced(
+        "commit by the fenced producer",
+        first.commit_transaction(PATIENCE),
+    );
+    assert!(
+        first.begin_transaction().is_err(),
+        "a fenced producer cannot begin another transaction"
+    );
+
+    second.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&second, topic, (i % 3) as i32, &format!("second-{i}"));
+    }
+    second.commit_transaction(PATIENCE).unwrap();
+
+    let committed = read_all(&bootstrap, topic, 3, "read_committed");
+    assert_eq!(
+        values(&committed),
+        expect_set("second", 0..9),
+        "the fenced producer's transaction ended aborted"
+    );
+    assert_eq!(committed.len(), 9);
+    let uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
+    let mut both = expect_set("first", 0..9);
+    both.extend(expect_set("second", 0..9));
+    assert_eq!(values(&uncommitted), both);
+    assert_eq!(uncommitted.len(), 18);
+}
+
+/// A group member subscribed to `topic`, once it has been assigned all `partitions`.
+fn joined_member(bootstrap: &str, group: &str, topic: &str, partitions: usize) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while consumer.assignment().unwrap().count() < partitions {
+        assert!(
+            Instant::now() < deadline,
+            "{group} never got its assignment"
+        );
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    consumer
+}
+
+/// The group's committed offsets of `topic` as OffsetFetch answers a fresh, non-member
+/// client at `isolation` (read_committed sets require_stable).
+fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    timeout: Duration,
+) -> Result<Vec<Offset>, KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, timeout)?;
+    Ok((0..partitions)
+        .map(|p| got.find_partition(topic, p).unwrap().offset())
+        .collect())
+}
+
+fn offsets_list(topic: &str, partitions: i32, offset: i64) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Offset(offset))
+            .unwrap();
+    }
+    tpl
+}
+
+#[test]
+fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let (input, output, group) = ("txn-offsets-in", "txn-offsets-out", "txn-group");
+    env.create_topic(input, 3);
+    env.create_topic(output, 1);
+    let seed = common::producer(&bootstrap, &[]);
+    for i in 0..30 {
+        let value = format!("in-{i}");
+        env.runtime
+            .block_on(
+                seed.send(
+                    rdkafka::producer::FutureRecord::to(input)
+                        .partition(i % 3)
+                        .payload(&value)
+                        .key(&value),
+                    PATIENCE,
+                ),
+            )
+            .unwrap();
+    }
+
+    let member = joined_member(&bootstrap, group, input, 3);
+    member
+        .commit(&offsets_list(input, 3, 5), CommitMode::Sync)
+        .unwrap();
+    let at = |offset: i64| vec![Offset::Offset(offset); 3];
+    let stable = |isolation: &str| {
+        committed_offsets(&bootstrap, group, input, 3, isolation, PATIENCE).unwrap()
+    };
+    assert_eq!(stable("read_committed"), at(5));
+
+    let producer = txn_producer(&bootstrap, "tx-offsets", &[]);
+    producer.init_transactions(PATIENCE).unwrap();
+
+    // Aborted: the offsets sent with the transaction are dropped.
+    producer.begin_transaction().unwrap();
+    send(&producer, output, 0, "out-aborted");
+    producer
+        .send_offsets_to_transaction(
+            &offsets_list(input, 3, 8),
+            &member.group_metadata().unwrap(),
+            PATIENCE,
+        )
+        .unwrap();
+    producer.flush(PATIENCE).unwrap();
+    // While the transaction is open the offsets are pending: a plain OffsetFetch still
+    // answers the old ones, and one with require_stable gets no answer (the broker says
+    // UNSTABLE_OFFSET_COMMIT, librdkafka retries until its timeout).
+    assert_eq!(stable("read_uncommitted"), at(5));
+    let pending = committed_offsets(
+        &bootstrap,
+        group,
+        input,
+        3,
+        "read_committed",
+        Duration::from_secs(3),
+    );
+    assert!(
+        pending.is_err(),
+        "require_stable OffsetFetch answered {pending:?} while offsets are pending"
+    );
+    producer.abort_transaction(PATIENCE).unwrap();
+    assert_eq!(stable("read_committed"), at(5), "abort drops the offsets");
+    assert_eq!(stable("read_uncommitted"), at(5));
+
+    // Committed: the offsets become the group's.
+    producer.begin_transaction().unwrap();
+    send(&producer, output, 0, "out-committed");
+    producer
+        .send_offsets_to_transaction(
+            &offsets_list(input, 3, 8),
+            &member.group_metadata().unwrap(),
+            PATIENCE,
+        )
+        .unwrap();
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        stable("read_committed"),
+        at(8),
+        "commit applies the offsets"
+    );
+    assert_eq!(stable("read_uncommitted"), at(8));
+    let as_member = member.committed(PATIENCE).unwrap();
+    for p in 0..3 {
+        assert_eq!(
+            as_member.find_partition(input, p).unwrap().offset(),
+            Offset::Offset(8),
+            "the member sees the transaction's offset for partition {p}"
+        );
+    }
+    assert_eq!(
+        values(&read_all(&bootstrap, output, 1, "read_committed")),
+        BTreeSet::from(["out-committed".to_string()])
+    );
+}
+
+#[test]
+fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
+    let env = Env::start_with_properties(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=200\n",
+    );
+    let bootstrap = env.bootstrap();
+    let topic = "txn-timeout";
+    env.create_topic(topic, 3);
+
+    let stale = txn_producer(
+        &bootstrap,
+        "tx-timeout",
+        &[("transaction.timeout.ms", "2000")],
+    );
+    stale.init_transactions(PATIENCE).unwrap();
+    stale.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&stale, topic, (i % 3) as i32, &format!("stale-{i}"));
+    }
+    stale.flush(PATIENCE).unwrap();
+
+    // Non-transactional records after the open transaction: held back by the LSO until the
+    // broker aborts the transaction, then delivered to read_committed.
+    let plain = common::producer(&bootstrap, &[("enable.idempotence", "true")]);
+    for p in 0..3 {
+        let value = format!("after-{p}");
+        env.runtime
+            .block_on(
+                plain.send(
+                    rdkafka::producer::FutureRecord::to(topic)
+                        .partition(p)
+                        .payload(&value)
+                        .key(&value),
+                    PATIENCE,
+                ),
+            )
+            .unwrap();
+    }
+
+    let watcher = assigned_consumer(&bootstrap, topic, 3, "read_committed", false);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out transaction still holds back read_committed (got {got:?})"
+        );
+        match watcher.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => got.push(seen(&m)),
+            Some(Err(e)) => panic!("read_committed consumer: {e}"),
+            None => {}
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got.iter().map(|s| s.value.clone()).collect::<Vec<_>>(),
+        vec!["after-0", "after-1", "after-2"],
+        "read_committed skips the aborted records"
+    );
+    // Each partition: 3 stale records (offsets 0..=2), then the plain record and the
+    // broker's abort marker, in the order they arrived (the plain record is normally sent
+    // well within the 2 s, so at 3).
+    for s in &got {
+        assert!(s.offset == 3 || s.offset == 4, "{s:?}");
+    }
+
+    // The producer learns its transaction is gone: committing it must fail.
+    let commit = stale.commit_transaction(PATIENCE);
+    assert!(
+        commit.is_err(),
+        "a transaction the broker aborted on timeout was committed"
+    );
+    assert_eq!(
+        values(&read_all(&bootstrap, topic, 3, "read_committed")),
+        expect_set("after", 0..3)
+    );
+    let uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
+    let mut all = expect_set("stale", 0..9);
+    all.extend(expect_set("after", 0..3));
+    assert_eq!(values(&uncommitted), all);
+
+    // The transactional id is still usable: a new instance commits.
+    let fresh = txn_producer(
+        &bootstrap,
+        "tx-timeout",
+        &[("transaction.timeout.ms", "2000")],
+    );
+    fresh.init_transactions(PATIENCE).unwrap();
+    fresh.begin_transaction().unwrap();
+    send(&fresh, topic, 0, "fresh-0");
+    fresh.commit_transaction(PATIENCE).unwrap();
+    let committed = read_all(&bootstrap, topic, 3, "read_committed");
+    assert!(committed.iter().any(|s| s.value == "fresh-0"));
+    assert_eq!(committed.len(), 4);
+}
