@@ -161,10 +161,19 @@ fn broker(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> RequestContext
             shutdown.clone(),
         ))
         .unwrap();
+    let txns = rt
+        .block_on(strata::txn::TxnCoordinator::start(
+            strata::txn::TxnConfig::default(),
+            Arc::clone(&broker),
+            groups.clone(),
+            shutdown.clone(),
+        ))
+        .unwrap();
     RequestContext {
         broker: Arc::clone(&broker),
         shutdown,
         groups,
+        txns,
         peer: None,
     }
 }

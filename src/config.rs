@@ -206,6 +206,26 @@ pub struct Config {
     )]
     pub producer_id_expiration_ms: u64,
 
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for in
+    /// InitProducerId (a larger one is INVALID_TRANSACTION_TIMEOUT).
+    /// Kafka: transaction.max.timeout.ms.
+    #[arg(long, env = "STRATA_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub transaction_max_timeout_ms: i32,
+
+    /// How often the transaction coordinator looks for transactions older than their
+    /// timeout (and aborts them), in ms.
+    /// Kafka: transaction.abort.timed.out.transaction.cleanup.interval.ms.
+    #[arg(long, env = "STRATA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+
+    /// How long the coordinator keeps a transactional id without a transaction after its
+    /// last use, in ms. Kafka: transactional.id.expiration.ms.
+    #[arg(long, env = "STRATA_TRANSACTIONAL_ID_EXPIRATION_MS", default_value_t = 604_800_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub transactional_id_expiration_ms: i64,
+
     /// The options given explicitly, as a flag, a `STRATA_*` environment variable or a
     /// config-file entry (clap argument ids, e.g. `num_partitions`). DescribeConfigs
     /// reports these as `STATIC_BROKER_CONFIG`. Filled by [`Config::load_from`]; empty
@@ -253,6 +273,15 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ),
     ("offsets.retention.minutes", "offsets_retention_minutes"),
     ("producer.id.expiration.ms", "producer_id_expiration_ms"),
+    ("transaction.max.timeout.ms", "transaction_max_timeout_ms"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "transaction_abort_timed_out_transaction_cleanup_interval_ms",
+    ),
+    (
+        "transactional.id.expiration.ms",
+        "transactional_id_expiration_ms",
+    ),
 ];
 
 impl Config {
@@ -423,6 +452,33 @@ mod tests {
             .unwrap()
             .explicitly_set
             .is_empty());
+    }
+
+    #[test]
+    fn transaction_settings_take_kafka_names_and_defaults() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.transaction_max_timeout_ms, 900_000);
+        assert_eq!(
+            c.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            10_000
+        );
+        assert_eq!(c.transactional_id_expiration_ms, 604_800_000);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "transaction.max.timeout.ms=5000
+             transaction.abort.timed.out.transaction.cleanup.interval.ms=20
+             transactional.id.expiration.ms=3000"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path]).unwrap();
+        assert_eq!(c.transaction_max_timeout_ms, 5000);
+        assert_eq!(
+            c.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            20
+        );
+        assert_eq!(c.transactional_id_expiration_ms, 3000);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod server;
+pub mod txn;
 
 pub use config::Config;
 pub use server::{start, RunningBroker, StartError};

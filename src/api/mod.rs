@@ -25,6 +25,7 @@ pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
+pub(crate) mod txn;
 
 use kafka_protocol::error::ResponseError;
 use std::future::Future;
@@ -97,8 +98,18 @@ pub(crate) const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DescribeGroups, 0, 5),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::OffsetDelete, 0, 0),
-    // Idempotent producers (non-transactional only).
-    range(ApiKey::InitProducerId, 0, 4),
+    // Idempotent and transactional producers (api::init_producer_id, api::txn). Versions
+    // above the ones librdkafka and the Java client send differ only by error codes
+    // Strata never returns (TRANSACTION_ABORTABLE); AddPartitionsToTxn v4+ is the
+    // broker-to-broker form, EndTxn v5 / TxnOffsetCommit v5 KIP-890's epoch bump per
+    // transaction: not implemented.
+    range(ApiKey::InitProducerId, 0, 5),
+    range(ApiKey::AddPartitionsToTxn, 0, 3),
+    range(ApiKey::AddOffsetsToTxn, 0, 4),
+    range(ApiKey::TxnOffsetCommit, 0, 4),
+    range(ApiKey::EndTxn, 0, 4),
+    range(ApiKey::DescribeTransactions, 0, 0),
+    range(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The supported range of `key`, if any.
@@ -114,6 +125,8 @@ pub struct RequestContext {
     pub shutdown: watch::Receiver<bool>,
     /// The consumer group coordinator.
     pub groups: crate::group::GroupService,
+    /// The transaction coordinator.
+    pub txns: crate::txn::TxnCoordinator,
     /// The client's address (set per connection; DescribeGroups shows it).
     pub peer: Option<std::net::SocketAddr>,
 }
@@ -364,12 +377,14 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             api,
             version,
             corr,
-            Handled::Ready(init_producer_id::handle(
-                decode(api, version, body)?,
-                version,
-                ctx,
-            )),
+            init_producer_id::handle(decode(api, version, body)?, version, ctx),
         ),
+        ApiKey::AddPartitionsToTxn
+        | ApiKey::AddOffsetsToTxn
+        | ApiKey::TxnOffsetCommit
+        | ApiKey::EndTxn
+        | ApiKey::DescribeTransactions
+        | ApiKey::ListTransactions => txn::dispatch(api, version, &header, body, ctx)?,
         ApiKey::FindCoordinator
         | ApiKey::JoinGroup
         | ApiKey::SyncGroup

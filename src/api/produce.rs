@@ -3,6 +3,11 @@
 //! acks=0: no response. acks=1: answered once appended (page cache). acks=-1: answered only
 //! when the log's durable offset covers the batch (fsync'd), or REQUEST_TIMED_OUT after the
 //! request's timeout, or KAFKA_STORAGE_ERROR if the fsync failed.
+//!
+//! A batch with the transactional bit is first verified by the transaction coordinator
+//! (`TxnCoordinator::verify_produce`): its producer's transaction must be Ongoing with
+//! this epoch and include the partition, else the partition answers INVALID_PRODUCER_EPOCH
+//! (an older epoch: fenced) or INVALID_TXN_STATE and nothing is appended.
 
 use kafka_protocol::error::ResponseError;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
 use crate::broker::now_ms;
+use crate::txn::ProduceGate;
 
 const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
@@ -43,6 +49,10 @@ pub(crate) fn handle(
     let valid_acks = (-1..=1).contains(&acks);
     let now = now_ms();
     let mut waits = Vec::new();
+    // Taken at the first transactional batch and held until every append of the request
+    // is done: no verified transaction can enter Prepare* (and get its markers) before
+    // its batches are in the logs.
+    let mut gate: Option<ProduceGate<'_>> = None;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (ti, topic_data) in request.topic_data.into_iter().enumerate() {
         let name = topic_data.name.as_str().to_string();
@@ -67,7 +77,11 @@ pub(crate) fn handle(
                 (false, _) => Err(INVALID_REQUIRED_ACKS),
                 (true, None) if topic.is_some() => Err(UNKNOWN_TOPIC_OR_PARTITION),
                 (true, None) => Err(missing_code),
-                (true, Some(log)) => append_one(log, data.records.as_deref(), now),
+                (true, Some(log)) => {
+                    let records = data.records.as_deref();
+                    verify_transactional(&mut gate, ctx, &name, data.index, records)
+                        .and_then(|()| append_one(log, records, now))
+                }
             };
             let response = match outcome {
                 Err(code) => response.with_error_code(code),
@@ -105,6 +119,45 @@ pub(crate) fn handle(
     }
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     Handled::Deferred(Box::pin(wait_durable(response, waits, timeout)))
+}
+
+/// Byte offset of the RecordBatch `attributes` (i16).
+const ATTRIBUTES_AT: usize = 21;
+/// Byte offset of `producerId` (i64); `producerEpoch` (i16) follows it.
+const PRODUCER_ID_AT: usize = 43;
+/// Size of the RecordBatch v2 header.
+const BATCH_HEADER_LEN: usize = 61;
+/// The transactional bit of `attributes`.
+const TRANSACTIONAL: i16 = 0x10;
+
+/// For a batch with the transactional bit, asks the transaction coordinator whether its
+/// producer may write it here (only the first batch header is read; records are not
+/// decoded). Batches without the bit, or too short to tell, go to the log's own checks.
+fn verify_transactional<'a>(
+    gate: &mut Option<ProduceGate<'a>>,
+    ctx: &'a RequestContext,
+    topic: &str,
+    partition: i32,
+    records: Option<&[u8]>,
+) -> Result<(), i16> {
+    let Some(b) = records.filter(|b| b.len() >= BATCH_HEADER_LEN) else {
+        return Ok(());
+    };
+    let attributes = i16::from_be_bytes([b[ATTRIBUTES_AT], b[ATTRIBUTES_AT + 1]]);
+    if attributes & TRANSACTIONAL == 0 {
+        return Ok(());
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&b[PRODUCER_ID_AT..PRODUCER_ID_AT + 8]);
+    let producer_id = i64::from_be_bytes(id);
+    let epoch = i16::from_be_bytes([b[PRODUCER_ID_AT + 8], b[PRODUCER_ID_AT + 9]]);
+    if producer_id < 0 {
+        // The log refuses it (INVALID_RECORD): a transactional batch needs a producer.
+        return Ok(());
+    }
+    gate.get_or_insert_with(|| ctx.txns.produce_gate())
+        .verify(producer_id, epoch, topic, partition)
+        .map_err(|e| e.code())
 }
 
 /// The parts of `AppendInfo` a response needs.

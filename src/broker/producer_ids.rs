@@ -195,6 +195,14 @@ impl ProducerIds {
         })
     }
 
+    /// A fresh producer id for a transactional id (the transaction coordinator tracks its
+    /// epochs itself, durably, so the id is not remembered here). Blocking when a new
+    /// block must be persisted.
+    pub fn allocate_transactional(&self) -> Result<i64, ProducerIdError> {
+        let mut a = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.allocate(&mut a)
+    }
+
     fn allocate(&self, a: &mut Allocator) -> Result<i64, ProducerIdError> {
         if a.next >= a.block_end {
             let end = a
@@ -290,6 +298,21 @@ mod tests {
         let later = ids.init(Some(next), 5_000).unwrap();
         assert_ne!(later.producer_id, next.producer_id);
         assert_eq!(later.epoch, 0);
+    }
+
+    #[test]
+    fn transactional_ids_come_from_the_same_sequence_without_epoch_tracking() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        let plain = ids.init(None, 0).unwrap();
+        let txn = ids.allocate_transactional().unwrap();
+        assert_eq!(txn, plain.producer_id + 1);
+        // Not remembered: asking to bump it gets a fresh id, as for an unknown id.
+        let asked = ProducerIdAndEpoch {
+            producer_id: txn,
+            epoch: 0,
+        };
+        assert_ne!(ids.init(Some(asked), 1).unwrap().producer_id, txn);
     }
 
     #[test]

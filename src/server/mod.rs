@@ -20,6 +20,7 @@ use crate::api::RequestContext;
 use crate::broker::{retention, Broker, BrokerError};
 use crate::config::Config;
 use crate::group::{CoordinatorConfig, GroupService, GroupServiceConfig};
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Failures starting the broker.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum StartError {
     Broker(#[from] BrokerError),
     #[error("cannot open the committed offsets: {0}")]
     Offsets(#[from] crate::group::offsets::OffsetLogError),
+    #[error("cannot open the transaction log: {0}")]
+    Transactions(#[from] crate::txn::log::TxnLogError),
     #[error("broker start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -68,10 +71,18 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
         shutdown_rx.clone(),
     )
     .await?;
+    let txns = TxnCoordinator::start(
+        txn_config(broker.config()),
+        broker.clone(),
+        groups.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
     let ctx = RequestContext {
         broker: broker.clone(),
         shutdown: shutdown_rx,
         groups,
+        txns,
         peer: None,
     };
     let accept = tokio::spawn(accept_loop(listener, ctx));
@@ -182,5 +193,15 @@ fn group_service_config(config: &Config) -> GroupServiceConfig {
         },
         offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
         ..GroupServiceConfig::default()
+    }
+}
+
+/// The transaction coordinator's settings from the broker configuration.
+fn txn_config(config: &Config) -> TxnConfig {
+    TxnConfig {
+        max_timeout_ms: config.transaction_max_timeout_ms,
+        cleanup_interval_ms: config.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        id_expiration_ms: config.transactional_id_expiration_ms,
+        ..TxnConfig::default()
     }
 }

@@ -1,0 +1,887 @@
+//! The transaction coordinator: the state of every transactional id in memory, the
+//! transaction log under it, and the effects of each decision (transaction markers into
+//! partitions, commit/abort of transactional offsets in the group coordinator).
+//!
+//! Invariants:
+//! - The state a request is answered from is durable: a new [`TxnMetadata`] is written
+//!   and fsync'd to the transaction log before it becomes the current state in memory.
+//! - At most one operation changes a transactional id at a time: it marks the entry
+//!   `busy` while it writes; another request meanwhile gets CONCURRENT_TRANSACTIONS
+//!   (clients retry it). TxnOffsetCommits in flight keep EndTxn, InitProducerId and the
+//!   timeout from ending the transaction under them.
+//! - A Prepare* state is durable before its first marker is written; the Complete* state
+//!   is written only after every marker (partition logs fsync'd, group markers durable).
+//!   After a crash, Prepare* transactions are completed again at start (a second marker
+//!   is harmless), Ongoing ones stay open until their timeout aborts them.
+//! - Produce of a transactional batch is verified under the table's read lock
+//!   ([`ProduceGate`]) and the Prepare* state is installed under its write lock, so no
+//!   verified batch can land in a partition after that partition's marker.
+//! - Every mutating operation runs as its own task: a client that disconnects cannot
+//!   leave an entry busy or a transaction half-ended.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::log::{self as txn_log, TxnLog, TxnLogError, TxnRecord};
+use super::metadata::{EndPlan, ExpectedProducer, InitPlan, TxnError, TxnMetadata, TxnState};
+use crate::broker::{now_ms, Broker};
+use crate::group::offsets::CommittedOffset;
+use crate::group::GroupService;
+
+/// The coordinator epoch written into markers. One node coordinates every transactional
+/// id for the life of the data directory, so it never changes.
+pub const COORDINATOR_EPOCH: i32 = 0;
+
+/// Settings of the transaction coordinator (from the broker configuration).
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.max.timeout.ms`: the largest timeout InitProducerId accepts.
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often timed-out
+    /// transactions are looked for (and unfinished Prepare* states retried), in ms.
+    pub cleanup_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: an idle id without a transaction is forgotten
+    /// this long after its last change, in ms.
+    pub id_expiration_ms: i64,
+    /// The transaction log is compacted once larger than this many bytes (and than twice
+    /// its size after the previous compaction).
+    pub compact_threshold_bytes: u64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            max_timeout_ms: 900_000,
+            cleanup_interval_ms: 10_000,
+            id_expiration_ms: 604_800_000,
+            compact_threshold_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// One transactional id in memory.
+#[derive(Debug)]
+struct Entry {
+    /// The durable state.
+    meta: TxnMetadata,
+    /// An operation is writing a new state for this id.
+    busy: bool,
+    /// TxnOffsetCommits between their check and their durable group write.
+    offset_commits: u32,
+}
+
+impl Entry {
+    /// Whether the transaction may not be ended now.
+    fn ending_blocked(&self) -> bool {
+        self.busy || self.offset_commits > 0
+    }
+}
+
+/// Every transactional id, and the producer ids that belong to them.
+#[derive(Debug, Default)]
+struct Table {
+    by_id: HashMap<String, Entry>,
+    by_producer: HashMap<i64, String>,
+}
+
+impl Table {
+    /// Installs `meta` as the current state of its id (keeping `busy`).
+    fn install(&mut self, meta: TxnMetadata) {
+        let id = meta.transactional_id.clone();
+        let pid = meta.producer_id;
+        match self.by_id.get_mut(&id) {
+            Some(entry) => {
+                if entry.meta.producer_id != pid {
+                    self.by_producer.remove(&entry.meta.producer_id);
+                }
+                entry.meta = meta;
+            }
+            None => {
+                self.by_id.insert(
+                    id.clone(),
+                    Entry {
+                        meta,
+                        busy: false,
+                        offset_commits: 0,
+                    },
+                );
+            }
+        }
+        self.by_producer.insert(pid, id);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(entry) = self.by_id.remove(id) {
+            self.by_producer.remove(&entry.meta.producer_id);
+        }
+    }
+}
+
+/// Records to make durable, and who waits for them.
+struct WriteRequest {
+    records: Vec<TxnRecord>,
+    done: oneshot::Sender<Result<(), TxnError>>,
+}
+
+struct Inner {
+    broker: Arc<Broker>,
+    groups: GroupService,
+    config: TxnConfig,
+    table: RwLock<Table>,
+    writes: mpsc::UnboundedSender<WriteRequest>,
+}
+
+/// A handle on the transaction coordinator; cheap to clone.
+#[derive(Clone)]
+pub struct TxnCoordinator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TxnCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnCoordinator")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Clears the busy mark of an id when an operation ends, however it ends.
+struct BusyGuard {
+    coordinator: TxnCoordinator,
+    id: String,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.coordinator.write_table().by_id.get_mut(&self.id) {
+            entry.busy = false;
+        }
+    }
+}
+
+/// Counts a TxnOffsetCommit in flight until it is dropped.
+struct OffsetCommitGuard {
+    coordinator: TxnCoordinator,
+    id: String,
+}
+
+impl Drop for OffsetCommitGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.coordinator.write_table().by_id.get_mut(&self.id) {
+            entry.offset_commits = entry.offset_commits.saturating_sub(1);
+        }
+    }
+}
+
+/// Read access for Produce: while a gate is held no transaction enters Prepare*, so a
+/// batch verified through it and appended before it is dropped lands before any marker
+/// of its transaction. Hold it only for the synchronous appends of one request.
+pub struct ProduceGate<'a> {
+    table: RwLockReadGuard<'a, Table>,
+}
+
+impl ProduceGate<'_> {
+    /// See [`TxnCoordinator::verify_produce`].
+    pub fn verify(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        let entry = self
+            .table
+            .by_producer
+            .get(&producer_id)
+            .and_then(|id| self.table.by_id.get(id));
+        let Some(entry) = entry else {
+            debug!(
+                producer_id,
+                topic, partition, "transactional batch from a producer id without a transaction"
+            );
+            return Err(ResponseError::InvalidTxnState);
+        };
+        entry
+            .meta
+            .check_produce(producer_epoch, topic, partition)
+            .map_err(|e| {
+                debug!(producer_id, producer_epoch, topic, partition, error = %e,
+                    "transactional batch refused");
+                e.response_error()
+            })
+    }
+}
+
+/// One transaction as DescribeTransactions / ListTransactions show it.
+pub type TxnDescription = TxnMetadata;
+
+impl TxnCoordinator {
+    /// Replays the transaction log under `<state_dir>/transactions`, completes the
+    /// transactions a crash left in Prepare*, and starts the background tasks (log
+    /// writer; timeouts and expiry every `cleanup_interval_ms`) until `shutdown`.
+    pub async fn start(
+        config: TxnConfig,
+        broker: Arc<Broker>,
+        groups: GroupService,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<TxnCoordinator, TxnLogError> {
+        let dir = log_dir(broker.state_dir());
+        let threshold = config.compact_threshold_bytes;
+        let open_dir = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || TxnLog::open(&open_dir, threshold))
+            .await
+            .map_err(|e| TxnLogError::Io {
+                path: dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let (log, records) = opened?;
+        let live = txn_log::replay(&records);
+        info!(path = %log.path().display(), records = records.len(), transactional_ids = live.len(),
+            "replayed the transaction log");
+        let mut table = Table::default();
+        for meta in live.values() {
+            table.install(meta.clone());
+        }
+        let (writes, writes_rx) = mpsc::unbounded_channel();
+        let coordinator = TxnCoordinator {
+            inner: Arc::new(Inner {
+                broker,
+                groups,
+                config,
+                table: RwLock::new(table),
+                writes,
+            }),
+        };
+        tokio::spawn(run_writer(log, live, writes_rx));
+        let unfinished: Vec<String> = coordinator
+            .read_table()
+            .by_id
+            .values()
+            .filter(|e| e.meta.state.is_prepare())
+            .map(|e| e.meta.transactional_id.clone())
+            .collect();
+        for id in unfinished {
+            info!(transactional_id = %id, "completing a transaction decided before the restart");
+            coordinator.spawn_completion(id);
+        }
+        tokio::spawn(run_cleanup(coordinator.clone(), shutdown));
+        Ok(coordinator)
+    }
+
+    fn read_table(&self) -> RwLockReadGuard<'_, Table> {
+        self.inner
+            .table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_table(&self) -> RwLockWriteGuard<'_, Table> {
+        self.inner
+            .table
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks `id` busy (the caller checked it was not) and returns the guard that clears it.
+    fn mark_busy(&self, table: &mut Table, id: &str) -> BusyGuard {
+        if let Some(entry) = table.by_id.get_mut(id) {
+            entry.busy = true;
+        }
+        BusyGuard {
+            coordinator: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Makes `records` durable (fsync'd) in the transaction log.
+    fn persist(
+        &self,
+        records: Vec<TxnRecord>,
+    ) -> impl Future<Output = Result<(), TxnError>> + Send + 'static {
+        let (done, wait) = oneshot::channel();
+        let sent = self
+            .inner
+            .writes
+            .send(WriteRequest { records, done })
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(TxnError::CoordinatorNotAvailable);
+            }
+            wait.await.unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+        }
+    }
+
+    /// Persists `meta`, then installs it as the current state.
+    async fn transition(&self, meta: TxnMetadata) -> Result<(), TxnError> {
+        self.persist(vec![TxnRecord::State(meta.clone())]).await?;
+        self.write_table().install(meta);
+        Ok(())
+    }
+
+    /// Runs `op` as its own task, so it completes even if the request's connection goes.
+    async fn detached<T: Send + 'static>(
+        &self,
+        op: impl Future<Output = Result<T, TxnError>> + Send + 'static,
+    ) -> Result<T, TxnError> {
+        match tokio::spawn(op).await {
+            Ok(result) => result,
+            Err(e) => {
+                error!(error = %e, "transaction coordinator task failed");
+                Err(TxnError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// InitProducerId with a transactional id: the producer id and the bumped epoch.
+    /// An ongoing transaction is aborted first (fencing its producer).
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: String,
+        timeout_ms: i32,
+        expected: Option<ExpectedProducer>,
+    ) -> Result<(i64, i16), TxnError> {
+        if transactional_id.is_empty() {
+            return Err(TxnError::InvalidRequest("empty transactional id"));
+        }
+        let max_ms = self.inner.config.max_timeout_ms;
+        if timeout_ms <= 0 || timeout_ms > max_ms {
+            return Err(TxnError::InvalidTransactionTimeout { timeout_ms, max_ms });
+        }
+        let this = self.clone();
+        self.detached(async move {
+            this.init_inner(transactional_id, timeout_ms, expected)
+                .await
+        })
+        .await
+    }
+
+    async fn init_inner(
+        &self,
+        id: String,
+        timeout_ms: i32,
+        expected: Option<ExpectedProducer>,
+    ) -> Result<(i64, i16), TxnError> {
+        let known = self.read_table().by_id.contains_key(&id);
+        if !known {
+            // Allocated outside the table lock: it may write the producer-id block file.
+            let producer_id = self.allocate_producer_id()?;
+            let mut table = self.write_table();
+            if !table.by_id.contains_key(&id) {
+                table.install(TxnMetadata::new(
+                    id.clone(),
+                    producer_id,
+                    timeout_ms,
+                    now_ms(),
+                ));
+            }
+        }
+        loop {
+            let (plan, current, guard) = {
+                let mut table = self.write_table();
+                let Some(entry) = table.by_id.get(&id) else {
+                    return Err(TxnError::CoordinatorNotAvailable);
+                };
+                let plan =
+                    entry
+                        .meta
+                        .plan_init(entry.ending_blocked(), expected, timeout_ms, now_ms())?;
+                let current = entry.meta.clone();
+                let guard = self.mark_busy(&mut table, &id);
+                (plan, current, guard)
+            };
+            let next = match plan {
+                InitPlan::Ready(next) => next,
+                InitPlan::NeedNewProducerId { record_last_epoch } => {
+                    let producer_id = self.allocate_producer_id()?;
+                    current.rotated(producer_id, timeout_ms, record_last_epoch, now_ms())
+                }
+                InitPlan::AbortFirst(abort) => {
+                    info!(transactional_id = %id, producer_id = abort.producer_id,
+                        epoch = abort.producer_epoch,
+                        "InitProducerId aborts the ongoing transaction of the previous instance");
+                    self.transition(abort.clone()).await?;
+                    self.complete(abort).await?;
+                    drop(guard);
+                    continue;
+                }
+            };
+            self.transition(next.clone()).await?;
+            drop(guard);
+            debug!(transactional_id = %id, producer_id = next.producer_id,
+                epoch = next.producer_epoch, "InitProducerId");
+            return Ok((next.producer_id, next.producer_epoch));
+        }
+    }
+
+    fn allocate_producer_id(&self) -> Result<i64, TxnError> {
+        self.inner
+            .broker
+            .producer_ids()
+            .allocate_transactional()
+            .map_err(|e| {
+                error!(error = %e, "cannot allocate a producer id for a transactional id");
+                TxnError::CoordinatorNotAvailable
+            })
+    }
+
+    /// AddPartitionsToTxn: the partitions join the producer's transaction (starting it).
+    pub async fn add_partitions(
+        &self,
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), TxnError> {
+        let this = self.clone();
+        self.detached(async move {
+            this.add_inner(&transactional_id, |m, busy, now| {
+                m.plan_add_partitions(busy, producer_id, epoch, &partitions, now)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// AddOffsetsToTxn: the group's offsets join the producer's transaction.
+    pub async fn add_offsets(
+        &self,
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        group: String,
+    ) -> Result<(), TxnError> {
+        let this = self.clone();
+        self.detached(async move {
+            this.add_inner(&transactional_id, |m, busy, now| {
+                m.plan_add_group(busy, producer_id, epoch, &group, now)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn add_inner(
+        &self,
+        id: &str,
+        plan: impl FnOnce(&TxnMetadata, bool, i64) -> Result<Option<TxnMetadata>, TxnError>,
+    ) -> Result<(), TxnError> {
+        if id.is_empty() {
+            return Err(TxnError::InvalidRequest("empty transactional id"));
+        }
+        let (next, guard) = {
+            let mut table = self.write_table();
+            let Some(entry) = table.by_id.get(id) else {
+                return Err(TxnError::InvalidProducerIdMapping {
+                    given: -1,
+                    current: -1,
+                });
+            };
+            let Some(next) = plan(&entry.meta, entry.busy, now_ms())? else {
+                return Ok(());
+            };
+            let guard = self.mark_busy(&mut table, id);
+            (next, guard)
+        };
+        self.transition(next).await?;
+        drop(guard);
+        Ok(())
+    }
+
+    /// TxnOffsetCommit: checks the producer and that the group is in its transaction, then
+    /// writes the offsets as pending in the group coordinator (durable when Ok).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn txn_offset_commit(
+        &self,
+        transactional_id: String,
+        group: String,
+        producer_id: i64,
+        epoch: i16,
+        member: Option<(String, Option<String>, i32)>,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        let guard = {
+            let mut table = self.write_table();
+            let Some(entry) = table.by_id.get_mut(&transactional_id) else {
+                return Err(ResponseError::InvalidProducerIdMapping);
+            };
+            entry
+                .meta
+                .check_offset_commit(entry.busy, producer_id, epoch, &group)
+                .map_err(|e| {
+                    debug!(transactional_id, group, error = %e, "TxnOffsetCommit refused");
+                    e.response_error()
+                })?;
+            entry.offset_commits += 1;
+            OffsetCommitGuard {
+                coordinator: self.clone(),
+                id: transactional_id,
+            }
+        };
+        let write =
+            self.inner
+                .groups
+                .commit_txn_offsets(group, producer_id, epoch, member, offsets);
+        // A task of its own: the guard keeps the transaction from ending until the pending
+        // offsets are durable, whether or not the client waits.
+        match tokio::spawn(async move {
+            let result = write.await;
+            drop(guard);
+            result
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// EndTxn: commits or aborts the producer's transaction. Answers once the outcome is
+    /// written everywhere (Complete*), or, if a marker cannot be written now, once the
+    /// decision is durable (Prepare*; the cleanup task finishes it).
+    pub async fn end_txn(
+        &self,
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), TxnError> {
+        if transactional_id.is_empty() {
+            return Err(TxnError::InvalidRequest("empty transactional id"));
+        }
+        let this = self.clone();
+        self.detached(async move {
+            let (prepare, guard) = {
+                let mut table = this.write_table();
+                let Some(entry) = table.by_id.get(&transactional_id) else {
+                    return Err(TxnError::InvalidProducerIdMapping {
+                        given: producer_id,
+                        current: -1,
+                    });
+                };
+                let plan = entry.meta.plan_end(
+                    entry.ending_blocked(),
+                    producer_id,
+                    epoch,
+                    commit,
+                    now_ms(),
+                )?;
+                let EndPlan::Prepare(prepare) = plan else {
+                    return Ok(());
+                };
+                let guard = this.mark_busy(&mut table, &transactional_id);
+                (prepare, guard)
+            };
+            this.transition(prepare.clone()).await?;
+            if let Err(e) = this.complete(prepare).await {
+                warn!(transactional_id, error = %e,
+                    "transaction decided but not yet completed; will retry");
+            }
+            drop(guard);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes the markers of a Prepare* state into every partition and group of the
+    /// transaction, then makes the Complete* state durable and current. The caller holds
+    /// the id busy.
+    async fn complete(&self, prepare: TxnMetadata) -> Result<(), TxnError> {
+        let commit = prepare.state == TxnState::PrepareCommit;
+        self.write_markers(&prepare, commit).await?;
+        for group in &prepare.groups {
+            self.inner
+                .groups
+                .complete_txn(group.clone(), prepare.producer_id, commit)
+                .await
+                .map_err(|e| {
+                    warn!(group, transactional_id = %prepare.transactional_id, error = %e,
+                        "cannot complete the transaction's offsets");
+                    TxnError::CoordinatorNotAvailable
+                })?;
+        }
+        let done = prepare.completed(now_ms());
+        self.transition(done).await?;
+        debug!(transactional_id = %prepare.transactional_id, commit,
+            partitions = prepare.partitions.len(), groups = prepare.groups.len(),
+            "transaction completed");
+        Ok(())
+    }
+
+    async fn write_markers(&self, prepare: &TxnMetadata, commit: bool) -> Result<(), TxnError> {
+        let marker = strata_storage::TxnMarker {
+            producer_id: prepare.producer_id,
+            producer_epoch: prepare.producer_epoch,
+            coordinator_epoch: COORDINATOR_EPOCH,
+            commit,
+        };
+        let mut waits = Vec::with_capacity(prepare.partitions.len());
+        for (topic, partition) in &prepare.partitions {
+            let log = self
+                .inner
+                .broker
+                .topic(topic)
+                .and_then(|t| t.partition(*partition).cloned());
+            let Some(log) = log else {
+                // Deleted with its data: nothing left to mark.
+                warn!(topic, partition, transactional_id = %prepare.transactional_id,
+                    "partition of a transaction no longer exists; no marker written");
+                continue;
+            };
+            match log.append_marker(&marker, now_ms()) {
+                Ok(info) => waits.push((log, info.last_offset + 1)),
+                Err(e @ strata_storage::AppendError::InvalidProducerEpoch { .. }) => {
+                    // A newer epoch already wrote here: that one ended this transaction.
+                    warn!(topic, partition, error = %e, "marker refused; skipped");
+                }
+                Err(e) => {
+                    warn!(topic, partition, error = %e, "cannot write a transaction marker");
+                    return Err(TxnError::CoordinatorNotAvailable);
+                }
+            }
+        }
+        for (log, offset) in waits {
+            log.wait_durable(offset).await.map_err(|e| {
+                warn!(dir = %log.dir().display(), error = %e, "transaction marker not durable");
+                TxnError::CoordinatorNotAvailable
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Completes `id`'s Prepare* state in a task of its own (after a restart, or when an
+    /// earlier attempt failed). Does nothing if the id is busy or not in Prepare*.
+    fn spawn_completion(&self, id: String) {
+        let prepare_and_guard = {
+            let mut table = self.write_table();
+            match table.by_id.get(&id) {
+                Some(entry) if entry.meta.state.is_prepare() && !entry.busy => {
+                    let prepare = entry.meta.clone();
+                    Some((prepare, self.mark_busy(&mut table, &id)))
+                }
+                _ => None,
+            }
+        };
+        let Some((prepare, guard)) = prepare_and_guard else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.complete(prepare).await {
+                warn!(transactional_id = %id, error = %e, "cannot complete transaction yet; will retry");
+            }
+            drop(guard);
+        });
+    }
+
+    /// Aborts `id`'s transaction if it is Ongoing and older than its timeout, fencing its
+    /// producer (the abort runs in a task of its own).
+    fn spawn_timeout_abort(&self, id: String, now: i64) {
+        let plan = {
+            let mut table = self.write_table();
+            let abort = match table.by_id.get(&id) {
+                Some(entry) if !entry.ending_blocked() => entry.meta.plan_timeout_abort(now),
+                _ => None,
+            };
+            abort.map(|abort| (abort, self.mark_busy(&mut table, &id)))
+        };
+        let Some((abort, guard)) = plan else {
+            return;
+        };
+        info!(transactional_id = %id, producer_id = abort.producer_id,
+            timeout_ms = abort.timeout_ms, "aborting a transaction that outlived its timeout");
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = match this.transition(abort.clone()).await {
+                Ok(()) => this.complete(abort).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                warn!(transactional_id = %id, error = %e, "cannot abort timed-out transaction yet; will retry");
+            }
+            drop(guard);
+        });
+    }
+
+    /// One round of the cleanup task: timed-out transactions are aborted, unfinished
+    /// Prepare* states completed, expired idle transactional ids forgotten.
+    pub(crate) fn cleanup(&self, now: i64) {
+        let (timed_out, unfinished, expired) = {
+            let table = self.read_table();
+            let mut timed_out = Vec::new();
+            let mut unfinished = Vec::new();
+            let mut expired = Vec::new();
+            for (id, entry) in &table.by_id {
+                if entry.ending_blocked() {
+                    continue;
+                }
+                if entry.meta.state.is_prepare() {
+                    unfinished.push(id.clone());
+                } else if entry.meta.plan_timeout_abort(now).is_some() {
+                    timed_out.push(id.clone());
+                } else if entry
+                    .meta
+                    .is_expired(now, self.inner.config.id_expiration_ms)
+                {
+                    expired.push(id.clone());
+                }
+            }
+            (timed_out, unfinished, expired)
+        };
+        for id in timed_out {
+            self.spawn_timeout_abort(id, now);
+        }
+        for id in unfinished {
+            self.spawn_completion(id);
+        }
+        if !expired.is_empty() {
+            let mut records = Vec::new();
+            {
+                let mut table = self.write_table();
+                for id in expired {
+                    // Checked again under the write lock: it may have been used meanwhile.
+                    let still = table.by_id.get(&id).is_some_and(|e| {
+                        !e.ending_blocked()
+                            && e.meta.is_expired(now, self.inner.config.id_expiration_ms)
+                    });
+                    if still {
+                        table.remove(&id);
+                        records.push(TxnRecord::Removed {
+                            transactional_id: id,
+                        });
+                    }
+                }
+            }
+            if !records.is_empty() {
+                info!(
+                    count = records.len(),
+                    "forgetting expired transactional ids"
+                );
+                let written = self.persist(records);
+                tokio::spawn(async move {
+                    if let Err(e) = written.await {
+                        // Harmless: they are forgotten in memory and come back (idle) after a
+                        // restart, to expire again.
+                        warn!(error = %e, "cannot record expired transactional ids");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Produce check for a batch with the transactional bit: Ok only if `producer_id`'s
+    /// transaction is Ongoing with this epoch and includes `topic`/`partition` (no
+    /// transactional write can land outside a transaction the coordinator knows, so no
+    /// transaction hangs). Errors: an older epoch is INVALID_PRODUCER_EPOCH (Produce's
+    /// code for a fenced producer), anything else INVALID_TXN_STATE.
+    pub fn verify_produce(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        self.produce_gate()
+            .verify(producer_id, producer_epoch, topic, partition)
+    }
+
+    /// A [`ProduceGate`]: verify several batches and append them before any of their
+    /// transactions can enter Prepare*.
+    pub fn produce_gate(&self) -> ProduceGate<'_> {
+        ProduceGate {
+            table: self.read_table(),
+        }
+    }
+
+    /// The states of these transactional ids (None for an unknown id).
+    pub fn describe(&self, ids: &[String]) -> Vec<Option<TxnDescription>> {
+        let table = self.read_table();
+        ids.iter()
+            .map(|id| table.by_id.get(id).map(|e| e.meta.clone()))
+            .collect()
+    }
+
+    /// Every known transactional id's state, ordered by id.
+    pub fn list(&self) -> Vec<TxnDescription> {
+        let table = self.read_table();
+        let sorted: BTreeMap<&String, &Entry> = table.by_id.iter().collect();
+        sorted.into_values().map(|e| e.meta.clone()).collect()
+    }
+}
+
+/// The cleanup loop: every `cleanup_interval_ms` until shutdown.
+async fn run_cleanup(coordinator: TxnCoordinator, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(coordinator.inner.config.cleanup_interval_ms.max(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => coordinator.cleanup(now_ms()),
+            _ = crate::server::shutdown::requested(&mut shutdown) => break,
+        }
+    }
+    debug!("transaction cleanup stopped");
+}
+
+/// The log writer: every write waiting when it wakes goes into one append and one fsync.
+/// It keeps the durable state of every id (`live`), from which it compacts the log.
+async fn run_writer(
+    log: TxnLog,
+    live: BTreeMap<String, TxnMetadata>,
+    mut writes: mpsc::UnboundedReceiver<WriteRequest>,
+) {
+    let state = Arc::new(std::sync::Mutex::new((log, live)));
+    while let Some(first) = writes.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = writes.try_recv() {
+            batch.push(more);
+        }
+        let records: Vec<TxnRecord> = batch
+            .iter()
+            .flat_map(|w| w.records.iter().cloned())
+            .collect();
+        let shared = state.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let (log, live) = &mut *guard;
+            log.append(&records)?;
+            for record in &records {
+                txn_log::apply(live, record);
+            }
+            if log.needs_compaction() {
+                if let Err(e) = log.rewrite(live.values()) {
+                    warn!(error = %e, "transaction log compaction failed; will retry");
+                }
+            }
+            Ok::<(), TxnLogError>(())
+        })
+        .await;
+        let result = match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot write the transaction log");
+                Err(TxnError::CoordinatorNotAvailable)
+            }
+            Err(e) => {
+                error!(error = %e, "transaction log writer task failed");
+                Err(TxnError::CoordinatorNotAvailable)
+            }
+        };
+        for w in batch {
+            let _ = w.done.send(result.clone());
+        }
+    }
+    debug!("transaction log writer stopped");
+}
+
+/// The directory of the transaction log under the broker's state directory.
+pub fn log_dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("transactions")
+}

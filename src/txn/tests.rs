@@ -1,0 +1,566 @@
+//! The coordinator against a real broker (partition logs in a temp dir) and group
+//! service: markers, offsets, fencing, timeouts, restarts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use strata_storage::testing::txn_batch;
+use tokio::sync::watch;
+
+use super::log::{TxnLog, TxnRecord};
+use super::metadata::{ExpectedProducer, TxnError, TxnMetadata, TxnState};
+use super::{TxnConfig, TxnCoordinator};
+use crate::broker::{now_ms, Broker};
+use crate::config::Config;
+use crate::group::offsets::CommittedOffset;
+use crate::group::{GroupService, GroupServiceConfig};
+
+struct Node {
+    broker: Arc<Broker>,
+    groups: GroupService,
+    txns: TxnCoordinator,
+    _shutdown: watch::Sender<bool>,
+}
+
+/// A broker with topic "t" (3 partitions) and its coordinators. The cleanup task never
+/// runs by itself; tests call `cleanup` with the time they want.
+async fn node(dir: &std::path::Path) -> Node {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let broker = Broker::open(Config::with_defaults(addr, dir), addr).unwrap();
+    if broker.topic("t").is_none() {
+        broker.create_topic("t", 3, BTreeMap::new()).unwrap();
+    }
+    let (tx, rx) = watch::channel(false);
+    let groups = GroupService::start(
+        GroupServiceConfig::default(),
+        broker.state_dir(),
+        rx.clone(),
+    )
+    .await
+    .unwrap();
+    let config = TxnConfig {
+        cleanup_interval_ms: 3_600_000,
+        ..TxnConfig::default()
+    };
+    let txns = TxnCoordinator::start(config, broker.clone(), groups.clone(), rx)
+        .await
+        .unwrap();
+    Node {
+        broker,
+        groups,
+        txns,
+        _shutdown: tx,
+    }
+}
+
+fn parts(list: &[i32]) -> Vec<(String, i32)> {
+    list.iter().map(|p| ("t".to_string(), *p)).collect()
+}
+
+fn offset(n: i64) -> CommittedOffset {
+    CommittedOffset {
+        offset: n,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp_ms: now_ms(),
+    }
+}
+
+impl Node {
+    fn log(&self, partition: i32) -> Arc<strata_storage::Log> {
+        self.broker
+            .topic("t")
+            .unwrap()
+            .partition(partition)
+            .unwrap()
+            .clone()
+    }
+
+    /// Verifies and appends a transactional batch of 3 records, as Produce does.
+    fn produce(&self, pid: i64, epoch: i16, partition: i32, seq: i32) -> Result<(), ResponseError> {
+        let gate = self.txns.produce_gate();
+        gate.verify(pid, epoch, "t", partition)?;
+        self.log(partition)
+            .append(&txn_batch(3, pid, epoch, seq, now_ms()), now_ms())
+            .unwrap();
+        Ok(())
+    }
+
+    fn state(&self, id: &str) -> TxnMetadata {
+        self.txns.describe(&[id.to_string()])[0].clone().unwrap()
+    }
+
+    /// Waits (bounded) until `id` reaches `state`; the background tasks are not timed.
+    async fn wait_for(&self, id: &str, state: TxnState) -> TxnMetadata {
+        for _ in 0..10_000 {
+            let m = self.state(id);
+            if m.state == state {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{id} never reached {state:?}: {:?}", self.state(id));
+    }
+}
+
+#[tokio::test]
+async fn init_bumps_the_epoch_durably_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid, epochs) = {
+        let n = node(dir.path()).await;
+        let (pid, e0) = n
+            .txns
+            .init_producer_id("a".into(), 60_000, None)
+            .await
+            .unwrap();
+        let (pid2, e1) = n
+            .txns
+            .init_producer_id("a".into(), 60_000, None)
+            .await
+            .unwrap();
+        assert_eq!(pid, pid2);
+        let (other, _) = n
+            .txns
+            .init_producer_id("b".into(), 60_000, None)
+            .await
+            .unwrap();
+        assert_ne!(other, pid);
+        (pid, (e0, e1))
+    };
+    assert_eq!(epochs, (0, 1));
+    let n = node(dir.path()).await;
+    assert_eq!(
+        n.txns.init_producer_id("a".into(), 60_000, None).await,
+        Ok((pid, 2))
+    );
+    // KIP-360 with a stale epoch is fenced; with the current one it bumps.
+    let stale = Some(ExpectedProducer {
+        producer_id: pid,
+        epoch: 0,
+    });
+    assert!(matches!(
+        n.txns.init_producer_id("a".into(), 60_000, stale).await,
+        Err(TxnError::ProducerFenced { .. })
+    ));
+    let current = Some(ExpectedProducer {
+        producer_id: pid,
+        epoch: 2,
+    });
+    assert_eq!(
+        n.txns.init_producer_id("a".into(), 60_000, current).await,
+        Ok((pid, 3))
+    );
+}
+
+#[tokio::test]
+async fn init_refuses_bad_timeouts_and_empty_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    assert!(matches!(
+        n.txns.init_producer_id("a".into(), 900_001, None).await,
+        Err(TxnError::InvalidTransactionTimeout { .. })
+    ));
+    assert!(matches!(
+        n.txns.init_producer_id("a".into(), 0, None).await,
+        Err(TxnError::InvalidTransactionTimeout { .. })
+    ));
+    assert!(matches!(
+        n.txns.init_producer_id(String::new(), 1000, None).await,
+        Err(TxnError::InvalidRequest(_))
+    ));
+}
+
+#[tokio::test]
+async fn commit_writes_markers_everywhere_and_applies_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("tx".into(), 60_000, None)
+        .await
+        .unwrap();
+    // Not yet in a transaction: refused, nothing appended.
+    assert_eq!(
+        n.produce(pid, epoch, 0, 0),
+        Err(ResponseError::InvalidTxnState)
+    );
+    n.txns
+        .add_partitions("tx".into(), pid, epoch, parts(&[0, 1]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 0, 0).unwrap();
+    n.produce(pid, epoch, 1, 0).unwrap();
+    // A partition not added is refused.
+    assert_eq!(
+        n.produce(pid, epoch, 2, 0),
+        Err(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(n.log(0).open_transactions().len(), 1);
+
+    // Offsets need AddOffsetsToTxn first.
+    assert_eq!(
+        n.txns
+            .txn_offset_commit(
+                "tx".into(),
+                "g".into(),
+                pid,
+                epoch,
+                None,
+                vec![("t".into(), 0, offset(5))]
+            )
+            .await,
+        Err(ResponseError::InvalidTxnState)
+    );
+    n.txns
+        .add_offsets("tx".into(), pid, epoch, "g".into())
+        .await
+        .unwrap();
+    n.txns
+        .txn_offset_commit(
+            "tx".into(),
+            "g".into(),
+            pid,
+            epoch,
+            None,
+            vec![("t".into(), 0, offset(5))],
+        )
+        .await
+        .unwrap();
+    assert!(
+        n.groups.committed("g", "t", 0).is_none(),
+        "pending until commit"
+    );
+
+    let m = n.state("tx");
+    assert_eq!(m.state, TxnState::Ongoing);
+    assert_eq!(m.partitions.len(), 2);
+
+    n.txns.end_txn("tx".into(), pid, epoch, true).await.unwrap();
+    let m = n.state("tx");
+    assert_eq!(m.state, TxnState::CompleteCommit);
+    assert!(m.partitions.is_empty() && m.groups.is_empty());
+    for p in [0, 1] {
+        let log = n.log(p);
+        assert!(
+            log.open_transactions().is_empty(),
+            "partition {p} still open"
+        );
+        assert_eq!(
+            log.log_end_offset(),
+            4,
+            "3 records + the marker in partition {p}"
+        );
+        assert_eq!(log.durable_offset(), 4);
+        assert!(log.aborted_transactions(0, 4).is_empty());
+        assert_eq!(log.last_stable_offset(), 4);
+    }
+    assert_eq!(
+        n.log(2).log_end_offset(),
+        0,
+        "no marker where nothing was added"
+    );
+    assert_eq!(n.groups.committed("g", "t", 0).map(|o| o.offset), Some(5));
+
+    // The transaction is over: its producer can no longer write without adding again.
+    assert_eq!(
+        n.produce(pid, epoch, 0, 1),
+        Err(ResponseError::InvalidTxnState)
+    );
+    // Retries: the same outcome succeeds, the other is invalid.
+    assert_eq!(n.txns.end_txn("tx".into(), pid, epoch, true).await, Ok(()));
+    assert!(matches!(
+        n.txns.end_txn("tx".into(), pid, epoch, false).await,
+        Err(TxnError::InvalidTxnState { .. })
+    ));
+}
+
+#[tokio::test]
+async fn abort_records_the_aborted_range_and_drops_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("tx".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("tx".into(), pid, epoch, parts(&[0]))
+        .await
+        .unwrap();
+    n.txns
+        .add_offsets("tx".into(), pid, epoch, "g".into())
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 0, 0).unwrap();
+    n.txns
+        .txn_offset_commit(
+            "tx".into(),
+            "g".into(),
+            pid,
+            epoch,
+            None,
+            vec![("t".into(), 0, offset(9))],
+        )
+        .await
+        .unwrap();
+    n.txns
+        .end_txn("tx".into(), pid, epoch, false)
+        .await
+        .unwrap();
+    assert_eq!(n.state("tx").state, TxnState::CompleteAbort);
+    let aborted = n.log(0).aborted_transactions(0, 10);
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(
+        (
+            aborted[0].producer_id,
+            aborted[0].first_offset,
+            aborted[0].last_offset
+        ),
+        (pid, 0, 3)
+    );
+    assert!(n.groups.committed("g", "t", 0).is_none());
+
+    // The next transaction of the same producer starts cleanly.
+    n.txns
+        .add_partitions("tx".into(), pid, epoch, parts(&[0]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 0, 3).unwrap();
+    n.txns.end_txn("tx".into(), pid, epoch, true).await.unwrap();
+    assert_eq!(n.log(0).log_end_offset(), 8);
+    assert_eq!(n.log(0).aborted_transactions(0, 10).len(), 1);
+}
+
+#[tokio::test]
+async fn a_new_instance_aborts_the_old_ones_transaction_and_fences_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, old) = n
+        .txns
+        .init_producer_id("tx".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("tx".into(), pid, old, parts(&[0, 2]))
+        .await
+        .unwrap();
+    n.produce(pid, old, 0, 0).unwrap();
+
+    let (pid2, new) = n
+        .txns
+        .init_producer_id("tx".into(), 60_000, None)
+        .await
+        .unwrap();
+    assert_eq!(pid2, pid);
+    assert_eq!(
+        new,
+        old + 2,
+        "one bump to fence and abort, one for the new instance"
+    );
+    assert_eq!(n.log(0).aborted_transactions(0, 10).len(), 1);
+    assert!(n.log(0).open_transactions().is_empty());
+    assert_eq!(
+        n.log(2).log_end_offset(),
+        1,
+        "an abort marker even where nothing was written"
+    );
+
+    // The old instance: Produce says INVALID_PRODUCER_EPOCH, the coordinator PRODUCER_FENCED.
+    assert_eq!(
+        n.produce(pid, old, 0, 3),
+        Err(ResponseError::InvalidProducerEpoch)
+    );
+    assert!(matches!(
+        n.txns
+            .add_partitions("tx".into(), pid, old, parts(&[1]))
+            .await,
+        Err(TxnError::ProducerFenced { .. })
+    ));
+    assert!(matches!(
+        n.txns.end_txn("tx".into(), pid, old, true).await,
+        Err(TxnError::ProducerFenced { .. })
+    ));
+    assert_eq!(
+        n.txns
+            .txn_offset_commit("tx".into(), "g".into(), pid, old, None, vec![])
+            .await,
+        Err(ResponseError::InvalidProducerEpoch)
+    );
+    // The new one works.
+    n.txns
+        .add_partitions("tx".into(), pid, new, parts(&[0]))
+        .await
+        .unwrap();
+    n.produce(pid, new, 0, 0).unwrap();
+    n.txns.end_txn("tx".into(), pid, new, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn transactions_past_their_timeout_are_aborted_and_their_producer_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("slow".into(), 1_000, None)
+        .await
+        .unwrap();
+    let (fast_pid, fast_epoch) = n
+        .txns
+        .init_producer_id("fast".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("slow".into(), pid, epoch, parts(&[1]))
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("fast".into(), fast_pid, fast_epoch, parts(&[2]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 1, 0).unwrap();
+    let start = n.state("slow").txn_start_ms;
+
+    n.txns.cleanup(start + 1_000);
+    tokio::task::yield_now().await;
+    assert_eq!(
+        n.state("slow").state,
+        TxnState::Ongoing,
+        "not yet past its timeout"
+    );
+
+    n.txns.cleanup(start + 1_001);
+    let aborted = n.wait_for("slow", TxnState::CompleteAbort).await;
+    assert_eq!(aborted.producer_epoch, epoch + 1);
+    assert_eq!(n.log(1).aborted_transactions(0, 10).len(), 1);
+    assert_eq!(
+        n.state("fast").state,
+        TxnState::Ongoing,
+        "within its timeout"
+    );
+    assert!(matches!(
+        n.txns.end_txn("slow".into(), pid, epoch, true).await,
+        Err(TxnError::ProducerFenced { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_decided_transaction_is_completed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = 777_000;
+    {
+        // A crash after PrepareCommit was made durable, before any marker.
+        let n = node(dir.path()).await;
+        n.log(0)
+            .append(&txn_batch(3, pid, 0, 0, now_ms()), now_ms())
+            .unwrap();
+        n.log(0).flush().unwrap();
+        let mut m = TxnMetadata::new("crashed".into(), pid, 60_000, now_ms());
+        m.producer_epoch = 0;
+        m.state = TxnState::PrepareCommit;
+        m.partitions.insert(("t".into(), 0));
+        let (mut log, _) =
+            TxnLog::open(&super::coordinator::log_dir(n.broker.state_dir()), 1 << 20).unwrap();
+        log.append(&[TxnRecord::State(m)]).unwrap();
+        n.broker.close();
+    }
+    let n = node(dir.path()).await;
+    let done = n.wait_for("crashed", TxnState::CompleteCommit).await;
+    assert!(done.partitions.is_empty());
+    let log = n.log(0);
+    // The marker's durability is awaited before CompleteCommit is written.
+    assert!(log.open_transactions().is_empty());
+    assert_eq!(log.log_end_offset(), 4);
+    assert!(log.aborted_transactions(0, 10).is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_operations_on_one_id_are_refused_not_interleaved() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("tx".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("tx".into(), pid, epoch, parts(&[0]))
+        .await
+        .unwrap();
+    // Many clients (a misbehaving one) ending and extending at once: every request gets
+    // a Kafka answer, and the end state is a completed commit.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let txns = n.txns.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                txns.end_txn("tx".into(), pid, epoch, true).await
+            } else {
+                txns.add_partitions("tx".into(), pid, epoch, parts(&[1]))
+                    .await
+            }
+        }));
+    }
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) | Err(TxnError::ConcurrentTransactions) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    let m = n.state("tx");
+    assert!(
+        matches!(m.state, TxnState::CompleteCommit | TxnState::Ongoing),
+        "{m:?}"
+    );
+    if m.state == TxnState::Ongoing {
+        n.txns.end_txn("tx".into(), pid, epoch, true).await.unwrap();
+    }
+    assert_eq!(n.state("tx").state, TxnState::CompleteCommit);
+    assert!(n.log(0).open_transactions().is_empty());
+}
+
+#[tokio::test]
+async fn expired_ids_are_forgotten_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let n = node(dir.path()).await;
+        n.txns
+            .init_producer_id("old".into(), 60_000, None)
+            .await
+            .unwrap();
+        let (pid, epoch) = n
+            .txns
+            .init_producer_id("busy".into(), 60_000, None)
+            .await
+            .unwrap();
+        n.txns
+            .add_partitions("busy".into(), pid, epoch, parts(&[0]))
+            .await
+            .unwrap();
+        // A week later: "old" expires, "busy" (Ongoing) is aborted instead of forgotten.
+        n.txns.cleanup(now_ms() + 604_800_001);
+        for _ in 0..10_000 {
+            if n.txns.describe(&["old".to_string()])[0].is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(n.txns.describe(&["old".to_string()])[0].is_none());
+        n.wait_for("busy", TxnState::CompleteAbort).await;
+        // Let the removal record reach the log.
+        n.txns
+            .init_producer_id("sync".into(), 60_000, None)
+            .await
+            .unwrap();
+    }
+    let n = node(dir.path()).await;
+    let listed: Vec<String> = n
+        .txns
+        .list()
+        .into_iter()
+        .map(|m| m.transactional_id)
+        .collect();
+    assert_eq!(listed, vec!["busy".to_string(), "sync".to_string()]);
+}
