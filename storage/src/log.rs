@@ -170,8 +170,11 @@ impl Log {
         };
         let recovery_point = saved.map_or(0, |c| c.recovery_point);
         let saved_start = saved.map_or(0, |c| c.log_start_offset);
-        let (mut segments, untrusted) =
-            recovery::load_segments(&dir, &config, clean, recovery_point, saved_start)?;
+        let recovery::LoadedSegments {
+            mut segments,
+            untrusted,
+            txn_index_bases,
+        } = recovery::load_segments(&dir, &config, clean, recovery_point, saved_start)?;
         for &i in &untrusted {
             segments[i].log.sync_data()?;
         }
@@ -185,6 +188,9 @@ impl Log {
         // at or below its segment's base (see `txn`).
         let mut replay_from_at_most = i64::MAX;
         for seg in &mut segments {
+            if txn_index_bases.binary_search(&seg.base_offset).is_err() {
+                continue;
+            }
             let (index, damaged) = TxnIndex::load(&dir, seg.base_offset, seg.next_offset)?;
             if damaged {
                 tracing::warn!(dir = %dir.display(), base_offset = seg.base_offset,

@@ -659,7 +659,7 @@ fn kill_9_during_appends_keeps_every_durable_record() {
     }
 }
 
-mod faults {
+pub(crate) mod faults {
     //! Disk failures through the fault seam. Tests that install the process-wide injector
     //! take `SERIAL` so they never replace each other's.
 
@@ -670,7 +670,7 @@ mod faults {
     use super::*;
     use crate::fault::{set_injector, FileOp};
 
-    static SERIAL: Mutex<()> = Mutex::new(());
+    pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
     /// Fails every `op` on a path under `dir` with `errno`.
     fn fail(dir: PathBuf, ops: &'static [FileOp], errno: i32) {

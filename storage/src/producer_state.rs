@@ -25,11 +25,20 @@
 //!
 //! ```text
 //! crc32c u32 (big-endian; CRC-32C of every byte after it)
-//! bincode(SnapshotFile { version: u16 = 1, offset: i64, producers: Vec<(i64, ProducerEntry)> })
+//! bincode(SnapshotFile { version: u16 = 2, offset: i64, producers: Vec<(i64, ProducerEntry)> })
+//! ProducerEntry (191 bytes): epoch i16, 5 x BatchMetadata (first/last sequence i32,
+//!   first/last offset i64, timestamp i64), len u8, last_timestamp i64,
+//!   current_txn_first_offset i64 (-1: none), coordinator_epoch i32 (-1: none)
 //! ```
 //!
-//! Transactions (later): an entry will also carry the first offset of its open transaction
-//! and the coordinator epoch; the snapshot `version` is bumped when that lands.
+//! Version 1 (before transactions) lacks the last two entry fields (179 bytes per entry);
+//! it is still read, as producers without open transactions.
+//!
+//! Transactions: a transactional batch opens a transaction at its first offset (unless one
+//! is open); a non-transactional batch from a producer with an open transaction is
+//! INVALID_TXN_STATE; a marker (`complete_txn`) ends it. The table keeps the open
+//! transactions ordered by first offset (`ongoing`) for the last stable offset; producers
+//! with an open transaction never expire. See `crate::txn`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -154,20 +154,30 @@ pub(crate) fn scan_segment(
     })
 }
 
+/// What [`load_segments`] found.
+pub(crate) struct LoadedSegments {
+    /// Oldest first; the last is the active one.
+    pub segments: Vec<Segment>,
+    /// Indices of the untrusted segments that were scanned (they must be fsync'd).
+    pub untrusted: Vec<usize>,
+    /// Base offsets (ascending) of the kept segments that have a `.txnindex` file.
+    pub txn_index_bases: Vec<i64>,
+}
+
 /// Loads every segment of `dir`, oldest first; the last is the active one (created at
 /// `empty_base` when the directory holds none). Untrusted bytes are validated, a bad tail is
 /// truncated (reported with `tracing::warn!`), later segments are deleted, and index files
 /// that differ from the rebuilt indexes are rewritten. Sealed segments come back mapped.
-/// Returns the segments and whether any untrusted segment was scanned (so must be fsync'd).
 pub(crate) fn load_segments(
     dir: &Path,
     config: &LogConfig,
     clean: bool,
     recovery_point: i64,
     empty_base: i64,
-) -> Result<(Vec<Segment>, Vec<usize>), StorageError> {
+) -> Result<LoadedSegments, StorageError> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
+    let mut txn_index_bases = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
@@ -179,7 +189,10 @@ pub(crate) fn load_segments(
         }
         match parse_segment_name(name) {
             Some((base, LOG_SUFFIX)) => bases.push(base),
-            Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX)) => {
+            Some((base, suffix @ (INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX))) => {
+                if suffix == TXN_INDEX_SUFFIX {
+                    txn_index_bases.push(base);
+                }
                 index_files.push((base, entry.path()))
             }
             _ => {}
@@ -193,7 +206,11 @@ pub(crate) fn load_segments(
         }
     }
     if bases.is_empty() {
-        return Ok((vec![Segment::create(dir, empty_base)?], vec![0]));
+        return Ok(LoadedSegments {
+            segments: vec![Segment::create(dir, empty_base)?],
+            untrusted: vec![0],
+            txn_index_bases: Vec::new(),
+        });
     }
 
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
@@ -267,7 +284,13 @@ pub(crate) fn load_segments(
             break;
         }
     }
-    Ok((segments, scanned_untrusted))
+    txn_index_bases.retain(|b| segments.iter().any(|s| s.base_offset == *b));
+    txn_index_bases.sort_unstable();
+    Ok(LoadedSegments {
+        segments,
+        untrusted: scanned_untrusted,
+        txn_index_bases,
+    })
 }
 
 /// Copies bytes `from..len` of a damaged sealed segment's `.log` (about to be cut) to

@@ -125,6 +125,9 @@ pub(crate) struct TxnIndex {
     entries: Vec<AbortedTxnEntry>,
     /// Entries written to the file and fdatasync'd (a prefix of `entries`).
     synced: usize,
+    /// The file holds exactly `entries` (no file counts as an empty list). Only tracked
+    /// during open; lets `reconcile` skip untouched indexes without a system call.
+    file_matches: bool,
 }
 
 impl TxnIndex {
@@ -135,11 +138,13 @@ impl TxnIndex {
             path: segment_path(dir, base, TXN_INDEX_SUFFIX),
             entries: Vec::new(),
             synced: 0,
+            file_matches: true,
         }
     }
 
     pub fn push(&mut self, entry: AbortedTxnEntry) {
         self.entries.push(entry);
+        self.file_matches = false;
     }
 
     /// Loads the segment's `.txnindex` if it exists. Returns the index of the well-formed
@@ -171,6 +176,7 @@ impl TxnIndex {
             }
         }
         index.synced = index.entries.len();
+        index.file_matches = !damaged;
         Ok((index, damaged))
     }
 
@@ -179,6 +185,9 @@ impl TxnIndex {
         let keep = self.entries.partition_point(|e| e.last_offset < offset);
         let removed = self.entries.split_off(keep);
         self.synced = self.synced.min(keep);
+        if !removed.is_empty() {
+            self.file_matches = false;
+        }
         removed
     }
 
@@ -186,6 +195,10 @@ impl TxnIndex {
     /// fdatasync'd. Returns whether anything changed on disk (then the caller fsyncs the
     /// directory). Used at open, after recovery rebuilt the entries.
     pub fn reconcile(&mut self) -> Result<bool, StorageError> {
+        if self.file_matches {
+            self.synced = self.entries.len();
+            return Ok(false);
+        }
         let expected = self.encode_range(0);
         let current = file::read_optional(&self.path)?;
         let changed = match current {
@@ -204,6 +217,7 @@ impl TxnIndex {
             }
         };
         self.synced = self.entries.len();
+        self.file_matches = true;
         Ok(changed)
     }
 

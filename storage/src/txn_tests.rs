@@ -448,6 +448,42 @@ fn producers_with_open_transactions_never_expire() {
     assert_eq!(log.expire_producers(2_010, 10), 1);
 }
 
+#[test]
+fn a_failed_txn_index_fsync_keeps_the_marker_from_becoming_durable() {
+    use crate::fault::{set_injector, FileOp};
+    let _serial = crate::flusher::lock(&crate::log::tests::faults::SERIAL);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    log.append(&txn_batch(2, 3, 0, 0, 10), 0).unwrap();
+    log.flush().unwrap();
+    let durable = log.durable_offset();
+    let txn_dir = log.dir().to_path_buf();
+    set_injector(Some(Arc::new(move |op, path: &Path| {
+        (op == FileOp::Sync
+            && path.starts_with(&txn_dir)
+            && path.extension().is_some_and(|x| x == "txnindex"))
+        .then(|| std::io::Error::from_raw_os_error(5))
+    })));
+    let info = log.append_marker(&marker(3, 0, false), 0).unwrap();
+    let waited = rt.block_on(log.wait_durable(info.last_offset + 1));
+    set_injector(None);
+    assert_eq!(waited.unwrap_err().error_code(), 56);
+    assert_eq!(log.durable_offset(), durable);
+    assert!(log.last_stable_offset() <= durable);
+    // Restart: the marker's bytes are there, so recovery re-derives its entry.
+    crash(log);
+    let log = open(dir.path(), small_config());
+    // (The write reached the page cache, which this process's "crash" does not lose.)
+    assert_eq!(log.log_end_offset(), info.last_offset + 1);
+    assert_eq!(log.aborted_transactions(0, 10), vec![aborted(3, 0, 2)]);
+    assert_eq!(log.open_transactions(), vec![]);
+    assert_eq!(txn_files(dir.path()).len(), 1);
+}
+
 /// Brute force: every aborted transaction of a random history against a plain list.
 mod brute_force {
     use proptest::prelude::*;
