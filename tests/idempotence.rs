@@ -68,10 +68,10 @@ async fn init_producer_id_every_version_epoch_bump_and_transactional_refusal() {
         .iter()
         .find(|k| k.api_key == ApiKey::InitProducerId as i16)
         .expect("InitProducerId advertised");
-    assert_eq!((advertised.min_version, advertised.max_version), (0, 4));
+    assert_eq!((advertised.min_version, advertised.max_version), (0, 5));
 
     let mut ids = HashSet::new();
-    for version in 0..=4 {
+    for version in 0..=5 {
         let r = init_producer_id(&mut client, version, None).await;
         assert_eq!(r.error_code, NONE, "v{version}");
         assert_eq!(r.producer_epoch, 0);
@@ -97,13 +97,18 @@ async fn init_producer_id_every_version_epoch_bump_and_transactional_refusal() {
     assert_eq!(wrong.error_code, INVALID_PRODUCER_EPOCH);
     assert_eq!(*wrong.producer_id, -1);
 
-    // Transactions are not implemented: a clear, fatal error.
+    // A transactional id is served by the transaction coordinator (tests/transactions.rs);
+    // only one of producer id / epoch being -1 is malformed, as in Kafka.
     let txn = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx-1"))))
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let refused: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &txn).await;
+    let given: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &txn).await;
+    assert_eq!((given.error_code, given.producer_epoch), (NONE, 0));
+    assert!(*given.producer_id > pid, "a fresh producer id");
+    let malformed = txn.with_producer_epoch(3);
+    let refused: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &malformed).await;
     assert_eq!(refused.error_code, INVALID_REQUEST);
     broker.shutdown().await;
 }
