@@ -83,3 +83,6 @@ fn deferred<R: Send + 'static>(
 ) -> Handled<R> {
     Handled::Deferred(Box::pin(future))
 }
+
+#[cfg(test)]
+mod tests;
