@@ -186,6 +186,66 @@ fn transactional_batches_need_a_producer_id_and_clients_cannot_write_markers() {
     assert_eq!(log.log_end_offset(), 0);
 }
 
+#[test]
+fn a_torn_marker_is_cut_and_its_transaction_is_open_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    log.append(&txn_batch(2, 4, 0, 0, 10), 0).unwrap(); // 0..=1
+    log.append(&simple_batch(1, 8, 0), 0).unwrap(); // 2
+    log.append_marker(&marker(4, 0, false), 0).unwrap(); // 3
+    log.flush().unwrap();
+    assert_eq!(txn_files(dir.path()).len(), 1);
+    let log_file = pdir(dir.path()).join(format!("{:020}.log", 0));
+    crash(log);
+    // The crash tore the marker: recovery cuts it; the index entry past the log end is
+    // dropped with it and the transaction is open again (the coordinator re-sends).
+    let len = std::fs::metadata(&log_file).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log_file)
+        .unwrap();
+    f.set_len(len - 3).unwrap();
+    drop(f);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.open_transactions(), vec![open_txn(4, 0, 0)]);
+    assert_eq!(log.aborted_transactions(0, 100), vec![]);
+    assert_eq!(log.last_stable_offset(), 0);
+    assert!(txn_files(dir.path()).is_empty());
+    log.append_marker(&marker(4, 0, false), 0).unwrap();
+    assert_eq!(log.aborted_transactions(0, 100), vec![aborted(4, 0, 3)]);
+}
+
+#[test]
+fn a_request_mixing_transactional_and_plain_batches_of_one_producer_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config());
+    let mut request = txn_batch(2, 6, 0, 0, 10);
+    request.extend(producer_batch(1, 6, 0, 2, 10));
+    assert_eq!(log.append(&request, 0).unwrap_err().error_code(), 48);
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.open_transactions(), vec![]);
+    // Two transactional batches in one request: one transaction from the first.
+    let mut request = txn_batch(2, 6, 0, 0, 10);
+    request.extend(txn_batch(1, 6, 0, 2, 10));
+    request.extend(producer_batch(1, 7, 0, 0, 10));
+    log.append(&request, 0).unwrap();
+    assert_eq!(log.open_transactions(), vec![open_txn(6, 0, 0)]);
+    // LogAppendTime markers carry the append time, and replay keeps the state.
+    let mut config = small_config();
+    config.timestamp_type = crate::TimestampType::LogAppendTime;
+    log.set_config(config.clone());
+    let m = log.append_marker(&marker(6, 0, false), 77_000).unwrap();
+    assert_eq!(m.log_append_time, Some(77_000));
+    assert_eq!(log.producer_state(6).unwrap().last_timestamp, 77_000);
+    log.flush().unwrap();
+    let before = txn_view(&log);
+    crash(log);
+    let log = open(dir.path(), config);
+    assert_eq!(txn_view(&log), before);
+    assert_eq!(log.producer_state(6).unwrap().last_timestamp, 77_000);
+}
+
 /// Writes transactions over several segments: committed and aborted ones, interleaved
 /// producers, one transaction spanning a roll, and two left open.
 fn mixed_history(log: &Log) {
