@@ -6,6 +6,13 @@
 //! durable offset of a fetched partition moves (`Log::subscribe_durable`), `max_wait_ms`
 //! passes, or the broker shuts down — never a busy loop.
 //!
+//! Isolation: read_uncommitted reads up to the high watermark. read_committed
+//! (`isolation_level` 1) reads only below the last stable offset (the first offset of the
+//! oldest open transaction, or the high watermark) and lists the aborted transactions
+//! overlapping the returned range, so the client drops their records; control batches
+//! (transaction markers) are returned as stored and skipped by clients. Every response
+//! carries the LSO in `last_stable_offset`.
+//!
 //! Fetch sessions (KIP-227) are refused: every response carries session id 0, which tells
 //! the client no session was created, and every request is served as a full fetch.
 
@@ -17,8 +24,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use strata_storage::Log;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -29,6 +38,8 @@ use crate::broker::Broker;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 const FETCH_SESSION_ID_NOT_FOUND: i16 = ResponseError::FetchSessionIdNotFound.code();
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 /// What one fetched partition asks for.
 struct PartitionPlan {
@@ -50,6 +61,8 @@ struct TopicPlan {
 struct FetchPlan {
     topics: Vec<TopicPlan>,
     max_bytes: usize,
+    /// Read only below the last stable offset, and list aborted transactions.
+    read_committed: bool,
 }
 
 pub(crate) fn handle(
@@ -65,7 +78,8 @@ pub(crate) fn handle(
                 .with_session_id(0),
         );
     }
-    let plan = resolve(&ctx.broker, request.topics, version, request.max_bytes);
+    let mut plan = resolve(&ctx.broker, request.topics, version, request.max_bytes);
+    plan.read_committed = request.isolation_level == READ_COMMITTED;
     // Subscribe before the first read so that an append landing between the read and
     // the wait still wakes the long poll.
     let mut receivers: Vec<watch::Receiver<i64>> = plan
@@ -145,6 +159,7 @@ fn resolve(
     FetchPlan {
         topics,
         max_bytes: usize::try_from(max_bytes).unwrap_or(0),
+        read_committed: false,
     }
 }
 
@@ -162,7 +177,7 @@ fn gather(plan: &FetchPlan) -> (FetchResponse, usize, bool) {
                 .partitions
                 .iter()
                 .map(|p| {
-                    let data = read_partition(p, remaining, total == 0);
+                    let data = read_partition(p, remaining, total == 0, plan.read_committed);
                     if data.error_code != 0 {
                         any_error = true;
                     }
@@ -187,7 +202,12 @@ fn gather(plan: &FetchPlan) -> (FetchResponse, usize, bool) {
 
 /// One partition's data. `first` allows one batch beyond the response limit so that a
 /// batch larger than max_bytes can still be consumed (KIP-74).
-fn read_partition(p: &PartitionPlan, remaining: usize, first: bool) -> PartitionData {
+fn read_partition(
+    p: &PartitionPlan,
+    remaining: usize,
+    first: bool,
+    read_committed: bool,
+) -> PartitionData {
     let errored = |code: i16| {
         PartitionData::default()
             .with_partition_index(p.index)
@@ -200,21 +220,41 @@ fn read_partition(p: &PartitionPlan, remaining: usize, first: bool) -> Partition
     let Some(log) = &p.log else {
         return errored(p.missing_code);
     };
+    // The LSO first: it is min(durable offset, oldest open transaction), so reading the
+    // durable offset second keeps last_stable_offset <= high_watermark in the response.
+    let last_stable_offset = log.last_stable_offset();
     let high_watermark = log.durable_offset();
     let log_start_offset = log.log_start_offset();
+    // read_committed reads stop at the LSO; read_uncommitted ones at the high watermark.
+    let upper = if read_committed {
+        last_stable_offset
+    } else {
+        high_watermark
+    };
     let ok = |records: Bytes| {
+        let aborted = read_committed.then(|| {
+            log.aborted_transactions(p.fetch_offset, upper)
+                .into_iter()
+                .map(|t| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(t.producer_id))
+                        .with_first_offset(t.first_offset)
+                })
+                .collect()
+        });
         PartitionData::default()
             .with_partition_index(p.index)
             .with_error_code(0)
             .with_high_watermark(high_watermark)
-            .with_last_stable_offset(high_watermark)
+            .with_last_stable_offset(last_stable_offset)
             .with_log_start_offset(log_start_offset)
+            .with_aborted_transactions(aborted)
             .with_records(Some(records))
     };
     let budget = usize::try_from(p.max_bytes).unwrap_or(0).min(remaining);
-    // Between the high watermark and the log end there is data not yet durable: nothing
-    // to return yet, but not out of range either.
-    if p.fetch_offset >= high_watermark
+    // Between the upper bound and the log end there is data not yet durable (or not yet
+    // stable): nothing to return yet, but not out of range either.
+    if p.fetch_offset >= upper
         && p.fetch_offset >= log_start_offset
         && p.fetch_offset <= log.log_end_offset()
     {
@@ -226,7 +266,7 @@ fn read_partition(p: &PartitionPlan, remaining: usize, first: bool) -> Partition
         }
         return ok(Bytes::new());
     }
-    match log.read(p.fetch_offset, budget.max(1), high_watermark) {
+    match log.read(p.fetch_offset, budget.max(1), upper) {
         Ok(result) => ok(result.records),
         Err(e) => errored(e.error_code()),
     }

@@ -2,6 +2,10 @@
 //! watermark, i.e. the durable offset), max timestamp (-3), or the first offset whose
 //! timestamp is at or after a given time. Offsets at or above the high watermark are never
 //! returned, so a consumer cannot be pointed at a record a crash could erase.
+//!
+//! With `isolation_level` 1 (read_committed, v2+) the bound is the last stable offset
+//! instead: "latest" is the LSO, and a timestamp lookup that lands at or above it finds
+//! nothing, as in Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -31,11 +35,15 @@ const NONE: Found = Found {
     timestamp: -1,
 };
 
+/// `isolation_level` of a read_committed client.
+const READ_COMMITTED: i8 = 1;
+
 pub(crate) fn handle(
     request: ListOffsetsRequest,
     version: i16,
     broker: &Broker,
 ) -> ListOffsetsResponse {
+    let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -50,7 +58,7 @@ pub(crate) fn handle(
                     let log = topic.as_ref().and_then(|t| t.partition(p.partition_index));
                     let result = match log {
                         None => Err(UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(log) => lookup(log, p.timestamp),
+                        Some(log) => lookup(log, p.timestamp, read_committed),
                     };
                     let response = match result {
                         Ok(found) => response
@@ -76,10 +84,16 @@ pub(crate) fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(log: &Log, timestamp: i64) -> Result<Found, i16> {
-    let high_watermark = log.durable_offset();
+/// Answers one partition. Nothing at or above the bound (the high watermark, or the last
+/// stable offset for read_committed) is ever returned.
+fn lookup(log: &Log, timestamp: i64, read_committed: bool) -> Result<Found, i16> {
+    let bound = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.durable_offset()
+    };
     let visible = |found: Found| {
-        if found.offset >= 0 && found.offset < high_watermark {
+        if found.offset >= 0 && found.offset < bound {
             found
         } else {
             NONE
@@ -87,7 +101,7 @@ fn lookup(log: &Log, timestamp: i64) -> Result<Found, i16> {
     };
     Ok(match timestamp {
         LATEST => Found {
-            offset: high_watermark,
+            offset: bound,
             timestamp: -1,
         },
         EARLIEST | EARLIEST_LOCAL => Found {
