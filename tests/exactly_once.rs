@@ -33,7 +33,9 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer,
+};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 const INPUT: &str = "eos-in";
@@ -203,8 +205,8 @@ impl ConsumerContext for Rebalances {
 }
 
 /// What the pipeline did, for the report and the progress checks.
-#[derive(Default)]
 struct Stats {
+    started: Instant,
     commits: AtomicU64,
     committed_records: AtomicU64,
     aborts: AtomicU64,
@@ -214,19 +216,32 @@ struct Stats {
 }
 
 impl Stats {
+    fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            commits: AtomicU64::new(0),
+            committed_records: AtomicU64::new(0),
+            aborts: AtomicU64::new(0),
+            rebuilds: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+
     fn note(&self, what: String) {
+        let what = format!("{:.1}s {what}", self.started.elapsed().as_secs_f64());
         let mut errors = self.errors.lock().unwrap();
-        if errors.len() >= 30 {
+        if errors.len() >= 60 {
             errors.remove(0);
         }
         errors.push(what);
     }
 }
 
-/// A consumer in the group and a transactional producer.
+/// A consumer in the group and a transactional producer (threaded: librdkafka's abort
+/// waits for the purged records' delivery reports, which need a polling thread).
 struct Pipeline {
     consumer: BaseConsumer<Rebalances>,
-    producer: BaseProducer,
+    producer: ThreadedProducer<DefaultProducerContext>,
     rebalances: Arc<AtomicU64>,
 }
 
@@ -250,7 +265,7 @@ impl Pipeline {
             .set("reconnect.backoff.max.ms", "200")
             .create_with_context(context)?;
         consumer.subscribe(&[INPUT])?;
-        let producer: BaseProducer = ClientConfig::new()
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("transactional.id", TRANSACTIONAL_ID)
             .set("transaction.timeout.ms", "30000")
@@ -413,7 +428,10 @@ fn run_pipeline(bootstrap: String, stop: Arc<AtomicBool>, stats: Arc<Stats>) {
     while !stop.load(Ordering::Relaxed) {
         let Some(p) = pipeline.as_ref() else {
             match Pipeline::new(&bootstrap) {
-                Ok(p) => pipeline = Some(p),
+                Ok(p) => {
+                    stats.note("new pipeline".into());
+                    pipeline = Some(p);
+                }
                 Err(e) => {
                     stats.note(format!("new pipeline: {e}"));
                     std::thread::sleep(Duration::from_millis(200));
@@ -555,7 +573,7 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::new());
     let worker = {
         let (bootstrap, stop, stats) = (bootstrap.clone(), stop.clone(), stats.clone());
         std::thread::spawn(move || run_pipeline(bootstrap, stop, stats))
@@ -598,8 +616,10 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
             !done(&committed_input_offsets(&bootstrap, "read_uncommitted")),
             "the pipeline finished before kill {kill}: seed more records"
         );
+        stats.note(format!("SIGKILL {kill}"));
         broker.kill();
         broker.start();
+        stats.note(format!("broker restarted after kill {kill}"));
     }
 
     // Run to the end: the group's committed offsets reach A's ends, with progress in between.
