@@ -256,7 +256,7 @@ fn aborted_transaction_is_invisible_to_read_committed_and_visible_to_read_uncomm
     producer.init_transactions(PATIENCE).unwrap();
     producer.begin_transaction().unwrap();
     for i in 0..30 {
-        send(&producer, topic, (i % 3) as i32, &format!("aborted-{i}"));
+        send(&producer, topic, i % 3, &format!("aborted-{i}"));
     }
     // Flush first so every record is in the log before the abort (as rdkafka's own test).
     producer.flush(PATIENCE).unwrap();
@@ -327,7 +327,7 @@ fn commit_makes_the_transaction_visible_to_a_read_committed_consumer_already_pol
     producer.init_transactions(PATIENCE).unwrap();
     producer.begin_transaction().unwrap();
     for i in 0..30 {
-        send(&producer, topic, (i % 3) as i32, &format!("c-{i}"));
+        send(&producer, topic, i % 3, &format!("c-{i}"));
     }
     producer.flush(PATIENCE).unwrap();
     // The records are in the log (a read_uncommitted reader sees them all) ...
@@ -385,7 +385,7 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     first.init_transactions(PATIENCE).unwrap();
     first.begin_transaction().unwrap();
     for i in 0..9 {
-        send(&first, topic, (i % 3) as i32, &format!("first-{i}"));
+        send(&first, topic, i % 3, &format!("first-{i}"));
     }
     first.flush(PATIENCE).unwrap();
 
@@ -404,7 +404,7 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
 
     second.begin_transaction().unwrap();
     for i in 0..9 {
-        send(&second, topic, (i % 3) as i32, &format!("second-{i}"));
+        send(&second, topic, i % 3, &format!("second-{i}"));
     }
     second.commit_transaction(PATIENCE).unwrap();
 
@@ -596,7 +596,7 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
     stale.init_transactions(PATIENCE).unwrap();
     stale.begin_transaction().unwrap();
     for i in 0..9 {
-        send(&stale, topic, (i % 3) as i32, &format!("stale-{i}"));
+        send(&stale, topic, i % 3, &format!("stale-{i}"));
     }
     stale.flush(PATIENCE).unwrap();
 
