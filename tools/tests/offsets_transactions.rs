@@ -2,6 +2,7 @@
 //! process on 127.0.0.1:0, with rdkafka's transactional producer holding a transaction open.
 //! Each command's stdout is echoed to stderr (`--nocapture` shows real output).
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -283,4 +284,127 @@ async fn open_transaction_is_shown_with_the_offsets_it_holds_back() {
         "{}",
         down.stderr
     );
+}
+
+/// API key -> highest version the proxy lets through; a negative cap hides the API.
+type Caps = std::sync::Arc<std::sync::Mutex<BTreeMap<i16, i16>>>;
+
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut frame).await.ok()?;
+    Some(frame)
+}
+
+async fn write_frame(stream: &mut tokio::net::TcpStream, frame: &[u8]) -> Option<()> {
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(&(frame.len() as i32).to_be_bytes())
+        .await
+        .ok()?;
+    stream.write_all(frame).await.ok()
+}
+
+/// A proxy in front of `upstream` that rewrites ApiVersions answers with the current
+/// `caps` (read when each ApiVersions passes, so later connections see later caps).
+fn capping_proxy(listener: tokio::net::TcpListener, upstream: std::net::SocketAddr, caps: Caps) {
+    use kafka_protocol::messages::ApiVersionsResponse;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let caps = caps.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                while let Some(request) = read_frame(&mut client).await {
+                    let key = i16::from_be_bytes([request[0], request[1]]);
+                    let version = i16::from_be_bytes([request[2], request[3]]);
+                    if write_frame(&mut server, &request).await.is_none() {
+                        return;
+                    }
+                    let Some(mut response) = read_frame(&mut server).await else {
+                        return;
+                    };
+                    if key == 18 {
+                        // ApiVersions responses always use response header v0.
+                        let mut body = bytes::Bytes::copy_from_slice(&response[4..]);
+                        let mut decoded = ApiVersionsResponse::decode(&mut body, version).unwrap();
+                        let caps = caps.lock().unwrap().clone();
+                        decoded
+                            .api_keys
+                            .retain(|k| caps.get(&k.api_key).is_none_or(|cap| *cap >= 0));
+                        for k in decoded.api_keys.iter_mut() {
+                            if let Some(cap) = caps.get(&k.api_key) {
+                                k.max_version = k.max_version.min(*cap);
+                            }
+                        }
+                        let mut out = bytes::BytesMut::from(&response[..4]);
+                        decoded.encode(&mut out, version).unwrap();
+                        response = out.to_vec();
+                    }
+                    if write_frame(&mut client, &response).await.is_none() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A broker without ListTransactions, and one whose ListOffsets has no isolation level
+/// (v1), give one-line errors naming what is missing; with every API back the same broker
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn older_brokers_get_a_readable_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_defaults("127.0.0.1:0".parse().unwrap(), dir.path());
+    config.auto_create_topics = false;
+    config.advertised_host = Some("127.0.0.1".to_string());
+    config.advertised_port = Some(proxy_addr.port());
+    let broker = strata::start(config).await.expect("broker starts");
+    let caps: Caps = Default::default();
+    capping_proxy(listener, broker.local_addr(), caps.clone());
+    let bs = proxy_addr.to_string();
+    create_topic(&bs, TOPIC, 1).await;
+
+    let txn = producer(&bs, &[("transactional.id", "old-broker")]);
+    tokio::task::block_in_place(|| {
+        txn.init_transactions(PATIENCE).expect("init_transactions");
+        txn.begin_transaction().expect("begin_transaction");
+    });
+    send(&txn, 0, "in a transaction").await;
+
+    // ListTransactions (66) hidden, as on Kafka before 3.0.
+    caps.lock().unwrap().insert(66, -1);
+    let run = offsets_cli(&bs, &["transactions", "list"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!("strata-offsets: error: broker {bs} does not support ListTransactions\n")
+    );
+
+    // ListOffsets (2) only up to v1: no read_committed, so no last stable offset.
+    caps.lock().unwrap().clear();
+    caps.lock().unwrap().insert(2, 1);
+    let run = offsets_cli(&bs, &["transactions", "describe", "old-broker"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "strata-offsets: error: broker {bs} speaks ListOffsets v1, which has no isolation level (v2+ needed for the last stable offset)\n"
+        )
+    );
+
+    caps.lock().unwrap().clear();
+    let open = transactions(&offsets_cli(&bs, &["--json", "transactions", "list"]));
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["transactional_id"], "old-broker");
+    assert_eq!(partitions(&open[0]), vec![(TOPIC.to_string(), 0, 1, 0, 1)]);
+
+    tokio::task::block_in_place(|| txn.abort_transaction(PATIENCE).expect("abort"));
+    drop(txn);
+    broker.shutdown().await;
 }

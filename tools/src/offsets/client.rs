@@ -139,13 +139,9 @@ impl Connection {
             self.versions
                 .get(&R::KEY)
                 .copied()
-                .ok_or_else(|| ToolError::NoCommonVersion {
+                .ok_or_else(|| ToolError::Unsupported {
                     addr: self.addr.clone(),
                     api: api_name(key),
-                    broker_min: -1,
-                    broker_max: -1,
-                    tool_min,
-                    tool_max,
                 })?;
         negotiate((tool_min, tool_max), (broker_min, broker_max)).ok_or_else(|| {
             ToolError::NoCommonVersion {

@@ -24,6 +24,9 @@ pub enum ToolError {
         tool_min: i16,
         tool_max: i16,
     },
+    /// The broker does not offer an API at all (e.g. an older Kafka without it).
+    #[error("broker {addr} does not support {api}")]
+    Unsupported { addr: String, api: &'static str },
     /// The broker does not know the topic.
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
