@@ -129,6 +129,22 @@ fn partitions(txn: &Value) -> Vec<(String, i64, i64, i64, i64)> {
         .collect()
 }
 
+/// Polls `transactions list` until exactly `count` transactions are open and returns them.
+/// As in Kafka, a coordinator may answer EndTxn once PrepareCommit is durable and write
+/// the markers after, so a just-committed transaction can stay open for a moment.
+async fn wait_for_open(bs: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let run = offsets_cli(bs, &["--json", "transactions", "list"]);
+        let open = transactions(&run);
+        if open.len() == count {
+            return open;
+        }
+        assert!(Instant::now() < deadline, "still open: {}", run.stdout);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn open_transaction_is_shown_with_the_offsets_it_holds_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -243,36 +259,78 @@ async fn open_transaction_is_shown_with_the_offsets_it_holds_back() {
         "strata-offsets: error: unknown transactional id 'nobody'\n"
     );
 
-    // Commit: nothing is open any more and nothing is held back.
+    // A second transaction on partition 1: both show partition 1's last stable offset at
+    // billing-1's first record, since the oldest open transaction decides it.
+    let txn2 = producer(&bs, &[("transactional.id", "billing-2")]);
+    tokio::task::block_in_place(|| {
+        txn2.init_transactions(PATIENCE).expect("init_transactions");
+        txn2.begin_transaction().expect("begin_transaction");
+    });
+    send(&txn2, 1, "second 0").await;
+    send(&txn2, 1, "second 1").await;
+    let open = transactions(&offsets_cli(&bs, &["--json", "transactions", "list"]));
+    let ids: Vec<&str> = open
+        .iter()
+        .map(|t| t["transactional_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["billing-1", "billing-2"]);
+    let p1_end = BEFORE + IN_TXN + 2;
+    assert_eq!(
+        partitions(&open[0]),
+        vec![
+            (TOPIC.to_string(), 0, BEFORE + IN_TXN, BEFORE, IN_TXN),
+            (TOPIC.to_string(), 1, p1_end, BEFORE, p1_end - BEFORE),
+        ]
+    );
+    assert_eq!(
+        partitions(&open[1]),
+        vec![(TOPIC.to_string(), 1, p1_end, BEFORE, p1_end - BEFORE)]
+    );
+    assert_ne!(open[1]["producer_id"].as_i64(), Some(producer_id));
+    offsets_cli(&bs, &["transactions", "list"]);
+
+    // Commit billing-1 (one marker in each of its partitions): billing-2 now holds
+    // partition 1 back from its own first record, offset BEFORE + IN_TXN.
     tokio::task::block_in_place(|| txn.commit_transaction(PATIENCE).expect("commit"));
-    // As in Kafka, the coordinator may answer EndTxn once PrepareCommit is durable and
-    // write the markers after; wait (bounded) until it reports the transaction complete.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let run = offsets_cli(&bs, &["--json", "transactions", "list"]);
-        if transactions(&run).is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still open: {}", run.stdout);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let open = wait_for_open(&bs, 1).await;
+    assert_eq!(open[0]["transactional_id"], "billing-2");
+    let p1_end = p1_end + 1;
+    assert_eq!(
+        partitions(&open[0]),
+        vec![(
+            TOPIC.to_string(),
+            1,
+            p1_end,
+            BEFORE + IN_TXN,
+            p1_end - BEFORE - IN_TXN
+        )]
+    );
+    offsets_cli(&bs, &["transactions", "list"]);
+
+    // Commit billing-2: nothing is open any more.
+    tokio::task::block_in_place(|| txn2.commit_transaction(PATIENCE).expect("commit"));
+    wait_for_open(&bs, 0).await;
     let run = offsets_cli(&bs, &["transactions", "list"]);
     assert_eq!(run.code, 0, "stderr: {}", run.stderr);
     assert_eq!(run.stdout, "No open transactions.\n");
-    // --all still shows the finished transaction, no longer open.
+    // --all still shows the finished transactions, no longer open; whatever partitions
+    // they still list hold nothing back.
     let all = transactions(&offsets_cli(
         &bs,
         &["--json", "transactions", "list", "--all"],
     ));
-    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[0]["transactional_id"], "billing-1");
     assert_eq!(all[0]["producer_id"].as_i64(), Some(producer_id));
-    let state = all[0]["state"].as_str().unwrap();
-    assert!(!is_open(state), "{state}");
-    for (_, _, hw, lso, held) in partitions(&all[0]) {
-        assert_eq!((lso, held), (hw, 0));
+    for t in &all {
+        let state = t["state"].as_str().unwrap();
+        assert!(!is_open(state), "{state}");
+        for (_, _, hw, lso, held) in partitions(t) {
+            assert_eq!((lso, held), (hw, 0));
+        }
     }
 
+    drop(txn2);
     drop(txn);
     broker.shutdown().await;
     // An unreachable broker: one line, exit 1.
