@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -207,6 +207,8 @@ impl ConsumerContext for Rebalances {
 /// What the pipeline did, for the report and the progress checks.
 struct Stats {
     started: Instant,
+    /// Where the pipeline is now (a PHASE_* value), so kills can aim at a step.
+    phase: AtomicU8,
     commits: AtomicU64,
     committed_records: AtomicU64,
     aborts: AtomicU64,
@@ -219,6 +221,7 @@ impl Stats {
     fn new() -> Stats {
         Stats {
             started: Instant::now(),
+            phase: AtomicU8::new(PHASE_IDLE),
             commits: AtomicU64::new(0),
             committed_records: AtomicU64::new(0),
             aborts: AtomicU64::new(0),
@@ -234,6 +237,24 @@ impl Stats {
             errors.remove(0);
         }
         errors.push(what);
+    }
+}
+
+/// Pipeline phases (`Stats::phase`).
+const PHASE_IDLE: u8 = 0;
+/// Transaction begun, records being read and produced.
+const PHASE_PRODUCING: u8 = 1;
+/// In `send_offsets_to_transaction` (AddOffsetsToTxn, TxnOffsetCommit).
+const PHASE_OFFSETS: u8 = 2;
+/// In `commit_transaction` (flush, EndTxn, markers).
+const PHASE_COMMITTING: u8 = 3;
+
+fn phase_name(phase: u8) -> &'static str {
+    match phase {
+        PHASE_PRODUCING => "producing",
+        PHASE_OFFSETS => "sending offsets",
+        PHASE_COMMITTING => "committing",
+        _ => "idle",
     }
 }
 
@@ -340,7 +361,7 @@ fn on_error(p: &Pipeline, what: &str, e: KafkaError) -> Outcome {
 }
 
 /// Reads up to BATCH records and processes them in one transaction.
-fn one_transaction(p: &Pipeline, stop: &AtomicBool) -> Outcome {
+fn one_transaction(p: &Pipeline, stop: &AtomicBool, phase: &AtomicU8) -> Outcome {
     let mut generation = p.rebalances.load(Ordering::SeqCst);
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut records = 0;
@@ -385,6 +406,7 @@ fn one_transaction(p: &Pipeline, stop: &AtomicBool) -> Outcome {
                 return Outcome::Broken(format!("begin: {e}"));
             }
             in_txn = true;
+            phase.store(PHASE_PRODUCING, Ordering::SeqCst);
         }
         let value = String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap();
         let out = transform(m.topic(), partition, m.offset(), &value);
@@ -410,12 +432,14 @@ fn one_transaction(p: &Pipeline, stop: &AtomicBool) -> Outcome {
     let Some(metadata) = p.consumer.group_metadata() else {
         return abort(p, "no group metadata".into());
     };
+    phase.store(PHASE_OFFSETS, Ordering::SeqCst);
     if let Err(e) = retry(|| {
         p.producer
             .send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)
     }) {
         return on_error(p, "send_offsets_to_transaction", e);
     }
+    phase.store(PHASE_COMMITTING, Ordering::SeqCst);
     match retry(|| p.producer.commit_transaction(CALL_TIMEOUT)) {
         Ok(()) => Outcome::Committed(records),
         Err(e) => on_error(p, "commit", e),
@@ -439,7 +463,9 @@ fn run_pipeline(bootstrap: String, stop: Arc<AtomicBool>, stats: Arc<Stats>) {
             }
             continue;
         };
-        match one_transaction(p, &stop) {
+        let outcome = one_transaction(p, &stop, &stats.phase);
+        stats.phase.store(PHASE_IDLE, Ordering::SeqCst);
+        match outcome {
             Outcome::Committed(n) => {
                 stats
                     .committed_records
@@ -595,7 +621,10 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
     };
 
     // Kill after every few committed transactions, so every kill lands while the pipeline
-    // is working, never after it has finished.
+    // is working, never after it has finished; each kill aims at a step of the protocol in
+    // turn (commit, offsets, produce), with a small seeded random delay once it is seen.
+    let aims = [PHASE_COMMITTING, PHASE_OFFSETS, PHASE_PRODUCING];
+    let mut aimed_hits = 0;
     let mut rng = Rng(seed_value);
     for kill in 1..=kills {
         let target = stats.commits.load(Ordering::SeqCst) + commits_between_kills;
@@ -611,12 +640,29 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(rng.below(300)));
         assert!(
             !done(&committed_input_offsets(&bootstrap, "read_uncommitted")),
             "the pipeline finished before kill {kill}: seed more records"
         );
-        stats.note(format!("SIGKILL {kill}"));
+        let aim = aims[(kill - 1) % aims.len()];
+        let look_until = Instant::now() + Duration::from_secs(10);
+        while stats.phase.load(Ordering::SeqCst) != aim && Instant::now() < look_until {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let delay_us = match aim {
+            PHASE_PRODUCING => rng.below(5_000),
+            _ => rng.below(1_000),
+        };
+        std::thread::sleep(Duration::from_micros(delay_us));
+        let at = stats.phase.load(Ordering::SeqCst);
+        if at == aim {
+            aimed_hits += 1;
+        }
+        stats.note(format!(
+            "SIGKILL {kill} aimed at {}, pipeline {}",
+            phase_name(aim),
+            phase_name(at)
+        ));
         broker.kill();
         broker.start();
         stats.note(format!("broker restarted after kill {kill}"));
@@ -676,8 +722,8 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
         })
         .count();
     eprintln!(
-        "exactly once: {kills} SIGKILLs ({restarts_logged} restarts logged their recovery), \
-         {records} inputs; pipeline: {summary}; output: {} committed records, {} in the log \
+        "exactly once: {kills} SIGKILLs ({aimed_hits} in the step they aimed at; \
+         {restarts_logged} restarts logged their recovery), {records} inputs; pipeline: {summary}; output: {} committed records, {} in the log \
          read_uncommitted (the rest aborted), {} duplicates, {} missing",
         committed.len(),
         uncommitted.len(),
