@@ -564,3 +564,157 @@ async fn expired_ids_are_forgotten_durably() {
         .collect();
     assert_eq!(listed, vec!["busy".to_string(), "sync".to_string()]);
 }
+
+/// `node` with a transaction log compacted past `threshold` bytes.
+async fn node_compacting(dir: &std::path::Path, threshold: u64) -> Node {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let broker = Broker::open(Config::with_defaults(addr, dir), addr).unwrap();
+    if broker.topic("t").is_none() {
+        broker.create_topic("t", 3, BTreeMap::new()).unwrap();
+    }
+    let (tx, rx) = watch::channel(false);
+    let groups = GroupService::start(
+        GroupServiceConfig::default(),
+        broker.state_dir(),
+        rx.clone(),
+    )
+    .await
+    .unwrap();
+    let config = TxnConfig {
+        cleanup_interval_ms: 3_600_000,
+        compact_threshold_bytes: threshold,
+        ..TxnConfig::default()
+    };
+    let txns = TxnCoordinator::start(config, broker.clone(), groups.clone(), rx)
+        .await
+        .unwrap();
+    Node {
+        broker,
+        groups,
+        txns,
+        _shutdown: tx,
+    }
+}
+
+#[tokio::test]
+async fn an_ongoing_transaction_survives_a_restart_until_its_timeout_aborts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pid, epoch) = {
+        let n = node(dir.path()).await;
+        let (pid, epoch) = n
+            .txns
+            .init_producer_id("tx".into(), 5_000, None)
+            .await
+            .unwrap();
+        n.txns
+            .add_partitions("tx".into(), pid, epoch, parts(&[0, 1]))
+            .await
+            .unwrap();
+        n.produce(pid, epoch, 0, 0).unwrap();
+        n.log(0).flush().unwrap();
+        (pid, epoch)
+    };
+    let n = node(dir.path()).await;
+    let m = n.state("tx");
+    assert_eq!((m.state, m.partitions.len()), (TxnState::Ongoing, 2));
+    // Its producer may go on writing after the restart.
+    n.produce(pid, epoch, 1, 0).unwrap();
+    n.txns.cleanup(m.txn_start_ms + 5_001);
+    let done = n.wait_for("tx", TxnState::CompleteAbort).await;
+    assert_eq!(done.producer_epoch, epoch + 1);
+    for p in [0, 1] {
+        assert!(n.log(p).open_transactions().is_empty(), "partition {p}");
+        assert_eq!(
+            n.log(p).aborted_transactions(0, 10).len(),
+            1,
+            "partition {p}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_compacted_log_replays_the_same_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let n = node_compacting(dir.path(), 512).await;
+        for round in 0..40 {
+            let id = format!("id-{}", round % 4);
+            let (pid, epoch) = n
+                .txns
+                .init_producer_id(id.clone(), 60_000, None)
+                .await
+                .unwrap();
+            n.txns
+                .add_partitions(id.clone(), pid, epoch, parts(&[round % 3]))
+                .await
+                .unwrap();
+            if round % 5 != 0 {
+                n.txns
+                    .end_txn(id, pid, epoch, round % 2 == 0)
+                    .await
+                    .unwrap();
+            }
+        }
+        n.txns.list()
+    };
+    let files: Vec<String> =
+        std::fs::read_dir(super::coordinator::log_dir(&dir.path().join("_strata")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_ne!(
+        files[0], "transactions-00000000000000000000.log",
+        "compacted at least once"
+    );
+    let n = node_compacting(dir.path(), 512).await;
+    assert_eq!(n.txns.list(), before);
+}
+
+#[tokio::test]
+async fn an_exhausted_epoch_moves_the_id_to_a_new_producer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let n = node(dir.path()).await;
+        let (_, _) = n
+            .txns
+            .init_producer_id("old".into(), 60_000, None)
+            .await
+            .unwrap();
+        let mut m = n.state("old");
+        m.producer_epoch = i16::MAX - 1;
+        let (mut log, _) =
+            TxnLog::open(&super::coordinator::log_dir(n.broker.state_dir()), 1 << 20).unwrap();
+        log.append(&[TxnRecord::State(m)]).unwrap();
+    }
+    let n = node(dir.path()).await;
+    let m = n.state("old");
+    let expected = Some(ExpectedProducer {
+        producer_id: m.producer_id,
+        epoch: i16::MAX - 1,
+    });
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("old".into(), 60_000, expected)
+        .await
+        .unwrap();
+    assert_ne!(pid, m.producer_id);
+    assert_eq!(epoch, 0);
+    // The lost-answer retry gets the same new id.
+    assert_eq!(
+        n.txns
+            .init_producer_id("old".into(), 60_000, expected)
+            .await,
+        Ok((pid, 0))
+    );
+    // The new id is the one Produce is verified against.
+    n.txns
+        .add_partitions("old".into(), pid, 0, parts(&[2]))
+        .await
+        .unwrap();
+    n.produce(pid, 0, 2, 0).unwrap();
+    assert_eq!(
+        n.produce(m.producer_id, i16::MAX - 1, 2, 0),
+        Err(ResponseError::InvalidTxnState)
+    );
+}
