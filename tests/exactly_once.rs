@@ -11,7 +11,10 @@
 //! it drops consumer and producer and creates new ones, whose `init_transactions` fences
 //! the old producer and ends its transaction. It also aborts when the group rebalanced
 //! during a transaction (the new assignment starts from committed offsets, so records read
-//! before the rebalance would be read again).
+//! before the rebalance would be read again). Every few transactions the application
+//! itself "crashes" after sending its offsets: it drops both clients with the transaction
+//! open, and the next instance's `init_transactions` must abort it (records and pending
+//! offsets).
 //!
 //! The broker is SIGKILLed after every few committed transactions (plus a seeded random
 //! delay, so kills land at different points of the protocol): 3 times in the default run,
@@ -213,6 +216,10 @@ struct Stats {
     committed_records: AtomicU64,
     aborts: AtomicU64,
     rebuilds: AtomicU64,
+    /// Transactions that reached `send_offsets_to_transaction` successfully.
+    offsets_sent: AtomicU64,
+    /// Simulated application crashes (clients dropped with a transaction open).
+    app_crashes: AtomicU64,
     /// The last few errors the pipeline handled (newest last).
     errors: Mutex<Vec<String>>,
 }
@@ -226,6 +233,8 @@ impl Stats {
             committed_records: AtomicU64::new(0),
             aborts: AtomicU64::new(0),
             rebuilds: AtomicU64::new(0),
+            offsets_sent: AtomicU64::new(0),
+            app_crashes: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
         }
     }
@@ -361,7 +370,13 @@ fn on_error(p: &Pipeline, what: &str, e: KafkaError) -> Outcome {
 }
 
 /// Reads up to BATCH records and processes them in one transaction.
-fn one_transaction(p: &Pipeline, stop: &AtomicBool, phase: &AtomicU8) -> Outcome {
+fn one_transaction(
+    p: &Pipeline,
+    stop: &AtomicBool,
+    phase: &AtomicU8,
+    stats: &Stats,
+    crash_every: u64,
+) -> Outcome {
     let mut generation = p.rebalances.load(Ordering::SeqCst);
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     let mut records = 0;
@@ -439,6 +454,12 @@ fn one_transaction(p: &Pipeline, stop: &AtomicBool, phase: &AtomicU8) -> Outcome
     }) {
         return on_error(p, "send_offsets_to_transaction", e);
     }
+    if (stats.offsets_sent.fetch_add(1, Ordering::SeqCst) + 1) % crash_every == 0 {
+        // The application dies here: records produced and offsets pending, neither
+        // committed nor aborted. The next instance's init_transactions must end it.
+        stats.app_crashes.fetch_add(1, Ordering::SeqCst);
+        return Outcome::Broken("simulated application crash after sending offsets".into());
+    }
     phase.store(PHASE_COMMITTING, Ordering::SeqCst);
     match retry(|| p.producer.commit_transaction(CALL_TIMEOUT)) {
         Ok(()) => Outcome::Committed(records),
@@ -447,7 +468,7 @@ fn one_transaction(p: &Pipeline, stop: &AtomicBool, phase: &AtomicU8) -> Outcome
 }
 
 /// Runs the pipeline until `stop`.
-fn run_pipeline(bootstrap: String, stop: Arc<AtomicBool>, stats: Arc<Stats>) {
+fn run_pipeline(bootstrap: String, stop: Arc<AtomicBool>, stats: Arc<Stats>, crash_every: u64) {
     let mut pipeline: Option<Pipeline> = None;
     while !stop.load(Ordering::Relaxed) {
         let Some(p) = pipeline.as_ref() else {
@@ -463,7 +484,7 @@ fn run_pipeline(bootstrap: String, stop: Arc<AtomicBool>, stats: Arc<Stats>) {
             }
             continue;
         };
-        let outcome = one_transaction(p, &stop, &stats.phase);
+        let outcome = one_transaction(p, &stop, &stats.phase, &stats, crash_every);
         stats.phase.store(PHASE_IDLE, Ordering::SeqCst);
         match outcome {
             Outcome::Committed(n) => {
@@ -562,7 +583,16 @@ fn read_output(bootstrap: &str, isolation: &str) -> Vec<(i32, i64, String)> {
     out
 }
 
-fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_value: u64) {
+/// `records` inputs; `kills` SIGKILLs, one after every `commits_between_kills` committed
+/// transactions; the application "crashes" after every `crash_every`-th successful
+/// `send_offsets_to_transaction`.
+fn exactly_once(
+    records: usize,
+    kills: usize,
+    commits_between_kills: u64,
+    crash_every: u64,
+    seed_value: u64,
+) {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -602,7 +632,7 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
     let stats = Arc::new(Stats::new());
     let worker = {
         let (bootstrap, stop, stats) = (bootstrap.clone(), stop.clone(), stats.clone());
-        std::thread::spawn(move || run_pipeline(bootstrap, stop, stats))
+        std::thread::spawn(move || run_pipeline(bootstrap, stop, stats, crash_every))
     };
     let done = |offsets: &Option<Vec<Option<i64>>>| {
         offsets
@@ -611,11 +641,13 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
     };
     let report = |stats: &Stats| {
         format!(
-            "{} commits ({} records), {} aborts, {} client rebuilds; recent errors: {:#?}",
+            "{} commits ({} records), {} aborts, {} client rebuilds ({} simulated application \
+             crashes); recent errors: {:#?}",
             stats.commits.load(Ordering::SeqCst),
             stats.committed_records.load(Ordering::SeqCst),
             stats.aborts.load(Ordering::SeqCst),
             stats.rebuilds.load(Ordering::SeqCst),
+            stats.app_crashes.load(Ordering::SeqCst),
             stats.errors.lock().unwrap()
         )
     };
@@ -765,16 +797,20 @@ fn exactly_once(records: usize, kills: usize, commits_between_kills: u64, seed_v
     }
     assert!(uncommitted.len() >= committed.len());
     assert_eq!(restarts_logged, kills, "every restart recovered");
+    assert!(
+        stats.app_crashes.load(Ordering::SeqCst) > 0,
+        "the run included application crashes"
+    );
     drop(broker); // before the temporary directory goes
 }
 
 #[test]
 fn consume_transform_produce_is_exactly_once_across_three_sigkills() {
-    exactly_once(3_000, 3, 4, 0xE05_0003);
+    exactly_once(3_000, 3, 4, 7, 0xE05_0003);
 }
 
 #[test]
 #[ignore = "soak: 10 SIGKILLs over 12,000 records; run with --ignored"]
 fn consume_transform_produce_is_exactly_once_across_ten_sigkills() {
-    exactly_once(12_000, 10, 5, 0xE05_0010);
+    exactly_once(12_000, 10, 5, 11, 0xE05_0010);
 }
