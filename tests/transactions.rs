@@ -83,6 +83,17 @@ impl Env {
         self.broker.as_ref().unwrap().bootstrap()
     }
 
+    /// Graceful shutdown and a new broker on the same data dir and address (clients
+    /// reconnect to it), with default settings.
+    fn restart(&mut self) {
+        let broker = self.broker.take().unwrap();
+        let addr = broker.addr();
+        let next = self
+            .runtime
+            .block_on(broker.restart(move |config| config.listen = addr));
+        self.broker = Some(next);
+    }
+
     fn create_topic(&self, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
@@ -210,12 +221,17 @@ fn expect_set(prefix: &str, range: std::ops::Range<usize>) -> BTreeSet<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// High watermark of every partition (ListOffsets latest of a read_uncommitted client).
-fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer = common::consumer(bootstrap, &[("isolation.level", "read_uncommitted")]);
+/// End offset of every partition as ListOffsets (latest) answers a client at `isolation`:
+/// the high watermark for read_uncommitted, the last stable offset for read_committed.
+fn end_offsets(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<i64> {
+    let consumer = common::consumer(bootstrap, &[("isolation.level", isolation)]);
     (0..partitions)
         .map(|p| consumer.fetch_watermarks(topic, p, PATIENCE).unwrap().1)
         .collect()
+}
+
+fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    end_offsets(bootstrap, topic, partitions, "read_uncommitted")
 }
 
 /// Asserts `result` is the failure of a fenced producer: fatal for the client, and named
@@ -344,6 +360,13 @@ fn commit_makes_the_transaction_visible_to_a_read_committed_consumer_already_pol
         }
     }
     assert_eq!(read_all(&bootstrap, topic, 3, "read_committed"), vec![]);
+    // ListOffsets: latest is the LSO (held at the transaction's first offset) for
+    // read_committed, the high watermark for read_uncommitted.
+    assert_eq!(end_offsets(&bootstrap, topic, 3, "read_committed"), [0; 3]);
+    assert_eq!(
+        end_offsets(&bootstrap, topic, 3, "read_uncommitted"),
+        [10; 3]
+    );
 
     producer.commit_transaction(PATIENCE).unwrap();
     let mut got = Vec::new();
@@ -372,6 +395,7 @@ fn commit_makes_the_transaction_visible_to_a_read_committed_consumer_already_pol
         "same records, same offsets at both levels"
     );
     assert_eq!(high_watermarks(&bootstrap, topic, 3), vec![11, 11, 11]);
+    assert_eq!(end_offsets(&bootstrap, topic, 3, "read_committed"), [11; 3]);
 }
 
 #[test]
@@ -673,4 +697,70 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
     let committed = read_all(&bootstrap, topic, 3, "read_committed");
     assert!(committed.iter().any(|s| s.value == "fresh-0"));
     assert_eq!(committed.len(), 4);
+}
+
+#[test]
+fn an_open_transaction_survives_a_broker_restart_and_then_commits_or_aborts() {
+    let mut env = Env::start();
+    let bootstrap = env.bootstrap();
+    let topic = "txn-restart";
+    env.create_topic(topic, 3);
+
+    let producer = txn_producer(
+        &bootstrap,
+        "tx-restart",
+        &[
+            ("reconnect.backoff.ms", "20"),
+            ("reconnect.backoff.max.ms", "200"),
+        ],
+    );
+    producer.init_transactions(PATIENCE).unwrap();
+
+    // Open across a restart, then committed.
+    producer.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&producer, topic, i % 3, &format!("kept-{i}"));
+    }
+    producer.flush(PATIENCE).unwrap();
+    env.restart();
+    assert_eq!(
+        end_offsets(&bootstrap, topic, 3, "read_committed"),
+        [0; 3],
+        "after the restart the open transaction still holds back the LSO"
+    );
+    assert_eq!(read_all(&bootstrap, topic, 3, "read_committed"), vec![]);
+    assert_eq!(high_watermarks(&bootstrap, topic, 3), [3; 3]);
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        values(&read_all(&bootstrap, topic, 3, "read_committed")),
+        expect_set("kept", 0..9)
+    );
+    assert_eq!(end_offsets(&bootstrap, topic, 3, "read_committed"), [4; 3]);
+
+    // Open across a restart, then aborted.
+    producer.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&producer, topic, i % 3, &format!("dropped-{i}"));
+    }
+    producer.flush(PATIENCE).unwrap();
+    env.restart();
+    producer.abort_transaction(PATIENCE).unwrap();
+    let committed = read_all(&bootstrap, topic, 3, "read_committed");
+    assert_eq!(values(&committed), expect_set("kept", 0..9));
+    assert_eq!(committed.len(), 9);
+    let mut all = expect_set("kept", 0..9);
+    all.extend(expect_set("dropped", 0..9));
+    assert_eq!(
+        values(&read_all(&bootstrap, topic, 3, "read_uncommitted")),
+        all
+    );
+    assert_eq!(end_offsets(&bootstrap, topic, 3, "read_committed"), [8; 3]);
+
+    // After one more restart the aborted range is still known (persisted in the
+    // .txnindex or rebuilt): read_committed still skips it.
+    env.restart();
+    assert_eq!(
+        values(&read_all(&bootstrap, topic, 3, "read_committed")),
+        expect_set("kept", 0..9)
+    );
 }
