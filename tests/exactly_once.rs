@@ -22,6 +22,10 @@
 //! read_committed reader of B finds every input exactly once, each partition in input
 //! order. Every wait is bounded: the test asserts progress (a committed transaction) at
 //! least every PATIENCE.
+//!
+//! A second test takes single transactions through a SIGKILL: one stays open across the
+//! restart (the LSO still held) and then commits; one whose producer goes quiet is aborted
+//! by the restarted broker when its transaction.timeout.ms has passed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -88,6 +92,8 @@ impl Broker {
             .arg(&self.data)
             .arg("--num-partitions")
             .arg(PARTITIONS.to_string())
+            .arg("--transaction-abort-timed-out-transaction-cleanup-interval-ms")
+            .arg("200")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -549,10 +555,16 @@ fn committed_input_offsets(bootstrap: &str, isolation: &str) -> Option<Vec<Optio
 /// Every record of B a fresh consumer at `isolation` reads up to the end of each
 /// partition (the last stable offset for read_committed): (partition, offset, value).
 fn read_output(bootstrap: &str, isolation: &str) -> Vec<(i32, i64, String)> {
+    read_topic(bootstrap, OUTPUT, isolation)
+}
+
+/// Every record of `topic` (PARTITIONS partitions) a fresh consumer at `isolation` reads
+/// up to the end of each partition: (partition, offset, value).
+fn read_topic(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(i32, i64, String)> {
     let consumer = plain_consumer(bootstrap, "eos-verify", isolation);
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(OUTPUT, p, Offset::Beginning)
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
@@ -562,7 +574,7 @@ fn read_output(bootstrap: &str, isolation: &str) -> Vec<(i32, i64, String)> {
     while at_end.len() < PARTITIONS as usize {
         assert!(
             Instant::now() < deadline,
-            "{isolation} reader of {OUTPUT}: only {at_end:?} reached their end"
+            "{isolation} reader of {topic}: only {at_end:?} reached their end"
         );
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
@@ -576,7 +588,7 @@ fn read_output(bootstrap: &str, isolation: &str) -> Vec<(i32, i64, String)> {
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
-            Some(Err(e)) => panic!("{isolation} reader of {OUTPUT}: {e}"),
+            Some(Err(e)) => panic!("{isolation} reader of {topic}: {e}"),
             None => {}
         }
     }
@@ -813,4 +825,147 @@ fn consume_transform_produce_is_exactly_once_across_three_sigkills() {
 #[ignore = "soak: 10 SIGKILLs over 12,000 records; run with --ignored"]
 fn consume_transform_produce_is_exactly_once_across_ten_sigkills() {
     exactly_once(12_000, 10, 5, 11, 0xE05_0010);
+}
+
+/// End offsets of `topic` as ListOffsets answers a client at `isolation` (the last stable
+/// offset for read_committed).
+fn end_offsets(bootstrap: &str, topic: &str, isolation: &str) -> Vec<i64> {
+    let consumer = plain_consumer(bootstrap, "eos-verify", isolation);
+    (0..PARTITIONS)
+        .map(|p| consumer.fetch_watermarks(topic, p, PATIENCE).unwrap().1)
+        .collect()
+}
+
+fn values_of(records: &[(i32, i64, String)]) -> BTreeSet<String> {
+    records.iter().map(|(_, _, v)| v.clone()).collect()
+}
+
+fn names(prefix: &str, n: i32) -> BTreeSet<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// A transaction open when the broker is SIGKILLed is still open after the restart (its
+/// records held back from read_committed), and its producer can then commit it; a second
+/// one, whose producer goes quiet, is aborted by the restarted broker once its
+/// `transaction.timeout.ms` has passed, so read_committed moves past it.
+#[test]
+fn an_open_transaction_outlives_a_sigkill_then_commits_or_times_out() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut broker = Broker {
+        data: temp.path().join("data"),
+        port,
+        runs: 0,
+        child: None,
+    };
+    broker.start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    create_topics(&runtime, &bootstrap);
+    let topic = INPUT;
+    let producer = |id: &str, timeout_ms: &str| -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", timeout_ms)
+            .set("linger.ms", "5")
+            .set("reconnect.backoff.ms", "20")
+            .set("reconnect.backoff.max.ms", "200")
+            .create()
+            .unwrap()
+    };
+    let send = |producer: &ThreadedProducer<DefaultProducerContext>, value: String, p: i32| {
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .partition(p)
+                    .key(&value)
+                    .payload(&value),
+            )
+            .unwrap_or_else(|(e, _)| panic!("enqueue: {e}"));
+    };
+
+    // Committed after the restart.
+    let kept = producer("kill-commit", "60000");
+    kept.init_transactions(PATIENCE).unwrap();
+    kept.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&kept, format!("kept-{i}"), i % PARTITIONS);
+    }
+    kept.flush(PATIENCE).unwrap();
+    broker.kill();
+    broker.start();
+    assert_eq!(
+        end_offsets(&bootstrap, topic, "read_committed"),
+        [0; PARTITIONS as usize],
+        "the open transaction holds back the LSO after the SIGKILL"
+    );
+    assert_eq!(end_offsets(&bootstrap, topic, "read_uncommitted"), [3; 3]);
+    kept.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        values_of(&read_topic(&bootstrap, topic, "read_committed")),
+        names("kept", 9)
+    );
+
+    // Timed out after the restart.
+    let quiet = producer("kill-timeout", "2000");
+    quiet.init_transactions(PATIENCE).unwrap();
+    quiet.begin_transaction().unwrap();
+    for i in 0..9 {
+        send(&quiet, format!("quiet-{i}"), i % PARTITIONS);
+    }
+    quiet.flush(PATIENCE).unwrap();
+    broker.kill();
+    broker.start();
+    let plain: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for p in 0..PARTITIONS {
+        let value = format!("after-{p}");
+        runtime
+            .block_on(
+                plain.send(
+                    FutureRecord::to(topic)
+                        .partition(p)
+                        .key(&value)
+                        .payload(&value),
+                    PATIENCE,
+                ),
+            )
+            .unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    let mut committed;
+    loop {
+        committed = values_of(&read_topic(&bootstrap, topic, "read_committed"));
+        if committed.len() >= 12 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out transaction still holds back read_committed: {committed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut want = names("kept", 9);
+    want.extend(names("after", PARTITIONS));
+    assert_eq!(committed, want, "the quiet transaction ended aborted");
+    assert!(
+        quiet.commit_transaction(PATIENCE).is_err(),
+        "a transaction the broker aborted on timeout was committed"
+    );
+    assert_eq!(
+        values_of(&read_topic(&bootstrap, topic, "read_committed")),
+        want
+    );
+    drop(broker);
 }
