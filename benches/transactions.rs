@@ -21,10 +21,20 @@
 //!
 //! Run: `cargo bench --bench transactions -- --warm-up-time 1 --measurement-time 5`
 //!
-//! Measured 2026-11-21 (commit ec43143, 2-core VM shared with other builds, load average
-//! 3-4.6), criterion's slope estimate per unit, 3 runs: idempotent 6.97 / 8.33 / 7.40 ms,
-//! transactional 10.76 / 9.40 / 12.66 ms; transactional / idempotent = 1.54 / 1.13 / 1.71
-//! (throughput 0.58-0.89 of idempotent's: 79-106k records/s against 120-143k).
+//! Measured 2026-11-21 (commits ec43143/e312b64, 2-core VM shared with other builds, load
+//! average 2-4.6), criterion's slope estimate per unit of 1,000 records, two sessions of 3
+//! runs each:
+//! - idempotent 6.97 / 8.33 / 7.40 ms, transactional 10.76 / 9.40 / 12.66 ms: ratio
+//!   1.54 / 1.13 / 1.71;
+//! - idempotent 6.81 / 7.08 / 7.32 ms, transactional 11.73 / 10.58 / 13.63 ms: ratio
+//!   1.72 / 1.50 / 1.86.
+//!
+//! Transactional produce takes about 1.6x the time of idempotent produce (median of the 6
+//! ratios 1.63, range 1.13-1.86), i.e. about 0.6x its throughput (~85k against ~140k
+//! records/s). The transactional times vary much more (wide confidence intervals): each
+//! transaction adds fsync'd writes (AddPartitionsToTxn and the Prepare/Complete states in
+//! the transaction log, a marker in each of the 3 partitions), so it feels the shared
+//! disk's fsync latency.
 
 use std::time::Duration;
 
