@@ -1,4 +1,5 @@
-//! `strata-offsets`: consumer group lag, offset resets, replay and offline log reading.
+//! `strata-offsets`: consumer group lag, offset resets, replay, open transactions and
+//! offline log reading.
 //! Errors are one line on stderr and exit status 1; usage errors exit 2 (clap).
 
 use std::io::Write;

@@ -33,7 +33,7 @@ use self::plan::ResetTo;
 #[command(
     name = "strata-offsets",
     version,
-    about = "Consumer group lag, offset resets and replay for Strata (and any Kafka broker)"
+    about = "Consumer group lag, offset resets, replay and open transactions for Strata (and any Kafka broker)"
 )]
 pub struct Cli {
     /// Broker to bootstrap from (host:port).
