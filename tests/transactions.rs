@@ -4,14 +4,21 @@
 //!   (also when a committed transaction follows it), visible to read_uncommitted ones, and
 //!   its abort markers take an offset but never reach the application;
 //! - a committed transaction becomes visible to a read_committed consumer that was already
-//!   polling while it was open (and saw nothing then);
-//! - a second producer with the same `transactional.id` fences the first: the first's next
-//!   operation fails fatally and its open transaction ends aborted;
+//!   polling while it was open (and saw nothing then), and while it is open
+//!   ListOffsets answers the last stable offset to read_committed clients;
+//! - a second producer with the same `transactional.id` fences the first: the zombie's
+//!   later records are refused, its next operation fails fatally and its open transaction
+//!   ends aborted;
 //! - `send_offsets_to_transaction`: the group's committed offsets change only when the
 //!   transaction commits (abort leaves them; while open they are pending, and OffsetFetch
-//!   with require_stable does not answer with them);
+//!   with require_stable does not answer with them); an offsets-only transaction commits;
 //! - a transaction left open past its `transaction.timeout.ms` is aborted by the broker, so
-//!   the last stable offset moves on and read_committed consumers progress.
+//!   the last stable offset moves on and read_committed consumers progress;
+//! - an open transaction survives a graceful broker restart (the LSO still held) and then
+//!   commits or aborts; the aborted range is still skipped after another restart;
+//! - two transactions interleaved in one partition with plain records: the younger one's
+//!   commit stays invisible while the older is open; the older one's abort drops only its
+//!   own records.
 //!
 //! The clients block, so each test drives them from its own thread while the broker runs
 //! on a tokio runtime owned by the test.
@@ -417,6 +424,12 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let second = txn_producer(&bootstrap, "tx-fence", &[]);
     second.init_transactions(PATIENCE).unwrap();
 
+    // The zombie keeps writing in its (now aborted) transaction: the broker refuses the
+    // stale epoch, so none of these records lands.
+    for i in 0..3 {
+        send(&first, topic, i % 3, &format!("late-{i}"));
+    }
+    let _ = first.flush(Duration::from_secs(10));
     assert_fenced(
         "commit by the fenced producer",
         first.commit_transaction(PATIENCE),
@@ -442,7 +455,11 @@ fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
     let mut both = expect_set("first", 0..9);
     both.extend(expect_set("second", 0..9));
-    assert_eq!(values(&uncommitted), both);
+    assert_eq!(
+        values(&uncommitted),
+        both,
+        "nothing the fenced producer sent after the fencing is in the log"
+    );
     assert_eq!(uncommitted.len(), 18);
 }
 
@@ -601,6 +618,18 @@ fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
         values(&read_all(&bootstrap, output, 1, "read_committed")),
         BTreeSet::from(["out-committed".to_string()])
     );
+
+    // A transaction of offsets only (no records).
+    producer.begin_transaction().unwrap();
+    producer
+        .send_offsets_to_transaction(
+            &offsets_list(input, 3, 12),
+            &member.group_metadata().unwrap(),
+            PATIENCE,
+        )
+        .unwrap();
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(stable("read_committed"), at(12), "offsets-only commit");
 }
 
 #[test]
@@ -763,4 +792,67 @@ fn an_open_transaction_survives_a_broker_restart_and_then_commits_or_aborts() {
         values(&read_all(&bootstrap, topic, 3, "read_committed")),
         expect_set("kept", 0..9)
     );
+}
+
+#[test]
+fn interleaved_transactions_each_decide_only_their_own_records() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let topic = "txn-interleave";
+    env.create_topic(topic, 1);
+
+    let a = txn_producer(&bootstrap, "tx-a", &[]);
+    let b = txn_producer(&bootstrap, "tx-b", &[]);
+    let plain = common::producer(&bootstrap, &[("enable.idempotence", "true")]);
+    a.init_transactions(PATIENCE).unwrap();
+    b.init_transactions(PATIENCE).unwrap();
+    a.begin_transaction().unwrap();
+    b.begin_transaction().unwrap();
+    // The log interleaves them: a-0 b-0 plain-0 a-1 b-1 plain-1 ...
+    for i in 0..5 {
+        send(&a, topic, 0, &format!("a-{i}"));
+        a.flush(PATIENCE).unwrap();
+        send(&b, topic, 0, &format!("b-{i}"));
+        b.flush(PATIENCE).unwrap();
+        let value = format!("plain-{i}");
+        env.runtime
+            .block_on(
+                plain.send(
+                    rdkafka::producer::FutureRecord::to(topic)
+                        .partition(0)
+                        .payload(&value)
+                        .key(&value),
+                    PATIENCE,
+                ),
+            )
+            .unwrap();
+    }
+    let order: Vec<String> = read_all(&bootstrap, topic, 1, "read_uncommitted")
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    let expected_order: Vec<String> = (0..5)
+        .flat_map(|i| [format!("a-{i}"), format!("b-{i}"), format!("plain-{i}")])
+        .collect();
+    assert_eq!(order, expected_order);
+    assert_eq!(end_offsets(&bootstrap, topic, 1, "read_committed"), [0]);
+
+    // b commits first: its records are committed but still above the LSO, which the
+    // older open transaction (a, from offset 0) holds back.
+    b.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(end_offsets(&bootstrap, topic, 1, "read_committed"), [0]);
+    assert_eq!(read_all(&bootstrap, topic, 1, "read_committed"), vec![]);
+
+    // a aborts: the LSO moves to the end, and read_committed drops exactly a's records
+    // (the aborted range a-0..=abort marker spans b's and the plain records).
+    a.abort_transaction(PATIENCE).unwrap();
+    assert_eq!(end_offsets(&bootstrap, topic, 1, "read_committed"), [17]);
+    let committed: Vec<String> = read_all(&bootstrap, topic, 1, "read_committed")
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    let expected_committed: Vec<String> = (0..5)
+        .flat_map(|i| [format!("b-{i}"), format!("plain-{i}")])
+        .collect();
+    assert_eq!(committed, expected_committed);
 }
