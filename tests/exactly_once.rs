@@ -261,14 +261,17 @@ const PHASE_IDLE: u8 = 0;
 const PHASE_PRODUCING: u8 = 1;
 /// In `send_offsets_to_transaction` (AddOffsetsToTxn, TxnOffsetCommit).
 const PHASE_OFFSETS: u8 = 2;
-/// In `commit_transaction` (flush, EndTxn, markers).
+/// In `commit_transaction` (EndTxn, markers), the records already delivered.
 const PHASE_COMMITTING: u8 = 3;
+/// Waiting for the transaction's records to be acknowledged.
+const PHASE_FLUSHING: u8 = 4;
 
 fn phase_name(phase: u8) -> &'static str {
     match phase {
         PHASE_PRODUCING => "producing",
         PHASE_OFFSETS => "sending offsets",
         PHASE_COMMITTING => "committing",
+        PHASE_FLUSHING => "flushing",
         _ => "idle",
     }
 }
@@ -465,6 +468,14 @@ fn one_transaction(
         // committed nor aborted. The next instance's init_transactions must end it.
         stats.app_crashes.fetch_add(1, Ordering::SeqCst);
         return Outcome::Broken("simulated application crash after sending offsets".into());
+    }
+    // Wait for the deliveries here rather than in commit_transaction (whose flush sleeps
+    // in 100 ms polls), so the commit phase is EndTxn alone and a kill aimed at it lands
+    // in EndTxn.
+    phase.store(PHASE_FLUSHING, Ordering::SeqCst);
+    let flush_until = Instant::now() + CALL_TIMEOUT;
+    while p.producer.in_flight_count() > 0 && Instant::now() < flush_until {
+        std::thread::sleep(Duration::from_micros(200));
     }
     phase.store(PHASE_COMMITTING, Ordering::SeqCst);
     match retry(|| p.producer.commit_transaction(CALL_TIMEOUT)) {
@@ -695,7 +706,7 @@ fn exactly_once(
         }
         let delay_us = match aim {
             PHASE_PRODUCING => rng.below(5_000),
-            _ => rng.below(1_000),
+            _ => rng.below(1_500),
         };
         std::thread::sleep(Duration::from_micros(delay_us));
         let at = stats.phase.load(Ordering::SeqCst);
@@ -758,16 +769,23 @@ fn exactly_once(
     let duplicates: Vec<(&String, &usize)> = seen.iter().filter(|(_, &n)| n > 1).collect();
     let missing: Vec<&String> = expected.iter().filter(|v| !seen.contains_key(*v)).collect();
     let unexpected: Vec<&String> = seen.keys().filter(|v| !expected.contains(*v)).collect();
-    let restarts_logged = (2..=broker.runs)
-        .filter(|run| {
-            std::fs::read_to_string(broker.log_path(*run))
-                .unwrap_or_default()
-                .contains("broker state loaded")
-        })
+    let logs: Vec<String> = (2..=broker.runs)
+        .map(|run| std::fs::read_to_string(broker.log_path(run)).unwrap_or_default())
+        .collect();
+    let restarts_logged = logs
+        .iter()
+        .filter(|text| text.contains("broker state loaded"))
+        .count();
+    // A kill between the durable PrepareCommit/PrepareAbort and the end of the markers:
+    // the restarted coordinator finishes the decided transaction.
+    let decided_at_kill = logs
+        .iter()
+        .filter(|text| text.contains("completing a transaction decided before the restart"))
         .count();
     eprintln!(
         "exactly once: {kills} SIGKILLs ({aimed_hits} in the step they aimed at; \
-         {restarts_logged} restarts logged their recovery), {records} inputs; pipeline: {summary}; output: {} committed records, {} in the log \
+         {restarts_logged} restarts logged their recovery, {decided_at_kill} completed a \
+         transaction decided before the kill), {records} inputs; pipeline: {summary}; output: {} committed records, {} in the log \
          read_uncommitted (the rest aborted), {} duplicates, {} missing",
         committed.len(),
         uncommitted.len(),
