@@ -23,7 +23,10 @@
 //! order. Every wait is bounded: the test asserts progress (a committed transaction) at
 //! least every PATIENCE.
 //!
-//! A second test takes single transactions through a SIGKILL: one stays open across the
+//! A second run has two pipelines (two transactional ids) share the group, so partitions
+//! move between them at every application crash and rejoin.
+//!
+//! Another test takes single transactions through a SIGKILL: one stays open across the
 //! restart (the LSO still held) and then commits; one whose producer goes quiet is aborted
 //! by the restarted broker when its transaction.timeout.ms has passed.
 
@@ -49,6 +52,7 @@ const INPUT: &str = "eos-in";
 const OUTPUT: &str = "eos-out";
 const PARTITIONS: i32 = 3;
 const GROUP: &str = "eos-group";
+/// Pipeline k's transactional id is this with "-k" appended.
 const TRANSACTIONAL_ID: &str = "eos-transform";
 /// Most records in one transaction.
 const BATCH: usize = 100;
@@ -202,14 +206,20 @@ fn seed(runtime: &tokio::runtime::Runtime, bootstrap: &str, count: usize) -> Vec
 
 /// Counts the consumer's rebalance callbacks (they run inside `poll`, on the caller's
 /// thread).
-#[derive(Clone, Default)]
-struct Rebalances(Arc<AtomicU64>);
+#[derive(Clone)]
+struct Rebalances {
+    /// This consumer's callbacks.
+    mine: Arc<AtomicU64>,
+    /// Every pipeline's callbacks (for the report).
+    all: Arc<AtomicU64>,
+}
 
 impl ClientContext for Rebalances {}
 
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.mine.fetch_add(1, Ordering::SeqCst);
+        self.all.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -226,6 +236,8 @@ struct Stats {
     offsets_sent: AtomicU64,
     /// Simulated application crashes (clients dropped with a transaction open).
     app_crashes: AtomicU64,
+    /// Rebalance callbacks of all consumers.
+    rebalances: Arc<AtomicU64>,
     /// The last few errors the pipeline handled (newest last).
     errors: Mutex<Vec<String>>,
 }
@@ -241,6 +253,7 @@ impl Stats {
             rebuilds: AtomicU64::new(0),
             offsets_sent: AtomicU64::new(0),
             app_crashes: AtomicU64::new(0),
+            rebalances: Arc::new(AtomicU64::new(0)),
             errors: Mutex::new(Vec::new()),
         }
     }
@@ -287,9 +300,16 @@ struct Pipeline {
 impl Pipeline {
     /// New clients; `init_transactions` fences any earlier producer with the id and ends
     /// its transaction.
-    fn new(bootstrap: &str) -> Result<Pipeline, KafkaError> {
-        let context = Rebalances::default();
-        let rebalances = context.0.clone();
+    fn new(
+        bootstrap: &str,
+        transactional_id: &str,
+        all_rebalances: Arc<AtomicU64>,
+    ) -> Result<Pipeline, KafkaError> {
+        let context = Rebalances {
+            mine: Arc::new(AtomicU64::new(0)),
+            all: all_rebalances,
+        };
+        let rebalances = context.mine.clone();
         let consumer: BaseConsumer<Rebalances> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", GROUP)
@@ -306,7 +326,7 @@ impl Pipeline {
         consumer.subscribe(&[INPUT])?;
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
-            .set("transactional.id", TRANSACTIONAL_ID)
+            .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", "30000")
             .set("linger.ms", "5")
             .set("reconnect.backoff.ms", "20")
@@ -485,13 +505,20 @@ fn one_transaction(
 }
 
 /// Runs the pipeline until `stop`.
-fn run_pipeline(bootstrap: String, stop: Arc<AtomicBool>, stats: Arc<Stats>, crash_every: u64) {
+fn run_pipeline(
+    bootstrap: String,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    crash_every: u64,
+) {
+    let transactional_id = format!("{TRANSACTIONAL_ID}-{id}");
     let mut pipeline: Option<Pipeline> = None;
     while !stop.load(Ordering::Relaxed) {
         let Some(p) = pipeline.as_ref() else {
-            match Pipeline::new(&bootstrap) {
+            match Pipeline::new(&bootstrap, &transactional_id, stats.rebalances.clone()) {
                 Ok(p) => {
-                    stats.note("new pipeline".into());
+                    stats.note(format!("new pipeline {id}"));
                     pipeline = Some(p);
                 }
                 Err(e) => {
@@ -606,11 +633,13 @@ fn read_topic(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(i32, i64, S
     out
 }
 
-/// `records` inputs; `kills` SIGKILLs, one after every `commits_between_kills` committed
-/// transactions; the application "crashes" after every `crash_every`-th successful
-/// `send_offsets_to_transaction`.
+/// `records` inputs; `pipelines` pipelines in the group (each its own transactional id);
+/// `kills` SIGKILLs, one after every `commits_between_kills` committed transactions; an
+/// application "crashes" after every `crash_every`-th successful
+/// `send_offsets_to_transaction` (of all pipelines).
 fn exactly_once(
     records: usize,
+    pipelines: usize,
     kills: usize,
     commits_between_kills: u64,
     crash_every: u64,
@@ -653,10 +682,12 @@ fn exactly_once(
 
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::new());
-    let worker = {
-        let (bootstrap, stop, stats) = (bootstrap.clone(), stop.clone(), stats.clone());
-        std::thread::spawn(move || run_pipeline(bootstrap, stop, stats, crash_every))
-    };
+    let workers: Vec<_> = (0..pipelines)
+        .map(|id| {
+            let (bootstrap, stop, stats) = (bootstrap.clone(), stop.clone(), stats.clone());
+            std::thread::spawn(move || run_pipeline(bootstrap, id, stop, stats, crash_every))
+        })
+        .collect();
     let done = |offsets: &Option<Vec<Option<i64>>>| {
         offsets
             .as_ref()
@@ -665,12 +696,13 @@ fn exactly_once(
     let report = |stats: &Stats| {
         format!(
             "{} commits ({} records), {} aborts, {} client rebuilds ({} simulated application \
-             crashes); recent errors: {:#?}",
+             crashes), {} rebalance callbacks; recent errors: {:#?}",
             stats.commits.load(Ordering::SeqCst),
             stats.committed_records.load(Ordering::SeqCst),
             stats.aborts.load(Ordering::SeqCst),
             stats.rebuilds.load(Ordering::SeqCst),
             stats.app_crashes.load(Ordering::SeqCst),
+            stats.rebalances.load(Ordering::SeqCst),
             stats.errors.lock().unwrap()
         )
     };
@@ -747,7 +779,9 @@ fn exactly_once(
         std::thread::sleep(Duration::from_millis(200));
     }
     stop.store(true, Ordering::Relaxed);
-    worker.join().unwrap();
+    for worker in workers {
+        worker.join().unwrap();
+    }
     let summary = report(&stats);
 
     // With require_stable too (nothing pending any more).
@@ -836,13 +870,22 @@ fn exactly_once(
 
 #[test]
 fn consume_transform_produce_is_exactly_once_across_three_sigkills() {
-    exactly_once(3_000, 3, 4, 7, 0xE05_0003);
+    exactly_once(3_000, 1, 3, 4, 7, 0xE05_0003);
+}
+
+/// Two pipelines share the group, so partitions move between them at every application
+/// crash and rejoin: a pipeline that lost a partition must not commit offsets for it (the
+/// group generation in TxnOffsetCommit), and the new owner must start from offsets that
+/// are stable (OffsetFetch require_stable waits for a pending transaction).
+#[test]
+fn two_pipelines_in_one_group_are_exactly_once_across_rebalances_and_sigkills() {
+    exactly_once(4_000, 2, 3, 5, 5, 0xE05_2003);
 }
 
 #[test]
 #[ignore = "soak: 10 SIGKILLs over 12,000 records; run with --ignored"]
 fn consume_transform_produce_is_exactly_once_across_ten_sigkills() {
-    exactly_once(12_000, 10, 5, 11, 0xE05_0010);
+    exactly_once(12_000, 1, 10, 5, 11, 0xE05_0010);
 }
 
 /// End offsets of `topic` as ListOffsets answers a client at `isolation` (the last stable
