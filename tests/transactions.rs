@@ -12,6 +12,7 @@
 //! - `send_offsets_to_transaction`: the group's committed offsets change only when the
 //!   transaction commits (abort leaves them; while open they are pending, and OffsetFetch
 //!   with require_stable does not answer with them); an offsets-only transaction commits;
+//!   offsets sent with the metadata of an older group generation are refused (abortable);
 //! - a transaction left open past its `transaction.timeout.ms` is aborted by the broker, so
 //!   the last stable offset moves on and read_committed consumers progress;
 //! - an open transaction survives a graceful broker restart (the LSO still held) and then
@@ -855,4 +856,82 @@ fn interleaved_transactions_each_decide_only_their_own_records() {
         .flat_map(|i| [format!("b-{i}"), format!("plain-{i}")])
         .collect();
     assert_eq!(committed, expected_committed);
+}
+
+#[test]
+fn offsets_from_a_stale_group_generation_are_refused() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let (input, output, group) = ("txn-gen-in", "txn-gen-out", "txn-gen-group");
+    env.create_topic(input, 2);
+    env.create_topic(output, 1);
+
+    let first = joined_member(&bootstrap, group, input, 2);
+    let stale = first.group_metadata().unwrap();
+    // A second member joins: the group rebalances into a new generation.
+    let second: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    second.subscribe(&[input]).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let _ = first.poll(Duration::from_millis(50));
+        let _ = second.poll(Duration::from_millis(50));
+        let a = first.assignment().unwrap().count();
+        let b = second.assignment().unwrap().count();
+        if a == 1 && b == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance to two members ({a} + {b})"
+        );
+    }
+
+    let producer = txn_producer(&bootstrap, "tx-gen", &[]);
+    producer.init_transactions(PATIENCE).unwrap();
+    producer.begin_transaction().unwrap();
+    send(&producer, output, 0, "from-the-old-generation");
+    producer.flush(PATIENCE).unwrap();
+    let refused =
+        producer.send_offsets_to_transaction(&offsets_list(input, 2, 7), &stale, PATIENCE);
+    match &refused {
+        Err(KafkaError::Transaction(e)) => assert!(
+            e.txn_requires_abort() && !e.is_fatal(),
+            "a stale generation is an abortable error, got {e} ({:?})",
+            e.code()
+        ),
+        other => panic!("offsets of generation-old metadata accepted: {other:?}"),
+    }
+    producer.abort_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        committed_offsets(&bootstrap, group, input, 2, "read_committed", PATIENCE).unwrap(),
+        vec![Offset::Invalid; 2],
+        "nothing committed"
+    );
+
+    // With the current generation the same offsets commit.
+    producer.begin_transaction().unwrap();
+    send(&producer, output, 0, "from-the-current-generation");
+    producer
+        .send_offsets_to_transaction(
+            &offsets_list(input, 2, 7),
+            &first.group_metadata().unwrap(),
+            PATIENCE,
+        )
+        .unwrap();
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        committed_offsets(&bootstrap, group, input, 2, "read_committed", PATIENCE).unwrap(),
+        vec![Offset::Offset(7); 2]
+    );
+    assert_eq!(
+        values(&read_all(&bootstrap, output, 1, "read_committed")),
+        BTreeSet::from(["from-the-current-generation".to_string()])
+    );
 }
