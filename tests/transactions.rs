@@ -19,7 +19,9 @@
 //!   commits or aborts; the aborted range is still skipped after another restart;
 //! - two transactions interleaved in one partition with plain records: the younger one's
 //!   commit stays invisible while the older is open; the older one's abort drops only its
-//!   own records.
+//!   own records;
+//! - a transaction one of whose topics is deleted before the commit still commits (the
+//!   rest of it), and its transactional id goes on working.
 //!
 //! The clients block, so each test drives them from its own thread while the broker runs
 //! on a tokio runtime owned by the test.
@@ -933,5 +935,50 @@ fn offsets_from_a_stale_group_generation_are_refused() {
     assert_eq!(
         values(&read_all(&bootstrap, output, 1, "read_committed")),
         BTreeSet::from(["from-the-current-generation".to_string()])
+    );
+}
+
+#[test]
+fn a_transaction_whose_topic_is_deleted_still_ends() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let (doomed, kept) = ("txn-doomed", "txn-kept");
+    env.create_topic(doomed, 3);
+    env.create_topic(kept, 1);
+
+    let producer = txn_producer(&bootstrap, "tx-doomed", &[]);
+    producer.init_transactions(PATIENCE).unwrap();
+    producer.begin_transaction().unwrap();
+    for p in 0..3 {
+        send(&producer, doomed, p, &format!("doomed-{p}"));
+    }
+    send(&producer, kept, 0, "kept-0");
+    producer.flush(PATIENCE).unwrap();
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for r in env
+        .runtime
+        .block_on(admin.delete_topics(&[doomed], &AdminOptions::new()))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+
+    // The coordinator skips the partitions that no longer exist and marks the rest.
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        values(&read_all(&bootstrap, kept, 1, "read_committed")),
+        BTreeSet::from(["kept-0".to_string()])
+    );
+    // The transactional id is not stuck: the next transaction commits.
+    producer.begin_transaction().unwrap();
+    send(&producer, kept, 0, "kept-1");
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(
+        values(&read_all(&bootstrap, kept, 1, "read_committed")),
+        BTreeSet::from(["kept-0".to_string(), "kept-1".to_string()])
     );
 }
