@@ -17,8 +17,9 @@
 //! offsets).
 //!
 //! The broker is SIGKILLed after every few committed transactions, each kill aimed in turn
-//! at a step of the pipeline (EndTxn, send_offsets, produce) plus a small seeded random
-//! delay: 3 times in the default runs, 10 in the ignored soaks (`-- --ignored`). The
+//! at a step of the pipeline (EndTxn, send_offsets, produce, a new instance's
+//! init_transactions) plus a small seeded random delay: 3-4 times in the default runs, 10
+//! in the ignored soaks (`-- --ignored`). The
 //! report counts the restarts that had to finish a transaction decided (PrepareCommit or
 //! PrepareAbort) before the kill. At the end the group's committed offsets are A's ends, and a
 //! read_committed reader of B finds every input exactly once, each partition in input
@@ -280,6 +281,9 @@ const PHASE_OFFSETS: u8 = 2;
 const PHASE_COMMITTING: u8 = 3;
 /// Waiting for the transaction's records to be acknowledged.
 const PHASE_FLUSHING: u8 = 4;
+/// In `init_transactions` of a new instance (which aborts the previous instance's open
+/// transaction, if any).
+const PHASE_INIT: u8 = 5;
 
 fn phase_name(phase: u8) -> &'static str {
     match phase {
@@ -287,6 +291,7 @@ fn phase_name(phase: u8) -> &'static str {
         PHASE_OFFSETS => "sending offsets",
         PHASE_COMMITTING => "committing",
         PHASE_FLUSHING => "flushing",
+        PHASE_INIT => "initializing",
         _ => "idle",
     }
 }
@@ -306,6 +311,7 @@ impl Pipeline {
         bootstrap: &str,
         transactional_id: &str,
         all_rebalances: Arc<AtomicU64>,
+        phase: &AtomicU8,
     ) -> Result<Pipeline, KafkaError> {
         let context = Rebalances {
             mine: Arc::new(AtomicU64::new(0)),
@@ -334,7 +340,10 @@ impl Pipeline {
             .set("reconnect.backoff.ms", "20")
             .set("reconnect.backoff.max.ms", "200")
             .create()?;
-        producer.init_transactions(CALL_TIMEOUT)?;
+        phase.store(PHASE_INIT, Ordering::SeqCst);
+        let init = producer.init_transactions(CALL_TIMEOUT);
+        phase.store(PHASE_IDLE, Ordering::SeqCst);
+        init?;
         Ok(Pipeline {
             consumer,
             producer,
@@ -518,7 +527,12 @@ fn run_pipeline(
     let mut pipeline: Option<Pipeline> = None;
     while !stop.load(Ordering::Relaxed) {
         let Some(p) = pipeline.as_ref() else {
-            match Pipeline::new(&bootstrap, &transactional_id, stats.rebalances.clone()) {
+            match Pipeline::new(
+                &bootstrap,
+                &transactional_id,
+                stats.rebalances.clone(),
+                &stats.phase,
+            ) {
                 Ok(p) => {
                     stats.note(format!("new pipeline {id}"));
                     pipeline = Some(p);
@@ -712,7 +726,7 @@ fn exactly_once(
     // Kill after every few committed transactions, so every kill lands while the pipeline
     // is working, never after it has finished; each kill aims at a step of the protocol in
     // turn (commit, offsets, produce), with a small seeded random delay once it is seen.
-    let aims = [PHASE_COMMITTING, PHASE_OFFSETS, PHASE_PRODUCING];
+    let aims = [PHASE_COMMITTING, PHASE_OFFSETS, PHASE_PRODUCING, PHASE_INIT];
     let mut aimed_hits = 0;
     let mut rng = Rng(seed_value);
     for kill in 1..=kills {
@@ -871,8 +885,8 @@ fn exactly_once(
 }
 
 #[test]
-fn consume_transform_produce_is_exactly_once_across_three_sigkills() {
-    exactly_once(3_000, 1, 3, 4, 7, 0xE05_0003);
+fn consume_transform_produce_is_exactly_once_across_four_sigkills() {
+    exactly_once(3_000, 1, 4, 4, 7, 0xE05_0003);
 }
 
 /// Two pipelines share the group, so partitions move between them at every application
