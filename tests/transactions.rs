@@ -21,7 +21,10 @@
 //!   commit stays invisible while the older is open; the older one's abort drops only its
 //!   own records;
 //! - a transaction one of whose topics is deleted before the commit still commits (the
-//!   rest of it), and its transactional id goes on working.
+//!   rest of it), and its transactional id goes on working;
+//! - with 1 KiB segments, an aborted transaction interleaved with a committed one spans
+//!   many segments: read_committed from the start or from inside the aborted range reads
+//!   exactly the committed records, before and after a restart.
 //!
 //! The clients block, so each test drives them from its own thread while the broker runs
 //! on a tokio runtime owned by the test.
@@ -981,4 +984,100 @@ fn a_transaction_whose_topic_is_deleted_still_ends() {
         values(&read_all(&bootstrap, kept, 1, "read_committed")),
         BTreeSet::from(["kept-0".to_string(), "kept-1".to_string()])
     );
+}
+
+/// What a fresh consumer at `isolation` reads from `offset` of partition 0 of `topic` up
+/// to the partition's end.
+fn read_from(bootstrap: &str, topic: &str, offset: i64, isolation: &str) -> Vec<Seen> {
+    let consumer = common::consumer(
+        bootstrap,
+        &[
+            ("isolation.level", isolation),
+            ("enable.partition.eof", "true"),
+        ],
+    );
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "never reached the end: {out:?}");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(seen(&m)),
+            Some(Err(KafkaError::PartitionEOF(_))) => return out,
+            Some(Err(e)) => panic!("{isolation} reader of {topic}: {e}"),
+            None => {}
+        }
+    }
+}
+
+#[test]
+fn aborted_transactions_spanning_many_segments_stay_hidden_across_a_restart() {
+    // Segments of 1 KiB: each transaction below spans several.
+    let mut env = Env::start_with_properties("log.segment.bytes=1024\n");
+    let bootstrap = env.bootstrap();
+    let topic = "txn-segments";
+    env.create_topic(topic, 1);
+
+    let aborted = txn_producer(&bootstrap, "tx-seg-abort", &[]);
+    let committed = txn_producer(&bootstrap, "tx-seg-commit", &[]);
+    aborted.init_transactions(PATIENCE).unwrap();
+    committed.init_transactions(PATIENCE).unwrap();
+    aborted.begin_transaction().unwrap();
+    committed.begin_transaction().unwrap();
+    for round in 0..6 {
+        for i in 0..10 {
+            send(
+                &aborted,
+                topic,
+                0,
+                &format!("aborted-{:02}-{}", round * 10 + i, "x".repeat(40)),
+            );
+        }
+        aborted.flush(PATIENCE).unwrap();
+        for i in 0..10 {
+            send(&committed, topic, 0, &format!("kept-{:02}", round * 10 + i));
+        }
+        committed.flush(PATIENCE).unwrap();
+    }
+    aborted.abort_transaction(PATIENCE).unwrap();
+    committed.commit_transaction(PATIENCE).unwrap();
+
+    let segments = std::fs::read_dir(env.broker.as_ref().unwrap().data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(topic))
+        .flat_map(|dir| std::fs::read_dir(dir.path()).unwrap().flatten())
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    assert!(segments >= 5, "only {segments} segments");
+
+    let kept: Vec<String> = (0..60).map(|i| format!("kept-{i:02}")).collect();
+    for round in 0..2 {
+        let all = read_from(&bootstrap, topic, 0, "read_uncommitted");
+        assert_eq!(all.len(), 120, "round {round}");
+        let from_start: Vec<String> = read_from(&bootstrap, topic, 0, "read_committed")
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(from_start, kept, "round {round}: read_committed from 0");
+        // From inside the aborted transaction, several segments after it began.
+        for start in [35, 77, 110] {
+            let want: Vec<String> = all
+                .iter()
+                .filter(|s| s.offset >= start && s.value.starts_with("kept-"))
+                .map(|s| s.value.clone())
+                .collect();
+            let got: Vec<String> = read_from(&bootstrap, topic, start, "read_committed")
+                .into_iter()
+                .map(|s| s.value)
+                .collect();
+            assert_eq!(got, want, "round {round}: read_committed from {start}");
+        }
+        if round == 0 {
+            env.restart();
+        }
+    }
 }
