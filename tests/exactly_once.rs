@@ -31,7 +31,9 @@
 //!
 //! Another test takes single transactions through a SIGKILL: one stays open across the
 //! restart (the LSO still held) and then commits; one whose producer goes quiet is aborted
-//! by the restarted broker when its transaction.timeout.ms has passed.
+//! by the restarted broker when its transaction.timeout.ms has passed. And one SIGKILLs the
+//! broker right after an abort and a commit that span many 1 KiB segments: read_committed
+//! from the start and from inside the aborted range still reads only the committed records.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -85,6 +87,8 @@ struct Broker {
     port: u16,
     runs: usize,
     child: Option<Child>,
+    /// More command-line flags.
+    extra: Vec<String>,
 }
 
 impl Broker {
@@ -101,6 +105,7 @@ impl Broker {
             .arg(PARTITIONS.to_string())
             .arg("--transaction-abort-timed-out-transaction-cleanup-interval-ms")
             .arg("200")
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -674,6 +679,7 @@ fn exactly_once(
         port,
         runs: 0,
         child: None,
+        extra: Vec::new(),
     };
     broker.start();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -945,6 +951,7 @@ fn an_open_transaction_outlives_a_sigkill_then_commits_or_times_out() {
         port,
         runs: 0,
         child: None,
+        extra: Vec::new(),
     };
     broker.start();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1050,5 +1057,124 @@ fn an_open_transaction_outlives_a_sigkill_then_commits_or_times_out() {
         values_of(&read_topic(&bootstrap, topic, "read_committed")),
         want
     );
+    drop(broker);
+}
+
+/// With 1 KiB segments, an aborted transaction interleaved with a committed one spans many
+/// segments; the broker is SIGKILLed right after the abort and the commit, so recovery
+/// must rebuild what was not yet durable (the aborted-transaction index of the replayed
+/// range): read_committed from the start and from inside the aborted range reads exactly
+/// the committed records.
+#[test]
+fn an_abort_spanning_segments_stays_hidden_after_a_sigkill_right_after_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut broker = Broker {
+        data: temp.path().join("data"),
+        port,
+        runs: 0,
+        child: None,
+        extra: vec!["--default-segment-bytes".into(), "1024".into()],
+    };
+    broker.start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    create_topics(&runtime, &bootstrap);
+    let topic = OUTPUT;
+    let producer = |id: &str| -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", id)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap()
+    };
+    let aborted = producer("seg-abort");
+    let committed = producer("seg-commit");
+    aborted.init_transactions(PATIENCE).unwrap();
+    committed.init_transactions(PATIENCE).unwrap();
+    aborted.begin_transaction().unwrap();
+    committed.begin_transaction().unwrap();
+    for round in 0..6 {
+        for (producer, prefix) in [(&aborted, "aborted"), (&committed, "kept")] {
+            for i in 0..10 {
+                for p in 0..PARTITIONS {
+                    let value = format!("{prefix}-{p}-{:02}-{}", round * 10 + i, "x".repeat(30));
+                    producer
+                        .send(
+                            BaseRecord::to(topic)
+                                .partition(p)
+                                .key(&value)
+                                .payload(&value),
+                        )
+                        .unwrap_or_else(|(e, _)| panic!("enqueue: {e}"));
+                }
+            }
+            producer.flush(PATIENCE).unwrap();
+        }
+    }
+    aborted.abort_transaction(PATIENCE).unwrap();
+    committed.commit_transaction(PATIENCE).unwrap();
+    broker.kill();
+    broker.start();
+
+    let all = read_topic(&bootstrap, topic, "read_uncommitted");
+    assert_eq!(all.len(), 6 * 2 * 10 * PARTITIONS as usize);
+    let kept = |from: i64| -> Vec<(i32, i64, String)> {
+        let mut v: Vec<(i32, i64, String)> = all
+            .iter()
+            .filter(|(_, o, v)| *o >= from && v.starts_with("kept-"))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    };
+    let mut from_start = read_topic(&bootstrap, topic, "read_committed");
+    from_start.sort();
+    assert_eq!(
+        from_start,
+        kept(0),
+        "read_committed from 0 after the SIGKILL"
+    );
+    assert_eq!(from_start.len(), 6 * 10 * PARTITIONS as usize);
+    let consumer = plain_consumer(&bootstrap, "eos-verify", "read_committed");
+    for start in [35, 77, 110] {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, p, Offset::Offset(start))
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut got = Vec::new();
+        let mut at_end = BTreeSet::new();
+        let deadline = Instant::now() + PATIENCE;
+        while at_end.len() < PARTITIONS as usize {
+            assert!(Instant::now() < deadline, "from {start}: {at_end:?}");
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    got.push((
+                        m.partition(),
+                        m.offset(),
+                        String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+                    ));
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => panic!("{e}"),
+                None => {}
+            }
+        }
+        got.sort();
+        assert_eq!(got, kept(start), "read_committed from {start}");
+    }
     drop(broker);
 }
