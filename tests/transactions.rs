@@ -989,13 +989,22 @@ fn a_transaction_whose_topic_is_deleted_still_ends() {
 /// What a fresh consumer at `isolation` reads from `offset` of partition 0 of `topic` up
 /// to the partition's end.
 fn read_from(bootstrap: &str, topic: &str, offset: i64, isolation: &str) -> Vec<Seen> {
-    let consumer = common::consumer(
-        bootstrap,
-        &[
-            ("isolation.level", isolation),
-            ("enable.partition.eof", "true"),
-        ],
-    );
+    read_from_with(bootstrap, topic, offset, isolation, &[])
+}
+
+fn read_from_with(
+    bootstrap: &str,
+    topic: &str,
+    offset: i64,
+    isolation: &str,
+    extra: &[(&str, &str)],
+) -> Vec<Seen> {
+    let mut settings = vec![
+        ("isolation.level", isolation),
+        ("enable.partition.eof", "true"),
+    ];
+    settings.extend_from_slice(extra);
+    let consumer = common::consumer(bootstrap, &settings);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
         .unwrap();
@@ -1075,6 +1084,23 @@ fn aborted_transactions_spanning_many_segments_stay_hidden_across_a_restart() {
                 .map(|s| s.value)
                 .collect();
             assert_eq!(got, want, "round {round}: read_committed from {start}");
+            // Fetches of about one batch each: every response covers a little of the
+            // aborted range, and must still list the transaction that began far before.
+            let small: Vec<String> = read_from_with(
+                &bootstrap,
+                topic,
+                start,
+                "read_committed",
+                &[
+                    ("message.max.bytes", "1000"),
+                    ("fetch.max.bytes", "1024"),
+                    ("max.partition.fetch.bytes", "256"),
+                ],
+            )
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+            assert_eq!(small, want, "round {round}: small fetches from {start}");
         }
         if round == 0 {
             env.restart();
