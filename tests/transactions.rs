@@ -24,7 +24,9 @@
 //!   rest of it), and its transactional id goes on working;
 //! - with 1 KiB segments, an aborted transaction interleaved with a committed one spans
 //!   many segments: read_committed from the start or from inside the aborted range reads
-//!   exactly the committed records, before and after a restart.
+//!   exactly the committed records, before and after a restart (also with one-batch
+//!   fetches); DeleteRecords into the aborted range drops the segments where it began, and
+//!   the rest of it stays hidden.
 //!
 //! The clients block, so each test drives them from its own thread while the broker runs
 //! on a tokio runtime owned by the test.
@@ -1102,6 +1104,93 @@ fn aborted_transactions_spanning_many_segments_stay_hidden_across_a_restart() {
             .collect();
             assert_eq!(small, want, "round {round}: small fetches from {start}");
         }
+        if round == 0 {
+            env.restart();
+        }
+    }
+}
+
+#[test]
+fn delete_records_into_an_aborted_range_keeps_its_records_hidden() {
+    // Segments of 1 KiB, so DeleteRecords drops whole segments holding the start of the
+    // aborted transaction; the rest of it must stay hidden from read_committed.
+    let mut env = Env::start_with_properties("log.segment.bytes=1024\n");
+    let bootstrap = env.bootstrap();
+    let topic = "txn-delete-records";
+    env.create_topic(topic, 1);
+
+    let aborted = txn_producer(&bootstrap, "tx-del-abort", &[]);
+    let committed = txn_producer(&bootstrap, "tx-del-commit", &[]);
+    aborted.init_transactions(PATIENCE).unwrap();
+    committed.init_transactions(PATIENCE).unwrap();
+    aborted.begin_transaction().unwrap();
+    committed.begin_transaction().unwrap();
+    // Round r: aborted records at offsets 20r..20r+9, committed ones at 20r+10..20r+19.
+    for round in 0..6 {
+        for (producer, prefix) in [(&aborted, "aborted"), (&committed, "kept")] {
+            for i in 0..10 {
+                let n = round * 10 + i;
+                send(
+                    producer,
+                    topic,
+                    0,
+                    &format!("{prefix}-{n:02}-{}", "x".repeat(40)),
+                );
+            }
+            producer.flush(PATIENCE).unwrap();
+        }
+    }
+    aborted.abort_transaction(PATIENCE).unwrap();
+    committed.commit_transaction(PATIENCE).unwrap();
+
+    let segment_files = |env: &Env| {
+        let dir = env.broker.as_ref().unwrap().data_dir().to_path_buf();
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(topic))
+            .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+            .count()
+    };
+    let before = segment_files(&env);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let mut upto = TopicPartitionList::new();
+    upto.add_partition_offset(topic, 0, Offset::Offset(45))
+        .unwrap();
+    let result = env
+        .runtime
+        .block_on(admin.delete_records(&upto, &AdminOptions::new()))
+        .unwrap();
+    assert_eq!(
+        result.find_partition(topic, 0).unwrap().offset(),
+        Offset::Offset(45)
+    );
+    let after = segment_files(&env);
+    assert!(
+        after < before,
+        "DeleteRecords dropped no segment ({before} -> {after})"
+    );
+
+    // Offset 45 is inside round 2's aborted records; the committed ones from offset 50 on
+    // are kept-20 and later.
+    let want: Vec<String> = (20..60)
+        .map(|n| format!("kept-{n:02}-{}", "x".repeat(40)))
+        .collect();
+    for round in 0..2 {
+        let got: Vec<String> = read_from(&bootstrap, topic, 45, "read_committed")
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(
+            got, want,
+            "round {round}: read_committed from the new log start"
+        );
+        let uncommitted = read_from(&bootstrap, topic, 45, "read_uncommitted");
+        assert_eq!(uncommitted.first().map(|s| s.offset), Some(45));
         if round == 0 {
             env.restart();
         }
