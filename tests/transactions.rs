@@ -26,7 +26,10 @@
 //!   many segments: read_committed from the start or from inside the aborted range reads
 //!   exactly the committed records, before and after a restart (also with one-batch
 //!   fetches); DeleteRecords into the aborted range drops the segments where it began, and
-//!   the rest of it stays hidden.
+//!   the rest of it stays hidden;
+//! - six producers committing and aborting at random, concurrently: read_committed reads
+//!   exactly the committed records; a `transaction.timeout.ms` above the broker's
+//!   `transaction.max.timeout.ms` is refused.
 //!
 //! The clients block, so each test drives them from its own thread while the broker runs
 //! on a tokio runtime owned by the test.
@@ -1195,4 +1198,95 @@ fn delete_records_into_an_aborted_range_keeps_its_records_hidden() {
             env.restart();
         }
     }
+}
+
+#[test]
+fn concurrent_producers_committing_and_aborting_at_random() {
+    let env = Env::start();
+    let bootstrap = env.bootstrap();
+    let topic = "txn-concurrent";
+    env.create_topic(topic, 3);
+
+    const PRODUCERS: usize = 6;
+    const TRANSACTIONS: usize = 12;
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|id| {
+            let bootstrap = bootstrap.clone();
+            std::thread::spawn(move || {
+                let producer = txn_producer(&bootstrap, &format!("tx-concurrent-{id}"), &[]);
+                producer.init_transactions(PATIENCE).unwrap();
+                let mut committed = BTreeSet::new();
+                let mut all = BTreeSet::new();
+                // A fixed pattern per producer, different between producers.
+                let mut state = 0x9E37_79B9u64.wrapping_mul(id as u64 + 1);
+                for t in 0..TRANSACTIONS {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let commit = state % 3 != 0;
+                    producer.begin_transaction().unwrap();
+                    let mut values = Vec::new();
+                    for i in 0..(1 + state % 7) as i32 {
+                        let value = format!("p{id}-t{t}-r{i}");
+                        send(&producer, topic, (i + id as i32) % 3, &value);
+                        values.push(value);
+                    }
+                    producer.flush(PATIENCE).unwrap();
+                    if commit {
+                        producer.commit_transaction(PATIENCE).unwrap();
+                        committed.extend(values.iter().cloned());
+                    } else {
+                        producer.abort_transaction(PATIENCE).unwrap();
+                    }
+                    all.extend(values);
+                }
+                (committed, all)
+            })
+        })
+        .collect();
+    let mut committed = BTreeSet::new();
+    let mut all = BTreeSet::new();
+    for t in threads {
+        let (c, a) = t.join().unwrap();
+        committed.extend(c);
+        all.extend(a);
+    }
+    assert!(committed.len() < all.len() && !committed.is_empty());
+
+    let read_committed = read_all(&bootstrap, topic, 3, "read_committed");
+    assert_eq!(values(&read_committed), committed);
+    assert_eq!(read_committed.len(), committed.len(), "no record twice");
+    let read_uncommitted = read_all(&bootstrap, topic, 3, "read_uncommitted");
+    assert_eq!(values(&read_uncommitted), all);
+    assert_eq!(read_uncommitted.len(), all.len());
+    // Nothing open any more: the LSO is the high watermark.
+    assert_eq!(
+        end_offsets(&bootstrap, topic, 3, "read_committed"),
+        high_watermarks(&bootstrap, topic, 3)
+    );
+}
+
+#[test]
+fn a_transaction_timeout_above_the_broker_maximum_is_refused() {
+    let env = Env::start_with_properties("transaction.max.timeout.ms=5000\n");
+    let bootstrap = env.bootstrap();
+    let greedy = txn_producer(
+        &bootstrap,
+        "tx-greedy",
+        &[("transaction.timeout.ms", "10000")],
+    );
+    match greedy.init_transactions(PATIENCE) {
+        Err(KafkaError::Transaction(e)) => assert!(
+            e.is_fatal(),
+            "INVALID_TRANSACTION_TIMEOUT is fatal for the producer, got {e} ({:?})",
+            e.code()
+        ),
+        other => panic!("a 10 s timeout was accepted under a 5 s maximum: {other:?}"),
+    }
+    let modest = txn_producer(
+        &bootstrap,
+        "tx-modest",
+        &[("transaction.timeout.ms", "5000")],
+    );
+    modest.init_transactions(PATIENCE).unwrap();
 }
