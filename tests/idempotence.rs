@@ -57,7 +57,7 @@ async fn produce(client: &mut RawClient, topic: &str, records: Vec<u8>) -> (i16,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn init_producer_id_every_version_epoch_bump_and_transactional_refusal() {
+async fn init_producer_id_every_version_epoch_bump_and_transactional_ids() {
     let broker = TestBroker::start().await;
     let mut client = RawClient::connect(broker.addr()).await;
     let versions: ApiVersionsResponse = client
