@@ -14,6 +14,7 @@ use super::events::{
     LeavingMemberOutcome, RequestId, Response, SyncGroup, SyncResult, TimerKey, TimerKind,
 };
 use super::metadata::{Group, GroupState, JoinPhase, Member};
+use super::offsets::StoredGroup;
 
 /// Settings of the coordinator (Kafka's broker-level group settings).
 #[derive(Debug, Clone)]
@@ -128,6 +129,17 @@ impl Step<'_> {
                 group_id: group.group_id.clone(),
                 kind,
             },
+        });
+    }
+
+    /// Asks for the group's membership record to be made durable; `then` is
+    /// answered only once it is.
+    fn store(&mut self, group: &Group, then: Vec<(RequestId, Response)>) {
+        self.out.push(Effect::StoreGroup {
+            group_id: group.group_id.clone(),
+            generation_id: group.generation_id,
+            metadata: group.to_stored(self.now),
+            then,
         });
     }
 
@@ -269,8 +281,11 @@ impl GroupCoordinator {
                             .cloned()
                             .unwrap_or_default();
                     }
-                    group.transition(GroupState::Stable, now);
-                    propagate_assignment(&mut step, group);
+                    // Kafka's storeGroup: the group becomes Stable and the
+                    // assignment goes out only once the record is durable
+                    // (see `group_stored`).
+                    group.storing = Some(group.generation_id);
+                    step.store(group, Vec::new());
                 }
             }
             GroupState::Stable => {
@@ -437,6 +452,81 @@ impl GroupCoordinator {
                 }
             }
         }
+        step.out
+    }
+
+    /// The outcome of an [`Effect::StoreGroup`] of `generation_id`. Once the
+    /// leader's assignment is durable the group becomes Stable and every
+    /// member waiting in SyncGroup gets its assignment. If the store failed,
+    /// the waiting SyncGroups get `error` and the group rebalances (Kafka's
+    /// `resetAndPropagateAssignmentError` + `maybePrepareRebalance`); a failed
+    /// store of a stable group (a static member's new id) rebalances it too.
+    /// Outcomes for a generation that is over are ignored.
+    pub fn group_stored(
+        &mut self,
+        now: u64,
+        group_id: &str,
+        generation_id: i32,
+        result: Result<(), ResponseError>,
+    ) -> Vec<Effect> {
+        let mut step = Step {
+            config: &self.config,
+            now,
+            out: Vec::new(),
+        };
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return step.out;
+        };
+        if group.generation_id != generation_id {
+            return step.out;
+        }
+        match (group.state, result) {
+            (GroupState::CompletingRebalance, result) if group.storing == Some(generation_id) => {
+                group.storing = None;
+                match result {
+                    Ok(()) => {
+                        group.transition(GroupState::Stable, now);
+                        propagate_assignment(&mut step, group);
+                    }
+                    Err(error) => {
+                        tracing::warn!(group = %group.group_id, generation = generation_id,
+                            error = ?error, "could not store the group's assignment; rebalancing");
+                        for member in group.members.values_mut() {
+                            member.assignment = Bytes::new();
+                            if let Some(waiting) = member.awaiting_sync.take() {
+                                step.respond(waiting, Response::Sync(SyncResult::error(error)));
+                            }
+                        }
+                        prepare_rebalance(&mut step, group);
+                    }
+                }
+            }
+            (GroupState::Stable, Err(error)) => {
+                tracing::warn!(group = %group.group_id, generation = generation_id,
+                    error = ?error, "could not store the group's membership; rebalancing");
+                prepare_rebalance(&mut step, group);
+            }
+            _ => {}
+        }
+        step.out
+    }
+
+    /// Rebuilds a group from its stored membership at start (before any
+    /// request): Stable with the stored members, each with a fresh session
+    /// (`now` + its session timeout), so they go on heartbeating in their
+    /// generation; Empty when the record has no members. Returns the session
+    /// timers to arm.
+    pub fn load_group(&mut self, now: u64, group_id: &str, stored: &StoredGroup) -> Vec<Effect> {
+        let mut step = Step {
+            config: &self.config,
+            now,
+            out: Vec::new(),
+        };
+        let group = Group::from_stored(group_id, stored, now);
+        for member in group.members.values() {
+            step.arm_session(&group, member);
+        }
+        self.groups.insert(group_id.to_string(), group);
         step.out
     }
 
@@ -990,7 +1080,9 @@ fn replace_static_member(
                 if let Some(m) = group.members.get_mut(&new_member_id) {
                     m.awaiting_join = None;
                 }
-                step.respond(request, Response::Join(result));
+                // The new member id must survive a restart (else the member
+                // would be fenced by its own old id): answer once stored.
+                step.store(group, vec![(request, Response::Join(result))]);
             } else {
                 prepare_rebalance(step, group);
             }
@@ -1023,6 +1115,7 @@ fn prepare_rebalance(step: &mut Step, group: &mut Group) {
             }
         }
     }
+    group.storing = None;
     if !group.pending_sync.is_empty() || group.state == GroupState::CompletingRebalance {
         group.pending_sync.clear();
         step.cancel_timer(group, TimerKind::PendingSync);
@@ -1098,6 +1191,7 @@ fn complete_join(step: &mut Step, group: &mut Group) {
         group.protocol_name = None;
         group.leader_id = None;
         group.transition(GroupState::Empty, step.now);
+        step.store(group, Vec::new());
         return;
     }
     group.protocol_name = group.select_protocol();

@@ -8,6 +8,8 @@
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
+use super::offsets::StoredGroup;
+
 /// Opaque identifier of a request that waits for an answer, chosen by the caller.
 /// The coordinator answers each request id it is given exactly once.
 pub type RequestId = u64;
@@ -151,6 +153,22 @@ pub enum Response {
     Leave(LeaveResult),
 }
 
+impl Response {
+    /// The same kind of answer carrying only `error` (when what was to be
+    /// answered cannot be delivered, e.g. its group record could not be stored).
+    pub fn failed(&self, error: ResponseError) -> Response {
+        match self {
+            Response::Join(join) => Response::Join(JoinResult::error(&join.member_id, error)),
+            Response::Sync(_) => Response::Sync(SyncResult::error(error)),
+            Response::Heartbeat(_) => Response::Heartbeat(Some(error)),
+            Response::Leave(_) => Response::Leave(LeaveResult {
+                error: Some(error),
+                members: Vec::new(),
+            }),
+        }
+    }
+}
+
 /// What a timer is for. A timer is identified by its group and kind; setting a
 /// timer with a key that is already armed replaces its deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,4 +206,17 @@ pub enum Effect {
     SetTimer { key: TimerKey, deadline_ms: u64 },
     /// Disarm the timer `key` if it is armed.
     CancelTimer { key: TimerKey },
+    /// Make `metadata` durable as the group's membership record (fsync'd),
+    /// then deliver the answers in `then` (in order: they must not go out
+    /// before the record is durable), then call
+    /// [`crate::group::GroupCoordinator::group_stored`] with `Ok(())`. If the
+    /// write fails, answer each of `then` with [`Response::failed`] instead and
+    /// call `group_stored` with the error. Stores of one group are written in
+    /// the order they are emitted.
+    StoreGroup {
+        group_id: String,
+        generation_id: i32,
+        metadata: StoredGroup,
+        then: Vec<(RequestId, Response)>,
+    },
 }

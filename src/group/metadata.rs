@@ -8,6 +8,7 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
 use super::events::RequestId;
+use super::offsets::{StoredGroup, StoredMember};
 
 /// The classic group states, as Kafka names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,6 +136,9 @@ pub(crate) struct Group {
     /// Set while an initial delay runs and a new member arrived in it.
     pub new_member_added: bool,
     pub join_phase: Option<JoinPhase>,
+    /// The generation whose leader assignment is being stored: the group stays
+    /// CompletingRebalance until the store is durable (then Stable).
+    pub storing: Option<i32>,
 }
 
 impl Group {
@@ -153,7 +157,87 @@ impl Group {
             pending_sync: BTreeSet::new(),
             new_member_added: false,
             join_phase: None,
+            storing: None,
         }
+    }
+
+    /// The group's membership as a durable record: the current generation's
+    /// members with their assignments (none when Empty), stamped `now`.
+    pub fn to_stored(&self, now: u64) -> StoredGroup {
+        StoredGroup {
+            protocol_type: self.protocol_type.clone(),
+            generation_id: self.generation_id,
+            protocol_name: self.protocol_name.clone(),
+            leader_id: self.leader_id.clone(),
+            state_timestamp_ms: i64::try_from(now).unwrap_or(i64::MAX),
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(name, meta)| (name.clone(), meta.to_vec()))
+                        .collect(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group rebuilt from its stored record at start: Stable with the stored
+    /// generation's members (none waiting on anything), or Empty since the
+    /// record's time when it has none. The caller arms the members' sessions.
+    pub fn from_stored(group_id: &str, stored: &StoredGroup, now: u64) -> Self {
+        let mut group = Group::new(group_id, now);
+        group.generation_id = stored.generation_id;
+        group.protocol_type = stored.protocol_type.clone();
+        if stored.members.is_empty() {
+            group.state_since_ms = u64::try_from(stored.state_timestamp_ms).unwrap_or(0);
+            return group;
+        }
+        for m in &stored.members {
+            if let Some(instance) = &m.group_instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(name, meta)| (name.clone(), Bytes::from(meta.clone())))
+                        .collect(),
+                    assignment: Bytes::from(m.assignment.clone()),
+                    awaiting_join: None,
+                    join_supports_skip: false,
+                    awaiting_sync: None,
+                    is_new: false,
+                },
+            );
+        }
+        group.protocol_name = stored.protocol_name.clone();
+        group.leader_id = stored
+            .leader_id
+            .clone()
+            .filter(|l| group.members.contains_key(l))
+            .or_else(|| group.members.keys().next().cloned());
+        group.state = GroupState::Stable;
+        group
     }
 
     pub fn transition(&mut self, state: GroupState, now: u64) {

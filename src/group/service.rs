@@ -31,6 +31,7 @@ use super::events::{
 use super::metadata::GroupState;
 use super::offsets::{
     CommittedOffset, GroupActivity, OffsetLog, OffsetLogError, OffsetRecord, OffsetTable,
+    StoredGroup,
 };
 
 /// Settings of the group service.
@@ -84,6 +85,11 @@ pub struct GroupService {
 /// State owned by the actor task.
 struct Actor {
     coordinator: GroupCoordinator,
+    /// The offset writer's queue (group membership records go there too).
+    writes: mpsc::UnboundedSender<WriteRequest>,
+    /// The actor's own queue, for completions of group stores (weak, so the
+    /// actor stops once every [`GroupService`] handle is gone).
+    jobs: mpsc::WeakUnboundedSender<Job>,
     pending: HashMap<RequestId, oneshot::Sender<Response>>,
     timers: TimerQueue,
     next_request: RequestId,
@@ -137,8 +143,63 @@ impl Actor {
                 },
                 Effect::SetTimer { key, deadline_ms } => self.timers.set(key, deadline_ms),
                 Effect::CancelTimer { key } => self.timers.cancel(&key),
+                Effect::StoreGroup {
+                    group_id,
+                    generation_id,
+                    metadata,
+                    then,
+                } => self.store_group(group_id, generation_id, metadata, then),
             }
         }
+    }
+
+    /// Writes the group's membership record (fsync'd with the next offsets
+    /// batch), then delivers the held answers and reports the outcome to the
+    /// state machine on the actor.
+    fn store_group(
+        &mut self,
+        group_id: String,
+        generation_id: i32,
+        metadata: StoredGroup,
+        then: Vec<(RequestId, Response)>,
+    ) {
+        let held: Vec<(oneshot::Sender<Response>, Response)> = then
+            .into_iter()
+            .filter_map(|(request, response)| {
+                self.pending.remove(&request).map(|reply| (reply, response))
+            })
+            .collect();
+        let written = enqueue_write(
+            &self.writes,
+            vec![OffsetRecord::GroupMetadata {
+                group: group_id.clone(),
+                metadata: Some(metadata),
+            }],
+        );
+        let jobs = self.jobs.clone();
+        tokio::spawn(async move {
+            let result = written.await;
+            if let Err(e) = result {
+                warn!(group = %group_id, generation = generation_id, error = ?e,
+                    "could not store the group's membership");
+            }
+            for (reply, response) in held {
+                let response = match result {
+                    Ok(()) => response,
+                    Err(e) => response.failed(e),
+                };
+                let _ = reply.send(response);
+            }
+            if let Some(jobs) = jobs.upgrade() {
+                let _ = jobs.send(Box::new(move |actor: &mut Actor| {
+                    let effects =
+                        actor
+                            .coordinator
+                            .group_stored(now_ms(), &group_id, generation_id, result);
+                    actor.apply(effects);
+                }));
+            }
+        });
     }
 
     fn fire_due_timers(&mut self) {
@@ -172,8 +233,18 @@ impl GroupService {
             table.apply(record);
         }
         info!(path = %log.path().display(), records = records.len(), offsets = table.len(),
-            pending_txn_offsets = table.pending_len(), "replayed committed offsets");
+            pending_txn_offsets = table.pending_len(), groups = table.group_metadata().len(),
+            "replayed committed offsets and group membership");
         let mut coordinator = GroupCoordinator::new(config.coordinator.clone());
+        // Groups with stored membership come back Stable (members' sessions
+        // start now) or Empty; their timers are armed below.
+        let loaded_at = now_ms();
+        let mut load_effects = Vec::new();
+        for (group, stored) in table.group_metadata() {
+            load_effects.extend(coordinator.load_group(loaded_at, group, stored));
+            debug!(group, generation = stored.generation_id, members = stored.members.len(),
+                "loaded group membership");
+        }
         for group in table.group_ids() {
             // Time 0: a group known only from its offsets has been empty since
             // before they were committed, so their commit time rules expiry.
@@ -187,12 +258,15 @@ impl GroupService {
             writes,
             table: table.clone(),
         };
-        let actor = Actor {
+        let mut actor = Actor {
             coordinator,
+            writes: service.writes.clone(),
+            jobs: service.jobs.downgrade(),
             pending: HashMap::new(),
             timers: TimerQueue::default(),
             next_request: 0,
         };
+        actor.apply(load_effects);
         tokio::spawn(run_actor(actor, jobs_rx, shutdown, service.clone(), config));
         tokio::spawn(run_offset_writer(log, table, writes_rx));
         Ok(service)
@@ -657,6 +731,20 @@ fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) 
         for group in empty {
             if actor.coordinator.remove_group_if_empty(&group) {
                 debug!(group, "forgot empty group without offsets");
+                // Drop its stored membership too (harmless if it had none);
+                // ordered after any store of the group queued before.
+                let tombstone = enqueue_write(
+                    &actor.writes,
+                    vec![OffsetRecord::GroupMetadata {
+                        group,
+                        metadata: None,
+                    }],
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = tombstone.await {
+                        warn!(error = ?e, "could not write a group tombstone");
+                    }
+                });
             }
         }
     };

@@ -9,6 +9,7 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::events::{Heartbeat, JoinGroup, JoinResult, LeavingMember, SyncGroup, SyncResult};
+use super::offsets::StoredGroup;
 use super::*;
 
 const GROUP: &str = "g";
@@ -23,6 +24,11 @@ struct Harness {
     next_request: RequestId,
     responses: HashMap<RequestId, Response>,
     timers: BTreeMap<TimerKey, u64>,
+    /// Every membership record the coordinator asked to store, in order.
+    stored: Vec<StoredGroup>,
+    /// When set, stores wait in `held_stores` until `complete_stores`.
+    hold_stores: bool,
+    held_stores: Vec<(String, i32, Vec<(RequestId, Response)>)>,
 }
 
 fn protocols(names: &[&str]) -> Vec<(String, Bytes)> {
@@ -60,6 +66,9 @@ impl Harness {
             next_request: 0,
             responses: HashMap::new(),
             timers: BTreeMap::new(),
+            stored: Vec::new(),
+            hold_stores: false,
+            held_stores: Vec::new(),
         }
     }
 
@@ -76,7 +85,50 @@ impl Harness {
                 Effect::CancelTimer { key } => {
                     self.timers.remove(&key);
                 }
+                Effect::StoreGroup {
+                    group_id,
+                    generation_id,
+                    metadata,
+                    then,
+                } => {
+                    self.stored.push(metadata);
+                    if self.hold_stores {
+                        self.held_stores.push((group_id, generation_id, then));
+                    } else {
+                        self.finish_store(group_id, generation_id, then, Ok(()));
+                    }
+                }
             }
+        }
+    }
+
+    /// Completes a store as the service does: held answers first (or their
+    /// failed form), then the outcome to the state machine.
+    fn finish_store(
+        &mut self,
+        group_id: String,
+        generation_id: i32,
+        then: Vec<(RequestId, Response)>,
+        result: Result<(), ResponseError>,
+    ) {
+        for (request, response) in then {
+            let response = match result {
+                Ok(()) => response,
+                Err(e) => response.failed(e),
+            };
+            let previous = self.responses.insert(request, response);
+            assert!(previous.is_none(), "request {request} answered twice");
+        }
+        let effects = self
+            .c
+            .group_stored(self.now, &group_id, generation_id, result);
+        self.apply(effects);
+    }
+
+    /// Completes every held store with `result`, oldest first.
+    fn complete_stores(&mut self, result: Result<(), ResponseError>) {
+        for (group_id, generation_id, then) in std::mem::take(&mut self.held_stores) {
+            self.finish_store(group_id, generation_id, then, result);
         }
     }
 

@@ -69,6 +69,56 @@ pub enum OffsetRecord {
         producer_id: i64,
         commit: bool,
     },
+    /// The membership of `group` (Kafka's GroupMetadata record), written when
+    /// a generation completes (the leader's assignment is stored, before the
+    /// SyncGroup answers go out), when a static member takes a new member id
+    /// in a stable group, and when the group becomes Empty (then without
+    /// members). `None` is a tombstone: the group was forgotten (its offsets,
+    /// if any, are untouched). Replay keeps the latest per group; a
+    /// `GroupDeleted` removes it too. Added after `TxnMarker` so that files
+    /// written before it still decode (bincode numbers variants in order).
+    GroupMetadata {
+        group: String,
+        metadata: Option<StoredGroup>,
+    },
+}
+
+/// A group's membership as of its last completed generation (or as it went
+/// Empty). Rebalances in progress are never stored: a group is loaded Stable
+/// with these members, or Empty when there are none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredGroup {
+    /// `consumer` for consumer groups; `None` for a group that never had members.
+    pub protocol_type: Option<String>,
+    pub generation_id: i32,
+    /// The protocol (assignor) chosen for the generation; `None` when Empty.
+    pub protocol_name: Option<String>,
+    /// Member id of the generation's leader; `None` when Empty.
+    pub leader_id: Option<String>,
+    /// When the group entered the stored state (Unix ms): offset expiry of an
+    /// Empty group counts from here.
+    pub state_timestamp_ms: i64,
+    pub members: Vec<StoredMember>,
+}
+
+/// One member of a [`StoredGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMember {
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// ms; a loaded member's session runs from the load time.
+    pub session_timeout_ms: i32,
+    /// ms
+    pub rebalance_timeout_ms: i32,
+    /// (protocol name, subscription metadata) in the member's order of
+    /// preference, every protocol it joined with (Kafka keeps only the chosen
+    /// one; keeping all lets an unchanged rejoin after a restart need no rebalance).
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// The assignment the leader gave the member in this generation.
+    pub assignment: Vec<u8>,
 }
 
 impl OffsetRecord {
@@ -79,7 +129,8 @@ impl OffsetRecord {
             | OffsetRecord::Delete { group, .. }
             | OffsetRecord::GroupDeleted { group }
             | OffsetRecord::TxnCommit { group, .. }
-            | OffsetRecord::TxnMarker { group, .. } => group,
+            | OffsetRecord::TxnMarker { group, .. }
+            | OffsetRecord::GroupMetadata { group, .. } => group,
         }
     }
 }

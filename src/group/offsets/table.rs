@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::record::{CommittedOffset, OffsetRecord};
+use super::record::{CommittedOffset, OffsetRecord, StoredGroup};
 
 /// (topic, partition) → committed offset.
 pub type PartitionOffsets = BTreeMap<(String, i32), CommittedOffset>;
@@ -35,6 +35,8 @@ pub struct OffsetTable {
     /// group → producer id → its undecided transactional offsets. An entry is
     /// never empty: empty maps are removed.
     pending: HashMap<String, BTreeMap<i64, PendingTxn>>,
+    /// group → its latest membership record (`GroupMetadata`).
+    metadata: HashMap<String, StoredGroup>,
 }
 
 impl OffsetTable {
@@ -79,7 +81,16 @@ impl OffsetTable {
             OffsetRecord::GroupDeleted { group } => {
                 self.groups.remove(group);
                 self.pending.remove(group);
+                self.metadata.remove(group);
             }
+            OffsetRecord::GroupMetadata { group, metadata } => match metadata {
+                Some(stored) => {
+                    self.metadata.insert(group.clone(), stored.clone());
+                }
+                None => {
+                    self.metadata.remove(group);
+                }
+            },
             OffsetRecord::TxnCommit {
                 group,
                 producer_id,
@@ -137,6 +148,11 @@ impl OffsetTable {
         self.pending.get(group)
     }
 
+    /// The latest stored membership of every group that has one, by group id.
+    pub fn group_metadata(&self) -> &HashMap<String, StoredGroup> {
+        &self.metadata
+    }
+
     /// Whether `group` has committed or pending offsets.
     pub fn has_group(&self, group: &str) -> bool {
         self.groups.contains_key(group) || self.pending.contains_key(group)
@@ -175,11 +191,12 @@ impl OffsetTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.pending.is_empty()
+        self.groups.is_empty() && self.pending.is_empty() && self.metadata.is_empty()
     }
 
-    /// The live offsets as records: a `Commit` per committed offset, then a
+    /// The live state as records: a `Commit` per committed offset, then a
     /// `TxnCommit` per still-pending transactional offset (decided ones are
+    /// gone), then the latest `GroupMetadata` of each group (tombstones are
     /// gone). Replaying them rebuilds this table.
     pub fn snapshot(&self) -> Vec<OffsetRecord> {
         let mut groups: Vec<&String> = self.groups.keys().collect();
@@ -212,7 +229,15 @@ impl OffsetTable {
                     })
                 })
         });
-        committed.chain(pending).collect()
+        let mut metadata_groups: Vec<&String> = self.metadata.keys().collect();
+        metadata_groups.sort();
+        let metadata = metadata_groups
+            .into_iter()
+            .map(|group| OffsetRecord::GroupMetadata {
+                group: group.clone(),
+                metadata: Some(self.metadata[group].clone()),
+            });
+        committed.chain(pending).chain(metadata).collect()
     }
 
     /// Tombstones for the offsets that expired at `now_ms`: offsets of empty
