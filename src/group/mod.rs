@@ -2,8 +2,8 @@
 //!
 //! - [`coordinator`]: the classic JoinGroup/SyncGroup state machine, pure:
 //!   events in (with the time), [`events::Effect`]s out.
-//! - [`offsets`]: committed offsets, durable in an internal log under
-//!   `<data_dir>/_strata/offsets/`.
+//! - [`offsets`]: committed offsets and group membership records, durable in
+//!   an internal log under `<data_dir>/_strata/offsets/`.
 //! - [`service`]: the tokio driver that owns both and serves the API handlers.
 
 pub mod coordinator;

@@ -9,7 +9,11 @@
 //! commit waiting when it wakes goes into one append and one fsync (group
 //! commit), and only then into the in-memory [`OffsetTable`] that OffsetFetch
 //! reads, so a fetched offset is always durable. It compacts the log when it
-//! has grown past its bound.
+//! has grown past its bound. Group membership records
+//! ([`Effect::StoreGroup`]) go through the same writer; the answers they hold
+//! back are sent once the record is durable, and the outcome goes back to the
+//! state machine as a job on the actor. At start, stored groups are loaded
+//! before any request is served.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -242,8 +246,12 @@ impl GroupService {
         let mut load_effects = Vec::new();
         for (group, stored) in table.group_metadata() {
             load_effects.extend(coordinator.load_group(loaded_at, group, stored));
-            debug!(group, generation = stored.generation_id, members = stored.members.len(),
-                "loaded group membership");
+            debug!(
+                group,
+                generation = stored.generation_id,
+                members = stored.members.len(),
+                "loaded group membership"
+            );
         }
         for group in table.group_ids() {
             // Time 0: a group known only from its offsets has been empty since
@@ -1205,5 +1213,247 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.committed("g", "t", 10).map(|o| o.offset), Some(7));
+    }
+
+    // ---- Durable membership across restarts ----
+
+    fn join_request(member_id: &str, session_timeout_ms: i32) -> JoinGroup {
+        JoinGroup {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::from_static(b"sub"))],
+            require_known_member_id: false,
+            supports_skip_assignment: true,
+        }
+    }
+
+    /// `n` members join "g" together and sync; returns their ids (the leader's
+    /// first) and the generation.
+    async fn stable_group(service: &GroupService, n: usize, session: i32) -> (Vec<String>, i32) {
+        let joins: Vec<_> = (0..n)
+            .map(|_| service.join(join_request("", session)))
+            .collect();
+        let results = futures::future::join_all(joins).await;
+        let generation = results[0].generation_id;
+        let leader = results[0].leader_id.clone();
+        for r in &results {
+            assert_eq!((r.error, r.generation_id), (None, generation));
+        }
+        let mut ids: Vec<String> = results.into_iter().map(|r| r.member_id).collect();
+        ids.sort_by_key(|id| *id != leader);
+        let sync = |member: &str, assignments: Vec<(String, bytes::Bytes)>| {
+            service.sync(SyncGroup {
+                group_id: "g".into(),
+                generation_id: generation,
+                member_id: member.into(),
+                group_instance_id: None,
+                protocol_type: None,
+                protocol_name: None,
+                assignments,
+            })
+        };
+        let mut syncs: Vec<_> = ids.iter().skip(1).map(|id| sync(id, Vec::new())).collect();
+        let assignments = ids
+            .iter()
+            .map(|id| (id.clone(), bytes::Bytes::from(format!("to-{id}"))))
+            .collect();
+        syncs.push(sync(&ids[0], assignments));
+        for result in futures::future::join_all(syncs).await {
+            assert_eq!(result.error, None);
+        }
+        (ids, generation)
+    }
+
+    fn heartbeat(
+        service: &GroupService,
+        member: &str,
+        generation: i32,
+    ) -> impl Future<Output = Option<ResponseError>> {
+        service.heartbeat(Heartbeat {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member.into(),
+            group_instance_id: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn members_keep_their_generation_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let (ids, generation) = stable_group(&service, 2, 10_000).await;
+        stop(tx);
+
+        let (again, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        for id in &ids {
+            assert_eq!(
+                heartbeat(&again, id, generation).await,
+                None,
+                "no rebalance"
+            );
+            again
+                .commit_offsets(
+                    "g".into(),
+                    id.clone(),
+                    None,
+                    generation,
+                    vec![("t".into(), 0, offset(3))],
+                )
+                .await
+                .expect("the member is known after the restart");
+            again
+                .commit_txn_offsets(
+                    "g".into(),
+                    7,
+                    0,
+                    Some((id.clone(), None, generation)),
+                    vec![("t".into(), 1, offset(4))],
+                )
+                .await
+                .expect("TxnOffsetCommit knows the member too");
+        }
+        let described = again.describe(vec!["g".into()]).await.unwrap();
+        assert_eq!(described[0].state, GroupState::Stable);
+        assert_eq!(described[0].protocol, "range");
+        let mut members: Vec<(String, bytes::Bytes)> = described[0]
+            .members
+            .iter()
+            .map(|m| (m.member_id.clone(), m.assignment.clone()))
+            .collect();
+        members.sort();
+        let mut expected: Vec<(String, bytes::Bytes)> = ids
+            .iter()
+            .map(|id| (id.clone(), bytes::Bytes::from(format!("to-{id}"))))
+            .collect();
+        expected.sort();
+        assert_eq!(members, expected);
+    }
+
+    #[tokio::test]
+    async fn a_member_that_does_not_come_back_expires_and_the_rest_rebalance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        // The smallest session the default config allows (1 s).
+        let (ids, generation) = stable_group(&service, 2, 1_000).await;
+        stop(tx);
+
+        let (again, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        // ids[0] heartbeats, ids[1] stays silent until its session (started
+        // at the load) expires and the group rebalances.
+        let mut rounds = 0;
+        loop {
+            match heartbeat(&again, &ids[0], generation).await {
+                None => {}
+                Some(ResponseError::RebalanceInProgress) => break,
+                Some(other) => panic!("unexpected heartbeat error {other:?}"),
+            }
+            rounds += 1;
+            assert!(rounds < 600, "the silent member never expired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let rejoined = again.join(join_request(&ids[0], 1_000)).await;
+        assert_eq!(rejoined.error, None);
+        assert_eq!(rejoined.generation_id, generation + 1);
+        assert_eq!(rejoined.members.len(), 1);
+        assert_eq!(
+            heartbeat(&again, &ids[1], generation).await,
+            Some(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_group_stays_empty_with_its_offsets_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let (ids, generation) = stable_group(&service, 1, 10_000).await;
+        service
+            .commit_offsets(
+                "g".into(),
+                ids[0].clone(),
+                None,
+                generation,
+                vec![("t".into(), 0, offset(9))],
+            )
+            .await
+            .unwrap();
+        let left = service
+            .leave(
+                "g".into(),
+                vec![LeavingMember {
+                    member_id: ids[0].clone(),
+                    group_instance_id: None,
+                }],
+            )
+            .await;
+        assert_eq!(left.members[0].1, None);
+        // The Empty record is queued before this barrier.
+        service.barrier().await.unwrap();
+        stop(tx);
+
+        let (again, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let listed = again.list().await.unwrap();
+        assert_eq!(
+            (listed[0].group_id.as_str(), listed[0].state),
+            ("g", GroupState::Empty)
+        );
+        assert_eq!(offsets_of(&again, "g"), vec![(0, 9)]);
+        assert_eq!(
+            heartbeat(&again, &ids[0], generation).await,
+            Some(ResponseError::UnknownMemberId)
+        );
+        let (_, next) = stable_group(&again, 1, 10_000).await;
+        assert_eq!(next, generation + 2, "the generation count goes on");
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_latest_group_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupServiceConfig {
+            compact_threshold_bytes: 512,
+            coordinator: CoordinatorConfig {
+                initial_rebalance_delay_ms: 0,
+                ..CoordinatorConfig::default()
+            },
+            ..GroupServiceConfig::default()
+        };
+        let (service, tx) = start(dir.path(), config.clone()).await;
+        // Generations come and go: a Stable and an Empty record each.
+        for _ in 0..10 {
+            let (ids, _) = stable_group(&service, 1, 10_000).await;
+            service
+                .leave(
+                    "g".into(),
+                    vec![LeavingMember {
+                        member_id: ids[0].clone(),
+                        group_instance_id: None,
+                    }],
+                )
+                .await;
+        }
+        let (ids, generation) = stable_group(&service, 2, 10_000).await;
+        service.barrier().await.unwrap();
+        let logs: Vec<_> = std::fs::read_dir(dir.path().join("offsets"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(logs.len(), 1);
+        assert_ne!(
+            logs[0], "offsets-00000000000000000000.log",
+            "never compacted"
+        );
+        stop(tx);
+
+        let (again, _tx) = start(dir.path(), config).await;
+        for id in &ids {
+            assert_eq!(heartbeat(&again, id, generation).await, None);
+        }
+        let described = again.describe(vec!["g".into()]).await.unwrap();
+        assert_eq!(described[0].members.len(), 2);
     }
 }

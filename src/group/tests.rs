@@ -16,6 +16,9 @@ const GROUP: &str = "g";
 const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;
 
+/// A store not completed yet: (group, generation, answers it holds).
+type HeldStore = (String, i32, Vec<(RequestId, Response)>);
+
 /// A coordinator with a simulated clock and a timer table that fires timers in
 /// deadline order, collecting every response by request id.
 struct Harness {
@@ -28,7 +31,7 @@ struct Harness {
     stored: Vec<StoredGroup>,
     /// When set, stores wait in `held_stores` until `complete_stores`.
     hold_stores: bool,
-    held_stores: Vec<(String, i32, Vec<(RequestId, Response)>)>,
+    held_stores: Vec<HeldStore>,
 }
 
 fn protocols(names: &[&str]) -> Vec<(String, Bytes)> {
@@ -983,5 +986,249 @@ fn txn_offset_commit_checks_membership_like_kafka() {
     assert_eq!(
         check(&mut h, &b, Some("ia"), generation),
         Err(ResponseError::FencedInstanceId)
+    );
+}
+
+// ---- Durable membership (GroupMetadata records) ----
+
+impl Harness {
+    /// A new coordinator (a restarted broker) at the same time, loaded from
+    /// the last membership record this one stored.
+    fn restarted(&self) -> Harness {
+        let stored = self.stored.last().expect("a stored group").clone();
+        let mut h = Harness::new();
+        h.now = self.now;
+        h.next_request = self.next_request;
+        let effects = h.c.load_group(h.now, GROUP, &stored);
+        h.apply(effects);
+        h
+    }
+}
+
+#[test]
+fn sync_answers_wait_until_the_generation_is_stored() {
+    let mut h = Harness::new();
+    h.hold_stores = true;
+    let (a, ja) = h.join_new(&["range", "roundrobin"]);
+    let (b, jb) = h.join_new(&["range"]);
+    h.advance(200);
+    let generation = h.join_result(ja).generation_id;
+    h.join_result(jb);
+    let rb = h.sync(&b, generation, &[]);
+    let ra = h.sync(&a, generation, &[(&a, "pa"), (&b, "pb")]);
+    assert!(
+        !h.answered(ra) && !h.answered(rb),
+        "nothing goes out before the record is durable"
+    );
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    // Heartbeats are fine meanwhile; offset commits of the new generation wait.
+    assert_eq!(h.heartbeat(&b, generation), None);
+    let (checked, _) =
+        h.c.validate_offset_commit(h.now, GROUP, &b, None, generation);
+    assert_eq!(checked, Err(ResponseError::RebalanceInProgress));
+
+    let stored = h.stored.last().unwrap().clone();
+    assert_eq!(stored.generation_id, generation);
+    assert_eq!(stored.protocol_type.as_deref(), Some("consumer"));
+    assert_eq!(stored.protocol_name.as_deref(), Some("range"));
+    assert_eq!(stored.leader_id.as_deref(), Some(a.as_str()));
+    let by_id: BTreeMap<&str, &Vec<u8>> = stored
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), &m.assignment))
+        .collect();
+    assert_eq!(by_id[a.as_str()], b"pa");
+    assert_eq!(by_id[b.as_str()], b"pb");
+    let member_a = stored.members.iter().find(|m| m.member_id == a).unwrap();
+    assert_eq!(member_a.protocols.len(), 2, "every protocol is kept");
+    assert_eq!(member_a.session_timeout_ms, SESSION);
+    assert_eq!(member_a.rebalance_timeout_ms, REBALANCE);
+    assert_eq!(member_a.client_host, "/127.0.0.1");
+
+    h.complete_stores(Ok(()));
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_eq!(h.sync_result(ra).assignment, Bytes::from("pa"));
+    assert_eq!(h.sync_result(rb).assignment, Bytes::from("pb"));
+}
+
+#[test]
+fn a_failed_store_answers_the_syncs_with_the_error_and_rebalances() {
+    let mut h = Harness::new();
+    h.hold_stores = true;
+    let (a, ja) = h.join_new(&["range"]);
+    let (b, jb) = h.join_new(&["range"]);
+    h.advance(200);
+    let generation = h.join_result(ja).generation_id;
+    h.join_result(jb);
+    let rb = h.sync(&b, generation, &[]);
+    let ra = h.sync(&a, generation, &[(&a, "pa"), (&b, "pb")]);
+    h.complete_stores(Err(ResponseError::CoordinatorNotAvailable));
+    for r in [ra, rb] {
+        assert_eq!(
+            h.sync_result(r).error,
+            Some(ResponseError::CoordinatorNotAvailable)
+        );
+    }
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        h.heartbeat(&a, generation),
+        Some(ResponseError::RebalanceInProgress)
+    );
+}
+
+#[test]
+fn a_store_that_completes_after_a_new_rebalance_began_is_ignored() {
+    let mut h = Harness::new();
+    h.hold_stores = true;
+    let (a, ja) = h.join_new(&["range"]);
+    let (b, jb) = h.join_new(&["range"]);
+    h.advance(200);
+    let generation = h.join_result(ja).generation_id;
+    h.join_result(jb);
+    let ra = h.sync(&a, generation, &[(&a, "pa"), (&b, "pb")]);
+    assert_eq!(h.leave(&[(&b, None)]), vec![None]);
+    assert_eq!(
+        h.sync_result(ra).error,
+        Some(ResponseError::RebalanceInProgress)
+    );
+    h.complete_stores(Ok(()));
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn a_loaded_group_keeps_its_generation_and_a_silent_member_expires() {
+    let mut before = Harness::new();
+    let (ids, generation) = before.stable_group(3);
+    let mut h = before.restarted();
+    assert_eq!(h.state(), GroupState::Stable);
+    let described = h.c.describe(GROUP);
+    assert_eq!(described.protocol, "range");
+    assert_eq!(described.members.len(), 3);
+    for m in &described.members {
+        assert_eq!(m.assignment, Bytes::from(format!("to-{}", m.member_id)));
+    }
+    // Members go on in their generation: no rebalance, commits accepted.
+    for id in &ids {
+        assert_eq!(h.heartbeat(id, generation), None);
+        let (checked, _) =
+            h.c.validate_offset_commit(h.now, GROUP, id, None, generation);
+        assert_eq!(checked, Ok(()));
+    }
+    // A follower that lost its SyncGroup answer gets its assignment again.
+    let r = h.sync(&ids[1], generation, &[]);
+    assert_eq!(
+        h.sync_result(r).assignment,
+        Bytes::from(format!("to-{}", ids[1]))
+    );
+    // ids[2] never comes back: sessions started at load, so it expires one
+    // session later while the others heartbeat.
+    h.advance(SESSION as u64 / 2);
+    assert_eq!(h.heartbeat(&ids[0], generation), None);
+    assert_eq!(h.heartbeat(&ids[1], generation), None);
+    assert_eq!(h.state(), GroupState::Stable);
+    h.advance(SESSION as u64 / 2);
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        h.heartbeat(&ids[0], generation),
+        Some(ResponseError::RebalanceInProgress)
+    );
+    let j0 = h.join(join_request(&ids[0], None, &["range"]));
+    let j1 = h.join(join_request(&ids[1], None, &["range"]));
+    let r0 = h.join_result(j0);
+    assert_eq!(r0.generation_id, generation + 1);
+    assert_eq!(
+        r0.members.len(),
+        2,
+        "the leader sees the two that came back"
+    );
+    assert_eq!(h.join_result(j1).generation_id, generation + 1);
+    assert_eq!(
+        h.heartbeat(&ids[2], generation),
+        Some(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn an_empty_group_is_stored_and_loads_empty_with_its_generation() {
+    let mut h = Harness::new();
+    let (ids, generation) = h.stable_group(1);
+    let stores = h.stored.len();
+    assert_eq!(h.leave(&[(&ids[0], None)]), vec![None]);
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.stored.len(), stores + 1, "going Empty is stored");
+    let stored = h.stored.last().unwrap();
+    assert!(stored.members.is_empty() && stored.leader_id.is_none());
+    assert_eq!(stored.generation_id, generation + 1);
+    assert_eq!(stored.state_timestamp_ms, h.now as i64);
+
+    let mut again = h.restarted();
+    assert_eq!(again.state(), GroupState::Empty);
+    assert_eq!(
+        again.c.group_state(GROUP),
+        Some((GroupState::Empty, h.now)),
+        "Empty since the stored time (offset expiry counts from it)"
+    );
+    assert_eq!(
+        again.heartbeat(&ids[0], generation),
+        Some(ResponseError::UnknownMemberId)
+    );
+    let (_, j) = again.join_new(&["range"]);
+    again.advance(200);
+    assert_eq!(again.join_result(j).generation_id, generation + 2);
+}
+
+#[test]
+fn static_members_are_restored_and_a_new_id_is_stored_before_the_join_answer() {
+    let mut h = Harness::new();
+    let (a, b, generation) = static_group(&mut h);
+    let mut h = h.restarted();
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_eq!(h.heartbeat_as(&a, Some("ia"), generation), None);
+    assert_eq!(h.heartbeat_as(&b, Some("ib"), generation), None);
+    // b restarts as a new client instance: it takes a new member id without
+    // a rebalance, and the answer waits for the record with the new id.
+    h.hold_stores = true;
+    let j = h.join(join_request("", Some("ib"), &["range"]));
+    assert!(!h.answered(j));
+    let stored = h.stored.last().unwrap().clone();
+    let new_b = stored
+        .members
+        .iter()
+        .find(|m| m.group_instance_id.as_deref() == Some("ib"))
+        .map(|m| m.member_id.clone())
+        .unwrap();
+    assert_ne!(new_b, b);
+    assert_eq!(stored.generation_id, generation);
+    h.complete_stores(Ok(()));
+    let result = h.join_result(j);
+    assert_eq!(
+        (result.error, result.member_id.clone()),
+        (None, new_b.clone())
+    );
+    assert_eq!(h.state(), GroupState::Stable);
+    // After another restart the new id holds the instance; the old one is fenced.
+    let mut h = h.restarted();
+    assert_eq!(h.heartbeat_as(&new_b, Some("ib"), generation), None);
+    assert_eq!(
+        h.heartbeat_as(&b, Some("ib"), generation),
+        Some(ResponseError::FencedInstanceId)
+    );
+}
+
+#[test]
+fn a_failed_store_of_a_static_member_id_answers_the_join_with_the_error() {
+    let mut h = Harness::new();
+    let (a, _, generation) = static_group(&mut h);
+    h.hold_stores = true;
+    let j = h.join(join_request("", Some("ib"), &["range"]));
+    h.complete_stores(Err(ResponseError::CoordinatorNotAvailable));
+    assert_eq!(
+        h.join_result(j).error,
+        Some(ResponseError::CoordinatorNotAvailable)
+    );
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        h.heartbeat_as(&a, Some("ia"), generation),
+        Some(ResponseError::RebalanceInProgress)
     );
 }

@@ -27,9 +27,27 @@
 //!   turns the producer's pending offsets into committed ones, abort drops
 //!   them. A marker with nothing pending is a no-op (markers are re-sent after
 //!   a coordinator restart).
-//! - A compaction snapshot is the live state: a `Commit` per committed offset
-//!   and a `TxnCommit` per still-pending offset; decided transactions and
-//!   their markers are gone.
+//! - `GroupMetadata` (Kafka's GroupMetadata record) holds a group's
+//!   membership: protocol type, generation, chosen protocol, leader, state
+//!   timestamp and per member its id, `group.instance.id`, client id/host,
+//!   session and rebalance timeouts, protocols with their subscription bytes,
+//!   and assignment. It is written (fsync'd) when a generation completes —
+//!   after the leader's SyncGroup and *before* any SyncGroup answer goes out
+//!   (the group stays CompletingRebalance until then, as in Kafka) — when a
+//!   static member takes a new member id in a stable group (before its
+//!   JoinGroup answer), and when the group becomes Empty (no members). A
+//!   `GroupMetadata` with `None` is a tombstone written when an empty group
+//!   without offsets is forgotten; `GroupDeleted` drops it too. Replay keeps
+//!   the latest per group; at start a group with members is loaded Stable in
+//!   that generation (each member's session runs from the load, so members
+//!   heartbeat on without a rebalance and one that does not come back expires
+//!   after its session timeout), one without members Empty since the record's
+//!   timestamp. Rebalances in progress are never written: a broker that stops
+//!   mid-rebalance comes back with the last completed generation.
+//!   The variant was added last so logs written before it still decode.
+//! - A compaction snapshot is the live state: a `Commit` per committed offset,
+//!   a `TxnCommit` per still-pending offset and the latest `GroupMetadata` per
+//!   group; decided transactions, their markers and tombstones are gone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

@@ -338,4 +338,37 @@ mod tests {
         assert_eq!(scan.valid_end, starts[4]);
         assert!(scan.torn_tail && scan.skipped.is_empty());
     }
+
+    #[test]
+    fn variants_keep_their_numbers_so_older_files_still_decode() {
+        // bincode writes the variant index as a u32 first: the records written
+        // before GroupMetadata existed keep their numbers.
+        let index = |r: &OffsetRecord| {
+            let bytes = bincode::serialize(r).unwrap();
+            u32::from_le_bytes(bytes[..4].try_into().unwrap())
+        };
+        assert_eq!(index(&commit(1)), 0);
+        let marker = OffsetRecord::TxnMarker {
+            group: "g".into(),
+            producer_id: 1,
+            commit: true,
+        };
+        assert_eq!(index(&marker), 4);
+        let metadata = OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            metadata: Some(StoredGroup {
+                protocol_type: Some("consumer".into()),
+                generation_id: 7,
+                protocol_name: None,
+                leader_id: None,
+                state_timestamp_ms: 1,
+                members: Vec::new(),
+            }),
+        };
+        assert_eq!(index(&metadata), 5);
+        let mut bytes = Vec::new();
+        encode_frame(&marker, &mut bytes).unwrap();
+        encode_frame(&metadata, &mut bytes).unwrap();
+        assert_eq!(decode_frames(&bytes).0, vec![marker, metadata]);
+    }
 }

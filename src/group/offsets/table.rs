@@ -462,4 +462,57 @@ mod tests {
         table.apply(&marker("g", 7, true));
         assert_eq!(table.get("g", "t", 3), None);
     }
+
+    fn stored(generation_id: i32, members: &[&str]) -> OffsetRecord {
+        OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            metadata: Some(StoredGroup {
+                protocol_type: Some("consumer".into()),
+                generation_id,
+                protocol_name: Some("range".into()),
+                leader_id: members.first().map(|m| m.to_string()),
+                state_timestamp_ms: 5,
+                members: members
+                    .iter()
+                    .map(|m| super::super::record::StoredMember {
+                        member_id: m.to_string(),
+                        group_instance_id: None,
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        session_timeout_ms: 10_000,
+                        rebalance_timeout_ms: 30_000,
+                        protocols: vec![("range".into(), vec![0, 1])],
+                        assignment: vec![2, 3],
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn snapshot_keeps_only_the_latest_group_record() {
+        let mut table = OffsetTable::default();
+        table.apply(&stored(1, &["a", "b"]));
+        table.apply(&commit("g", "t", 0, 5, 1));
+        table.apply(&stored(2, &["a"]));
+        table.apply(&stored(3, &[]));
+        let snapshot = table.snapshot();
+        assert_eq!(snapshot, vec![commit("g", "t", 0, 5, 1), stored(3, &[])]);
+        let mut rebuilt = OffsetTable::default();
+        for record in &snapshot {
+            rebuilt.apply(record);
+        }
+        assert_eq!(rebuilt.group_metadata()["g"].generation_id, 3);
+
+        // A tombstone drops only the membership; GroupDeleted drops it too.
+        table.apply(&OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            metadata: None,
+        });
+        assert!(table.group_metadata().is_empty());
+        assert_eq!(table.snapshot(), vec![commit("g", "t", 0, 5, 1)]);
+        table.apply(&stored(4, &["c"]));
+        table.apply(&OffsetRecord::GroupDeleted { group: "g".into() });
+        assert!(table.is_empty());
+    }
 }
