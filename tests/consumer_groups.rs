@@ -1198,3 +1198,128 @@ async fn a_static_member_restarts_without_a_rebalance() {
     run_b.stop().await;
     broker.shutdown().await;
 }
+
+/// Member ids of `group` as DescribeGroups reports them, with the group state.
+fn group_members<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    group: &str,
+) -> (String, BTreeSet<String>) {
+    let list = consumer
+        .fetch_group_list(Some(group), Duration::from_secs(30))
+        .expect("DescribeGroups");
+    let g = &list.groups()[0];
+    (
+        g.state().to_string(),
+        g.members().iter().map(|m| m.id().to_string()).collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_membership_survives_a_broker_restart_without_a_rebalance() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let addr = broker.addr();
+    let topic = "restart-members";
+    let group = "steady";
+    create_topic(&bootstrap, topic, 4).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let logs = [RebalanceLog::default(), RebalanceLog::default()];
+    let consumers: Vec<Arc<StreamConsumer<RebalanceLog>>> = logs
+        .iter()
+        .map(|log| {
+            Arc::new(
+                group_config(&bootstrap, group, &[])
+                    .create_with_context(log.clone())
+                    .expect("consumer"),
+            )
+        })
+        .collect();
+    let running: Vec<Running> = consumers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| run_consumer(i, c.clone(), topic, tx.clone()))
+        .collect();
+    wait_until("two members split 4 partitions", || {
+        covers(&[consumers[0].as_ref(), consumers[1].as_ref()], 4)
+    })
+    .await;
+    let assignment: Vec<BTreeSet<i32>> = consumers.iter().map(|c| assigned(c)).collect();
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, topic, 8, 0..5).await;
+    drop(producer);
+    let mut seen = Vec::new();
+    collect_until(&mut rx, &mut seen, &expected(8, 0..5)).await;
+    let (state, members_before) = group_members(&consumers[0], group);
+    assert_eq!((state.as_str(), members_before.len()), ("Stable", 2));
+    let events_before: Vec<usize> = logs
+        .iter()
+        .map(|l| l.events.lock().unwrap().len())
+        .collect();
+
+    // Same data dir, same port: the clients reconnect to "the" coordinator.
+    let broker = broker.restart(|c| c.listen = addr).await;
+    let bootstrap = broker.bootstrap();
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, topic, 8, 5..10).await;
+    let after_restart = seen.len();
+    collect_until(&mut rx, &mut seen, &expected(8, 5..10)).await;
+    for s in &seen[after_restart..] {
+        assert!(
+            assignment[s.consumer].contains(&s.partition),
+            "partition {} moved to consumer {} after the restart",
+            s.partition,
+            s.consumer
+        );
+    }
+    // Auto-commits after the restart carry the old member ids and generation:
+    // they succeed only if the broker still knows the members.
+    let ends: BTreeMap<i32, i64> = {
+        let mut ends = BTreeMap::new();
+        for s in &seen {
+            let end = ends.entry(s.partition).or_insert(0);
+            *end = (*end).max(s.offset + 1);
+        }
+        ends
+    };
+    let reader: BaseConsumer = group_config(&bootstrap, group, &[]).create().unwrap();
+    wait_until(
+        "the members' commits after the restart are accepted",
+        || {
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..4 {
+                tpl.add_partition(topic, p);
+            }
+            let Ok(found) = reader.committed_offsets(tpl, Duration::from_secs(10)) else {
+                return false;
+            };
+            found.elements().iter().all(|e| {
+                e.offset() == Offset::Offset(ends.get(&e.partition()).copied().unwrap_or(0))
+            })
+        },
+    )
+    .await;
+    // A few more heartbeat intervals with the restarted broker.
+    produce(&producer, topic, 8, 10..12).await;
+    collect_until(&mut rx, &mut seen, &expected(8, 10..12)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let events_after: Vec<usize> = logs
+        .iter()
+        .map(|l| l.events.lock().unwrap().len())
+        .collect();
+    assert_eq!(
+        events_after, events_before,
+        "no rebalance callback after the restart"
+    );
+    let (state, members_after) = group_members(&consumers[0], group);
+    assert_eq!(state, "Stable");
+    assert_eq!(members_after, members_before, "the same members, no rejoin");
+    let assignment_after: Vec<BTreeSet<i32>> = consumers.iter().map(|c| assigned(c)).collect();
+    assert_eq!(assignment_after, assignment);
+
+    drop((consumers, producer, reader));
+    for r in running {
+        r.stop().await;
+    }
+    broker.shutdown().await;
+}
