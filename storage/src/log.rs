@@ -299,13 +299,21 @@ impl Log {
     }
 
     /// Resolves when `durable_offset() >= offset`; Err if an fsync failed (the log then
-    /// refuses appends with a storage error; a failed fsync is never treated as success).
+    /// refuses appends with a storage error; a failed fsync is never treated as success),
+    /// and Err `Closed` if the log is closed or deleted before `offset` is durable (nothing
+    /// will sync it any more: without this a waiter that holds the `Arc<Log>` of a deleted
+    /// topic would wait forever).
     pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {
         let mut rx = self.durable.subscribe();
         loop {
             self.check_online()?;
             if *rx.borrow_and_update() >= offset {
                 return Ok(());
+            }
+            if lock(&self.state).closed {
+                return Err(StorageError::Closed {
+                    dir: self.dir.clone(),
+                });
             }
             if rx.changed().await.is_err() {
                 return Err(StorageError::Closed {
@@ -491,6 +499,8 @@ impl Log {
     pub fn delete(&self) -> Result<(), StorageError> {
         let _append = lock(&self.append_lock);
         lock(&self.state).closed = true;
+        // Wake durability waiters: they see `closed` and stop waiting.
+        self.durable.send_modify(|_| {});
         std::fs::remove_dir_all(&self.dir)
             .map_err(|e| StorageError::io("remove directory", &self.dir, e))
     }

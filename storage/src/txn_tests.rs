@@ -649,3 +649,31 @@ mod brute_force {
         }
     }
 }
+
+#[test]
+fn waiting_for_a_marker_of_a_log_deleted_before_its_sync_ends_with_an_error() {
+    // The coordinator waits `wait_durable` for every marker it wrote; a topic deleted
+    // between the marker's append and its group commit must not leave that wait (and with
+    // it the transactional id, held busy) pending forever.
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = crate::Flusher::manual();
+    let log = Log::open(pdir(dir.path()), small_config(), &flusher).unwrap();
+    log.append(&txn_batch(2, 3, 0, 0, 10), 0).unwrap();
+    let info = log.append_marker(&marker(3, 0, true), 0).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut wait = std::pin::pin!(log.wait_durable(info.last_offset + 1));
+    assert!(wait.as_mut().poll(&mut cx).is_pending(), "not synced yet");
+    log.delete().unwrap();
+    match wait.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(StorageError::Closed { .. })) => {}
+        other => panic!("expected Closed once the log is deleted, got {other:?}"),
+    }
+    // A wait that starts after the deletion ends at once too.
+    let mut late = std::pin::pin!(log.wait_durable(info.last_offset + 1));
+    assert!(matches!(
+        late.as_mut().poll(&mut cx),
+        Poll::Ready(Err(StorageError::Closed { .. }))
+    ));
+}
