@@ -152,6 +152,12 @@ fn sync_dir(dir: &Path) -> Result<(), TxnLogError> {
         .map_err(io_err(dir))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: make [`TxnLog::rewrite`]'s directory fsync after its rename fail.
+    static FAIL_AFTER_RENAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The open transaction log.
 #[derive(Debug)]
 pub struct TxnLog {
@@ -307,19 +313,38 @@ impl TxnLog {
                 .and_then(|()| tmp.sync_all())
                 .map_err(io_err(&tmp_path))?;
         }
-        fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
-        sync_dir(&self.dir)?;
+        // Opened before the rename (the handle follows the file): nothing that can fail
+        // for lack of descriptors is left between the rename and the switch.
         let file = OpenOptions::new()
             .read(true)
             .append(true)
-            .open(&final_path)
-            .map_err(io_err(&final_path))?;
+            .open(&tmp_path)
+            .map_err(io_err(&tmp_path))?;
+        fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
+        // From here a restart replays generation `next` and deletes this one: appending
+        // to this one any further would lose those records. Switch now; if the rename
+        // cannot be made durable, which generation a crash leaves is unknown, so stop
+        // writing (Failed) rather than acknowledge records either may lose.
         let old_path = std::mem::replace(&mut self.path, final_path);
         self.file = file;
         self.generation = next;
         self.len = bytes.len() as u64;
         self.base_len = self.len;
         self.failed = false;
+        let synced = sync_dir(&self.dir);
+        #[cfg(test)]
+        let synced = if FAIL_AFTER_RENAME.with(|f| f.get()) {
+            Err(TxnLogError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("injected directory fsync failure"),
+            })
+        } else {
+            synced
+        };
+        if let Err(e) = synced {
+            self.failed = true;
+            return Err(e);
+        }
         if let Err(e) = fs::remove_file(&old_path) {
             // Harmless: the next open keeps only the newest generation.
             tracing::warn!(path = %old_path.display(), error = %e, "cannot remove compacted transaction log");
@@ -443,6 +468,34 @@ mod tests {
         assert_eq!(replayed["b"], live["b"]);
         assert!(replayed.contains_key("c"));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_compaction_failing_after_its_rename_loses_no_acknowledged_record() {
+        // Once the compacted generation is renamed into place, a restart replays it and
+        // deletes the older one: the log may not go on appending to the older one.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = TxnLog::open(dir.path(), 1 << 20).unwrap();
+        let first = state("a", 1, &[("t", 0)]);
+        log.append(std::slice::from_ref(&first)).unwrap();
+        let live = replay(std::slice::from_ref(&first));
+        FAIL_AFTER_RENAME.with(|f| f.set(true));
+        assert!(log.rewrite(live.values()).is_err());
+        FAIL_AFTER_RENAME.with(|f| f.set(false));
+        let later = state("a", 2, &[("t", 0), ("t", 1)]);
+        let acknowledged = log.append(std::slice::from_ref(&later)).is_ok();
+        drop(log);
+        let (_, records) = TxnLog::open(dir.path(), 1 << 20).unwrap();
+        let replayed = replay(&records);
+        if acknowledged {
+            assert_eq!(
+                TxnRecord::State(replayed["a"].clone()),
+                later,
+                "an append that succeeded after the failed compaction was lost"
+            );
+        } else {
+            assert_eq!(TxnRecord::State(replayed["a"].clone()), first);
+        }
     }
 
     #[test]
