@@ -623,6 +623,10 @@ impl TxnCoordinator {
             commit,
         };
         let mut waits = Vec::with_capacity(prepare.partitions.len());
+        // A partition that cannot take its marker now is retried later, but the others
+        // still get theirs: one failing log must not hold back every other partition's
+        // last stable offset.
+        let mut failed = false;
         for (topic, partition) in &prepare.partitions {
             let log = self
                 .inner
@@ -643,15 +647,18 @@ impl TxnCoordinator {
                 }
                 Err(e) => {
                     warn!(topic, partition, error = %e, "cannot write a transaction marker");
-                    return Err(TxnError::CoordinatorNotAvailable);
+                    failed = true;
                 }
             }
         }
         for (log, offset) in waits {
-            log.wait_durable(offset).await.map_err(|e| {
+            if let Err(e) = log.wait_durable(offset).await {
                 warn!(dir = %log.dir().display(), error = %e, "transaction marker not durable");
-                TxnError::CoordinatorNotAvailable
-            })?;
+                failed = true;
+            }
+        }
+        if failed {
+            return Err(TxnError::CoordinatorNotAvailable);
         }
         Ok(())
     }

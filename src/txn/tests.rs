@@ -718,3 +718,48 @@ async fn an_exhausted_epoch_moves_the_id_to_a_new_producer_id() {
         Err(ResponseError::InvalidTxnState)
     );
 }
+
+#[tokio::test]
+async fn a_marker_that_cannot_be_written_in_one_partition_does_not_hold_back_the_others() {
+    use strata_storage::fault::{set_injector, FileOp};
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("tx".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("tx".into(), pid, epoch, parts(&[0, 1, 2]))
+        .await
+        .unwrap();
+    for p in 0..3 {
+        n.produce(pid, epoch, p, 0).unwrap();
+    }
+    // Partition 0 (the first the coordinator visits) refuses every write for now.
+    let broken = n.log(0).dir().to_path_buf();
+    set_injector(Some(Arc::new(move |op, path: &std::path::Path| {
+        (op == FileOp::Write && path.starts_with(&broken))
+            .then(|| std::io::Error::other("injected write failure"))
+    })));
+    let ended = n.txns.end_txn("tx".into(), pid, epoch, true).await;
+    set_injector(None);
+    ended.unwrap();
+    assert_eq!(n.state("tx").state, TxnState::PrepareCommit);
+    // The decision is durable: the healthy partitions have their markers (durable when
+    // EndTxn answered), so their LSO is not held back by the broken one.
+    for p in [1, 2] {
+        let log = n.log(p);
+        assert_eq!(
+            log.open_transactions(),
+            vec![],
+            "partition {p} still has the transaction open"
+        );
+        assert_eq!(log.last_stable_offset(), log.log_end_offset());
+    }
+    assert_eq!(n.log(0).open_transactions().len(), 1);
+    // Once partition 0 takes writes again, the cleanup task completes the commit.
+    n.txns.cleanup(now_ms());
+    n.wait_for("tx", TxnState::CompleteCommit).await;
+    assert_eq!(n.log(0).open_transactions(), vec![]);
+}
