@@ -541,3 +541,71 @@ async fn list_transactions_filters_by_state_producer_and_duration() {
     .await;
     assert_eq!(ids(&r), vec!["b"]);
 }
+
+/// A read_committed Fetch of partition "t"-0 at `offset` (v12, no wait).
+async fn fetch_committed(
+    ctx: &RequestContext,
+    offset: i64,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic("t"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = call(ctx, ApiKey::Fetch, 12, &request).await;
+    r.responses[0].partitions[0].clone()
+}
+
+#[tokio::test]
+async fn read_committed_fetch_between_lso_and_high_watermark_is_empty_not_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, _tx) = context(dir.path()).await;
+    let r = init(&ctx, 4, "tx").await;
+    let (pid, epoch) = (*r.producer_id, r.producer_epoch);
+    let log = ctx.broker.topic("t").unwrap().partition(0).unwrap().clone();
+    let r: AddPartitionsToTxnResponse = call(
+        &ctx,
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &add_partitions("tx", pid, epoch, &[("t", &[0])]),
+    )
+    .await;
+    assert_eq!(partition_codes(&r)[0].2, NONE);
+    let r: ProduceResponse = call(&ctx, ApiKey::Produce, 9, &produce(pid, epoch, 0, 0)).await;
+    assert_eq!(produce_code(&r), NONE);
+    // A plain batch after the open transaction: the high watermark moves past the LSO.
+    let plain = strata_storage::testing::simple_batch(3, 10, now_ms());
+    let info = log.append(&plain, now_ms()).unwrap();
+    log.wait_durable(info.last_offset + 1).await.unwrap();
+    assert_eq!((log.last_stable_offset(), log.durable_offset()), (0, 5));
+
+    for offset in [0, 2, 4, 5] {
+        let p = fetch_committed(&ctx, offset).await;
+        assert_eq!(p.error_code, NONE, "fetch at {offset}");
+        assert_eq!(p.records.as_ref().map_or(0, |b| b.len()), 0);
+        assert_eq!((p.last_stable_offset, p.high_watermark), (0, 5));
+    }
+    assert_eq!(fetch_committed(&ctx, 6).await.error_code, 1);
+
+    // Abort: a fetch from inside the aborted range lists it.
+    let r: EndTxnResponse = call(&ctx, ApiKey::EndTxn, 3, &end("tx", pid, epoch, false)).await;
+    assert_eq!(r.error_code, NONE);
+    let p = fetch_committed(&ctx, 1).await;
+    assert_eq!(p.error_code, NONE);
+    assert_eq!(p.last_stable_offset, 6);
+    let aborted: Vec<(i64, i64)> = p
+        .aborted_transactions
+        .unwrap_or_default()
+        .iter()
+        .map(|a| (*a.producer_id, a.first_offset))
+        .collect();
+    assert_eq!(aborted, vec![(pid, 0)]);
+}
