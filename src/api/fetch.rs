@@ -232,8 +232,15 @@ fn read_partition(
         high_watermark
     };
     let ok = |records: Bytes| {
+        // Kafka's bound: only the aborted transactions overlapping the returned batches
+        // (not all of them up to the LSO, which for a consumer far behind many aborted
+        // transactions would be an unbounded list in every response).
         let aborted = read_committed.then(|| {
-            log.aborted_transactions(p.fetch_offset, upper)
+            let listed = match fetched_end(&records) {
+                Some(end) => log.aborted_transactions(p.fetch_offset, end.min(upper)),
+                None => Vec::new(),
+            };
+            listed
                 .into_iter()
                 .map(|t| {
                     AbortedTransaction::default()
@@ -270,6 +277,21 @@ fn read_partition(
         Ok(result) => ok(result.records),
         Err(e) => errored(e.error_code()),
     }
+}
+
+/// The offset after the last batch in `records` (whole batches as the log returns them),
+/// or None when there is none.
+fn fetched_end(records: &[u8]) -> Option<i64> {
+    let mut end = None;
+    let mut pos = 0usize;
+    while let Some(header) = records
+        .get(pos..)
+        .and_then(strata_storage::batch::BatchHeader::parse)
+    {
+        end = Some(header.next_offset());
+        pos = pos.saturating_add(header.size());
+    }
+    end
 }
 
 /// Resolves when any receiver sees a new durable offset. Receivers whose log closed are

@@ -547,6 +547,15 @@ async fn fetch_committed(
     ctx: &RequestContext,
     offset: i64,
 ) -> kafka_protocol::messages::fetch_response::PartitionData {
+    fetch_committed_max(ctx, offset, 1 << 20).await
+}
+
+/// [`fetch_committed`] with a partition byte limit.
+async fn fetch_committed_max(
+    ctx: &RequestContext,
+    offset: i64,
+    partition_max_bytes: i32,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{FetchRequest, FetchResponse};
     let request = FetchRequest::default()
@@ -559,7 +568,7 @@ async fn fetch_committed(
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(0)
                 .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
+                .with_partition_max_bytes(partition_max_bytes)])]);
     let r: FetchResponse = call(ctx, ApiKey::Fetch, 12, &request).await;
     r.responses[0].partitions[0].clone()
 }
@@ -608,4 +617,51 @@ async fn read_committed_fetch_between_lso_and_high_watermark_is_empty_not_out_of
         .map(|a| (*a.producer_id, a.first_offset))
         .collect();
     assert_eq!(aborted, vec![(pid, 0)]);
+}
+
+#[tokio::test]
+async fn a_read_committed_fetch_lists_only_the_aborted_transactions_of_the_records_it_returns() {
+    // Kafka bounds the list by the fetched range: a consumer far behind many aborted
+    // transactions must not get all of them (26 bytes each) in every response.
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, _tx) = context(dir.path()).await;
+    let r = init(&ctx, 4, "tx").await;
+    let (pid, epoch) = (*r.producer_id, r.producer_epoch);
+    for round in 0..3 {
+        let r: AddPartitionsToTxnResponse = call(
+            &ctx,
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &add_partitions("tx", pid, epoch, &[("t", &[0])]),
+        )
+        .await;
+        assert_eq!(partition_codes(&r)[0].2, NONE);
+        let r: ProduceResponse =
+            call(&ctx, ApiKey::Produce, 9, &produce(pid, epoch, 0, round * 2)).await;
+        assert_eq!(produce_code(&r), NONE);
+        let r: EndTxnResponse = call(&ctx, ApiKey::EndTxn, 3, &end("tx", pid, epoch, false)).await;
+        assert_eq!(r.error_code, NONE);
+    }
+    // Records 0-1 abort at 2, 3-4 at 5, 6-7 at 8.
+    let listed = |p: &kafka_protocol::messages::fetch_response::PartitionData| -> Vec<i64> {
+        p.aborted_transactions
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a.first_offset)
+            .collect()
+    };
+    let all = fetch_committed(&ctx, 0).await;
+    assert_eq!(all.error_code, NONE);
+    assert_eq!(listed(&all), vec![0, 3, 6]);
+    // One batch only (the first batch is returned whatever the limit).
+    let one = fetch_committed_max(&ctx, 0, 1).await;
+    let returned = strata_storage::testing::headers(one.records.as_deref().unwrap());
+    assert_eq!(returned.len(), 1);
+    assert_eq!(listed(&one), vec![0]);
+    // From the first abort marker: the only overlapping transaction is the one it ends.
+    let from_marker = fetch_committed_max(&ctx, 2, 1).await;
+    assert_eq!(listed(&from_marker), vec![0]);
+    let second = fetch_committed_max(&ctx, 3, 1).await;
+    assert_eq!(listed(&second), vec![3]);
 }
