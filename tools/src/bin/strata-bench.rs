@@ -516,7 +516,12 @@ async fn consume(cli: &Cli) -> Result<RunResult> {
             break;
         }
         if deadline.is_some_and(|d| now >= d) && cli.duration.is_some() {
-            end = now;
+            // The rate is over the time the counted records took to arrive: a topic
+            // drained before the deadline is not charged for the wait after its last
+            // record (that idle time used to count, understating the rate).
+            if seen == base {
+                end = now;
+            }
             break;
         }
         if seen > base && now - last_change >= idle {
@@ -530,10 +535,15 @@ async fn consume(cli: &Cli) -> Result<RunResult> {
     let _ = stop.send(true);
     let rss = progress.await.ok().flatten();
     let consumed = consumed?;
-    let records = counters.records.load(Ordering::Relaxed) - base;
-    let records = cli
-        .records
-        .map_or(records, |n| records.min(n).max(consumed.records.min(n)));
+    // Records that arrived by `end` (a fetch still in flight at the deadline is not
+    // counted); with --records, the target.
+    let records = match cli.records {
+        Some(n) => {
+            let all = counters.records.load(Ordering::Relaxed) - base;
+            all.min(n).max(consumed.records.min(n))
+        }
+        None => last_seen - base,
+    };
     let mut r = RunResult::new(
         "consume",
         records,
