@@ -195,7 +195,8 @@ impl DataFile {
     }
 
     /// Maps the first `len` bytes of the file read-only and hands them out as [`Bytes`],
-    /// so reads of sealed segments are slices of the page cache with no copy.
+    /// so reads of sealed segments (and large reads of the active one) are slices of the
+    /// page cache with no copy.
     pub fn map(&self, len: u64) -> Result<Bytes, StorageError> {
         if len == 0 {
             return Ok(Bytes::new());
@@ -228,12 +229,14 @@ fn open_file(path: &Path, create: bool) -> std::io::Result<File> {
 #[allow(unsafe_code)]
 fn map_readonly(file: &File, len: usize) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: memmap2 requires that the mapped file is not modified or truncated while the
-    // map lives, or readers could see changing bytes or fault (SIGBUS). The log maps only
-    // sealed segments: every byte in 0..len was written and is never written again (only the
-    // active segment is appended to; recovery truncation happens before any map is made),
-    // and a segment is only deleted (unlinked), never truncated, after it is sealed. Unlinking
-    // keeps the pages alive for existing maps. A process outside Strata truncating the file
-    // would break this; the data directory belongs to the broker alone.
+    // map lives, or readers could see changing bytes or fault (SIGBUS). The log maps sealed
+    // segments, and the validated prefix of the active segment for large fetch windows
+    // (`log/read.rs`): every byte in 0..len was written and is never written again (appends
+    // go past it; a failed append truncates back to where it started, at or past len;
+    // recovery truncation happens before any map is made), and a segment is only deleted
+    // (unlinked), never truncated, after it is sealed. Unlinking keeps the pages alive for
+    // existing maps. A process outside Strata truncating the file would break this; the data
+    // directory belongs to the broker alone.
     unsafe { memmap2::MmapOptions::new().len(len).map(file) }
 }
 
