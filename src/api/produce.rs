@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use strata_storage::Log;
+use strata_storage::{Log, StorageError};
 use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
@@ -208,6 +208,9 @@ async fn wait_durable(
         let result = tokio::time::timeout_at(deadline, wait.log.wait_durable(wait.offset)).await;
         let code = match result {
             Ok(Ok(())) => continue,
+            // The partition was deleted (or the broker is stopping) before the batch was
+            // synced: retriable, as Kafka answers for a partition that went away.
+            Ok(Err(StorageError::Closed { .. })) => UNKNOWN_TOPIC_OR_PARTITION,
             Ok(Err(e)) => {
                 warn!(dir = %wait.log.dir().display(), error = %e, "acks=all append not durable");
                 KAFKA_STORAGE_ERROR
