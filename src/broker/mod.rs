@@ -13,6 +13,7 @@ mod admin;
 pub mod broker_config;
 pub mod metadata_store;
 pub mod producer_ids;
+pub mod record_log;
 pub mod retention;
 pub mod topic_config;
 pub mod topic_name;

@@ -37,6 +37,7 @@ use super::offsets::{
     CommittedOffset, GroupActivity, OffsetLog, OffsetLogError, OffsetRecord, OffsetTable,
     StoredGroup,
 };
+use crate::broker::record_log::RecordLogError;
 
 /// Settings of the group service.
 #[derive(Debug, Clone)]
@@ -227,9 +228,11 @@ impl GroupService {
         let threshold = config.compact_threshold_bytes;
         let opened = tokio::task::spawn_blocking(move || OffsetLog::open(&dir, threshold))
             .await
-            .map_err(|e| OffsetLogError::Io {
-                path: state_dir.join("offsets"),
-                source: std::io::Error::other(e.to_string()),
+            .map_err(|e| {
+                OffsetLogError(RecordLogError::Io {
+                    path: state_dir.join("offsets"),
+                    source: std::io::Error::other(e.to_string()),
+                })
             })?;
         let (log, records) = opened?;
         let mut table = OffsetTable::default();

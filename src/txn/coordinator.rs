@@ -31,6 +31,7 @@ use tracing::{debug, error, info, warn};
 
 use super::log::{self as txn_log, TxnLog, TxnLogError, TxnRecord};
 use super::metadata::{EndPlan, ExpectedProducer, InitPlan, TxnError, TxnMetadata, TxnState};
+use crate::broker::record_log::RecordLogError;
 use crate::broker::{now_ms, Broker};
 use crate::group::offsets::CommittedOffset;
 use crate::group::GroupService;
@@ -237,9 +238,11 @@ impl TxnCoordinator {
         let open_dir = dir.clone();
         let opened = tokio::task::spawn_blocking(move || TxnLog::open(&open_dir, threshold))
             .await
-            .map_err(|e| TxnLogError::Io {
-                path: dir.clone(),
-                source: std::io::Error::other(e.to_string()),
+            .map_err(|e| {
+                TxnLogError(RecordLogError::Io {
+                    path: dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
             })?;
         let (log, records) = opened?;
         let live = txn_log::replay(&records);
@@ -863,7 +866,7 @@ async fn run_writer(
                 txn_log::apply(live, record);
             }
             if log.needs_compaction() {
-                if let Err(e) = log.rewrite(live.values()) {
+                if let Err(e) = log.rewrite(&txn_log::snapshot(live)) {
                     warn!(error = %e, "transaction log compaction failed; will retry");
                 }
             }

@@ -6,8 +6,5 @@ mod record;
 mod table;
 
 pub use log::{OffsetLog, OffsetLogError};
-pub use record::{
-    decode_frame_at, decode_frames, encode_frame, scan_frames, CommittedOffset, FrameFault,
-    FrameScan, OffsetRecord, StoredGroup, StoredMember,
-};
+pub use record::{CommittedOffset, OffsetRecord, StoredGroup, StoredMember};
 pub use table::{GroupActivity, OffsetTable, PartitionOffsets, PendingTxn};

@@ -1,18 +1,8 @@
-//! Records of the committed-offsets log and their on-disk framing.
-//!
-//! A frame is `[payload length: u32 LE][CRC-32C of payload: u32 LE][payload]`,
-//! where the payload is the bincode (v1, default options) encoding of an
-//! [`OffsetRecord`]. A frame whose length is implausible, that is cut short,
-//! whose checksum does not match or whose payload does not decode is damaged;
-//! [`scan_frames`] skips damaged bytes up to the next intact frame.
+//! Records of the committed-offsets log. Their framing on disk is the shared
+//! record log's (`crate::broker::record_log`); the payload is the bincode (v1,
+//! default options) encoding of an [`OffsetRecord`].
 
 use serde::{Deserialize, Serialize};
-
-/// Bytes of the frame header (length + CRC).
-pub const FRAME_HEADER_LEN: usize = 8;
-
-/// Upper bound on one record's payload; a larger length marks a corrupt frame.
-pub const MAX_RECORD_LEN: u32 = 16 * 1024 * 1024;
 
 /// One committed offset of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,135 +125,10 @@ impl OffsetRecord {
     }
 }
 
-/// Appends the frame of `record` to `out`.
-pub fn encode_frame(record: &OffsetRecord, out: &mut Vec<u8>) -> Result<(), bincode::Error> {
-    let payload = bincode::serialize(record)?;
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|l| *l <= MAX_RECORD_LEN)
-        .ok_or_else(|| {
-            Box::new(bincode::ErrorKind::Custom(format!(
-                "offset record of {} bytes exceeds {} bytes",
-                payload.len(),
-                MAX_RECORD_LEN
-            )))
-        })?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(())
-}
-
-/// Why no frame could be read at a position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameFault {
-    /// The header or the payload it announces runs past the end of the bytes:
-    /// what a crash in the middle of an append leaves.
-    Short,
-    /// Implausible length, checksum mismatch or undecodable payload.
-    Corrupt,
-}
-
-/// Reads the frame that starts at `pos`: its record and the position just after it.
-pub fn decode_frame_at(bytes: &[u8], pos: usize) -> Result<(OffsetRecord, usize), FrameFault> {
-    let header_end = pos
-        .checked_add(FRAME_HEADER_LEN)
-        .filter(|e| *e <= bytes.len())
-        .ok_or(FrameFault::Short)?;
-    let header = &bytes[pos..header_end];
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len > MAX_RECORD_LEN {
-        return Err(FrameFault::Corrupt);
-    }
-    let end = header_end
-        .checked_add(len as usize)
-        .filter(|e| *e <= bytes.len())
-        .ok_or(FrameFault::Short)?;
-    let payload = &bytes[header_end..end];
-    if crc32c::crc32c(payload) != crc {
-        return Err(FrameFault::Corrupt);
-    }
-    let record = bincode::deserialize::<OffsetRecord>(payload).map_err(|_| FrameFault::Corrupt)?;
-    Ok((record, end))
-}
-
-/// What [`scan_frames`] found in a file's bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameScan {
-    /// Records of every intact frame, in file order.
-    pub records: Vec<OffsetRecord>,
-    /// Damaged byte ranges (`start..end`, byte positions in the file) that an
-    /// intact frame follows: damage in the middle, skipped.
-    pub skipped: Vec<std::ops::Range<usize>>,
-    /// Records read after the first skipped range (recovered by resynchronising).
-    pub recovered_after_damage: usize,
-    /// End of the last intact frame; bytes after it are an unreadable tail.
-    pub valid_end: usize,
-    /// Whether that tail is a frame cut short (a torn append) rather than
-    /// corrupt bytes; true when there is no tail.
-    pub torn_tail: bool,
-}
-
-/// Reads every intact frame of `bytes`. At a damaged frame it resynchronises:
-/// it scans forward byte by byte for the next position where a whole frame has
-/// a plausible length, a matching CRC-32C and a decodable payload, records the
-/// skipped range and goes on from there. Damage with no intact frame after it
-/// is the tail (`valid_end..`).
-pub fn scan_frames(bytes: &[u8]) -> FrameScan {
-    let mut scan = FrameScan {
-        records: Vec::new(),
-        skipped: Vec::new(),
-        recovered_after_damage: 0,
-        valid_end: 0,
-        torn_tail: true,
-    };
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        match decode_frame_at(bytes, pos) {
-            Ok((record, end)) => {
-                scan.records.push(record);
-                if !scan.skipped.is_empty() {
-                    scan.recovered_after_damage += 1;
-                }
-                scan.valid_end = end;
-                pos = end;
-            }
-            Err(fault) => {
-                let next = (pos + 1..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1))
-                    .find(|q| decode_frame_at(bytes, *q).is_ok());
-                match next {
-                    Some(next) => {
-                        scan.skipped.push(pos..next);
-                        pos = next;
-                    }
-                    None => {
-                        scan.torn_tail = fault == FrameFault::Short;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    scan
-}
-
-/// Decodes frames from the start of `bytes`. Returns the records of every
-/// whole, intact frame and the byte length of that valid prefix; decoding stops
-/// at the first torn or corrupt frame.
-pub fn decode_frames(bytes: &[u8]) -> (Vec<OffsetRecord>, usize) {
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while let Ok((record, end)) = decode_frame_at(bytes, pos) {
-        records.push(record);
-        pos = end;
-    }
-    (records, pos)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::record_log::{encode_frame, scan_frames};
 
     fn commit(offset: i64) -> OffsetRecord {
         OffsetRecord::Commit {
@@ -277,66 +142,6 @@ mod tests {
                 commit_timestamp_ms: 1,
             },
         }
-    }
-
-    #[test]
-    fn frames_round_trip_and_stop_at_corruption() {
-        let mut bytes = Vec::new();
-        encode_frame(&commit(1), &mut bytes).unwrap();
-        let first = bytes.len();
-        encode_frame(&commit(2), &mut bytes).unwrap();
-        let (records, valid) = decode_frames(&bytes);
-        assert_eq!(records, vec![commit(1), commit(2)]);
-        assert_eq!(valid, bytes.len());
-
-        // Flip a payload byte of the second frame: only the first survives.
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        let (records, valid) = decode_frames(&bytes);
-        assert_eq!(records, vec![commit(1)]);
-        assert_eq!(valid, first);
-    }
-
-    #[test]
-    fn scan_resynchronises_after_damage_in_the_middle() {
-        let mut bytes = Vec::new();
-        let mut starts = Vec::new();
-        for n in 0..5 {
-            starts.push(bytes.len());
-            encode_frame(&commit(n), &mut bytes).unwrap();
-        }
-        starts.push(bytes.len());
-        let clean = scan_frames(&bytes);
-        assert_eq!(clean.records.len(), 5);
-        assert!(clean.skipped.is_empty() && clean.torn_tail);
-        assert_eq!(clean.valid_end, bytes.len());
-        let intact = bytes.clone();
-
-        // A flipped payload byte in frame 1 and a wild length in frame 3.
-        bytes[starts[1] + FRAME_HEADER_LEN + 2] ^= 0x40;
-        bytes[starts[3] + 3] = 0x7f;
-        let scan = scan_frames(&bytes);
-        assert_eq!(scan.records, vec![commit(0), commit(2), commit(4)]);
-        assert_eq!(
-            scan.skipped,
-            vec![starts[1]..starts[2], starts[3]..starts[4]]
-        );
-        assert_eq!(scan.recovered_after_damage, 2);
-        assert_eq!(scan.valid_end, bytes.len());
-
-        // Damage in the last frame too: frames 3 and 4 are a corrupt tail.
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        let scan = scan_frames(&bytes);
-        assert_eq!(scan.records, vec![commit(0), commit(2)]);
-        assert_eq!(scan.skipped, vec![starts[1]..starts[2]]);
-        assert_eq!(scan.valid_end, starts[3]);
-        assert!(!scan.torn_tail);
-        // A frame cut short is a torn tail.
-        let scan = scan_frames(&intact[..starts[5] - 3]);
-        assert_eq!(scan.records.len(), 4);
-        assert_eq!(scan.valid_end, starts[4]);
-        assert!(scan.torn_tail && scan.skipped.is_empty());
     }
 
     #[test]
@@ -369,6 +174,9 @@ mod tests {
         let mut bytes = Vec::new();
         encode_frame(&marker, &mut bytes).unwrap();
         encode_frame(&metadata, &mut bytes).unwrap();
-        assert_eq!(decode_frames(&bytes).0, vec![marker, metadata]);
+        assert_eq!(
+            scan_frames::<OffsetRecord>(&bytes).records,
+            vec![marker, metadata]
+        );
     }
 }
