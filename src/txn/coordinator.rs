@@ -263,6 +263,7 @@ impl TxnCoordinator {
             }),
         };
         tokio::spawn(run_writer(log, live, writes_rx));
+        coordinator.end_orphaned_transactions();
         let unfinished: Vec<String> = coordinator
             .read_table()
             .by_id
@@ -276,6 +277,58 @@ impl TxnCoordinator {
         }
         tokio::spawn(run_cleanup(coordinator.clone(), shutdown));
         Ok(coordinator)
+    }
+
+    /// At start, before any request: ends every transaction open in a partition that the
+    /// transaction log does not account for (no Ongoing / Prepare* state of that producer
+    /// naming the partition). Only a damaged or lost transaction log leaves such a one, and
+    /// nothing else would ever end it: its partition's last stable offset would be held
+    /// back forever. It gets a commit marker if the log says that producer's transaction,
+    /// in that epoch, was committed, else an abort marker (nothing durable says commit).
+    fn end_orphaned_transactions(&self) {
+        let now = now_ms();
+        for topic in self.inner.broker.topics() {
+            for (index, log) in topic.partitions.iter().enumerate() {
+                for open in log.open_transactions() {
+                    let commit = {
+                        let table = self.read_table();
+                        let owner = table
+                            .by_producer
+                            .get(&open.producer_id)
+                            .and_then(|id| table.by_id.get(id))
+                            .map(|e| &e.meta);
+                        let owned = owner.is_some_and(|m| {
+                            (m.state == TxnState::Ongoing || m.state.is_prepare())
+                                && m.partitions.contains(&(topic.name.clone(), index as i32))
+                        });
+                        if owned {
+                            continue;
+                        }
+                        owner.is_some_and(|m| {
+                            m.state == TxnState::CompleteCommit
+                                && m.producer_epoch == open.producer_epoch
+                        })
+                    };
+                    let marker = strata_storage::TxnMarker {
+                        producer_id: open.producer_id,
+                        producer_epoch: open.producer_epoch,
+                        coordinator_epoch: COORDINATOR_EPOCH,
+                        commit,
+                    };
+                    match log.append_marker(&marker, now) {
+                        Ok(info) => {
+                            warn!(topic = %topic.name, partition = index, producer_id = open.producer_id,
+                                first_offset = open.first_offset, marker_offset = info.last_offset, commit,
+                                "ended a transaction the transaction log does not know (damaged or lost log?)");
+                        }
+                        Err(e) => {
+                            error!(topic = %topic.name, partition = index, producer_id = open.producer_id,
+                                error = %e, "cannot end an orphaned transaction; its partition's last stable offset stays held");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn read_table(&self) -> RwLockReadGuard<'_, Table> {

@@ -763,3 +763,46 @@ async fn a_marker_that_cannot_be_written_in_one_partition_does_not_hold_back_the
     n.wait_for("tx", TxnState::CompleteCommit).await;
     assert_eq!(n.log(0).open_transactions(), vec![]);
 }
+
+#[tokio::test]
+async fn a_transaction_the_log_does_not_account_for_is_aborted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let owned_pid = {
+        let n = node(dir.path()).await;
+        // A transaction the coordinator knows: it must stay open across the restart.
+        let (pid, epoch) = n
+            .txns
+            .init_producer_id("kept".into(), 60_000, None)
+            .await
+            .unwrap();
+        n.txns
+            .add_partitions("kept".into(), pid, epoch, parts(&[1]))
+            .await
+            .unwrap();
+        n.produce(pid, epoch, 1, 0).unwrap();
+        // One it does not (as a damaged or lost transaction log would leave): appended
+        // without the coordinator, so nothing would ever end it.
+        n.log(0)
+            .append(&txn_batch(3, 4242, 0, 0, now_ms()), now_ms())
+            .unwrap();
+        n.log(0).flush().unwrap();
+        assert_eq!(n.log(0).last_stable_offset(), 0);
+        pid
+    };
+    let n = node(dir.path()).await;
+    let orphaned = n.log(0);
+    assert!(orphaned.open_transactions().is_empty());
+    orphaned.flush().unwrap();
+    assert_eq!(orphaned.last_stable_offset(), orphaned.log_end_offset());
+    assert_eq!(
+        orphaned.aborted_transactions(0, orphaned.log_end_offset()),
+        vec![strata_storage::AbortedTxn {
+            producer_id: 4242,
+            first_offset: 0,
+            last_offset: 3,
+        }]
+    );
+    let kept = n.log(1).open_transactions();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].producer_id, owned_pid);
+}
