@@ -791,11 +791,15 @@ fn exactly_once(
         }
         if last_progress.elapsed() > PATIENCE {
             stop.store(true, Ordering::Relaxed);
+            // The temp dir goes with the test: show the end of the broker's log here.
+            let log = std::fs::read_to_string(broker.log_path(broker.runs)).unwrap_or_default();
+            let warnings: Vec<&str> = log.lines().collect();
             panic!(
-                "no progress after the kills: {}\ncommitted {:?}, ends {ends:?}\nbroker log: {}",
+                "no progress after the kills: {}\ncommitted {:?}, ends {ends:?}\nbroker log: {}\nits last lines:\n{}",
                 report(&stats),
                 committed_input_offsets(&bootstrap, "read_uncommitted"),
-                broker.log_path(broker.runs).display()
+                broker.log_path(broker.runs).display(),
+                warnings[warnings.len().saturating_sub(60)..].join("\n")
             );
         }
         std::thread::sleep(Duration::from_millis(200));
