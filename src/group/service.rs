@@ -544,6 +544,24 @@ impl GroupService {
             .cloned()
     }
 
+    /// Every (group, producer id) with transactional offsets still pending (no marker
+    /// has decided them yet).
+    pub fn pending_txn_offsets(&self) -> Vec<(String, i64)> {
+        let table = self
+            .table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        table
+            .group_ids()
+            .flat_map(|group| {
+                table
+                    .pending(group)
+                    .into_iter()
+                    .flat_map(|txns| txns.keys().map(|pid| (group.to_string(), *pid)))
+            })
+            .collect()
+    }
+
     /// Every committed offset of a group, as (topic, partition, offset).
     pub fn committed_all(&self, group_id: &str) -> Vec<(String, i32, CommittedOffset)> {
         let table = self

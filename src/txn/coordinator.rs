@@ -264,6 +264,7 @@ impl TxnCoordinator {
         };
         tokio::spawn(run_writer(log, live, writes_rx));
         coordinator.end_orphaned_transactions();
+        coordinator.end_orphaned_group_offsets();
         let unfinished: Vec<String> = coordinator
             .read_table()
             .by_id
@@ -328,6 +329,45 @@ impl TxnCoordinator {
                     }
                 }
             }
+        }
+    }
+
+    /// At start, before any request: decides the pending transactional offsets of every
+    /// group that no Ongoing / Prepare* transaction of their producer accounts for (only a
+    /// damaged or lost transaction log leaves such; a `require_stable` OffsetFetch of those
+    /// partitions would answer UNSTABLE_OFFSET_COMMIT forever). Commit if the log records
+    /// that producer's transaction as committed, else abort.
+    fn end_orphaned_group_offsets(&self) {
+        for (group, producer_id) in self.inner.groups.pending_txn_offsets() {
+            let commit = {
+                let table = self.read_table();
+                let owner = table
+                    .by_producer
+                    .get(&producer_id)
+                    .and_then(|id| table.by_id.get(id))
+                    .map(|e| &e.meta);
+                let owned = owner.is_some_and(|m| {
+                    (m.state == TxnState::Ongoing || m.state.is_prepare())
+                        && m.groups.contains(&group)
+                });
+                if owned {
+                    continue;
+                }
+                owner.is_some_and(|m| m.state == TxnState::CompleteCommit)
+            };
+            warn!(group, producer_id, commit,
+                "deciding transactional offsets the transaction log does not know (damaged or lost log?)");
+            // The job is queued on the group coordinator now, ahead of any request.
+            let decided = self
+                .inner
+                .groups
+                .complete_txn(group.clone(), producer_id, commit);
+            tokio::spawn(async move {
+                if let Err(e) = decided.await {
+                    error!(group, producer_id, error = %e,
+                        "cannot decide orphaned transactional offsets; they stay pending");
+                }
+            });
         }
     }
 

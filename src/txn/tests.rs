@@ -806,3 +806,56 @@ async fn a_transaction_the_log_does_not_account_for_is_aborted_at_start() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].producer_id, owned_pid);
 }
+
+#[tokio::test]
+async fn pending_group_offsets_the_log_does_not_account_for_are_aborted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept_pid = {
+        let n = node(dir.path()).await;
+        // Pending offsets of a transaction the coordinator knows: they stay pending.
+        let (pid, epoch) = n
+            .txns
+            .init_producer_id("kept".into(), 60_000, None)
+            .await
+            .unwrap();
+        n.txns
+            .add_offsets("kept".into(), pid, epoch, "g".into())
+            .await
+            .unwrap();
+        n.txns
+            .txn_offset_commit(
+                "kept".into(),
+                "g".into(),
+                pid,
+                epoch,
+                None,
+                vec![("t".into(), 1, offset(7))],
+            )
+            .await
+            .unwrap();
+        // Pending offsets of a producer the coordinator does not know (as a damaged or
+        // lost transaction log would leave): nothing would ever decide them.
+        n.groups
+            .commit_txn_offsets("g".into(), 4242, 0, None, vec![("t".into(), 0, offset(5))])
+            .await
+            .unwrap();
+        assert_eq!(n.groups.pending_txn_offsets().len(), 2);
+        pid
+    };
+    let n = node(dir.path()).await;
+    for _ in 0..10_000 {
+        if n.groups.pending_txn_offsets().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        n.groups.pending_txn_offsets(),
+        vec![("g".to_string(), kept_pid)]
+    );
+    assert_eq!(
+        n.groups.committed("g", "t", 0),
+        None,
+        "aborted, not committed"
+    );
+}
