@@ -10,11 +10,35 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicN
 
 use super::{deferred, opt_string};
 use crate::api::{Handled, RequestContext};
-use crate::broker::now_ms;
+use crate::broker::{now_ms, Topic};
 use crate::group::offsets::CommittedOffset;
 
 /// Kafka's `offset.metadata.max.bytes` default: longer metadata is refused.
 pub(crate) const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// Whether `offset` may be committed for `partition` of `topic` (None: no such topic) in
+/// `group`: OffsetCommit's and TxnOffsetCommit's per-partition checks. Ok: the offset to
+/// store.
+pub(crate) fn check_partition(
+    topic: Option<&Topic>,
+    group: &str,
+    partition: i32,
+    offset: CommittedOffset,
+) -> Result<CommittedOffset, ResponseError> {
+    if group.is_empty() {
+        Err(ResponseError::InvalidGroupId)
+    } else if topic.is_none_or(|t| t.partition(partition).is_none()) {
+        Err(ResponseError::UnknownTopicOrPartition)
+    } else if offset
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+    {
+        Err(ResponseError::OffsetMetadataTooLarge)
+    } else {
+        Ok(offset)
+    }
+}
 
 /// A partition's index and whether it may be committed.
 type PartitionOutcome = (i32, Result<(), ResponseError>);
@@ -33,36 +57,23 @@ pub(crate) fn handle(
         let known = ctx.broker.topic(topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
-            let exists = known
-                .as_ref()
-                .is_some_and(|t| t.partition(p.partition_index).is_some());
-            let metadata = opt_string(&p.committed_metadata);
-            let outcome = if group_id.is_empty() {
-                Err(ResponseError::InvalidGroupId)
-            } else if !exists {
-                Err(ResponseError::UnknownTopicOrPartition)
-            } else if metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
-            {
-                Err(ResponseError::OffsetMetadataTooLarge)
+            let leader_epoch = if version >= 6 {
+                p.committed_leader_epoch
             } else {
-                offsets.push((
-                    topic.name.to_string(),
-                    p.partition_index,
-                    CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 6 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
-                        metadata,
-                        commit_timestamp_ms: now,
-                    },
-                ));
-                Ok(())
+                -1
             };
+            let outcome = check_partition(
+                known.as_deref(),
+                &group_id,
+                p.partition_index,
+                CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch,
+                    metadata: opt_string(&p.committed_metadata),
+                    commit_timestamp_ms: now,
+                },
+            )
+            .map(|offset| offsets.push((topic.name.to_string(), p.partition_index, offset)));
             partitions.push((p.partition_index, outcome));
         }
         outcomes.push((topic.name, partitions));

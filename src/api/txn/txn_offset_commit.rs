@@ -12,7 +12,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::deferred;
-use crate::api::groups::offset_commit::OFFSET_METADATA_MAX_BYTES;
+use crate::api::groups::offset_commit::check_partition;
 use crate::api::{Handled, RequestContext};
 use crate::broker::now_ms;
 use crate::group::offsets::CommittedOffset;
@@ -33,36 +33,23 @@ pub(crate) fn handle(
         let known = ctx.broker.topic(topic.name.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
-            let exists = known
-                .as_ref()
-                .is_some_and(|t| t.partition(p.partition_index).is_some());
-            let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
-            let outcome = if group.is_empty() {
-                Err(ResponseError::InvalidGroupId)
-            } else if !exists {
-                Err(ResponseError::UnknownTopicOrPartition)
-            } else if metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
-            {
-                Err(ResponseError::OffsetMetadataTooLarge)
+            let leader_epoch = if version >= 2 {
+                p.committed_leader_epoch
             } else {
-                offsets.push((
-                    topic.name.to_string(),
-                    p.partition_index,
-                    CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: if version >= 2 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
-                        metadata,
-                        commit_timestamp_ms: now,
-                    },
-                ));
-                Ok(())
+                -1
             };
+            let outcome = check_partition(
+                known.as_deref(),
+                &group,
+                p.partition_index,
+                CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_timestamp_ms: now,
+                },
+            )
+            .map(|offset| offsets.push((topic.name.to_string(), p.partition_index, offset)));
             partitions.push((p.partition_index, outcome));
         }
         outcomes.push((topic.name, partitions));
