@@ -123,6 +123,33 @@ impl Table {
             self.by_producer.remove(&entry.meta.producer_id);
         }
     }
+
+    /// The transactional id that `producer_id` belongs to.
+    fn producer(&self, producer_id: i64) -> Option<&Entry> {
+        self.by_producer
+            .get(&producer_id)
+            .and_then(|id| self.by_id.get(id))
+    }
+
+    /// For a transaction of `producer_id` found open at start (in a partition, or as
+    /// pending group offsets): None when an Ongoing or Prepare* state of that producer
+    /// `covers` it (that state's own completion ends it); else whether to commit it, which
+    /// only a CompleteCommit of that producer (in `epoch`, when known) says.
+    fn orphan_outcome(
+        &self,
+        producer_id: i64,
+        epoch: Option<i16>,
+        covers: impl Fn(&TxnMetadata) -> bool,
+    ) -> Option<bool> {
+        let meta = self.producer(producer_id).map(|e| &e.meta);
+        let open = |m: &TxnMetadata| m.state == TxnState::Ongoing || m.state.is_prepare();
+        if meta.is_some_and(|m| open(m) && covers(m)) {
+            return None;
+        }
+        Some(meta.is_some_and(|m| {
+            m.state == TxnState::CompleteCommit && epoch.is_none_or(|e| e == m.producer_epoch)
+        }))
+    }
 }
 
 /// Records to make durable, and who waits for them.
@@ -197,12 +224,7 @@ impl ProduceGate<'_> {
         topic: &str,
         partition: i32,
     ) -> Result<(), ResponseError> {
-        let entry = self
-            .table
-            .by_producer
-            .get(&producer_id)
-            .and_then(|id| self.table.by_id.get(id));
-        let Some(entry) = entry else {
+        let Some(entry) = self.table.producer(producer_id) else {
             debug!(
                 producer_id,
                 topic, partition, "transactional batch from a producer id without a transaction"
@@ -291,24 +313,14 @@ impl TxnCoordinator {
         for topic in self.inner.broker.topics() {
             for (index, log) in topic.partitions.iter().enumerate() {
                 for open in log.open_transactions() {
-                    let commit = {
-                        let table = self.read_table();
-                        let owner = table
-                            .by_producer
-                            .get(&open.producer_id)
-                            .and_then(|id| table.by_id.get(id))
-                            .map(|e| &e.meta);
-                        let owned = owner.is_some_and(|m| {
-                            (m.state == TxnState::Ongoing || m.state.is_prepare())
-                                && m.partitions.contains(&(topic.name.clone(), index as i32))
-                        });
-                        if owned {
-                            continue;
-                        }
-                        owner.is_some_and(|m| {
-                            m.state == TxnState::CompleteCommit
-                                && m.producer_epoch == open.producer_epoch
-                        })
+                    let partition = (topic.name.clone(), index as i32);
+                    let outcome = self.read_table().orphan_outcome(
+                        open.producer_id,
+                        Some(open.producer_epoch),
+                        |m| m.partitions.contains(&partition),
+                    );
+                    let Some(commit) = outcome else {
+                        continue;
                     };
                     let marker = strata_storage::TxnMarker {
                         producer_id: open.producer_id,
@@ -339,21 +351,11 @@ impl TxnCoordinator {
     /// that producer's transaction as committed, else abort.
     fn end_orphaned_group_offsets(&self) {
         for (group, producer_id) in self.inner.groups.pending_txn_offsets() {
-            let commit = {
-                let table = self.read_table();
-                let owner = table
-                    .by_producer
-                    .get(&producer_id)
-                    .and_then(|id| table.by_id.get(id))
-                    .map(|e| &e.meta);
-                let owned = owner.is_some_and(|m| {
-                    (m.state == TxnState::Ongoing || m.state.is_prepare())
-                        && m.groups.contains(&group)
-                });
-                if owned {
-                    continue;
-                }
-                owner.is_some_and(|m| m.state == TxnState::CompleteCommit)
+            let outcome = self
+                .read_table()
+                .orphan_outcome(producer_id, None, |m| m.groups.contains(&group));
+            let Some(commit) = outcome else {
+                continue;
             };
             warn!(group, producer_id, commit,
                 "deciding transactional offsets the transaction log does not know (damaged or lost log?)");
