@@ -273,13 +273,24 @@ pub const CONTROL_TYPE_ABORT: i16 = 0;
 pub const CONTROL_TYPE_COMMIT: i16 = 1;
 
 /// Appends a zigzag varint (Kafka's `varint`/`varlong`).
-pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
+pub fn put_varlong(out: &mut impl bytes::BufMut, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;
     while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
+        out.put_u8((v as u8 & 0x7f) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.put_u8(v as u8);
+}
+
+/// Bytes [`put_varlong`] writes for `value` (1 to 10).
+pub fn varlong_len(value: i64) -> usize {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
 }
 
 /// A transaction marker as Kafka writes it (`MemoryRecords.withEndTransactionMarker`): one
@@ -366,8 +377,9 @@ pub fn control_record(batch: &[u8]) -> Option<(i16, i32)> {
     Some((kind, coordinator_epoch))
 }
 
-/// Reads a zigzag varint (Kafka's `varint`/`varlong`) at `*pos`, advancing it.
-pub(crate) fn read_varlong(bytes: &[u8], pos: &mut usize) -> Option<i64> {
+/// Reads a zigzag varint (Kafka's `varint`/`varlong`) at `*pos`, advancing it. `None` when
+/// `bytes` ends inside it or it runs past 10 bytes.
+pub fn read_varlong(bytes: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -416,6 +428,42 @@ pub fn first_record_at_or_after(batch: &[u8], ts: i64, min_offset: i64) -> Optio
 mod tests {
     use super::*;
     use crate::testing::{batch_of, TestRecord};
+
+    #[test]
+    fn varlongs_round_trip_with_their_length_and_truncation_is_refused() {
+        for value in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            300,
+            i32::MAX as i64,
+            i32::MIN as i64,
+        ]
+        .into_iter()
+        .chain([i64::MAX, i64::MIN])
+        {
+            let mut out = Vec::new();
+            put_varlong(&mut out, value);
+            assert_eq!(out.len(), varlong_len(value), "{value}");
+            let mut pos = 0;
+            assert_eq!(read_varlong(&out, &mut pos), Some(value));
+            assert_eq!(pos, out.len());
+            let mut pos = 0;
+            assert_eq!(read_varlong(&out[..out.len() - 1], &mut pos), None);
+        }
+        // Kafka's encoding of -1 (a null length) and 1 are single bytes 0x01 and 0x02.
+        let mut out = Vec::new();
+        put_varlong(&mut out, -1);
+        put_varlong(&mut out, 1);
+        assert_eq!(out, [0x01, 0x02]);
+        // Eleven continuation bytes are not a varlong.
+        let mut pos = 0;
+        assert_eq!(read_varlong(&[0x80; 11], &mut pos), None);
+    }
 
     #[test]
     fn valid_batch_passes_and_every_corruption_is_caught() {

@@ -27,14 +27,7 @@ impl TestRecord {
 }
 
 /// Appends a zigzag varint.
-pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+pub use crate::batch::put_varlong;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &Option<Vec<u8>>) {
     match bytes {

@@ -7,6 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::Compressor;
+use strata_storage::batch::{put_varlong, read_varlong, varlong_len};
 
 use super::{BenchError, Result};
 
@@ -38,45 +39,6 @@ impl Compression {
     }
 }
 
-/// Bytes a zigzag varint of `v` takes.
-fn varint_len(v: i64) -> usize {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    let mut n = 1;
-    while z >= 0x80 {
-        z >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn put_varint(buf: &mut impl BufMut, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        buf.put_u8((z as u8) | 0x80);
-        z >>= 7;
-    }
-    buf.put_u8(z as u8);
-}
-
-/// Reads a zigzag varint at `*pos`, advancing it.
-fn get_varint(data: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut z: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let b = *data.get(*pos)?;
-        *pos += 1;
-        z |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((z >> 1) as i64) ^ -((z & 1) as i64))
-}
-
 /// Bytes one record with these key and value sizes takes inside a batch (its length
 /// varint included), for `offset_delta` and `timestamp_delta`.
 pub fn record_wire_len(
@@ -87,14 +49,14 @@ pub fn record_wire_len(
 ) -> usize {
     let key_len = key.map_or(-1, |k| k as i64);
     let body = 1
-        + varint_len(ts_delta)
-        + varint_len(i64::from(offset_delta))
-        + varint_len(key_len)
+        + varlong_len(ts_delta)
+        + varlong_len(i64::from(offset_delta))
+        + varlong_len(key_len)
         + key.unwrap_or(0)
-        + varint_len(value as i64)
+        + varlong_len(value as i64)
         + value
         + 1;
-    varint_len(body as i64) + body
+    varlong_len(body as i64) + body
 }
 
 /// Builds one uncompressed-or-compressed RecordBatch v2 at a time, reusing its buffers.
@@ -166,22 +128,22 @@ impl BatchBuilder {
         let offset_delta = i64::from(self.count);
         let key_len = key.map_or(-1, |k| k.len() as i64);
         let body = 1
-            + varint_len(ts_delta)
-            + varint_len(offset_delta)
-            + varint_len(key_len)
+            + varlong_len(ts_delta)
+            + varlong_len(offset_delta)
+            + varlong_len(key_len)
             + key.map_or(0, <[u8]>::len)
-            + varint_len(value_len as i64)
+            + varlong_len(value_len as i64)
             + value_len
             + 1;
-        put_varint(&mut self.buf, body as i64);
+        put_varlong(&mut self.buf, body as i64);
         self.buf.put_i8(0); // record attributes
-        put_varint(&mut self.buf, ts_delta);
-        put_varint(&mut self.buf, offset_delta);
-        put_varint(&mut self.buf, key_len);
+        put_varlong(&mut self.buf, ts_delta);
+        put_varlong(&mut self.buf, offset_delta);
+        put_varlong(&mut self.buf, key_len);
         if let Some(k) = key {
             self.buf.put_slice(k);
         }
-        put_varint(&mut self.buf, value_len as i64);
+        put_varlong(&mut self.buf, value_len as i64);
         let start = self.buf.len();
         self.buf.put_bytes(0, value_len);
         fill_value(&mut self.buf[start..start + value_len]);
@@ -290,7 +252,7 @@ fn walk_records(records: &Bytes, f: &mut impl FnMut(&[u8])) {
     let data = &records[..];
     let mut pos = 0;
     while pos < data.len() {
-        let Some(len) = get_varint(data, &mut pos) else {
+        let Some(len) = read_varlong(data, &mut pos) else {
             return;
         };
         let end = pos + len as usize;
@@ -299,13 +261,13 @@ fn walk_records(records: &Bytes, f: &mut impl FnMut(&[u8])) {
         }
         let mut p = pos + 1; // attributes
         let fields = (|| {
-            get_varint(data, &mut p)?; // timestamp delta
-            get_varint(data, &mut p)?; // offset delta
-            let key_len = get_varint(data, &mut p)?;
+            read_varlong(data, &mut p)?; // timestamp delta
+            read_varlong(data, &mut p)?; // offset delta
+            let key_len = read_varlong(data, &mut p)?;
             if key_len > 0 {
                 p += key_len as usize;
             }
-            let value_len = get_varint(data, &mut p)?;
+            let value_len = read_varlong(data, &mut p)?;
             Some(value_len)
         })();
         if let Some(value_len) = fields {

@@ -9,7 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-use strata_storage::batch::{check_batch, BatchHeader, HEADER_LEN};
+use strata_storage::batch::{check_batch, put_varlong, read_varlong, BatchHeader, HEADER_LEN};
 
 use super::output::RecordView;
 
@@ -123,25 +123,12 @@ fn codec_name(codec: i16) -> &'static str {
     }
 }
 
-/// Reads a zigzag varint/varlong.
+/// Reads a zigzag varint/varlong, advancing `buf` past it.
 fn varint(buf: &mut Bytes) -> Option<i64> {
-    let mut value: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        if !buf.has_remaining() {
-            return None;
-        }
-        let byte = buf.get_u8();
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
+    let mut pos = 0;
+    let value = read_varlong(buf, &mut pos)?;
+    buf.advance(pos);
+    Some(value)
 }
 
 /// A varint length then that many bytes; length -1 is null. `None` when truncated.
@@ -157,20 +144,11 @@ fn bytes_field(buf: &mut Bytes) -> Option<Option<Bytes>> {
     Some(Some(buf.split_to(len)))
 }
 
-fn put_varint(out: &mut BytesMut, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
 fn put_bytes_field(out: &mut BytesMut, b: Option<&[u8]>) {
     match b {
-        None => put_varint(out, -1),
+        None => put_varlong(out, -1),
         Some(b) => {
-            put_varint(out, b.len() as i64);
+            put_varlong(out, b.len() as i64);
             out.put_slice(b);
         }
     }
@@ -185,16 +163,16 @@ pub fn encode_batch(records: &[BatchRecord]) -> Bytes {
     for (i, r) in records.iter().enumerate() {
         let mut rec = BytesMut::new();
         rec.put_i8(0);
-        put_varint(&mut rec, r.timestamp.wrapping_sub(base_timestamp));
-        put_varint(&mut rec, i as i64);
+        put_varlong(&mut rec, r.timestamp.wrapping_sub(base_timestamp));
+        put_varlong(&mut rec, i as i64);
         put_bytes_field(&mut rec, r.key.as_deref());
         put_bytes_field(&mut rec, r.value.as_deref());
-        put_varint(&mut rec, r.headers.len() as i64);
+        put_varlong(&mut rec, r.headers.len() as i64);
         for (k, v) in &r.headers {
             put_bytes_field(&mut rec, Some(k.as_bytes()));
             put_bytes_field(&mut rec, v.as_deref());
         }
-        put_varint(&mut body, rec.len() as i64);
+        put_varlong(&mut body, rec.len() as i64);
         body.put_slice(&rec);
     }
     let count = records.len() as i32;
