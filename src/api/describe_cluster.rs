@@ -22,6 +22,17 @@ const CLUSTER_OPERATIONS: [i32; 7] = [
     12, // IDEMPOTENT_WRITE
 ];
 
+/// [`CLUSTER_OPERATIONS`] as the bit field that responses carry (bit `op` set for each).
+pub(crate) const CLUSTER_AUTHORIZED_OPERATIONS: i32 = {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < CLUSTER_OPERATIONS.len() {
+        bits |= 1 << CLUSTER_OPERATIONS[i];
+        i += 1;
+    }
+    bits
+};
+
 /// Kafka's "authorized operations were not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
@@ -48,9 +59,7 @@ pub(crate) fn handle(
             .with_controller_id(BrokerId(-1));
     }
     let operations = if request.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
-            .iter()
-            .fold(0, |bits, op| bits | (1 << op))
+        CLUSTER_AUTHORIZED_OPERATIONS
     } else {
         OPERATIONS_NOT_REQUESTED
     };

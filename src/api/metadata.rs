@@ -12,11 +12,19 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::warn;
 use uuid::Uuid;
 
+use crate::api::describe_cluster;
 use crate::broker::{Broker, Topic};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 const LEADER_NOT_AVAILABLE: i16 = ResponseError::LeaderNotAvailable.code();
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+
+/// Bit field of Kafka's `AclOperation` codes that a topic supports: READ (3), WRITE (4),
+/// CREATE (5), DELETE (6), ALTER (7), DESCRIBE (8), DESCRIBE_CONFIGS (10) and
+/// ALTER_CONFIGS (11). Strata has no authorizer, so, as Kafka without one, it reports
+/// every one of them as allowed when a client asks (v8+).
+const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) -> MetadataResponse {
     let node = BrokerId(broker.node_id());
@@ -27,7 +35,7 @@ pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) ->
     };
     // Before v4 the request has no flag and Kafka auto-creates.
     let allow_create = version < 4 || request.allow_auto_topic_creation;
-    let topics = match requested {
+    let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => broker.topics().iter().map(|t| describe(t, node)).collect(),
         Some(list) => list
             .into_iter()
@@ -40,7 +48,20 @@ pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) ->
             })
             .collect(),
     };
+    if version >= 8 && request.include_topic_authorized_operations {
+        for topic in &mut topics {
+            topic.topic_authorized_operations = TOPIC_OPERATIONS;
+        }
+    }
+    // The cluster's operations are in the response of v8–v10 only (DescribeCluster since).
+    let cluster_operations =
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            describe_cluster::CLUSTER_AUTHORIZED_OPERATIONS
+        } else {
+            i32::MIN
+        };
     MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
             .with_host(StrBytes::from_string(broker.advertised_host().to_string()))
@@ -99,4 +120,83 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error_code: i16) -> MetadataRe
         .with_error_code(error_code)
         .with_name(name)
         .with_topic_id(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+
+    use super::*;
+    use crate::api::describe_configs::fixture::{round_trip, TestBroker};
+
+    /// Kafka's `AclOperation` codes.
+    const READ: i32 = 3;
+    const WRITE: i32 = 4;
+    const DESCRIBE: i32 = 8;
+    const IDEMPOTENT_WRITE: i32 = 12;
+
+    fn has(bits: i32, op: i32) -> bool {
+        bits != i32::MIN && bits & (1 << op) != 0
+    }
+
+    /// Without an authorizer Kafka answers requested authorized operations with every
+    /// operation the resource supports (confluent-kafka's `describe_topics(...,
+    /// include_authorized_operations=True)` reads them from Metadata v8+).
+    #[test]
+    fn requested_authorized_operations_list_every_supported_operation() {
+        let t = TestBroker::open();
+        t.broker.create_topic("ops", 1, BTreeMap::new()).unwrap();
+        for version in 8..=12 {
+            let wanted = |name: &str| {
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+            };
+            let mut request = MetadataRequest::default()
+                .with_topics(Some(vec![wanted("ops"), wanted("missing")]))
+                .with_allow_auto_topic_creation(false)
+                .with_include_topic_authorized_operations(true);
+            if version <= 10 {
+                request = request.with_include_cluster_authorized_operations(true);
+            }
+            let response = round_trip(&handle(request, version, &t.broker), version);
+            let ops = response.topics[0].topic_authorized_operations;
+            assert!(
+                has(ops, READ) && has(ops, WRITE) && has(ops, DESCRIBE),
+                "v{version}: topic operations {ops:#x}"
+            );
+            assert_eq!(
+                response.topics[1].error_code, UNKNOWN_TOPIC_OR_PARTITION,
+                "v{version}"
+            );
+            assert_eq!(response.topics[1].topic_authorized_operations, ops);
+            if version <= 10 {
+                let cluster = response.cluster_authorized_operations;
+                assert!(
+                    has(cluster, IDEMPOTENT_WRITE) && has(cluster, DESCRIBE),
+                    "v{version}: cluster operations {cluster:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn authorized_operations_not_requested_stay_unset() {
+        let t = TestBroker::open();
+        t.broker.create_topic("ops", 1, BTreeMap::new()).unwrap();
+        for version in [1, 8, 10, 12] {
+            let response = round_trip(
+                &handle(
+                    MetadataRequest::default().with_topics(None),
+                    version,
+                    &t.broker,
+                ),
+                version,
+            );
+            assert_eq!(response.topics.len(), 1);
+            assert_eq!(response.topics[0].topic_authorized_operations, i32::MIN);
+            assert_eq!(response.cluster_authorized_operations, i32::MIN);
+        }
+    }
 }
