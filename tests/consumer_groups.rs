@@ -547,6 +547,47 @@ async fn committed_offsets_and_metadata_survive_a_restart() {
     broker.shutdown().await;
 }
 
+/// Kafka drops the committed offsets of a deleted topic's partitions (the coordinator's
+/// onPartitionsDeleted), so a topic created again under the same name is read from
+/// `auto.offset.reset`, not from an offset that belonged to the old log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_topic_forgets_its_committed_offsets() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let topic = "recreated";
+    create_topic(&bootstrap, topic, 1).await;
+    {
+        let consumer: BaseConsumer = group_config(&bootstrap, "forgetful", &[]).create().unwrap();
+        consumer
+            .commit(&commit_list(topic, 5, "old log"), CommitMode::Sync)
+            .expect("commit");
+    }
+    assert_eq!(
+        committed(&bootstrap, "forgetful", topic),
+        (Offset::Offset(5), "old log".to_string())
+    );
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin");
+    let deleted = admin
+        .delete_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("delete topics");
+    assert_eq!(deleted, vec![Ok(topic.to_owned())]);
+    create_topic(&bootstrap, topic, 1).await;
+    assert_eq!(committed(&bootstrap, "forgetful", topic).0, Offset::Invalid);
+
+    let broker = broker.restart(|_| {}).await;
+    assert_eq!(
+        committed(&broker.bootstrap(), "forgetful", topic).0,
+        Offset::Invalid,
+        "the removal is durable"
+    );
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_acknowledged_commit_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,13 +1,17 @@
 //! DeleteTopics (v1–v6): by name, and from v6 by topic id. The removal is durable before
-//! the partition files are deleted (see `Broker::delete_topic`).
+//! the partition files are deleted (see `Broker::delete_topic`). The groups' offsets of a
+//! deleted topic are then removed (see `GroupService::delete_topic_offsets`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tracing::warn;
 use uuid::Uuid;
 
+use super::Handled;
 use crate::broker::Broker;
+use crate::group::GroupService;
 
 pub(crate) fn handle(
     request: DeleteTopicsRequest,
@@ -33,6 +37,36 @@ pub(crate) fn handle(
         .map(|(name, id)| delete_one(broker, name, id))
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Answers `response` once the group offsets of every topic it reports deleted are
+/// removed. As in Kafka, that cleanup does not change the answer: the topic is gone
+/// either way, so a failure is logged, not returned.
+pub(crate) fn forget_group_offsets(
+    response: DeleteTopicsResponse,
+    groups: &GroupService,
+) -> Handled<DeleteTopicsResponse> {
+    let removals: Vec<_> = response
+        .responses
+        .iter()
+        .filter(|r| r.error_code == 0)
+        .filter_map(|r| r.name.as_ref())
+        .map(|name| {
+            let topic = name.0.as_str().to_owned();
+            (topic.clone(), groups.delete_topic_offsets(topic))
+        })
+        .collect();
+    if removals.is_empty() {
+        return Handled::Ready(response);
+    }
+    Handled::Deferred(Box::pin(async move {
+        for (topic, removal) in removals {
+            if let Err(e) = removal.await {
+                warn!(%topic, error = ?e, "deleted topic: its group offsets were not removed");
+            }
+        }
+        response
+    }))
 }
 
 fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {

@@ -307,11 +307,10 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             api,
             version,
             corr,
-            Handled::Ready(delete_topics::handle(
-                decode(api, version, body)?,
-                version,
-                &ctx.broker,
-            )),
+            delete_topics::forget_group_offsets(
+                delete_topics::handle(decode(api, version, body)?, version, &ctx.broker),
+                &ctx.groups,
+            ),
         ),
         ApiKey::DeleteRecords => respond(
             api,

@@ -615,6 +615,31 @@ impl GroupService {
         async move { queued.await??.await }
     }
 
+    /// After a topic is deleted: removes, durably, every group's committed and pending
+    /// offsets of its partitions, as Kafka's coordinator does, so a topic created again
+    /// under the same name does not inherit offsets of the old log. Offset writes queued
+    /// before this call are durable first (a barrier), so a commit accepted before the
+    /// deletion is removed too; commits after it are refused for the unknown partition.
+    pub fn delete_topic_offsets(
+        &self,
+        topic: String,
+    ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+        let barrier = self.barrier();
+        let writes = self.writes.clone();
+        let table = self.table.clone();
+        async move {
+            barrier.await?;
+            let tombstones = table
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .topic_tombstones(&topic);
+            if tombstones.is_empty() {
+                return Ok(());
+            }
+            enqueue_write(&writes, tombstones).await
+        }
+    }
+
     /// OffsetDelete: deletes the offsets of partitions the group does not consume.
     /// Resolves to one error (or none) per requested partition, in order.
     pub fn delete_offsets(

@@ -2,7 +2,7 @@
 //! and the pending transactional offsets that a transaction marker has not
 //! decided yet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::record::{CommittedOffset, OffsetRecord, StoredGroup};
 
@@ -240,6 +240,32 @@ impl OffsetTable {
         committed.chain(pending).chain(metadata).collect()
     }
 
+    /// Tombstones for every offset of `topic`, committed or pending, in every group:
+    /// what Kafka's coordinator removes when the topic is deleted.
+    pub fn topic_tombstones(&self, topic: &str) -> Vec<OffsetRecord> {
+        let committed = self
+            .groups
+            .iter()
+            .flat_map(|(group, offsets)| offsets.keys().map(move |key| (group, key)));
+        let pending = self.pending.iter().flat_map(|(group, txns)| {
+            txns.values()
+                .flat_map(move |txn| txn.offsets.keys().map(move |key| (group, key)))
+        });
+        let found: BTreeSet<(&String, i32)> = committed
+            .chain(pending)
+            .filter(|(_, (t, _))| t == topic)
+            .map(|(group, (_, partition))| (group, *partition))
+            .collect();
+        found
+            .into_iter()
+            .map(|(group, partition)| OffsetRecord::Delete {
+                group: group.clone(),
+                topic: topic.to_owned(),
+                partition,
+            })
+            .collect()
+    }
+
     /// Tombstones for the offsets that expired at `now_ms`: offsets of empty
     /// groups older than `retention_ms`, counted from the later of the commit
     /// and the moment the group became empty. A partition with a pending
@@ -290,6 +316,76 @@ mod tests {
                 commit_timestamp_ms: ts,
             },
         }
+    }
+
+    #[test]
+    fn topic_tombstones_cover_committed_and_pending_offsets_of_that_topic_only() {
+        let mut table = OffsetTable::default();
+        table.apply(&commit("g1", "gone", 0, 5, 1));
+        table.apply(&commit("g1", "gone", 1, 6, 1));
+        table.apply(&commit("g1", "kept", 0, 7, 1));
+        table.apply(&commit("g2", "kept", 0, 8, 1));
+        table.apply(&commit("g3", "gone", 0, 9, 1));
+        table.apply(&OffsetRecord::TxnCommit {
+            group: "g3".into(),
+            producer_id: 1,
+            producer_epoch: 0,
+            topic: "gone".into(),
+            partition: 0,
+            offset: CommittedOffset {
+                offset: 10,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp_ms: 1,
+            },
+        });
+        table.apply(&OffsetRecord::TxnCommit {
+            group: "g4".into(),
+            producer_id: 2,
+            producer_epoch: 0,
+            topic: "gone".into(),
+            partition: 2,
+            offset: CommittedOffset {
+                offset: 11,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp_ms: 1,
+            },
+        });
+        let tombstones = table.topic_tombstones("gone");
+        let targets: Vec<(String, i32)> = tombstones
+            .iter()
+            .map(|r| match r {
+                OffsetRecord::Delete {
+                    group,
+                    topic,
+                    partition,
+                } => {
+                    assert_eq!(topic, "gone");
+                    (group.clone(), *partition)
+                }
+                other => panic!("not a tombstone: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            vec![
+                ("g1".to_owned(), 0),
+                ("g1".to_owned(), 1),
+                ("g3".to_owned(), 0),
+                ("g4".to_owned(), 2)
+            ]
+        );
+        for record in &tombstones {
+            table.apply(record);
+        }
+        assert!(table.get("g1", "gone", 0).is_none());
+        assert!(table.get("g3", "gone", 0).is_none());
+        assert!(!table.has_pending("g3", "gone", 0));
+        assert!(!table.has_pending("g4", "gone", 2));
+        assert_eq!(table.get("g1", "kept", 0).map(|o| o.offset), Some(7));
+        assert_eq!(table.get("g2", "kept", 0).map(|o| o.offset), Some(8));
+        assert!(table.topic_tombstones("gone").is_empty());
     }
 
     #[test]
