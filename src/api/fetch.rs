@@ -200,8 +200,10 @@ fn gather(plan: &FetchPlan) -> (FetchResponse, usize, bool) {
     (response, total, any_error)
 }
 
-/// One partition's data. `first` allows one batch beyond the response limit so that a
-/// batch larger than max_bytes can still be consumed (KIP-74).
+/// One partition's data, within `min(partition max_bytes, remaining)` bytes. `first` (no
+/// earlier partition returned records) allows one batch beyond those limits so that a
+/// batch larger than max_bytes can still be consumed (KIP-74); any other partition gets
+/// only whole batches that fit.
 fn read_partition(
     p: &PartitionPlan,
     remaining: usize,
@@ -274,6 +276,10 @@ fn read_partition(
         return ok(Bytes::new());
     }
     match log.read(p.fetch_offset, budget.max(1), upper) {
+        // The log always returns at least one whole batch. Only the first partition with
+        // data may go over the limit with it; a later one gets nothing (Kafka's
+        // minOneMessage), or the response would exceed the client's max_bytes.
+        Ok(result) if !first && result.records.len() > budget => ok(Bytes::new()),
         Ok(result) => ok(result.records),
         Err(e) => errored(e.error_code()),
     }
