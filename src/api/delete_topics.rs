@@ -2,6 +2,8 @@
 //! the partition files are deleted (see `Broker::delete_topic`). The groups' offsets of a
 //! deleted topic are then removed (see `GroupService::delete_topic_offsets`).
 
+use std::collections::{HashMap, HashSet};
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
@@ -32,9 +34,33 @@ pub(crate) fn handle(
             .map(|name| (Some(name), Uuid::nil()))
             .collect()
     };
+    // As Kafka's controller: a name (or id) given more than once is answered once with
+    // INVALID_REQUEST, where it first appears, and is not deleted.
+    let mut count: HashMap<TopicRef, usize> = HashMap::new();
+    for (name, id) in &targets {
+        if let Some(r) = TopicRef::of(name, *id) {
+            *count.entry(r).or_default() += 1;
+        }
+    }
+    let mut answered = HashSet::new();
     let responses = targets
         .into_iter()
-        .map(|(name, id)| delete_one(broker, name, id))
+        .filter_map(|(name, id)| match TopicRef::of(&name, id) {
+            Some(r) if count.get(&r).is_some_and(|&n| n > 1) => {
+                let message = match r {
+                    TopicRef::Name(_) => "Duplicate topic name.",
+                    TopicRef::Id(_) => "Duplicate topic id.",
+                };
+                answered.insert(r).then(|| {
+                    DeletableTopicResult::default()
+                        .with_name(name)
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(StrBytes::from_static_str(message)))
+                })
+            }
+            _ => Some(delete_one(broker, name, id)),
+        })
         .collect();
     DeleteTopicsResponse::default().with_responses(responses)
 }
@@ -67,6 +93,24 @@ pub(crate) fn forget_group_offsets(
         }
         response
     }))
+}
+
+/// How a request names one topic: by name or by id (both or neither is refused by
+/// `delete_one`, so it has no `TopicRef`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum TopicRef {
+    Name(String),
+    Id(Uuid),
+}
+
+impl TopicRef {
+    fn of(name: &Option<TopicName>, id: Uuid) -> Option<TopicRef> {
+        match name {
+            Some(name) if id.is_nil() => Some(TopicRef::Name(name.0.as_str().to_owned())),
+            None if !id.is_nil() => Some(TopicRef::Id(id)),
+            _ => None,
+        }
+    }
 }
 
 fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
@@ -184,5 +228,54 @@ mod tests {
         // The deletion survives a restart.
         let t = t.restart();
         assert!(t.broker.topic("by-id").is_none());
+    }
+
+    /// As Kafka's controller: a name (or id) given twice is answered once with
+    /// INVALID_REQUEST "Duplicate topic name." and that topic is not deleted.
+    #[test]
+    fn a_topic_named_twice_is_refused_and_kept() {
+        let t = TestBroker::open();
+        for version in 1..=6i16 {
+            let twice = format!("twice{version}");
+            let once = format!("once{version}");
+            t.broker.create_topic(&twice, 1, BTreeMap::new()).unwrap();
+            t.broker.create_topic(&once, 1, BTreeMap::new()).unwrap();
+            let names = [&twice, &once, &twice];
+            let request = if version >= 6 {
+                DeleteTopicsRequest::default().with_topics(
+                    names
+                        .iter()
+                        .map(|n| DeleteTopicState::default().with_name(Some(name(n))))
+                        .collect(),
+                )
+            } else {
+                DeleteTopicsRequest::default()
+                    .with_topic_names(names.iter().map(|n| name(n)).collect())
+            };
+            let response = round_trip(&handle(request, version, &t.broker), version);
+            let answers: Vec<(String, i16)> = response
+                .responses
+                .iter()
+                .map(|r| (r.name.as_ref().unwrap().0.to_string(), r.error_code))
+                .collect();
+            assert_eq!(
+                answers,
+                vec![(twice.clone(), 42), (once.clone(), 0)],
+                "v{version}"
+            );
+            assert!(t.broker.topic(&twice).is_some(), "v{version}");
+            assert!(t.broker.topic(&once).is_none(), "v{version}");
+        }
+        let topic = t
+            .broker
+            .create_topic("by-id-twice", 1, BTreeMap::new())
+            .unwrap();
+        let by_id = || DeleteTopicState::default().with_topic_id(topic.id);
+        let request = DeleteTopicsRequest::default().with_topics(vec![by_id(), by_id()]);
+        let response = round_trip(&handle(request, 6, &t.broker), 6);
+        assert_eq!(response.responses.len(), 1);
+        assert_eq!(response.responses[0].error_code, 42);
+        assert_eq!(response.responses[0].topic_id, topic.id);
+        assert!(t.broker.topic("by-id-twice").is_some());
     }
 }
