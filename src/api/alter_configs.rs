@@ -34,12 +34,21 @@ pub(crate) fn handle_alter(
     _version: i16,
     broker: &Broker,
 ) -> AlterConfigsResponse {
+    let repeated = repeated_resources(
+        request
+            .resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = request
         .resources
         .into_iter()
         .map(|resource| {
             let name = resource.resource_name.as_str().to_owned();
             let outcome = match resource.resource_type {
+                _ if repeated.contains(&(resource.resource_type, name.clone())) => {
+                    Err(repeated_resource())
+                }
                 RESOURCE_TOPIC => collect_values(&resource.configs, |c| (&c.name, &c.value))
                     .and_then(|overrides| {
                         alter_topic(broker, &name, request.validate_only, |current| {
@@ -69,12 +78,21 @@ pub(crate) fn handle_incremental(
     _version: i16,
     broker: &Broker,
 ) -> IncrementalAlterConfigsResponse {
+    let repeated = repeated_resources(
+        request
+            .resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = request
         .resources
         .into_iter()
         .map(|resource| {
             let name = resource.resource_name.as_str().to_owned();
             let outcome = match resource.resource_type {
+                _ if repeated.contains(&(resource.resource_type, name.clone())) => {
+                    Err(repeated_resource())
+                }
                 RESOURCE_TOPIC => parse_ops(&resource.configs).and_then(|ops| {
                     alter_topic(broker, &name, request.validate_only, |current| {
                         current.apply_incremental(ops.iter().map(|(k, op)| (k.as_str(), op)))
@@ -108,6 +126,42 @@ fn split(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
     }
 }
 
+/// The (type, name) of every resource that appears more than once in a request. Kafka
+/// answers each of their occurrences with [`repeated_resource`] and applies none of them.
+fn repeated_resources<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> HashSet<(i8, String)> {
+    let mut seen = HashSet::new();
+    let mut repeated = HashSet::new();
+    for (kind, name) in resources {
+        if !seen.insert((kind, name)) {
+            repeated.insert((kind, name.to_owned()));
+        }
+    }
+    repeated
+}
+
+fn repeated_resource() -> Failure {
+    (
+        ResponseError::InvalidRequest.code(),
+        "Each resource must appear at most once.".to_owned(),
+    )
+}
+
+/// Kafka's answer to a null value (INVALID_REQUEST, its wording).
+fn null_value(name: &str) -> Failure {
+    (
+        ResponseError::InvalidRequest.code(),
+        format!("Null value not supported for : {name}"),
+    )
+}
+
+/// Kafka's answer to a config key named twice in one resource.
+fn duplicate_key(name: &str) -> Failure {
+    (
+        ResponseError::InvalidRequest.code(),
+        format!("Error due to duplicate config keys: {name}"),
+    )
+}
+
 fn unsupported_resource(resource_type: i8) -> Failure {
     (
         ResponseError::InvalidRequest.code(),
@@ -115,7 +169,8 @@ fn unsupported_resource(resource_type: i8) -> Failure {
     )
 }
 
-/// The legacy request's name/value pairs; a null value is INVALID_CONFIG.
+/// The legacy request's name/value pairs; a null value or a key named twice is
+/// INVALID_REQUEST, as Kafka's broker answers.
 fn collect_values<T>(
     configs: &[T],
     fields: impl Fn(&T) -> (&StrBytes, &Option<StrBytes>),
@@ -124,18 +179,21 @@ fn collect_values<T>(
     for config in configs {
         let (name, value) = fields(config);
         let Some(value) = value else {
-            let e = ConfigError::NullValue {
-                name: name.as_str().to_owned(),
-            };
-            return Err((e.error_code(), e.to_string()));
+            return Err(null_value(name.as_str()));
         };
-        map.insert(name.as_str().to_owned(), value.as_str().to_owned());
+        if map
+            .insert(name.as_str().to_owned(), value.as_str().to_owned())
+            .is_some()
+        {
+            return Err(duplicate_key(name.as_str()));
+        }
     }
     Ok(map)
 }
 
-/// The incremental request's operations, in order. A key named twice or an unknown
-/// operation number is INVALID_REQUEST, as in Kafka.
+/// The incremental request's operations, in order. A key named twice, a null value for
+/// any operation but DELETE, or an unknown operation number is INVALID_REQUEST, as in
+/// Kafka.
 fn parse_ops(
     configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
 ) -> Result<Vec<(String, AlterOp)>, Failure> {
@@ -144,10 +202,11 @@ fn parse_ops(
     for config in configs {
         let name = config.name.as_str();
         if !seen.insert(name) {
-            return Err((
-                ResponseError::InvalidRequest.code(),
-                format!("Error due to duplicate config keys: {name}"),
-            ));
+            return Err(duplicate_key(name));
+        }
+        // Only DELETE (1) may come without a value.
+        if config.config_operation != 1 && config.value.is_none() {
+            return Err(null_value(name));
         }
         let op = AlterOp::from_wire(config.config_operation, config.value.as_deref()).ok_or_else(
             || {
@@ -372,7 +431,8 @@ mod tests {
                 "alter",
                 &[("retention.ms", None)]
             ),
-            40
+            42,
+            "a null value is INVALID_REQUEST, as Kafka's broker answers"
         );
         assert_eq!(
             legacy(
@@ -664,5 +724,90 @@ mod tests {
             .broker
             .describe_broker_configs(Scope::ClusterDefault, None, false);
         assert_eq!(entries.len(), 1);
+    }
+
+    /// Kafka's broker answers every occurrence of a resource named twice in one request
+    /// with INVALID_REQUEST and applies none of them; a config key named twice, or a null
+    /// value (other than an incremental DELETE), is INVALID_REQUEST too.
+    #[test]
+    fn repeated_resources_keys_and_null_values_are_invalid_requests() {
+        let t = TestBroker::open();
+        t.broker.create_topic("twice", 1, BTreeMap::new()).unwrap();
+        t.broker.create_topic("once", 1, BTreeMap::new()).unwrap();
+        let value = |v: &str| Some(StrBytes::from_string(v.to_owned()));
+        let legacy_resource = |name: &str, pairs: &[(&str, Option<&str>)]| {
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
+                .with_configs(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| {
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(StrBytes::from_string((*k).to_owned()))
+                                .with_value(v.and_then(value))
+                        })
+                        .collect(),
+                )
+        };
+        for version in [0, 1, 2] {
+            let request = AlterConfigsRequest::default().with_resources(vec![
+                legacy_resource("twice", &[("retention.ms", Some("1000"))]),
+                legacy_resource("once", &[("retention.ms", Some("3000"))]),
+                legacy_resource("twice", &[("retention.ms", Some("2000"))]),
+            ]);
+            let response = round_trip(&handle_alter(request, version, &t.broker), version);
+            let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+            assert_eq!(codes, vec![42, 0, 42], "v{version}");
+        }
+        assert!(overrides(&t.broker, "twice").is_empty());
+        assert_eq!(
+            overrides(&t.broker, "once"),
+            vec![("retention.ms".to_owned(), "3000".to_owned())]
+        );
+        let dup_key = &[("retention.ms", Some("1")), ("retention.ms", Some("2"))];
+        assert_eq!(
+            legacy(&t.broker, false, RESOURCE_TOPIC, "once", dup_key),
+            42
+        );
+        let null = &[("retention.ms", None)];
+        assert_eq!(legacy(&t.broker, false, RESOURCE_TOPIC, "once", null), 42);
+
+        let incremental_resource = |name: &str, v: &str| {
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_config_operation(0)
+                        .with_value(value(v)),
+                ])
+        };
+        for version in [0, 1] {
+            let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_resource("twice", "4000"),
+                incremental_resource("twice", "5000"),
+                incremental_resource("once", "6000"),
+            ]);
+            let response = round_trip(&handle_incremental(request, version, &t.broker), version);
+            let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+            assert_eq!(codes, vec![42, 42, 0], "v{version}");
+            assert_eq!(
+                response.responses[0].error_message.as_deref(),
+                Some("Each resource must appear at most once.")
+            );
+        }
+        assert!(overrides(&t.broker, "twice").is_empty());
+        let (code, message) =
+            incremental(&t.broker, 1, false, "once", &[("retention.ms", 0, None)]);
+        assert_eq!(
+            (code, message.as_str()),
+            (42, "Null value not supported for : retention.ms")
+        );
+        assert_eq!(
+            overrides(&t.broker, "once"),
+            vec![("retention.ms".to_owned(), "6000".to_owned())]
+        );
     }
 }
