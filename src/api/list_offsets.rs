@@ -6,6 +6,11 @@
 //! With `isolation_level` 1 (read_committed, v2+) the bound is the last stable offset
 //! instead: "latest" is the LSO, and a timestamp lookup that lands at or above it finds
 //! nothing, as in Kafka.
+//!
+//! A partition named more than once in one request is INVALID_REQUEST at each mention,
+//! as Kafka answers.
+
+use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -17,6 +22,7 @@ use strata_storage::Log;
 use crate::broker::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -44,6 +50,20 @@ pub(crate) fn handle(
     broker: &Broker,
 ) -> ListOffsetsResponse {
     let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
+    // As Kafka: a partition asked for more than once is INVALID_REQUEST wherever it appears.
+    let mut asked: HashMap<(&str, i32), usize> = HashMap::new();
+    for t in &request.topics {
+        for p in &t.partitions {
+            *asked
+                .entry((t.name.as_str(), p.partition_index))
+                .or_default() += 1;
+        }
+    }
+    let duplicated: HashSet<(String, i32)> = asked
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|((name, index), _)| (name.to_owned(), index))
+        .collect();
     let topics = request
         .topics
         .into_iter()
@@ -56,7 +76,9 @@ pub(crate) fn handle(
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     let log = topic.as_ref().and_then(|t| t.partition(p.partition_index));
+                    let key = (t.name.as_str().to_owned(), p.partition_index);
                     let result = match log {
+                        _ if duplicated.contains(&key) => Err(INVALID_REQUEST),
                         None => Err(UNKNOWN_TOPIC_OR_PARTITION),
                         Some(log) => lookup(log, p.timestamp, read_committed),
                     };
@@ -124,4 +146,70 @@ fn lookup(log: &Log, timestamp: i64, read_committed: bool) -> Result<Found, i16>
         },
         _ => NONE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::api::describe_configs::fixture::{round_trip, TestBroker};
+
+    fn topic(name: &str, partitions: &[(i32, i64)]) -> ListOffsetsTopic {
+        ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(index, timestamp)| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(index)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )
+    }
+
+    /// As Kafka: a partition named more than once in one request (in one topic entry or
+    /// across two) is answered INVALID_REQUEST wherever it appears; the others are looked up.
+    #[test]
+    fn a_partition_asked_twice_is_an_invalid_request() {
+        let t = TestBroker::open();
+        t.broker.create_topic("lo", 2, BTreeMap::new()).unwrap();
+        for version in 1..=8 {
+            let request = ListOffsetsRequest::default().with_topics(vec![
+                topic("lo", &[(0, LATEST), (1, EARLIEST), (0, EARLIEST)]),
+                topic("lo", &[(1, LATEST)]),
+                topic("other", &[(0, LATEST)]),
+            ]);
+            let response = round_trip(&handle(request, version, &t.broker), version);
+            let answers: Vec<Vec<(i32, i16, i64)>> = response
+                .topics
+                .iter()
+                .map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.error_code, p.offset))
+                        .collect()
+                })
+                .collect();
+            assert_eq!(
+                answers,
+                vec![
+                    vec![(0, 42, -1), (1, 42, -1), (0, 42, -1)],
+                    vec![(1, 42, -1)],
+                    vec![(0, UNKNOWN_TOPIC_OR_PARTITION, -1)],
+                ],
+                "v{version}"
+            );
+        }
+        let request = ListOffsetsRequest::default().with_topics(vec![topic("lo", &[(0, LATEST)])]);
+        let response = round_trip(&handle(request, 8, &t.broker), 8);
+        assert_eq!(response.topics[0].partitions[0].error_code, 0);
+        assert_eq!(response.topics[0].partitions[0].offset, 0);
+    }
 }
