@@ -588,6 +588,89 @@ async fn deleting_a_topic_forgets_its_committed_offsets() {
     broker.shutdown().await;
 }
 
+/// Copies the directory `from` (files only, as the offsets log is) to `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        assert!(entry.file_type().unwrap().is_file(), "{:?}", entry.path());
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A crash between DeleteTopics' durable removal of the topic and the durable removal of
+/// its group offsets leaves offsets of a topic that no longer exists. The start-up sweep
+/// removes them (durably), so a topic created again under the name starts from
+/// `auto.offset.reset`. The crash is built by putting back a copy of the offsets log taken
+/// before the DeleteTopics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offsets_of_a_topic_deleted_before_a_crash_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let bootstrap = broker.bootstrap();
+    let (gone, kept) = ("swept", "kept");
+    create_topic(&bootstrap, gone, 1).await;
+    create_topic(&bootstrap, kept, 1).await;
+    {
+        let consumer: BaseConsumer = group_config(&bootstrap, "survivor", &[]).create().unwrap();
+        consumer
+            .commit(&commit_list(gone, 2, "old log"), CommitMode::Sync)
+            .expect("commit");
+        consumer
+            .commit(&commit_list(kept, 3, "still here"), CommitMode::Sync)
+            .expect("commit");
+    }
+    let offsets_dir = broker.running().broker().state_dir().join("offsets");
+    let before_delete = tempfile::tempdir().unwrap();
+    // Acknowledged commits are fsync'd, so the files hold them now.
+    copy_files(&offsets_dir, before_delete.path());
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin");
+    let deleted = admin
+        .delete_topics(&[gone], &AdminOptions::new())
+        .await
+        .expect("delete topics");
+    assert_eq!(deleted, vec![Ok(gone.to_owned())]);
+    drop(admin);
+    broker.shutdown().await;
+
+    std::fs::remove_dir_all(&offsets_dir).unwrap();
+    copy_files(before_delete.path(), &offsets_dir);
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        committed(&bootstrap, "survivor", gone).0,
+        Offset::Invalid,
+        "the deleted topic's offset is gone"
+    );
+    assert_eq!(
+        committed(&bootstrap, "survivor", kept),
+        (Offset::Offset(3), "still here".to_string())
+    );
+
+    // Once the topic exists again no sweep would remove an old offset: only a durable
+    // removal keeps it from coming back at this restart.
+    create_topic(&bootstrap, gone, 1).await;
+    let broker = broker.restart(|_| {}).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        committed(&bootstrap, "survivor", gone).0,
+        Offset::Invalid,
+        "the removal is durable"
+    );
+    let producer = common::producer(&bootstrap, &[]);
+    produce(&producer, gone, 1, 0..5).await;
+    assert_eq!(
+        first_offset(&bootstrap, "survivor", gone).await,
+        0,
+        "the group reads the new topic from auto.offset.reset, not the old offset 2"
+    );
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_acknowledged_commit_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();

@@ -640,6 +640,52 @@ impl GroupService {
         }
     }
 
+    /// At start, before any request is served and before the transaction coordinator
+    /// decides pending offsets: removes, durably, every group's committed and pending
+    /// offsets of each topic for which `exists` is false. DeleteTopics removes them itself
+    /// ([`GroupService::delete_topic_offsets`]), but a crash after the topic's removal is
+    /// durable and before its tombstones are leaves them behind, and a topic created again
+    /// under the name would hand them to its groups. Pending offsets go outright (Kafka's
+    /// removeOffsets), so no marker later commits them. Offsets are only ever committed
+    /// for existing topics, so a missing topic is a deleted one. Resolves to (topic,
+    /// number of groups that had its offsets), per topic removed, once durable.
+    pub fn forget_deleted_topics(
+        &self,
+        exists: impl Fn(&str) -> bool,
+    ) -> impl Future<Output = Result<Vec<(String, usize)>, ResponseError>> + Send + 'static {
+        let (removed, tombstones) = {
+            let table = self
+                .table
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut removed = Vec::new();
+            let mut tombstones = Vec::new();
+            for topic in table.topics().into_iter().filter(|t| !exists(t)) {
+                let records = table.topic_tombstones(topic);
+                let groups: BTreeSet<&str> = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        OffsetRecord::Delete { group, .. } => Some(group.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                removed.push((topic.to_owned(), groups.len()));
+                tombstones.extend(records);
+            }
+            (removed, tombstones)
+        };
+        let written = (!tombstones.is_empty()).then(|| enqueue_write(&self.writes, tombstones));
+        async move {
+            if let Some(written) = written {
+                written.await?;
+            }
+            for (topic, groups) in &removed {
+                info!(%topic, groups, "removed the group offsets of a topic deleted before the restart");
+            }
+            Ok(removed)
+        }
+    }
+
     /// OffsetDelete: deletes the offsets of partitions the group does not consume.
     /// Resolves to one error (or none) per requested partition, in order.
     pub fn delete_offsets(
@@ -1144,6 +1190,77 @@ mod tests {
         assert_eq!(offsets_of(&third, "g"), vec![(0, 5)]);
         assert!(!third.has_pending_txn_offset("g", "t", 0));
         assert!(!third.has_pending_txn_offset("g", "t", 1));
+    }
+
+    /// The state a crash between DeleteTopics' durable removal of "gone" and the durable
+    /// removal of its offsets leaves: the start-up sweep removes committed and pending
+    /// offsets of "gone" only, durably, and a marker deciding a swept transaction later
+    /// commits only what is left of it.
+    #[tokio::test]
+    async fn offsets_of_topics_that_no_longer_exist_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let commit = |group: &str, topic: &str, partition: i32, n: i64| {
+            service.commit_offsets(
+                group.into(),
+                String::new(),
+                None,
+                -1,
+                vec![(topic.into(), partition, offset(n))],
+            )
+        };
+        commit("g1", "gone", 0, 1).await.unwrap();
+        commit("g1", "kept", 0, 2).await.unwrap();
+        service
+            .commit_txn_offsets(
+                "g2".into(),
+                7,
+                0,
+                None,
+                vec![("gone".into(), 0, offset(3)), ("kept".into(), 1, offset(4))],
+            )
+            .await
+            .unwrap();
+        service
+            .commit_txn_offsets("g3".into(), 8, 0, None, vec![("gone".into(), 1, offset(5))])
+            .await
+            .unwrap();
+        stop(tx);
+
+        let (again, tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        assert!(again.has_pending_txn_offset("g3", "gone", 1));
+        let removed = again
+            .forget_deleted_topics(|topic| topic != "gone")
+            .await
+            .unwrap();
+        assert_eq!(removed, vec![("gone".to_string(), 3)]);
+        assert!(again.committed("g1", "gone", 0).is_none());
+        assert_eq!(again.committed("g1", "kept", 0).map(|o| o.offset), Some(2));
+        assert!(!again.has_pending_txn_offset("g2", "gone", 0));
+        assert!(again.has_pending_txn_offset("g2", "kept", 1));
+        assert!(!again.has_pending_txn_offset("g3", "gone", 1));
+        assert_eq!(again.pending_txn_offsets(), vec![("g2".to_string(), 7)]);
+        // The transactions' markers come after the sweep: only what is left is decided.
+        again.complete_txn("g2".into(), 7, true).await.unwrap();
+        again.complete_txn("g3".into(), 8, true).await.unwrap();
+        assert_eq!(offsets_of(&again, "g2"), vec![(1, 4)]);
+        assert!(again.committed("g2", "gone", 0).is_none());
+        assert!(again.committed_all("g3").is_empty());
+        assert!(again
+            .forget_deleted_topics(|topic| topic != "gone")
+            .await
+            .unwrap()
+            .is_empty());
+        stop(tx);
+
+        // Durable: without a sweep (the topic could exist again) nothing comes back.
+        let (third, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        assert!(third.committed("g1", "gone", 0).is_none());
+        assert_eq!(third.committed("g1", "kept", 0).map(|o| o.offset), Some(2));
+        assert!(third.committed("g2", "gone", 0).is_none());
+        assert_eq!(offsets_of(&third, "g2"), vec![(1, 4)]);
+        assert!(third.committed_all("g3").is_empty());
+        assert!(third.pending_txn_offsets().is_empty());
     }
 
     #[tokio::test]

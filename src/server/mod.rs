@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::RequestContext;
 use crate::broker::{retention, Broker, BrokerError};
@@ -71,6 +71,15 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
         shutdown_rx.clone(),
     )
     .await?;
+    // Before the transaction coordinator's start-up sweeps, so none of them decides a
+    // pending offset of a topic that is gone. A failure leaves those offsets (as a failed
+    // removal in DeleteTopics does); they would be handed to a topic created again.
+    if let Err(e) = groups
+        .forget_deleted_topics(|topic| broker.topic(topic).is_some())
+        .await
+    {
+        error!(error = ?e, "cannot remove the group offsets of deleted topics; they stay");
+    }
     let txns = TxnCoordinator::start(
         txn_config(broker.config()),
         broker.clone(),

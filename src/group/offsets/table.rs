@@ -240,6 +240,20 @@ impl OffsetTable {
         committed.chain(pending).chain(metadata).collect()
     }
 
+    /// Every topic with a committed or pending offset in some group.
+    pub fn topics(&self) -> BTreeSet<&str> {
+        let committed = self.groups.values().flat_map(BTreeMap::keys);
+        let pending = self
+            .pending
+            .values()
+            .flat_map(BTreeMap::values)
+            .flat_map(|txn| txn.offsets.keys());
+        committed
+            .chain(pending)
+            .map(|(topic, _)| topic.as_str())
+            .collect()
+    }
+
     /// Tombstones for every offset of `topic`, committed or pending, in every group:
     /// what Kafka's coordinator removes when the topic is deleted.
     pub fn topic_tombstones(&self, topic: &str) -> Vec<OffsetRecord> {
@@ -352,6 +366,7 @@ mod tests {
                 commit_timestamp_ms: 1,
             },
         });
+        assert_eq!(table.topics(), BTreeSet::from(["gone", "kept"]));
         let tombstones = table.topic_tombstones("gone");
         let targets: Vec<(String, i32)> = tombstones
             .iter()
@@ -386,6 +401,7 @@ mod tests {
         assert_eq!(table.get("g1", "kept", 0).map(|o| o.offset), Some(7));
         assert_eq!(table.get("g2", "kept", 0).map(|o| o.offset), Some(8));
         assert!(table.topic_tombstones("gone").is_empty());
+        assert_eq!(table.topics(), BTreeSet::from(["kept"]));
     }
 
     #[test]
