@@ -31,7 +31,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -668,6 +668,76 @@ async fn offsets_of_a_topic_deleted_before_a_crash_are_removed_at_start() {
         0,
         "the group reads the new topic from auto.offset.reset, not the old offset 2"
     );
+    broker.shutdown().await;
+}
+
+/// The same crash while a transaction that sent offsets of the deleted topic is open:
+/// the start-up sweep removes its pending offset of that topic before the transaction
+/// coordinator looks at pending offsets, so OffsetFetch with `require_stable` (librdkafka's
+/// read_committed default) answers at once with no offset instead of
+/// UNSTABLE_OFFSET_COMMIT until the transaction ends, and the commit marker that ends the
+/// transaction later commits only its offset of the topic that still exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_offsets_of_a_topic_deleted_before_a_crash_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    // The restarted broker listens on the same port, so the producer carries on.
+    let addr = broker.addr();
+    let bootstrap = broker.bootstrap();
+    let (gone, kept, group) = ("swept-txn", "kept-txn", "txn-survivor");
+    create_topic(&bootstrap, gone, 1).await;
+    create_topic(&bootstrap, kept, 1).await;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", "sweep-txn")
+        .create()
+        .expect("transactional producer");
+    producer.init_transactions(PATIENCE).unwrap();
+    producer.begin_transaction().unwrap();
+    let outside: BaseConsumer = group_config(&bootstrap, group, &[]).create().unwrap();
+    let mut offsets = commit_list(gone, 2, "");
+    offsets
+        .add_partition_offset(kept, 0, Offset::Offset(3))
+        .unwrap();
+    producer
+        .send_offsets_to_transaction(&offsets, &outside.group_metadata().unwrap(), PATIENCE)
+        .unwrap();
+    let offsets_dir = broker.running().broker().state_dir().join("offsets");
+    let before_delete = tempfile::tempdir().unwrap();
+    copy_files(&offsets_dir, before_delete.path());
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin");
+    let deleted = admin
+        .delete_topics(&[gone], &AdminOptions::new())
+        .await
+        .expect("delete topics");
+    assert_eq!(deleted, vec![Ok(gone.to_owned())]);
+    drop(admin);
+    broker.shutdown().await;
+
+    std::fs::remove_dir_all(&offsets_dir).unwrap();
+    copy_files(before_delete.path(), &offsets_dir);
+    let broker = TestBroker::start_in(dir.path(), |config| config.listen = addr).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        committed(&bootstrap, group, gone).0,
+        Offset::Invalid,
+        "require_stable answers: nothing of the deleted topic is pending"
+    );
+
+    producer.commit_transaction(PATIENCE).unwrap();
+    assert_eq!(committed(&bootstrap, group, kept).0, Offset::Offset(3));
+    assert_eq!(committed(&bootstrap, group, gone).0, Offset::Invalid);
+    create_topic(&bootstrap, gone, 1).await;
+    let broker = broker.restart(|config| config.listen = addr).await;
+    assert_eq!(
+        committed(&broker.bootstrap(), group, gone).0,
+        Offset::Invalid
+    );
+    drop(producer);
     broker.shutdown().await;
 }
 
