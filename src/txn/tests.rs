@@ -859,3 +859,99 @@ async fn pending_group_offsets_the_log_does_not_account_for_are_aborted_at_start
         "aborted, not committed"
     );
 }
+
+/// A new instance's InitProducerId finds the previous instance's transaction open (records
+/// in two partitions, offsets pending for a group) and aborts it; the broker dies after the
+/// PrepareAbort is durable, before (`markers_written` false) or after the markers and the
+/// group's decision are. After the restart the abort is finished: no partition holds its
+/// LSO back, the group's offsets are no longer pending (a require_stable OffsetFetch would
+/// otherwise answer UNSTABLE_OFFSET_COMMIT forever), and the retried InitProducerId gets
+/// the next epoch.
+#[tokio::test]
+async fn an_init_abort_cut_short_by_a_crash_is_finished_after_the_restart() {
+    for markers_written in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (pid, old) = {
+            let n = node(dir.path()).await;
+            let (pid, old) = n
+                .txns
+                .init_producer_id("app".into(), 60_000, None)
+                .await
+                .unwrap();
+            n.txns
+                .add_partitions("app".into(), pid, old, parts(&[0, 1]))
+                .await
+                .unwrap();
+            n.txns
+                .add_offsets("app".into(), pid, old, "g".into())
+                .await
+                .unwrap();
+            n.produce(pid, old, 0, 0).unwrap();
+            n.txns
+                .txn_offset_commit(
+                    "app".into(),
+                    "g".into(),
+                    pid,
+                    old,
+                    None,
+                    vec![("t".into(), 2, offset(9))],
+                )
+                .await
+                .unwrap();
+            // What InitProducerId makes durable before its first marker.
+            let abort = n.state("app").fenced_abort(now_ms());
+            assert_eq!(abort.state, TxnState::PrepareAbort);
+            let (mut log, _) =
+                TxnLog::open(&super::coordinator::log_dir(n.broker.state_dir()), 1 << 20).unwrap();
+            log.append(&[TxnRecord::State(abort.clone())]).unwrap();
+            if markers_written {
+                for p in [0, 1] {
+                    let marker = strata_storage::TxnMarker {
+                        producer_id: pid,
+                        producer_epoch: abort.producer_epoch,
+                        coordinator_epoch: super::coordinator::COORDINATOR_EPOCH,
+                        commit: false,
+                    };
+                    n.log(p).append_marker(&marker, now_ms()).unwrap();
+                }
+                n.groups.complete_txn("g".into(), pid, false).await.unwrap();
+            }
+            for p in [0, 1] {
+                n.log(p).flush().unwrap();
+            }
+            (pid, old)
+        };
+        let n = node(dir.path()).await;
+        let done = n.wait_for("app", TxnState::CompleteAbort).await;
+        assert_eq!(done.producer_epoch, old + 1, "markers {markers_written}");
+        for p in [0, 1] {
+            assert!(
+                n.log(p).open_transactions().is_empty(),
+                "partition {p}, markers {markers_written}"
+            );
+            assert_eq!(
+                n.log(p).last_stable_offset(),
+                n.log(p).log_end_offset(),
+                "partition {p}, markers {markers_written}"
+            );
+        }
+        assert!(n.groups.pending_txn_offsets().is_empty());
+        assert!(!n.groups.has_pending_txn_offset("g", "t", 2));
+        assert_eq!(
+            n.groups.committed("g", "t", 2),
+            None,
+            "aborted, not committed"
+        );
+        let (pid2, new) = n
+            .txns
+            .init_producer_id("app".into(), 60_000, None)
+            .await
+            .unwrap();
+        assert_eq!((pid2, new), (pid, old + 2), "markers {markers_written}");
+        assert_eq!(
+            n.produce(pid, old, 0, 3),
+            Err(ResponseError::InvalidProducerEpoch),
+            "the old instance stays fenced"
+        );
+    }
+}
