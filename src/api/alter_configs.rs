@@ -34,11 +34,12 @@ pub(crate) fn handle_alter(
     _version: i16,
     broker: &Broker,
 ) -> AlterConfigsResponse {
-    let repeated = repeated_resources(
+    // Kafka answers every mention of a resource named twice and applies none of them.
+    let repeated = super::repeated(
         request
             .resources
             .iter()
-            .map(|r| (r.resource_type, r.resource_name.as_str())),
+            .map(|r| (r.resource_type, r.resource_name.as_str().to_owned())),
     );
     let responses = request
         .resources
@@ -78,11 +79,12 @@ pub(crate) fn handle_incremental(
     _version: i16,
     broker: &Broker,
 ) -> IncrementalAlterConfigsResponse {
-    let repeated = repeated_resources(
+    // Kafka answers every mention of a resource named twice and applies none of them.
+    let repeated = super::repeated(
         request
             .resources
             .iter()
-            .map(|r| (r.resource_type, r.resource_name.as_str())),
+            .map(|r| (r.resource_type, r.resource_name.as_str().to_owned())),
     );
     let responses = request
         .resources
@@ -124,19 +126,6 @@ fn split(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
         Ok(()) => (0, None),
         Err((code, message)) => (code, Some(StrBytes::from_string(message))),
     }
-}
-
-/// The (type, name) of every resource that appears more than once in a request. Kafka
-/// answers each of their occurrences with [`repeated_resource`] and applies none of them.
-fn repeated_resources<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> HashSet<(i8, String)> {
-    let mut seen = HashSet::new();
-    let mut repeated = HashSet::new();
-    for (kind, name) in resources {
-        if !seen.insert((kind, name)) {
-            repeated.insert((kind, name.to_owned()));
-        }
-    }
-    repeated
 }
 
 fn repeated_resource() -> Failure {
@@ -280,14 +269,13 @@ mod tests {
     use super::*;
     use crate::api::describe_configs::fixture::{round_trip, TestBroker};
 
-    fn legacy(
-        broker: &Broker,
-        validate_only: bool,
+    /// One resource of a legacy AlterConfigs request setting `pairs` (None: a null value).
+    fn legacy_resource(
         kind: i8,
         name: &str,
         pairs: &[(&str, Option<&str>)],
-    ) -> i16 {
-        let resource = alter_configs_request::AlterConfigsResource::default()
+    ) -> alter_configs_request::AlterConfigsResource {
+        alter_configs_request::AlterConfigsResource::default()
             .with_resource_type(kind)
             .with_resource_name(StrBytes::from_string(name.to_owned()))
             .with_configs(
@@ -299,7 +287,17 @@ mod tests {
                             .with_value(v.map(|v| StrBytes::from_string(v.to_owned())))
                     })
                     .collect(),
-            );
+            )
+    }
+
+    fn legacy(
+        broker: &Broker,
+        validate_only: bool,
+        kind: i8,
+        name: &str,
+        pairs: &[(&str, Option<&str>)],
+    ) -> i16 {
+        let resource = legacy_resource(kind, name, pairs);
         let mut code = 0;
         for version in [0, 1, 2] {
             let request = AlterConfigsRequest::default()
@@ -735,26 +733,11 @@ mod tests {
         t.broker.create_topic("twice", 1, BTreeMap::new()).unwrap();
         t.broker.create_topic("once", 1, BTreeMap::new()).unwrap();
         let value = |v: &str| Some(StrBytes::from_string(v.to_owned()));
-        let legacy_resource = |name: &str, pairs: &[(&str, Option<&str>)]| {
-            alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_TOPIC)
-                .with_resource_name(StrBytes::from_string(name.to_owned()))
-                .with_configs(
-                    pairs
-                        .iter()
-                        .map(|(k, v)| {
-                            alter_configs_request::AlterableConfig::default()
-                                .with_name(StrBytes::from_string((*k).to_owned()))
-                                .with_value(v.and_then(value))
-                        })
-                        .collect(),
-                )
-        };
         for version in [0, 1, 2] {
             let request = AlterConfigsRequest::default().with_resources(vec![
-                legacy_resource("twice", &[("retention.ms", Some("1000"))]),
-                legacy_resource("once", &[("retention.ms", Some("3000"))]),
-                legacy_resource("twice", &[("retention.ms", Some("2000"))]),
+                legacy_resource(RESOURCE_TOPIC, "twice", &[("retention.ms", Some("1000"))]),
+                legacy_resource(RESOURCE_TOPIC, "once", &[("retention.ms", Some("3000"))]),
+                legacy_resource(RESOURCE_TOPIC, "twice", &[("retention.ms", Some("2000"))]),
             ]);
             let response = round_trip(&handle_alter(request, version, &t.broker), version);
             let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();

@@ -2,7 +2,7 @@
 //! the partition files are deleted (see `Broker::delete_topic`). The groups' offsets of a
 //! deleted topic are then removed (see `GroupService::delete_topic_offsets`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -36,17 +36,16 @@ pub(crate) fn handle(
     };
     // As Kafka's controller: a name (or id) given more than once is answered once with
     // INVALID_REQUEST, where it first appears, and is not deleted.
-    let mut count: HashMap<TopicRef, usize> = HashMap::new();
-    for (name, id) in &targets {
-        if let Some(r) = TopicRef::of(name, *id) {
-            *count.entry(r).or_default() += 1;
-        }
-    }
+    let repeated = super::repeated(
+        targets
+            .iter()
+            .filter_map(|(name, id)| TopicRef::of(name, *id)),
+    );
     let mut answered = HashSet::new();
     let responses = targets
         .into_iter()
         .filter_map(|(name, id)| match TopicRef::of(&name, id) {
-            Some(r) if count.get(&r).is_some_and(|&n| n > 1) => {
+            Some(r) if repeated.contains(&r) => {
                 let message = match r {
                     TopicRef::Name(_) => "Duplicate topic name.",
                     TopicRef::Id(_) => "Duplicate topic id.",

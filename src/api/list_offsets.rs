@@ -10,7 +10,7 @@
 //! A partition named more than once in one request is INVALID_REQUEST at each mention,
 //! as Kafka answers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -51,19 +51,14 @@ pub(crate) fn handle(
 ) -> ListOffsetsResponse {
     let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
     // As Kafka: a partition asked for more than once is INVALID_REQUEST wherever it appears.
-    let mut asked: HashMap<(&str, i32), usize> = HashMap::new();
-    for t in &request.topics {
-        for p in &t.partitions {
-            *asked
-                .entry((t.name.as_str(), p.partition_index))
-                .or_default() += 1;
-        }
-    }
-    let duplicated: HashSet<(String, i32)> = asked
-        .into_iter()
-        .filter(|&(_, n)| n > 1)
-        .map(|((name, index), _)| (name.to_owned(), index))
-        .collect();
+    let duplicated: HashSet<(String, i32)> = super::repeated(request.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .map(|p| (t.name.as_str(), p.partition_index))
+    }))
+    .into_iter()
+    .map(|(name, index)| (name.to_owned(), index))
+    .collect();
     let topics = request
         .topics
         .into_iter()
@@ -76,9 +71,10 @@ pub(crate) fn handle(
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     let log = topic.as_ref().and_then(|t| t.partition(p.partition_index));
-                    let key = (t.name.as_str().to_owned(), p.partition_index);
+                    let duplicate = !duplicated.is_empty()
+                        && duplicated.contains(&(t.name.as_str().to_owned(), p.partition_index));
                     let result = match log {
-                        _ if duplicated.contains(&key) => Err(INVALID_REQUEST),
+                        _ if duplicate => Err(INVALID_REQUEST),
                         None => Err(UNKNOWN_TOPIC_OR_PARTITION),
                         Some(log) => lookup(log, p.timestamp, read_committed),
                     };

@@ -28,7 +28,9 @@ pub(crate) mod produce;
 pub(crate) mod txn;
 
 use kafka_protocol::error::ResponseError;
+use std::collections::HashSet;
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -399,6 +401,21 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
         _ => Reply::Now(Some(error_only_frame(corr, UNSUPPORTED_VERSION))),
     };
     Ok(reply)
+}
+
+/// The items named more than once in `items`. Several of Kafka's APIs answer every
+/// mention of such a topic, partition or resource with INVALID_REQUEST and act on none.
+fn repeated<K: Hash + Eq>(items: impl IntoIterator<Item = K>) -> HashSet<K> {
+    let mut seen = HashSet::new();
+    let mut repeated = HashSet::new();
+    for item in items {
+        if seen.contains(&item) {
+            repeated.insert(item);
+        } else {
+            seen.insert(item);
+        }
+    }
+    repeated
 }
 
 fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<T, FrameError> {
