@@ -34,7 +34,7 @@ pub(crate) const CLUSTER_AUTHORIZED_OPERATIONS: i32 = {
 };
 
 /// Kafka's "authorized operations were not requested" marker.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+pub(crate) const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub(crate) fn handle(
     request: DescribeClusterRequest,

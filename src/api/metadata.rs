@@ -58,7 +58,7 @@ pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) ->
         if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
             describe_cluster::CLUSTER_AUTHORIZED_OPERATIONS
         } else {
-            i32::MIN
+            describe_cluster::OPERATIONS_NOT_REQUESTED
         };
     MetadataResponse::default()
         .with_cluster_authorized_operations(cluster_operations)
