@@ -240,23 +240,9 @@ impl OffsetTable {
         committed.chain(pending).chain(metadata).collect()
     }
 
-    /// Every topic with a committed or pending offset in some group.
-    pub fn topics(&self) -> BTreeSet<&str> {
-        let committed = self.groups.values().flat_map(BTreeMap::keys);
-        let pending = self
-            .pending
-            .values()
-            .flat_map(BTreeMap::values)
-            .flat_map(|txn| txn.offsets.keys());
-        committed
-            .chain(pending)
-            .map(|(topic, _)| topic.as_str())
-            .collect()
-    }
-
-    /// Tombstones for every offset of `topic`, committed or pending, in every group:
-    /// what Kafka's coordinator removes when the topic is deleted.
-    pub fn topic_tombstones(&self, topic: &str) -> Vec<OffsetRecord> {
+    /// (group, (topic, partition)) of every committed and every pending offset; a
+    /// partition with both appears twice.
+    fn offset_keys(&self) -> impl Iterator<Item = (&String, &(String, i32))> {
         let committed = self
             .groups
             .iter()
@@ -265,8 +251,21 @@ impl OffsetTable {
             txns.values()
                 .flat_map(move |txn| txn.offsets.keys().map(move |key| (group, key)))
         });
-        let found: BTreeSet<(&String, i32)> = committed
-            .chain(pending)
+        committed.chain(pending)
+    }
+
+    /// Every topic with a committed or pending offset in some group.
+    pub fn topics(&self) -> BTreeSet<&str> {
+        self.offset_keys()
+            .map(|(_, (topic, _))| topic.as_str())
+            .collect()
+    }
+
+    /// Tombstones for every offset of `topic`, committed or pending, in every group:
+    /// what Kafka's coordinator removes when the topic is deleted.
+    pub fn topic_tombstones(&self, topic: &str) -> Vec<OffsetRecord> {
+        let found: BTreeSet<(&String, i32)> = self
+            .offset_keys()
             .filter(|(_, (t, _))| t == topic)
             .map(|(group, (_, partition))| (group, *partition))
             .collect();
