@@ -197,10 +197,22 @@ impl Log {
     }
 
     /// Persists the log start offset and the durable offset as recovery point.
+    /// Nothing is written once the log is closed or deleted.
     pub(super) fn write_checkpoint(&self) -> Result<(), StorageError> {
-        let _c = lock(&self.checkpoint_lock);
+        let guard = lock(&self.checkpoint_lock);
+        self.write_checkpoint_locked(&guard)
+    }
+
+    /// [`Log::write_checkpoint`] for a caller that holds `checkpoint_lock`.
+    pub(super) fn write_checkpoint_locked(
+        &self,
+        _checkpoint_lock: &std::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), StorageError> {
         let checkpoint = {
             let mut st = lock(&self.state);
+            if st.closed {
+                return Ok(());
+            }
             st.last_checkpoint = Instant::now();
             Checkpoint {
                 log_start_offset: st.log_start_offset,
