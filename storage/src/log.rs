@@ -208,17 +208,31 @@ impl Log {
             file::sync_dir(&dir)?;
         }
         if replayed > 0 {
-            producer_state::write_snapshot(&dir, &producers, log_end)?;
+            // Only saves the next recovery this replay.
+            if let Err(error) = producer_state::write_snapshot(&dir, &producers, log_end) {
+                tracing::warn!(dir = %dir.display(), %error, "cannot write a producer snapshot");
+            }
         }
         let log_start = saved_start.max(segments[0].base_offset).min(log_end);
         checkpoint::clear_clean(&dir)?;
-        checkpoint::write(
+        let written = checkpoint::write(
             &dir,
             &Checkpoint {
                 log_start_offset: log_start,
                 recovery_point: log_end,
             },
-        )?;
+        );
+        match written {
+            Ok(()) => {}
+            // A full disk: the previous checkpoint stays (an older recovery point only
+            // lengthens the next recovery), reads are served, and appends fail until
+            // space returns.
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(dir = %dir.display(), %error,
+                    "disk full: partition opened without a new checkpoint; writes fail until space returns");
+            }
+            Err(error) => return Err(error),
+        }
         tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(),
                         producers = producers.len(), replayed, "opened log");
         let (durable, _) = watch::channel(log_end);

@@ -745,3 +745,38 @@ fn a_sync_running_at_deletion_cannot_write_into_the_partition_created_again() {
         again.aborted_transactions(0, i64::MAX)
     );
 }
+
+/// Issue 14 item 6: a `.txnindex` write refused by a full disk holds the durable offset
+/// below the abort marker (read_committed consumers must not pass it before its entry is
+/// on disk) without taking the log offline; a later sync writes it.
+#[test]
+fn a_txn_index_write_refused_by_a_full_disk_is_retried_not_fatal() {
+    use crate::fault::{set_injector, FileOp};
+    let _serial = crate::flusher::lock(&crate::log::tests::faults::SERIAL);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(pdir(dir.path()), small_config(), &crate::Flusher::manual()).unwrap();
+    log.append(&txn_batch(2, 3, 0, 0, 10), 0).unwrap();
+    log.flush().unwrap();
+    let before = log.durable_offset();
+    log.append_marker(&marker(3, 0, false), 0).unwrap();
+    let watched = pdir(dir.path());
+    set_injector(Some(Arc::new(move |op, path: &Path| {
+        let txn_index =
+            path.starts_with(&watched) && path.extension().is_some_and(|e| e == "txnindex");
+        (op == FileOp::Write && txn_index).then(|| std::io::Error::from_raw_os_error(28))
+    })));
+    let refused = log.flush().unwrap_err();
+    assert!(refused.is_no_space(), "{refused}");
+    assert_eq!(log.durable_offset(), before, "not past the marker");
+    set_injector(None);
+    log.flush().unwrap();
+    assert_eq!(log.durable_offset(), log.log_end_offset());
+    let info = log.append(&simple_batch(1, 10, 0), 0).unwrap();
+    assert_eq!(info.base_offset, 3, "still online");
+    crash(log);
+    let log = Log::open(pdir(dir.path()), small_config(), &crate::Flusher::manual()).unwrap();
+    assert_eq!(
+        log.aborted_transactions(0, i64::MAX),
+        vec![aborted(3, 0, 2)]
+    );
+}
