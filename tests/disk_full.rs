@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::raw::RawClient;
@@ -172,12 +172,23 @@ fn value(i: usize) -> String {
     format!("{i:05}-{}", "v".repeat(1500))
 }
 
-async fn start(dir: &Path) -> TestBroker {
-    TestBroker::start_in(dir, |c| {
-        // Small segments: the disk fills during rolls, index writes and checkpoints.
-        c.default_segment_bytes = 16 * 1024;
+/// A broker on `disk` (small segments: the disk fills during rolls, index writes and
+/// checkpoints) with topic `t` of `partitions` partitions.
+async fn start_with_topic(disk: &SmallDisk, partitions: i32) -> TestBroker {
+    let broker = TestBroker::start_in(&disk.data_dir(), small_segments).await;
+    let state = broker.running().broker().clone();
+    tokio::task::spawn_blocking(move || {
+        state
+            .create_topic("t", partitions, Default::default())
+            .unwrap()
     })
     .await
+    .unwrap();
+    broker
+}
+
+fn small_segments(config: &mut strata::Config) {
+    config.default_segment_bytes = 16 * 1024;
 }
 
 /// The disk fills while acks=all records flow and segments roll: the producer gets
@@ -186,11 +197,7 @@ async fn start(dir: &Path) -> TestBroker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_when_space_returns_after_the_disk_filled_during_rolls() {
     let disk = SmallDisk::mount(8 << 20);
-    let broker = start(&disk.data_dir()).await;
-    let state = broker.running().broker().clone();
-    tokio::task::spawn_blocking(move || state.create_topic("t", 1, Default::default()).unwrap())
-        .await
-        .unwrap();
+    let broker = start_with_topic(&disk, 1).await;
     disk.fill(256 * 1024);
     let mut client = RawClient::connect(broker.addr()).await;
     let mut acked = Vec::new();
@@ -236,11 +243,7 @@ async fn writes_resume_when_space_returns_after_the_disk_filled_during_rolls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_started_on_a_full_disk_serves_reads_and_writes_once_space_returns() {
     let disk = SmallDisk::mount(8 << 20);
-    let broker = start(&disk.data_dir()).await;
-    let state = broker.running().broker().clone();
-    tokio::task::spawn_blocking(move || state.create_topic("t", 4, Default::default()).unwrap())
-        .await
-        .unwrap();
+    let broker = start_with_topic(&disk, 4).await;
     let mut client = RawClient::connect(broker.addr()).await;
     let mut acked = Vec::new();
     for i in 0..40 {
