@@ -100,8 +100,17 @@ async fn deleted_topic_stays_deleted_after_restart() {
     assert!(!dir.exists(), "partition files removed");
     assert!(state.topic_by_id(topic.id).is_none());
     drop(state);
+    // A deletion cut short by a crash leaves a renamed `-delete` directory (Kafka's
+    // scheme): the next start removes it.
+    let leftover = broker.data_dir().join("doomed-1.5f3a-delete");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000000000000000.log"), b"old").unwrap();
     let broker = broker.restart(|_| {}).await;
     assert!(broker.running().broker().topic("doomed").is_none());
+    assert!(
+        !leftover.exists(),
+        "a -delete directory is removed at start"
+    );
     broker.shutdown().await;
 }
 

@@ -589,6 +589,13 @@ fn remove_orphan_partition_dirs(data_dir: &Path, table: &TopicTable) {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
+        if name.ends_with(strata_storage::DELETED_DIR_SUFFIX) && entry.path().is_dir() {
+            info!(dir = %entry.path().display(), "removing a partition left by an unfinished deletion");
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                warn!(dir = %entry.path().display(), error = %e, "could not remove");
+            }
+            continue;
+        }
         let Some((topic, partition)) = name.rsplit_once('-') else {
             continue;
         };

@@ -89,6 +89,13 @@ impl StorageError {
         }
     }
 
+    /// Whether a system call failed for want of space (ENOSPC, or EDQUOT: a quota): the
+    /// disk is full and nothing was lost; the same call succeeds once space returns.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StorageError::Io {
             op,
@@ -211,4 +218,16 @@ impl AppendError {
             AppendError::Storage(e) => e.error_code(),
         }
     }
+}
+
+/// Why a sync stopped before making everything durable.
+#[derive(Debug)]
+pub(crate) enum SyncFailure {
+    /// A write or a file creation was refused (a full disk): everything written before is
+    /// intact, nothing is durable that was not, and a later sync (the flusher retries)
+    /// continues where this one stopped.
+    Retry(StorageError),
+    /// An fsync failed: the kernel may have dropped dirty pages, so no later fsync could
+    /// prove they reached the disk. The log goes offline.
+    Fatal(StorageError),
 }

@@ -10,13 +10,17 @@
 //! than the same fsyncs one after another. One log is never synced by two threads at once.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
 
 use crate::log::Log;
 
 /// Threads per flusher, hence the most fdatasyncs in flight on one disk.
 pub const SYNC_THREADS: usize = 8;
+
+/// How long after a sync that could not write (a full disk) the flusher tries again.
+pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// Locks a mutex, ignoring poisoning (a panicking holder cannot leave these states
 /// half-updated in a way later holders rely on).
@@ -27,6 +31,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Arc<Log>>,
+    /// Logs whose last sync could not write, and when to sync them again. Weak: a log
+    /// deleted meanwhile is not kept alive for its retry.
+    retries: Vec<(Instant, Weak<Log>)>,
     stopping: bool,
     /// No background syncs at all: logs become durable only through `Log::flush` (or
     /// `flush.messages` / `flush.ms`). Benchmarks use it to time the append path alone.
@@ -146,6 +153,19 @@ impl Flusher {
         self.handle.stop();
     }
 
+    /// Queues `log` for another sync after [`RETRY_DELAY`] (its last sync could not write).
+    /// Nothing happens on a stopped or manual flusher: the log's next append or its close
+    /// syncs again.
+    pub(crate) fn schedule_retry(&self, log: Weak<Log>) {
+        let mut q = lock(&self.handle.shared.queue);
+        if q.manual || q.stopping || q.retries.iter().any(|(_, l)| l.ptr_eq(&log)) {
+            return;
+        }
+        q.retries.push((Instant::now() + RETRY_DELAY, log));
+        drop(q);
+        self.handle.shared.wake.notify_one();
+    }
+
     /// Queues `log` for a sync. `false` when the flusher is stopped (the caller must sync
     /// itself). A manual flusher accepts and drops it.
     pub(crate) fn schedule(&self, log: Arc<Log>) -> bool {
@@ -163,19 +183,40 @@ impl Flusher {
     }
 }
 
-/// One flusher thread: sync scheduled logs until stopped and nothing is pending.
+/// One flusher thread: sync scheduled logs (and due retries) until stopped and nothing is
+/// pending.
 fn run(shared: &Shared) {
     loop {
         let log = {
             let mut q = lock(&shared.queue);
             loop {
+                let now = Instant::now();
+                if q.retries.iter().any(|(at, _)| *at <= now) {
+                    let (due, later) = std::mem::take(&mut q.retries)
+                        .into_iter()
+                        .partition(|(at, _)| *at <= now);
+                    q.retries = later;
+                    let due: Vec<(Instant, Weak<Log>)> = due;
+                    q.pending
+                        .extend(due.into_iter().filter_map(|(_, log)| log.upgrade()));
+                }
                 if let Some(log) = q.pending.pop_front() {
                     break log;
                 }
                 if q.stopping {
                     return;
                 }
-                q = shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
+                q = match q.retries.iter().map(|(at, _)| *at).min() {
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(now);
+                        shared
+                            .wake
+                            .wait_timeout(q, wait)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => shared.wake.wait(q).unwrap_or_else(PoisonError::into_inner),
+                };
             }
         };
         log.run_scheduled_sync();

@@ -35,5 +35,5 @@ mod txn;
 pub use config::{LogConfig, TimestampType};
 pub use error::{AppendError, StorageError};
 pub use flusher::Flusher;
-pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome, TimestampOffset};
+pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome, TimestampOffset, DELETED_DIR_SUFFIX};
 pub use txn::{AbortedTxn, OpenTxn, TxnMarker};

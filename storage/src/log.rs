@@ -208,17 +208,31 @@ impl Log {
             file::sync_dir(&dir)?;
         }
         if replayed > 0 {
-            producer_state::write_snapshot(&dir, &producers, log_end)?;
+            // Only saves the next recovery this replay.
+            if let Err(error) = producer_state::write_snapshot(&dir, &producers, log_end) {
+                tracing::warn!(dir = %dir.display(), %error, "cannot write a producer snapshot");
+            }
         }
         let log_start = saved_start.max(segments[0].base_offset).min(log_end);
         checkpoint::clear_clean(&dir)?;
-        checkpoint::write(
+        let written = checkpoint::write(
             &dir,
             &Checkpoint {
                 log_start_offset: log_start,
                 recovery_point: log_end,
             },
-        )?;
+        );
+        match written {
+            Ok(()) => {}
+            // A full disk: the previous checkpoint stays (an older recovery point only
+            // lengthens the next recovery), reads are served, and appends fail until
+            // space returns.
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(dir = %dir.display(), %error,
+                    "disk full: partition opened without a new checkpoint; writes fail until space returns");
+            }
+            Err(error) => return Err(error),
+        }
         tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(),
                         producers = producers.len(), replayed, "opened log");
         let (durable, _) = watch::channel(log_end);
@@ -370,11 +384,17 @@ impl Log {
     }
 
     /// Checkpoints the new log start offset, then deletes the removed segments' files.
+    /// Holds `checkpoint_lock` throughout, so a deletion of the log waits for it (see
+    /// [`Log::delete`]).
     fn finish_removal(&self, removed: &[Segment]) -> Result<(), StorageError> {
         if removed.is_empty() {
             return Ok(());
         }
-        self.write_checkpoint()?;
+        let checkpoint = lock(&self.checkpoint_lock);
+        if lock(&self.state).closed {
+            return Ok(());
+        }
+        self.write_checkpoint_locked(&checkpoint)?;
         for seg in removed {
             seg.delete_files(&self.dir)?;
         }
@@ -495,15 +515,48 @@ impl Log {
         removed
     }
 
-    /// Closes the log (no clean marker) and removes its directory (topic deletion).
+    /// Closes the log (no clean marker) and removes its directory (topic deletion), as
+    /// Kafka does: the directory is first renamed to a unique name ending in
+    /// [`DELETED_DIR_SUFFIX`], then removed; a removal cut short by a crash leaves only
+    /// such a directory, which the broker removes at its next start.
+    ///
+    /// Every writer that names files by path holds `append_lock` (appends, rolls, producer
+    /// snapshots), `sync_lock` (index, digest and `.txnindex` writes) or `checkpoint_lock`
+    /// (checkpoints, segment removal by retention) and checks `closed` under it. Taking all
+    /// three waits for a write in progress, and none starts afterwards: nothing of this log
+    /// can land in a partition created again under the same name.
     pub fn delete(&self) -> Result<(), StorageError> {
         let _append = lock(&self.append_lock);
+        let _sync = lock(&self.sync_lock);
+        let _checkpoint = lock(&self.checkpoint_lock);
         lock(&self.state).closed = true;
         // Wake durability waiters: they see `closed` and stop waiting.
         self.durable.send_modify(|_| {});
-        std::fs::remove_dir_all(&self.dir)
-            .map_err(|e| StorageError::io("remove directory", &self.dir, e))
+        let doomed = deleted_dir_path(&self.dir);
+        file::rename(&self.dir, &doomed)?;
+        if let Some(parent) = self.dir.parent() {
+            file::sync_dir(parent)?;
+        }
+        std::fs::remove_dir_all(&doomed)
+            .map_err(|e| StorageError::io("remove directory", &doomed, e))
     }
+}
+
+/// The suffix of a partition directory being deleted (Kafka's `-delete`). A live partition
+/// directory always ends in `-<partition number>`, so the two never collide.
+pub const DELETED_DIR_SUFFIX: &str = "-delete";
+
+/// `<dir>.<unique id>-delete`, beside `dir`.
+fn deleted_dir_path(dir: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{nanos:x}{sequence:x}{DELETED_DIR_SUFFIX}"));
+    dir.with_file_name(name)
 }
 
 mod append;

@@ -799,6 +799,63 @@ pub(crate) mod faults {
         assert_eq!(all.len(), 9);
     }
 
+    /// Issue 14 item 6: a disk that fills during a roll refuses the sealed segment's index
+    /// writes. Indexes are derived data: the log stays online, its data becomes durable,
+    /// and the index files are written once space returns.
+    #[test]
+    fn index_writes_refused_at_a_roll_leave_the_log_online_and_are_retried() {
+        let _serial = lock(&SERIAL);
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(
+            dir.path().join("topic-0"),
+            small_config(),
+            &Flusher::manual(),
+        )
+        .unwrap();
+        let mut expected = fill(&log, &[3; 6], 200);
+        log.flush().unwrap();
+        let sealed_before = lock(&log.state).segments.len();
+        let watched = log.dir().to_path_buf();
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            let index = path
+                .extension()
+                .is_some_and(|e| e == "index" || e == "timeindex");
+            (op == FileOp::Write && index && path.starts_with(&watched))
+                .then(|| io::Error::from_raw_os_error(ENOSPC))
+        })));
+        expected.extend(fill(&log, &[3; 12], 200));
+        assert!(
+            lock(&log.state).segments.len() > sealed_before + 1,
+            "the appends rolled"
+        );
+        let flushed = log.flush();
+        set_injector(None);
+        flushed.expect("refused index writes are not a failed sync");
+        assert_eq!(log.durable_offset(), log.log_end_offset());
+        expected.extend(fill(&log, &[2], 200));
+        log.flush().unwrap();
+        // Every sealed segment's index files now hold exactly its index.
+        {
+            let st = lock(&log.state);
+            for seg in &st.segments[..st.segments.len() - 1] {
+                assert!(seg.indexes_synced, "segment {}", seg.base_offset);
+                let on_disk = std::fs::read(seg.offset_index.file.path()).unwrap();
+                assert_eq!(
+                    on_disk,
+                    seg.offset_index.encode_all(),
+                    "{}",
+                    seg.base_offset
+                );
+                let on_disk = std::fs::read(seg.time_index.file.path()).unwrap();
+                assert_eq!(on_disk, seg.time_index.encode_all(), "{}", seg.base_offset);
+            }
+        }
+        log.close().unwrap();
+        drop(log);
+        let log = open(dir.path(), small_config());
+        assert_eq!(read_all(&log), expected);
+    }
+
     #[test]
     fn failed_write_that_cannot_be_cut_back_takes_the_log_offline() {
         let _serial = lock(&SERIAL);

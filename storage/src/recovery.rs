@@ -247,21 +247,25 @@ pub(crate) fn load_segments(
             seg.log.sync_data()?;
             stop = true;
         }
-        if reconcile_file(&seg.offset_index.file, &seg.offset_index.encode_all())? {
-            tracing::info!(file = %seg.offset_index.file.path().display(), "rebuilt offset index");
+        let index_written = rewrite_index(&seg.offset_index.file, &seg.offset_index.encode_all());
+        if index_written {
+            seg.offset_index.mark_persisted(seg.offset_index.len());
         }
-        seg.offset_index.mark_persisted(seg.offset_index.len());
         let last = stop || next_base.is_none();
         if !last {
             seg.seal()?;
         }
-        if reconcile_file(&seg.time_index.file, &seg.time_index.encode_all())? {
-            tracing::info!(file = %seg.time_index.file.path().display(), "rebuilt time index");
+        let time_index_written = rewrite_index(&seg.time_index.file, &seg.time_index.encode_all());
+        if time_index_written {
+            seg.time_index.mark_persisted(seg.time_index.len());
         }
-        seg.time_index.mark_persisted(seg.time_index.len());
-        if !last {
+        if !last && index_written && time_index_written {
             seg.indexes_synced = trusted;
-            write_index_digest(dir, &seg)?;
+            if let Err(error) = write_index_digest(dir, &seg) {
+                // Without its digest the segment is scanned again at the next open.
+                tracing::warn!(dir = %dir.display(), base_offset = base, %error,
+                    "cannot write the index digest");
+            }
         }
         segments.push(seg);
         if stop {
@@ -291,6 +295,27 @@ pub(crate) fn load_segments(
         untrusted: scanned_untrusted,
         txn_index_bases,
     })
+}
+
+/// Makes an index file hold exactly `expected` (the index rebuilt from the log). Index
+/// files are derived data, so a failure (a full disk) is not an error: the file is emptied
+/// instead, and the flusher writes the entries later (a sealed segment without a matching
+/// digest is scanned again at the next open). Returns whether the file holds `expected`.
+fn rewrite_index(file: &DataFile, expected: &[u8]) -> bool {
+    match reconcile_file(file, expected) {
+        Ok(rebuilt) => {
+            if rebuilt {
+                tracing::info!(file = %file.path().display(), "rebuilt index");
+            }
+            true
+        }
+        Err(error) => {
+            tracing::warn!(file = %file.path().display(), %error,
+                "cannot rewrite the index file yet; the flusher writes it later");
+            let _ = file.truncate(0);
+            false
+        }
+    }
 }
 
 /// Copies bytes `from..len` of a damaged sealed segment's `.log` (about to be cut) to

@@ -34,7 +34,7 @@
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 
-use crate::error::StorageError;
+use crate::error::{StorageError, SyncFailure};
 use crate::file::{self, DataFile};
 use crate::segment::segment_path;
 
@@ -251,13 +251,18 @@ impl TxnIndex {
 }
 
 /// Appends `bytes` to the `.txnindex` at `path` (creating it) and fdatasyncs it. Returns
-/// whether the file was created (its directory entry then needs an fsync).
-pub(crate) fn append_synced(path: &Path, bytes: &[u8]) -> Result<bool, StorageError> {
+/// whether the file was created (its directory entry then needs an fsync). A write that
+/// fails (a full disk) is cut back and can be retried; a failed fdatasync cannot.
+pub(crate) fn append_synced(path: &Path, bytes: &[u8]) -> Result<bool, SyncFailure> {
     let created = !path.exists();
-    let f = DataFile::open(path, true)?;
-    let end = f.len()?;
-    f.append_all(&mut [IoSlice::new(bytes)], end)?;
-    f.sync_data()?;
+    let f = DataFile::open(path, true).map_err(SyncFailure::Retry)?;
+    let end = f.len().map_err(SyncFailure::Retry)?;
+    if let Err(e) = f.append_all(&mut [IoSlice::new(bytes)], end) {
+        // If even the cut fails, the torn entry is found (and the index rebuilt) at open.
+        let _ = f.truncate(end);
+        return Err(SyncFailure::Retry(e));
+    }
+    f.sync_data().map_err(SyncFailure::Fatal)?;
     Ok(created)
 }
 

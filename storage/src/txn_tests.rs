@@ -677,3 +677,106 @@ fn waiting_for_a_marker_of_a_log_deleted_before_its_sync_ends_with_an_error() {
         Poll::Ready(Err(StorageError::Closed { .. }))
     ));
 }
+
+/// Issue 14 item 10: a sync already running when its partition is deleted writes the
+/// `.txnindex` (and index digests, and the checkpoint) by path. Deletion waits for it, so
+/// nothing it writes can land in a partition created again under the same name, where a
+/// clean restart would trust a stale aborted-transaction index.
+#[test]
+fn a_sync_running_at_deletion_cannot_write_into_the_partition_created_again() {
+    use crate::fault::{set_injector, FileOp};
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let _serial = crate::flusher::lock(&crate::log::tests::faults::SERIAL);
+    let dir = tempfile::tempdir().unwrap();
+    let flusher = crate::Flusher::manual();
+    let log = Log::open(pdir(dir.path()), small_config(), &flusher).unwrap();
+    log.append(&txn_batch(2, 3, 0, 0, 10), 0).unwrap();
+    log.flush().unwrap();
+    log.append_marker(&marker(3, 0, false), 0).unwrap(); // an abort: a .txnindex entry
+                                                         // Hold the sync at the moment it opens the .txnindex by path.
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let entered_tx = Mutex::new(Some(entered_tx));
+    let watched = pdir(dir.path());
+    set_injector(Some(Arc::new(move |op, path: &Path| {
+        let txn_index =
+            path.starts_with(&watched) && path.extension().is_some_and(|e| e == "txnindex");
+        if op == FileOp::Open && txn_index {
+            if let Some(tx) = entered_tx.lock().unwrap().take() {
+                tx.send(()).unwrap();
+                release_rx.lock().unwrap().recv().unwrap();
+            }
+        }
+        None
+    })));
+    let syncing = {
+        let log = log.clone();
+        std::thread::spawn(move || log.flush())
+    };
+    entered_rx.recv().unwrap();
+    let deleting = {
+        let log = log.clone();
+        std::thread::spawn(move || log.delete())
+    };
+    // A deletion that does not wait for the sync returns at once; give it the chance.
+    let until = Instant::now() + Duration::from_millis(300);
+    while !deleting.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let recreate = || Log::open(pdir(dir.path()), small_config(), &crate::Flusher::manual());
+    let recreated_early = deleting.is_finished().then(|| recreate().unwrap());
+    release_tx.send(()).unwrap();
+    let _ = syncing.join().unwrap();
+    deleting.join().unwrap().unwrap();
+    set_injector(None);
+    // The successor takes records and shuts down cleanly; a clean restart trusts its files.
+    let successor = recreated_early.unwrap_or_else(|| recreate().unwrap());
+    successor.append(&simple_batch(3, 10, 0), 0).unwrap();
+    successor.close().unwrap();
+    drop(successor);
+    let again = recreate().unwrap();
+    assert_eq!(again.log_end_offset(), 3);
+    assert!(
+        again.aborted_transactions(0, i64::MAX).is_empty(),
+        "the deleted partition's aborted transaction leaked into its successor: {:?}",
+        again.aborted_transactions(0, i64::MAX)
+    );
+}
+
+/// Issue 14 item 6: a `.txnindex` write refused by a full disk holds the durable offset
+/// below the abort marker (read_committed consumers must not pass it before its entry is
+/// on disk) without taking the log offline; a later sync writes it.
+#[test]
+fn a_txn_index_write_refused_by_a_full_disk_is_retried_not_fatal() {
+    use crate::fault::{set_injector, FileOp};
+    let _serial = crate::flusher::lock(&crate::log::tests::faults::SERIAL);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(pdir(dir.path()), small_config(), &crate::Flusher::manual()).unwrap();
+    log.append(&txn_batch(2, 3, 0, 0, 10), 0).unwrap();
+    log.flush().unwrap();
+    let before = log.durable_offset();
+    log.append_marker(&marker(3, 0, false), 0).unwrap();
+    let watched = pdir(dir.path());
+    set_injector(Some(Arc::new(move |op, path: &Path| {
+        let txn_index =
+            path.starts_with(&watched) && path.extension().is_some_and(|e| e == "txnindex");
+        (op == FileOp::Write && txn_index).then(|| std::io::Error::from_raw_os_error(28))
+    })));
+    let refused = log.flush().unwrap_err();
+    assert!(refused.is_no_space(), "{refused}");
+    assert_eq!(log.durable_offset(), before, "not past the marker");
+    set_injector(None);
+    log.flush().unwrap();
+    assert_eq!(log.durable_offset(), log.log_end_offset());
+    let info = log.append(&simple_batch(1, 10, 0), 0).unwrap();
+    assert_eq!(info.base_offset, 3, "still online");
+    crash(log);
+    let log = Log::open(pdir(dir.path()), small_config(), &crate::Flusher::manual()).unwrap();
+    assert_eq!(
+        log.aborted_transactions(0, i64::MAX),
+        vec![aborted(3, 0, 2)]
+    );
+}

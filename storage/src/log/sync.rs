@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{Log, ROLL_CHECKPOINT_INTERVAL};
 use crate::checkpoint::{self, Checkpoint};
-use crate::error::StorageError;
+use crate::error::{StorageError, SyncFailure};
 use crate::file::{self, DataFile};
 use crate::flusher::lock;
 use crate::segment::INDEX_DIGEST_SUFFIX;
@@ -110,48 +110,61 @@ impl Log {
         if work.is_empty() && !dir_dirty && target <= *self.durable.borrow() {
             return Ok(());
         }
-        let io = || -> Result<(), StorageError> {
+        // Which work items' index files (and `.txnindex` entries) reached the disk.
+        let mut written = vec![Written::default(); work.len()];
+        let io = |written: &mut [Written]| -> Result<(), SyncFailure> {
             let mut created = false;
-            for w in &work {
+            for (w, done) in work.iter().zip(written.iter_mut()) {
                 // Aborted transactions are durable with the data: before the durable offset
                 // passes their marker.
                 if let Some((path, bytes, _)) = &w.txn {
                     created |= crate::txn::append_synced(path, bytes)?;
-                }
-                for (file, bytes, _) in [&w.index, &w.time_index] {
-                    if !bytes.is_empty() {
-                        let end = file.len()?;
-                        file.append_all(&mut [IoSlice::new(bytes)], end)?;
-                    }
+                    done.txn = true;
                 }
                 if w.log_dirty {
-                    w.log.sync_data()?;
+                    w.log.sync_data().map_err(SyncFailure::Fatal)?;
                 }
-                if w.seal_indexes {
-                    w.index.0.sync_data()?;
-                    w.time_index.0.sync_data()?;
-                }
-                if let Some(digest) = &w.digest {
-                    let name = format!("{:020}.{INDEX_DIGEST_SUFFIX}", w.base_offset);
-                    file::write_unsynced(&self.dir, &name, digest.as_bytes())?;
+                // Index files are derived data, rebuilt or re-validated at open: failing to
+                // write them (a full disk) costs nothing now, and a later sync tries again.
+                match self.write_indexes(
+                    w.base_offset,
+                    &w.index,
+                    &w.time_index,
+                    w.seal_indexes,
+                    w.digest.as_deref(),
+                ) {
+                    Ok(()) => done.indexes = true,
+                    Err(error) => {
+                        tracing::warn!(dir = %self.dir.display(), base_offset = w.base_offset,
+                        %error, "cannot write index files yet; will retry")
+                    }
                 }
             }
             if dir_dirty || created {
-                file::sync_dir(&self.dir)?;
+                file::sync_dir(&self.dir).map_err(SyncFailure::Fatal)?;
             }
             Ok(())
         };
-        if let Err(e) = io() {
+        if let Err(failure) = io(&mut written) {
             if lock(&self.state).closed {
                 // delete() removed the directory while this sync ran: nothing left to save.
                 return Ok(());
             }
-            self.go_offline(&e);
-            return Err(e);
+            return Err(match failure {
+                SyncFailure::Retry(e) => {
+                    lock(&self.state).dir_dirty |= dir_dirty;
+                    self.flusher.schedule_retry(self.self_ref.clone());
+                    e
+                }
+                SyncFailure::Fatal(e) => {
+                    self.go_offline(&e);
+                    e
+                }
+            });
         }
         let checkpoint_now = {
             let mut st = lock(&self.state);
-            for w in &work {
+            for (w, done) in work.iter().zip(&written) {
                 let Ok(i) = st
                     .segments
                     .binary_search_by_key(&w.base_offset, |s| s.base_offset)
@@ -160,12 +173,14 @@ impl Log {
                 };
                 let seg = &mut st.segments[i];
                 seg.synced_size = seg.synced_size.max(w.size);
-                seg.offset_index.mark_persisted(w.index.2);
-                seg.time_index.mark_persisted(w.time_index.2);
-                if w.seal_indexes {
-                    seg.indexes_synced = true;
+                if done.indexes {
+                    seg.offset_index.mark_persisted(w.index.2);
+                    seg.time_index.mark_persisted(w.time_index.2);
+                    if w.seal_indexes {
+                        seg.indexes_synced = true;
+                    }
                 }
-                if let Some((_, _, count)) = &w.txn {
+                if let (Some((_, _, count)), true) = (&w.txn, done.txn) {
                     seg.txn_index.mark_synced(*count);
                 }
                 seg.release_descriptor_if_done();
@@ -191,16 +206,33 @@ impl Log {
             }
         });
         if checkpoint_now {
-            self.write_checkpoint()?;
+            // A lagging recovery point only lengthens the scan after a crash: a checkpoint
+            // that cannot be written now (a full disk) is tried again at the next roll.
+            if let Err(error) = self.write_checkpoint() {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot write the checkpoint yet");
+                lock(&self.state).checkpoint_due = true;
+            }
         }
         Ok(())
     }
 
     /// Persists the log start offset and the durable offset as recovery point.
+    /// Nothing is written once the log is closed or deleted.
     pub(super) fn write_checkpoint(&self) -> Result<(), StorageError> {
-        let _c = lock(&self.checkpoint_lock);
+        let guard = lock(&self.checkpoint_lock);
+        self.write_checkpoint_locked(&guard)
+    }
+
+    /// [`Log::write_checkpoint`] for a caller that holds `checkpoint_lock`.
+    pub(super) fn write_checkpoint_locked(
+        &self,
+        _checkpoint_lock: &std::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), StorageError> {
         let checkpoint = {
             let mut st = lock(&self.state);
+            if st.closed {
+                return Ok(());
+            }
             st.last_checkpoint = Instant::now();
             Checkpoint {
                 log_start_offset: st.log_start_offset,
@@ -209,4 +241,46 @@ impl Log {
         };
         checkpoint::write(&self.dir, &checkpoint)
     }
+
+    /// Appends a segment's unwritten index entries to its `.index` and `.timeindex`; when
+    /// the segment is being sealed, fsyncs both and writes its digest sidecar. A failed
+    /// write is cut back so the file ends on an entry boundary (if even that fails, the
+    /// digest no longer matches and the next open rebuilds the index from the log).
+    fn write_indexes(
+        &self,
+        base_offset: i64,
+        index: &(Arc<DataFile>, Vec<u8>, usize),
+        time_index: &(Arc<DataFile>, Vec<u8>, usize),
+        seal: bool,
+        digest: Option<&str>,
+    ) -> Result<(), StorageError> {
+        for (file, bytes, _) in [index, time_index] {
+            if bytes.is_empty() {
+                continue;
+            }
+            let end = file.len()?;
+            if let Err(e) = file.append_all(&mut [IoSlice::new(bytes)], end) {
+                let _ = file.truncate(end);
+                return Err(e);
+            }
+        }
+        if seal {
+            index.0.sync_data()?;
+            time_index.0.sync_data()?;
+        }
+        if let Some(digest) = digest {
+            let name = format!("{base_offset:020}.{INDEX_DIGEST_SUFFIX}");
+            file::write_unsynced(&self.dir, &name, digest.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// What one work item of a sync got onto the disk.
+#[derive(Clone, Copy, Debug, Default)]
+struct Written {
+    /// The index entries (and, when sealing, the fsync and digest).
+    indexes: bool,
+    /// The `.txnindex` entries, fdatasync'd.
+    txn: bool,
 }
