@@ -330,7 +330,7 @@ impl GroupCoordinator {
             Some(g) => g.accounted,
             None => Group::base_cost(&join.group_id) + limits::len(&join.protocol_type),
         };
-        let growth = cost.saturating_sub(previous.map_or(0, Member::cost));
+        let growth = cost.saturating_sub(previous.map_or(0, |m| m.cost()));
         if growth > 0
             && (base + growth > limits.group_max_bytes
                 || !self.state_fits(growth + base * u64::from(group.is_none())))
@@ -1211,7 +1211,7 @@ fn add_member_and_rebalance(
         },
         timeout,
     );
-    group.members.insert(member_id, member);
+    group.members.insert(member_id, Box::new(member));
     maybe_prepare_rebalance(step, group);
 }
 

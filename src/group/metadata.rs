@@ -145,8 +145,9 @@ pub(crate) struct Group {
     pub protocol_type: Option<Arc<str>>,
     pub protocol_name: Option<Arc<str>>,
     pub leader_id: Option<Arc<str>>,
-    /// Members by member id.
-    pub members: BTreeMap<Arc<str>, Member>,
+    /// Members by member id (boxed: a map node holds 11 entries, most of them empty
+    /// in a small group).
+    pub members: BTreeMap<Arc<str>, Box<Member>>,
     /// Member ids handed out with MEMBER_ID_REQUIRED that have not joined yet.
     pub pending_members: BTreeSet<Arc<str>>,
     /// `group.instance.id` → member id of the static member holding it.
@@ -195,7 +196,7 @@ impl Group {
         Group::base_cost(&self.group_id)
             + self.protocol_type.as_deref().map_or(0, limits::len)
             + self.protocol_name.as_deref().map_or(0, limits::len)
-            + self.members.values().map(Member::cost).sum::<u64>()
+            + self.members.values().map(|m| m.cost()).sum::<u64>()
             + self
                 .pending_members
                 .iter()
@@ -249,7 +250,7 @@ impl Group {
             }
             group.members.insert(
                 m.member_id.clone(),
-                Member {
+                Box::new(Member {
                     member_id: m.member_id.clone(),
                     group_instance_id: m.group_instance_id.clone(),
                     client_id: m.client_id.clone(),
@@ -262,7 +263,7 @@ impl Group {
                     join_supports_skip: false,
                     awaiting_sync: None,
                     is_new: false,
-                },
+                }),
             );
         }
         group.protocol_name = stored.protocol_name.clone();
