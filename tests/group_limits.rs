@@ -568,7 +568,7 @@ impl Drop for Child {
 async fn a_stored_group_id_is_held_about_once() {
     // Ids of 1 MiB (under a limit raised for the purpose) make the ids dominate what
     // each group costs. Before ids were shared, each was held three times (the state
-    // machine's key and field, the offsets table's key), and RSS grew by ~3.5x the ids.
+    // machine's key and field, the offsets table's key), and RSS grew by ~3.2x the ids.
     let dir = tempfile::tempdir().unwrap();
     let broker = Child::spawn(dir.path(), &["--id-max-bytes", "1048576"]);
     let mut client = RawClient::connect(broker.addr).await;

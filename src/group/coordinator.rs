@@ -292,6 +292,8 @@ impl GroupCoordinator {
         let group = self.groups.get(join.group_id.as_str());
         // The member this join replaces or updates, and whether it adds one.
         let (previous, adds_member) = match group {
+            // A member id for a group that does not exist fails as unknown.
+            None if !join.member_id.is_empty() => return Ok(()),
             None => (None, true),
             Some(g) if join.member_id.is_empty() => {
                 let holder = join

@@ -1475,3 +1475,45 @@ fn group_state_max_bytes_bounds_every_group_and_offset_together() {
     }
     assert_eq!(h.c.membership_bytes(), 0);
 }
+
+#[test]
+fn stored_membership_is_shared_with_the_state_machine_not_copied() {
+    use super::metadata::Group;
+    use super::offsets::StoredMember;
+    let stored = StoredGroup {
+        protocol_type: Some("consumer".into()),
+        generation_id: 3,
+        protocol_name: Some("range".into()),
+        leader_id: Some("m".into()),
+        state_timestamp_ms: 1,
+        members: vec![StoredMember {
+            member_id: "m".into(),
+            group_instance_id: Some("i".into()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: SESSION,
+            rebalance_timeout_ms: REBALANCE,
+            protocols: vec![("range".into(), Bytes::from(vec![1u8; 1000]))],
+            assignment: Bytes::from(vec![2u8; 1000]),
+        }],
+    };
+    let id: Arc<str> = Arc::from(GROUP);
+    let group = Group::from_stored(id.clone(), &stored, 5);
+    assert!(Arc::ptr_eq(&group.group_id, &id));
+    let member = &group.members["m"];
+    let original = &stored.members[0];
+    assert!(Arc::ptr_eq(&member.member_id, &original.member_id));
+    assert!(Arc::ptr_eq(&member.client_id, &original.client_id));
+    assert_eq!(
+        member.protocols[0].1.as_ptr(),
+        original.protocols[0].1.as_ptr()
+    );
+    assert_eq!(member.assignment.as_ptr(), original.assignment.as_ptr());
+    // And back: the record a store writes shares the member's fields.
+    let again = group.to_stored(6);
+    assert!(Arc::ptr_eq(&again.members[0].member_id, &member.member_id));
+    assert_eq!(
+        again.members[0].assignment.as_ptr(),
+        member.assignment.as_ptr()
+    );
+}
