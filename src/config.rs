@@ -226,6 +226,50 @@ pub struct Config {
           value_parser = clap::value_parser!(i64).range(1..))]
     pub transactional_id_expiration_ms: i64,
 
+    /// Longest group id, group instance id, transactional id, protocol type or protocol
+    /// name a request may store: a longer group id is INVALID_GROUP_ID, the others
+    /// INVALID_REQUEST. Client ids are kept cut to this length and member ids never
+    /// exceed it. Strata's own limit (Kafka has none).
+    #[arg(long, env = "STRATA_ID_MAX_BYTES", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub id_max_bytes: u32,
+
+    /// Longest metadata string of a committed offset; longer is OFFSET_METADATA_TOO_LARGE.
+    /// Kafka: offset.metadata.max.bytes.
+    #[arg(long, env = "STRATA_OFFSET_METADATA_MAX_BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    pub offset_metadata_max_bytes: u32,
+
+    /// Most members of one group, member ids handed out with MEMBER_ID_REQUIRED
+    /// included; a JoinGroup beyond it is GROUP_MAX_SIZE_REACHED. Kafka: group.max.size
+    /// (Kafka's default is unbounded).
+    #[arg(long, env = "STRATA_GROUP_MAX_SIZE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub group_max_size: u32,
+
+    /// Most bytes of one group's membership (ids, protocol metadata and assignments of
+    /// its members, plus a fixed overhead per member); a JoinGroup or SyncGroup beyond it
+    /// is GROUP_MAX_SIZE_REACHED. At most 15 MiB, so that the group's record fits the
+    /// offsets log. Strata's own limit (Kafka's is its message.max.bytes).
+    #[arg(long, env = "STRATA_GROUP_MAX_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(65_536..=15 * 1024 * 1024))]
+    pub group_max_bytes: u64,
+
+    /// Most bytes of every group's membership and every committed and pending offset
+    /// together, broker-wide; beyond it a JoinGroup or SyncGroup is
+    /// GROUP_MAX_SIZE_REACHED and an OffsetCommit or TxnOffsetCommit
+    /// INVALID_COMMIT_OFFSET_SIZE. Strata's own limit.
+    #[arg(long, env = "STRATA_GROUP_STATE_MAX_BYTES", default_value_t = 512 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1_048_576..))]
+    pub group_state_max_bytes: u64,
+
+    /// Most bytes of every transactional id's state (its id, and the partitions and
+    /// groups of its transaction), broker-wide; beyond it InitProducerId for a new id,
+    /// AddPartitionsToTxn and AddOffsetsToTxn are POLICY_VIOLATION. Strata's own limit.
+    #[arg(long, env = "STRATA_TRANSACTION_STATE_MAX_BYTES", default_value_t = 128 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1_048_576..))]
+    pub transaction_state_max_bytes: u64,
+
     /// The options given explicitly, as a flag, a `STRATA_*` environment variable or a
     /// config-file entry (clap argument ids, e.g. `num_partitions`). DescribeConfigs
     /// reports these as `STATIC_BROKER_CONFIG`. Filled by [`Config::load_from`]; empty
@@ -479,6 +523,41 @@ mod tests {
             20
         );
         assert_eq!(c.transactional_id_expiration_ms, 3000);
+    }
+
+    #[test]
+    fn group_and_transaction_limits_take_their_names_and_defaults() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.id_max_bytes, 1024);
+        assert_eq!(c.offset_metadata_max_bytes, 4096);
+        assert_eq!(c.group_max_size, 1000);
+        assert_eq!(c.group_max_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.group_state_max_bytes, 512 * 1024 * 1024);
+        assert_eq!(c.transaction_state_max_bytes, 128 * 1024 * 1024);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "id.max.bytes=100\noffset.metadata.max.bytes=10\ngroup.max.size=3\n\
+             group.max.bytes=70000\ngroup.state.max.bytes=2000000\n\
+             transaction.state.max.bytes=3000000"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path]).unwrap();
+        assert_eq!(
+            (
+                c.id_max_bytes,
+                c.offset_metadata_max_bytes,
+                c.group_max_size,
+                c.group_max_bytes,
+                c.group_state_max_bytes,
+                c.transaction_state_max_bytes
+            ),
+            (100, 10, 3, 70_000, 2_000_000, 3_000_000)
+        );
+        // The group record must fit the offsets log.
+        assert!(Config::load_from(["strata", "--group-max-bytes", "16777216"]).is_err());
+        assert!(Config::load_from(["strata", "--id-max-bytes", "10"]).is_err());
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //!   Errors: INVALID_TRANSACTION_TIMEOUT (timeout not in 1..=transaction.max.timeout.ms),
 //!   CONCURRENT_TRANSACTIONS (a commit or abort is being completed; retriable),
 //!   PRODUCER_FENCED (v4+; INVALID_PRODUCER_EPOCH before) for a KIP-360 request whose
-//!   id/epoch is not current, INVALID_REQUEST for an empty id or for only one of
-//!   producer id / epoch being -1, COORDINATOR_NOT_AVAILABLE if the log cannot be written.
+//!   id/epoch is not current, INVALID_REQUEST for an empty id, one longer than
+//!   `id.max.bytes` or only one of producer id / epoch being -1, POLICY_VIOLATION for a
+//!   new id beyond `transaction.state.max.bytes`, COORDINATOR_NOT_AVAILABLE if the log
+//!   cannot be written.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};

@@ -4,15 +4,16 @@
 //! out; nothing here reads a clock, sleeps or does I/O.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use uuid::Uuid;
 
 use super::events::{
     Effect, Heartbeat, JoinGroup, JoinResult, JoinedMember, LeaveResult, LeavingMember,
     LeavingMemberOutcome, RequestId, Response, SyncGroup, SyncResult, TimerKey, TimerKind,
 };
+use super::limits::{self, GroupLimits, MEMBER_OVERHEAD};
 use super::metadata::{Group, GroupState, JoinPhase, Member};
 use super::offsets::StoredGroup;
 
@@ -28,6 +29,8 @@ pub struct CoordinatorConfig {
     pub initial_rebalance_delay_ms: u64,
     /// How long a new member may wait in a join phase before it is dropped (Kafka: 5 min).
     pub new_member_join_timeout_ms: u64,
+    /// What clients can make the coordinator hold.
+    pub limits: GroupLimits,
 }
 
 impl Default for CoordinatorConfig {
@@ -37,6 +40,7 @@ impl Default for CoordinatorConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 100,
             new_member_join_timeout_ms: 300_000,
+            limits: GroupLimits::default(),
         }
     }
 }
@@ -95,10 +99,22 @@ impl SubscribedTopics {
 }
 
 /// The state machine of every group this node coordinates.
+///
+/// Invariant: `membership_bytes` is the sum of every group's `accounted` cost, and a
+/// group's `accounted` is its [`Group::cost`] after every call that returns (each call
+/// settles the groups it touched). Growth a request would bring is checked against
+/// `group.max.size`, `group.max.bytes` and `group.state.max.bytes` before anything of
+/// it is kept; a group already over a limit (lowered since, or loaded from an older
+/// log) keeps working but cannot grow.
 #[derive(Debug, Default)]
 pub struct GroupCoordinator {
     config: CoordinatorConfig,
-    groups: HashMap<String, Group>,
+    groups: HashMap<Arc<str>, Group>,
+    /// Cost of every group's membership.
+    membership_bytes: u64,
+    /// Cost of the committed and pending offsets (kept by the driver's offsets table,
+    /// with writes in flight), as last told by [`GroupCoordinator::set_offsets_bytes`].
+    offsets_bytes: u64,
 }
 
 /// The context of one step: configuration, the time and the effects produced.
@@ -159,6 +175,8 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             groups: HashMap::new(),
+            membership_bytes: 0,
+            offsets_bytes: 0,
         }
     }
 
@@ -166,8 +184,183 @@ impl GroupCoordinator {
         &self.config
     }
 
+    /// Tells the state machine what the committed and pending offsets cost now
+    /// (applied and in flight), for the broker-wide limit.
+    pub fn set_offsets_bytes(&mut self, bytes: u64) {
+        self.offsets_bytes = bytes;
+    }
+
+    /// Cost of every group's membership (not their offsets).
+    pub fn membership_bytes(&self) -> u64 {
+        self.membership_bytes
+    }
+
+    /// Whether `growth` more bytes fit `group.state.max.bytes`.
+    fn state_fits(&self, growth: u64) -> bool {
+        self.membership_bytes
+            .saturating_add(self.offsets_bytes)
+            .saturating_add(growth)
+            <= self.config.limits.state_max_bytes
+    }
+
+    /// Whether offsets costing `growth` (see [`crate::group::offsets::OffsetTable::commit_growth`])
+    /// may be committed for `group_id`, creating the group if needed: INVALID_COMMIT_OFFSET_SIZE
+    /// (Kafka's answer when its offsets log refuses a commit) beyond `group.state.max.bytes`.
+    pub fn admit_offsets(&self, group_id: &str, growth: u64) -> Result<(), ResponseError> {
+        let creation = if self.groups.contains_key(group_id) {
+            0
+        } else {
+            Group::base_cost(group_id)
+        };
+        let growth = growth + creation;
+        if growth > 0 && !self.state_fits(growth) {
+            tracing::debug!(
+                group = group_id,
+                growth,
+                "offset commit refused: group.state.max.bytes reached"
+            );
+            return Err(ResponseError::InvalidCommitOffsetSize);
+        }
+        Ok(())
+    }
+
+    /// The group's id as this coordinator holds it (to share, not copy).
+    pub fn group_key(&self, group_id: &str) -> Option<Arc<str>> {
+        self.groups.get_key_value(group_id).map(|(k, _)| k.clone())
+    }
+
+    /// Brings the accounted cost of `group_id` up to date (a removed group's cost
+    /// was taken out by `remove`).
+    fn settle(&mut self, group_id: &str) {
+        if let Some(group) = self.groups.get_mut(group_id) {
+            let cost = group.cost();
+            self.membership_bytes = self.membership_bytes - group.accounted + cost;
+            group.accounted = cost;
+        }
+    }
+
+    /// Tests: the accounting invariant (see the type's doc).
+    #[cfg(test)]
+    pub(crate) fn assert_accounted(&self) {
+        for group in self.groups.values() {
+            assert_eq!(group.accounted, group.cost(), "group {}", group.group_id);
+        }
+        let sum: u64 = self.groups.values().map(|g| g.accounted).sum();
+        assert_eq!(self.membership_bytes, sum);
+    }
+
+    /// Removes a group and its accounted cost.
+    fn remove(&mut self, group_id: &str) -> Option<Group> {
+        let group = self.groups.remove(group_id)?;
+        self.membership_bytes -= group.accounted;
+        Some(group)
+    }
+
+    /// Inserts a new group (Empty) and accounts for it.
+    fn create(&mut self, group_id: Arc<str>, now: u64) {
+        let mut group = Group::new(group_id.clone(), now);
+        group.accounted = group.cost();
+        self.membership_bytes += group.accounted;
+        self.groups.insert(group_id, group);
+    }
+
+    /// Checks the ids a JoinGroup would make the coordinator hold against
+    /// `id.max.bytes`: INVALID_GROUP_ID for the group id (or an empty one),
+    /// INVALID_REQUEST for the instance id, protocol type and protocol names.
+    fn check_join_ids(&self, join: &JoinGroup) -> Result<(), ResponseError> {
+        let limits = &self.config.limits;
+        limits.check_group_id(&join.group_id)?;
+        let ids_fit = limits.id_fits(&join.protocol_type)
+            && join
+                .group_instance_id
+                .as_deref()
+                .is_none_or(|i| limits.id_fits(i))
+            && join.protocols.iter().all(|(name, _)| limits.id_fits(name));
+        if !ids_fit {
+            return Err(ResponseError::InvalidRequest);
+        }
+        Ok(())
+    }
+
+    /// Checks, before anything of it is kept, that a member a JoinGroup would add or
+    /// grow fits `group.max.size`, `group.max.bytes` and `group.state.max.bytes`
+    /// (GROUP_MAX_SIZE_REACHED, Kafka's answer beyond `group.max.size`). A join that
+    /// fails later for another reason (an unknown member id) is not charged; one that
+    /// does not grow the group always passes.
+    fn admit_join(&self, join: &JoinGroup) -> Result<(), ResponseError> {
+        let limits = &self.config.limits;
+        let group = self.groups.get(join.group_id.as_str());
+        // The member this join replaces or updates, and whether it adds one.
+        let (previous, adds_member) = match group {
+            // A member id for a group that does not exist fails as unknown.
+            None if !join.member_id.is_empty() => return Ok(()),
+            None => (None, true),
+            Some(g) if join.member_id.is_empty() => {
+                let holder = join
+                    .group_instance_id
+                    .as_deref()
+                    .and_then(|i| g.static_members.get(i))
+                    .and_then(|m| g.members.get(m));
+                (holder, holder.is_none())
+            }
+            Some(g) => match g.members.get(join.member_id.as_str()) {
+                Some(m) => (Some(m), false),
+                None if g.pending_members.contains(join.member_id.as_str()) => (None, false),
+                None => return Ok(()),
+            },
+        };
+        if adds_member {
+            let size = group.map_or(0, |g| g.members.len() + g.pending_members.len());
+            if size >= limits.group_max_size {
+                tracing::debug!(group = %join.group_id, size, "join refused: group.max.size reached");
+                return Err(ResponseError::GroupMaxSizeReached);
+            }
+        }
+        let member_id_len = if join.member_id.is_empty() {
+            limits.new_member_id_len(&join.client_id) as u64
+        } else {
+            limits::len(&join.member_id)
+        };
+        let cost = MEMBER_OVERHEAD
+            + member_id_len
+            + join.group_instance_id.as_deref().map_or(0, limits::len)
+            + limits::len(limits.client_id(&join.client_id))
+            + limits::len(&join.client_host)
+            + limits::protocols_cost(&join.protocols)
+            + previous.map_or(0, |m| m.assignment.len() as u64);
+        let base = match group {
+            Some(g) => g.accounted,
+            None => Group::base_cost(&join.group_id) + limits::len(&join.protocol_type),
+        };
+        let growth = cost.saturating_sub(previous.map_or(0, |m| m.cost()));
+        if growth > 0
+            && (base + growth > limits.group_max_bytes
+                || !self.state_fits(growth + base * u64::from(group.is_none())))
+        {
+            tracing::debug!(group = %join.group_id, growth, "join refused: group.max.bytes or group.state.max.bytes reached");
+            return Err(ResponseError::GroupMaxSizeReached);
+        }
+        Ok(())
+    }
+
     /// Handles a JoinGroup; the answer may come now or when the join phase ends.
     pub fn join(&mut self, now: u64, request: RequestId, join: JoinGroup) -> Vec<Effect> {
+        // Kafka's order: the group id, the session timeout, then the group's size.
+        let refused = self.check_join_ids(&join).err().or_else(|| {
+            let timeout = join.session_timeout_ms;
+            (timeout < self.config.min_session_timeout_ms
+                || timeout > self.config.max_session_timeout_ms)
+                .then_some(ResponseError::InvalidSessionTimeout)
+        });
+        let refused = refused.or_else(|| self.admit_join(&join).err());
+        let refused = refused.or_else(|| match self.groups.contains_key(join.group_id.as_str()) {
+            true => None,
+            false if join.member_id.is_empty() => {
+                self.create(Arc::from(join.group_id.as_str()), now);
+                None
+            }
+            false => Some(ResponseError::UnknownMemberId),
+        });
         let mut step = Step {
             config: &self.config,
             now,
@@ -179,27 +372,14 @@ impl GroupCoordinator {
                 Response::Join(JoinResult::error(&join.member_id, error)),
             )
         };
-        if join.group_id.is_empty() {
-            fail(&mut step, ResponseError::InvalidGroupId);
-            return step.out;
-        }
-        if join.session_timeout_ms < self.config.min_session_timeout_ms
-            || join.session_timeout_ms > self.config.max_session_timeout_ms
-        {
-            fail(&mut step, ResponseError::InvalidSessionTimeout);
-            return step.out;
-        }
-        let group = match self.groups.get_mut(&join.group_id) {
-            Some(group) => group,
-            None if join.member_id.is_empty() => self
-                .groups
-                .entry(join.group_id.clone())
-                .or_insert_with(|| Group::new(&join.group_id, now)),
-            None => {
-                fail(&mut step, ResponseError::UnknownMemberId);
+        let group = match (refused, self.groups.get_mut(join.group_id.as_str())) {
+            (None, Some(group)) => group,
+            (refused, _) => {
+                fail(&mut step, refused.unwrap_or(ResponseError::UnknownMemberId));
                 return step.out;
             }
         };
+        let group_id = group.group_id.clone();
         if group.state == GroupState::Dead {
             fail(&mut step, ResponseError::CoordinatorNotAvailable);
         } else if !group.supports_protocols(&join.protocol_type, &join.protocols) {
@@ -212,23 +392,35 @@ impl GroupCoordinator {
         if group.state == GroupState::PreparingRebalance {
             try_complete_join(&mut step, group);
         }
-        step.out
+        let out = step.out;
+        self.settle(&group_id);
+        out
     }
 
     /// Handles a SyncGroup; members other than the leader wait for the leader's assignment.
     pub fn sync(&mut self, now: u64, request: RequestId, sync: SyncGroup) -> Vec<Effect> {
+        let room = self
+            .config
+            .limits
+            .state_max_bytes
+            .saturating_sub(self.membership_bytes.saturating_add(self.offsets_bytes));
         let mut step = Step {
             config: &self.config,
             now,
             out: Vec::new(),
         };
-        let Some(group) = self.groups.get_mut(&sync.group_id) else {
+        if let Err(error) = step.config.limits.check_group_id(&sync.group_id) {
+            step.respond(request, Response::Sync(SyncResult::error(error)));
+            return step.out;
+        }
+        let Some(group) = self.groups.get_mut(sync.group_id.as_str()) else {
             step.respond(
                 request,
                 Response::Sync(SyncResult::error(ResponseError::UnknownMemberId)),
             );
             return step.out;
         };
+        let group_id = group.group_id.clone();
         if let Err(error) = check_member(
             group,
             &sync.member_id,
@@ -241,11 +433,11 @@ impl GroupCoordinator {
         if sync
             .protocol_type
             .as_ref()
-            .is_some_and(|t| Some(t) != group.protocol_type.as_ref())
+            .is_some_and(|t| Some(t.as_str()) != group.protocol_type.as_deref())
             || sync
                 .protocol_name
                 .as_ref()
-                .is_some_and(|n| Some(n) != group.protocol_name.as_ref())
+                .is_some_and(|n| Some(n.as_str()) != group.protocol_name.as_deref())
         {
             step.respond(
                 request,
@@ -264,7 +456,7 @@ impl GroupCoordinator {
             ),
             GroupState::CompletingRebalance => {
                 remove_pending_sync(&mut step, group, &sync.member_id);
-                if let Some(member) = group.members.get_mut(&sync.member_id) {
+                if let Some(member) = group.members.get_mut(sync.member_id.as_str()) {
                     if let Some(previous) = member.awaiting_sync.replace(request) {
                         step.respond(
                             previous,
@@ -275,28 +467,48 @@ impl GroupCoordinator {
                 if group.is_leader(&sync.member_id) {
                     let assignments: HashMap<String, Bytes> =
                         sync.assignments.into_iter().collect();
-                    for member in group.members.values_mut() {
-                        member.assignment = assignments
-                            .get(&member.member_id)
-                            .cloned()
-                            .unwrap_or_default();
+                    let find =
+                        |member_id: &str| assignments.get(member_id).map_or(0, |a| a.len() as u64);
+                    let growth = group
+                        .members
+                        .values()
+                        .map(|m| find(&m.member_id).saturating_sub(m.assignment.len() as u64))
+                        .sum::<u64>();
+                    let limits = &step.config.limits;
+                    if growth > 0
+                        && (group.accounted + growth > limits.group_max_bytes || growth > room)
+                    {
+                        // As Kafka does when the group's record cannot be stored:
+                        // every waiting member gets the error and the group rebalances.
+                        tracing::warn!(group = %group.group_id, generation = group.generation_id, growth,
+                            "assignment refused: group.max.bytes or group.state.max.bytes reached");
+                        fail_assignment(&mut step, group, ResponseError::GroupMaxSizeReached);
+                    } else {
+                        for member in group.members.values_mut() {
+                            // Copied out of the request frame, so that the frame is not
+                            // held for as long as the assignment.
+                            member.assignment = assignments
+                                .get(&*member.member_id)
+                                .map(|a| Bytes::copy_from_slice(a))
+                                .unwrap_or_default();
+                        }
+                        // Kafka's storeGroup: the group becomes Stable and the
+                        // assignment goes out only once the record is durable
+                        // (see `group_stored`).
+                        group.storing = Some(group.generation_id);
+                        step.store(group, Vec::new());
                     }
-                    // Kafka's storeGroup: the group becomes Stable and the
-                    // assignment goes out only once the record is durable
-                    // (see `group_stored`).
-                    group.storing = Some(group.generation_id);
-                    step.store(group, Vec::new());
                 }
             }
             GroupState::Stable => {
                 remove_pending_sync(&mut step, group, &sync.member_id);
-                if let Some(member) = group.members.get(&sync.member_id) {
+                if let Some(member) = group.members.get(sync.member_id.as_str()) {
                     step.respond(
                         request,
                         Response::Sync(SyncResult {
                             error: None,
-                            protocol_type: group.protocol_type.clone(),
-                            protocol_name: group.protocol_name.clone(),
+                            protocol_type: owned(&group.protocol_type),
+                            protocol_name: owned(&group.protocol_name),
                             assignment: member.assignment.clone(),
                         }),
                     );
@@ -304,7 +516,9 @@ impl GroupCoordinator {
                 }
             }
         }
-        step.out
+        let out = step.out;
+        self.settle(&group_id);
+        out
     }
 
     /// Handles a Heartbeat: keeps the member's session alive and tells it whether
@@ -315,7 +529,7 @@ impl GroupCoordinator {
             now,
             out: Vec::new(),
         };
-        let result = match self.groups.get_mut(&heartbeat.group_id) {
+        let result = match self.groups.get_mut(heartbeat.group_id.as_str()) {
             None => Err(ResponseError::UnknownMemberId),
             Some(group) => check_member(
                 group,
@@ -326,7 +540,7 @@ impl GroupCoordinator {
             .and_then(|()| match group.state {
                 GroupState::Empty | GroupState::Dead => Err(ResponseError::UnknownMemberId),
                 state => {
-                    if let Some(member) = group.members.get(&heartbeat.member_id) {
+                    if let Some(member) = group.members.get(heartbeat.member_id.as_str()) {
                         step.arm_session(group, member);
                     }
                     if state == GroupState::PreparingRebalance {
@@ -384,7 +598,9 @@ impl GroupCoordinator {
                 members,
             }),
         );
-        step.out
+        let out = step.out;
+        self.settle(group_id);
+        out
     }
 
     /// Handles a timer that fired. Timers that no longer apply are ignored.
@@ -443,7 +659,7 @@ impl GroupCoordinator {
                     GroupState::CompletingRebalance | GroupState::Stable
                 ) && !group.pending_sync.is_empty()
                 {
-                    let missing: Vec<String> = group.pending_sync.iter().cloned().collect();
+                    let missing: Vec<Arc<str>> = group.pending_sync.iter().cloned().collect();
                     for member_id in &missing {
                         tracing::info!(group = %group.group_id, member = %member_id, "member did not sync in time");
                         remove_member(&mut step, group, member_id);
@@ -452,7 +668,9 @@ impl GroupCoordinator {
                 }
             }
         }
-        step.out
+        let out = step.out;
+        self.settle(&key.group_id);
+        out
     }
 
     /// The outcome of an [`Effect::StoreGroup`] of `generation_id`. Once the
@@ -491,13 +709,7 @@ impl GroupCoordinator {
                     Err(error) => {
                         tracing::warn!(group = %group.group_id, generation = generation_id,
                             error = ?error, "could not store the group's assignment; rebalancing");
-                        for member in group.members.values_mut() {
-                            member.assignment = Bytes::new();
-                            if let Some(waiting) = member.awaiting_sync.take() {
-                                step.respond(waiting, Response::Sync(SyncResult::error(error)));
-                            }
-                        }
-                        prepare_rebalance(&mut step, group);
+                        fail_assignment(&mut step, group, error);
                     }
                 }
             }
@@ -508,31 +720,43 @@ impl GroupCoordinator {
             }
             _ => {}
         }
-        step.out
+        let out = step.out;
+        self.settle(group_id);
+        out
     }
 
     /// Rebuilds a group from its stored membership at start (before any
     /// request): Stable with the stored members, each with a fresh session
     /// (`now` + its session timeout), so they go on heartbeating in their
     /// generation; Empty when the record has no members. Returns the session
-    /// timers to arm.
-    pub fn load_group(&mut self, now: u64, group_id: &str, stored: &StoredGroup) -> Vec<Effect> {
+    /// timers to arm. The group shares `group_id` and the record's fields.
+    pub fn load_group(
+        &mut self,
+        now: u64,
+        group_id: &Arc<str>,
+        stored: &StoredGroup,
+    ) -> Vec<Effect> {
         let mut step = Step {
             config: &self.config,
             now,
             out: Vec::new(),
         };
-        let group = Group::from_stored(group_id, stored, now);
+        let group = Group::from_stored(group_id.clone(), stored, now);
         for member in group.members.values() {
             step.arm_session(&group, member);
         }
-        self.groups.insert(group_id.to_string(), group);
-        step.out
+        let out = step.out;
+        if let Some(old) = self.groups.insert(group_id.clone(), group) {
+            self.membership_bytes -= old.accounted;
+        }
+        self.settle(group_id);
+        out
     }
 
     /// Checks an OffsetCommit against the group's membership, as Kafka does:
     /// `generation < 0` commits (simple consumers) are allowed while the group is
-    /// empty (and create it), others need a current member and generation.
+    /// empty (and create it), others need a current member and generation. Ok:
+    /// the group's id, to share with the records and the offsets table.
     pub fn validate_offset_commit(
         &mut self,
         now: u64,
@@ -540,23 +764,24 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> (Result<(), ResponseError>, Vec<Effect>) {
+    ) -> (Result<Arc<str>, ResponseError>, Vec<Effect>) {
+        if let Err(e) = self.config.limits.check_group_id(group_id) {
+            return (Err(e), Vec::new());
+        }
+        if !self.groups.contains_key(group_id) {
+            if generation_id < 0 {
+                self.create(Arc::from(group_id), now);
+            } else {
+                return (Err(ResponseError::IllegalGeneration), Vec::new());
+            }
+        }
         let mut step = Step {
             config: &self.config,
             now,
             out: Vec::new(),
         };
-        let mut out = Vec::new();
         let result = (|| {
-            if group_id.is_empty() {
-                return Err(ResponseError::InvalidGroupId);
-            }
             let Some(group) = self.groups.get_mut(group_id) else {
-                if generation_id < 0 {
-                    self.groups
-                        .insert(group_id.to_string(), Group::new(group_id, now));
-                    return Ok(());
-                }
                 return Err(ResponseError::IllegalGeneration);
             };
             if group.state == GroupState::Dead {
@@ -566,13 +791,13 @@ impl GroupCoordinator {
                 if group
                     .static_members
                     .get(instance)
-                    .is_some_and(|id| id != member_id)
+                    .is_some_and(|id| **id != *member_id)
                 {
                     return Err(ResponseError::FencedInstanceId);
                 }
             }
             if generation_id < 0 && group.state == GroupState::Empty {
-                return Ok(());
+                return Ok(group.group_id.clone());
             }
             let Some(member) = group.members.get(member_id) else {
                 return Err(ResponseError::UnknownMemberId);
@@ -583,14 +808,13 @@ impl GroupCoordinator {
             match group.state {
                 GroupState::Stable | GroupState::PreparingRebalance => {
                     step.arm_session(group, member);
-                    Ok(())
+                    Ok(group.group_id.clone())
                 }
                 GroupState::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
                 GroupState::Empty | GroupState::Dead => Err(ResponseError::UnknownMemberId),
             }
         })();
-        out.append(&mut step.out);
-        (result, out)
+        (result, step.out)
     }
 
     /// Checks a TxnOffsetCommit as Kafka's `doTxnCommitOffsets` does. Without
@@ -600,31 +824,31 @@ impl GroupCoordinator {
     /// ILLEGAL_GENERATION (an empty member id / generation -1 skips that check).
     /// Unlike OffsetCommit a rebalance in progress is no error: the offsets are
     /// only pending until the transaction commits. A missing group is created
-    /// (Empty), as for simple consumers.
+    /// (Empty), as for simple consumers. Ok: the group's id, to share.
     pub fn validate_txn_offset_commit(
         &mut self,
         now: u64,
         group_id: &str,
         member: Option<(&str, Option<&str>, i32)>,
-    ) -> Result<(), ResponseError> {
-        if group_id.is_empty() {
-            return Err(ResponseError::InvalidGroupId);
+    ) -> Result<Arc<str>, ResponseError> {
+        self.config.limits.check_group_id(group_id)?;
+        if !self.groups.contains_key(group_id) {
+            self.create(Arc::from(group_id), now);
         }
-        let group = self
-            .groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now));
+        let Some(group) = self.groups.get(group_id) else {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        };
         if group.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let Some((member_id, group_instance_id, generation_id)) = member else {
-            return Ok(());
+            return Ok(group.group_id.clone());
         };
         if let Some(instance) = group_instance_id {
             if group
                 .static_members
                 .get(instance)
-                .is_some_and(|id| id != member_id)
+                .is_some_and(|id| **id != *member_id)
             {
                 return Err(ResponseError::FencedInstanceId);
             }
@@ -635,14 +859,15 @@ impl GroupCoordinator {
         if generation_id >= 0 && generation_id != group.generation_id {
             return Err(ResponseError::IllegalGeneration);
         }
-        Ok(())
+        Ok(group.group_id.clone())
     }
 
-    /// Makes sure a group known only from its committed offsets exists (Empty).
-    pub fn ensure_group(&mut self, group_id: &str, now: u64) {
-        self.groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now));
+    /// Makes sure a group known only from its committed offsets exists (Empty),
+    /// sharing `group_id`.
+    pub fn ensure_group(&mut self, group_id: &Arc<str>, now: u64) {
+        if !self.groups.contains_key(&**group_id) {
+            self.create(group_id.clone(), now);
+        }
     }
 
     /// The group's state and since when (Unix ms); `None` if there is no such group.
@@ -653,15 +878,16 @@ impl GroupCoordinator {
     }
 
     /// Forgets an empty group that has nothing left (no members, no member ids
-    /// outstanding); the caller has already dropped its offsets.
-    pub fn remove_group_if_empty(&mut self, group_id: &str) -> bool {
+    /// outstanding); the caller has already dropped its offsets. Returns its id.
+    pub fn remove_group_if_empty(&mut self, group_id: &str) -> Option<Arc<str>> {
         let removable = self.groups.get(group_id).is_some_and(|g| {
             g.state == GroupState::Empty && g.members.is_empty() && g.pending_members.is_empty()
         });
         if removable {
-            self.groups.remove(group_id);
+            self.remove(group_id).map(|g| g.group_id)
+        } else {
+            None
         }
-        removable
     }
 
     /// DeleteGroups for one group: only an empty group may be deleted; it becomes Dead.
@@ -689,7 +915,7 @@ impl GroupCoordinator {
         };
         let out = std::mem::take(&mut step.out);
         if result.is_ok() {
-            self.groups.remove(group_id);
+            self.remove(group_id);
         }
         (result, out)
     }
@@ -723,7 +949,7 @@ impl GroupCoordinator {
         };
         let stable = g.state == GroupState::Stable;
         let protocol = if stable {
-            g.protocol_name.clone().unwrap_or_default()
+            g.protocol_name.as_deref().unwrap_or_default().to_string()
         } else {
             String::new()
         };
@@ -731,10 +957,10 @@ impl GroupCoordinator {
             .members
             .values()
             .map(|m| MemberDescription {
-                member_id: m.member_id.clone(),
-                group_instance_id: m.group_instance_id.clone(),
-                client_id: m.client_id.clone(),
-                client_host: m.client_host.clone(),
+                member_id: m.member_id.to_string(),
+                group_instance_id: owned(&m.group_instance_id),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
                 metadata: if stable {
                     m.metadata(&protocol)
                 } else {
@@ -750,7 +976,7 @@ impl GroupCoordinator {
         GroupDescription {
             group_id: group_id.to_string(),
             state: g.state,
-            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol_type: owned(&g.protocol_type).unwrap_or_default(),
             protocol,
             members,
         }
@@ -763,14 +989,19 @@ impl GroupCoordinator {
             .values()
             .filter(|g| g.state != GroupState::Dead)
             .map(|g| GroupListing {
-                group_id: g.group_id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                group_id: g.group_id.to_string(),
+                protocol_type: owned(&g.protocol_type).unwrap_or_default(),
                 state: g.state,
             })
             .collect();
         list.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         list
     }
+}
+
+/// An id as a response carries it.
+fn owned(id: &Option<Arc<str>>) -> Option<String> {
+    id.as_deref().map(str::to_string)
 }
 
 /// Checks that `member_id` (and its static instance, if any) belongs to the group
@@ -799,7 +1030,7 @@ fn validate_current_member(
 ) -> Result<(), ResponseError> {
     if let Some(instance) = group_instance_id {
         match group.static_members.get(instance) {
-            Some(holder) if holder != member_id => return Err(ResponseError::FencedInstanceId),
+            Some(holder) if **holder != *member_id => return Err(ResponseError::FencedInstanceId),
             Some(_) => {}
             None => return Err(ResponseError::UnknownMemberId),
         }
@@ -810,15 +1041,20 @@ fn validate_current_member(
     Ok(())
 }
 
-fn new_member_id(client_id: &str) -> String {
-    format!("{}-{}", client_id, Uuid::new_v4())
+/// The protocols of a JoinGroup as a member keeps them: metadata copied out of the
+/// request frame, so that the frame is not held for as long as the member.
+fn kept_protocols(protocols: Vec<(String, Bytes)>) -> Vec<(Arc<str>, Bytes)> {
+    protocols
+        .into_iter()
+        .map(|(name, metadata)| (Arc::from(name), Bytes::copy_from_slice(&metadata)))
+        .collect()
 }
 
 /// JoinGroup without a member id.
 fn join_unknown_member(step: &mut Step, group: &mut Group, request: RequestId, join: JoinGroup) {
-    let member_id = new_member_id(&join.client_id);
+    let member_id = step.config.limits.new_member_id(&join.client_id);
     if let Some(instance) = join.group_instance_id.clone() {
-        match group.static_members.get(&instance).cloned() {
+        match group.static_members.get(instance.as_str()).cloned() {
             Some(old_member_id) => replace_static_member(
                 step,
                 group,
@@ -855,14 +1091,13 @@ fn join_unknown_member(step: &mut Step, group: &mut Group, request: RequestId, j
 /// JoinGroup with a member id: a pending member completing its join, or a
 /// current member rejoining.
 fn join_known_member(step: &mut Step, group: &mut Group, request: RequestId, join: JoinGroup) {
-    if group.pending_members.remove(&join.member_id) {
+    if let Some(member_id) = group.pending_members.take(join.member_id.as_str()) {
         step.cancel_timer(
             group,
             TimerKind::PendingMember {
-                member_id: join.member_id.clone(),
+                member_id: member_id.clone(),
             },
         );
-        let member_id = join.member_id.clone();
         add_member_and_rebalance(step, group, request, join, member_id);
         return;
     }
@@ -875,7 +1110,7 @@ fn join_known_member(step: &mut Step, group: &mut Group, request: RequestId, joi
         );
         return;
     }
-    let Some(member) = group.members.get(&join.member_id) else {
+    let Some(member) = group.members.get(join.member_id.as_str()) else {
         return;
     };
     let same_protocols = member.matches(&join.protocols);
@@ -908,22 +1143,22 @@ fn join_known_member(step: &mut Step, group: &mut Group, request: RequestId, joi
 
 /// The successful JoinGroup answer for `member_id` in the current generation.
 fn join_result(group: &Group, member_id: &str, with_members: bool) -> JoinResult {
-    let protocol = group.protocol_name.clone().unwrap_or_default();
+    let protocol = group.protocol_name.as_deref().unwrap_or_default();
     JoinResult {
         error: None,
         generation_id: group.generation_id,
-        protocol_type: group.protocol_type.clone(),
-        protocol_name: group.protocol_name.clone(),
-        leader_id: group.leader_id.clone().unwrap_or_default(),
+        protocol_type: owned(&group.protocol_type),
+        protocol_name: owned(&group.protocol_name),
+        leader_id: owned(&group.leader_id).unwrap_or_default(),
         member_id: member_id.to_string(),
         members: if with_members {
             group
                 .members
                 .values()
                 .map(|m| JoinedMember {
-                    member_id: m.member_id.clone(),
-                    group_instance_id: m.group_instance_id.clone(),
-                    metadata: m.metadata(&protocol),
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: owned(&m.group_instance_id),
+                    metadata: m.metadata(protocol),
                 })
                 .collect()
         } else {
@@ -938,15 +1173,16 @@ fn add_member_and_rebalance(
     group: &mut Group,
     request: RequestId,
     join: JoinGroup,
-    member_id: String,
+    member_id: Arc<str>,
 ) {
     if group.state == GroupState::PreparingRebalance && group.generation_id == 0 {
         group.new_member_added = true;
     }
     if group.members.is_empty() {
-        group.protocol_type = Some(join.protocol_type.clone());
+        group.protocol_type = Some(Arc::from(join.protocol_type.as_str()));
     }
-    if let Some(instance) = &join.group_instance_id {
+    let instance = join.group_instance_id.as_deref().map(Arc::<str>::from);
+    if let Some(instance) = &instance {
         group
             .static_members
             .insert(instance.clone(), member_id.clone());
@@ -956,12 +1192,12 @@ fn add_member_and_rebalance(
     }
     let member = Member {
         member_id: member_id.clone(),
-        group_instance_id: join.group_instance_id,
-        client_id: join.client_id,
-        client_host: join.client_host,
+        group_instance_id: instance,
+        client_id: Arc::from(step.config.limits.client_id(&join.client_id)),
+        client_host: Arc::from(join.client_host.as_str()),
         session_timeout_ms: join.session_timeout_ms,
         rebalance_timeout_ms: join.rebalance_timeout_ms,
-        protocols: join.protocols,
+        protocols: kept_protocols(join.protocols),
         assignment: Bytes::new(),
         awaiting_join: Some(request),
         join_supports_skip: join.supports_skip_assignment,
@@ -977,7 +1213,7 @@ fn add_member_and_rebalance(
         },
         timeout,
     );
-    group.members.insert(member_id, member);
+    group.members.insert(member_id, Box::new(member));
     maybe_prepare_rebalance(step, group);
 }
 
@@ -987,8 +1223,8 @@ fn update_member_and_rebalance(
     request: RequestId,
     join: JoinGroup,
 ) {
-    if let Some(member) = group.members.get_mut(&join.member_id) {
-        member.protocols = join.protocols;
+    if let Some(member) = group.members.get_mut(join.member_id.as_str()) {
+        member.protocols = kept_protocols(join.protocols);
         member.session_timeout_ms = join.session_timeout_ms;
         member.rebalance_timeout_ms = join.rebalance_timeout_ms;
         member.join_supports_skip = join.supports_skip_assignment;
@@ -1015,7 +1251,7 @@ fn replace_static_member(
     join: JoinGroup,
     instance: &str,
     old_member_id: &str,
-    new_member_id: String,
+    new_member_id: Arc<str>,
 ) {
     let Some(mut member) = group.members.remove(old_member_id) else {
         group.static_members.remove(instance);
@@ -1041,7 +1277,7 @@ fn replace_static_member(
     step.cancel_timer(
         group,
         TimerKind::Session {
-            member_id: old_member_id.to_string(),
+            member_id: member.member_id.clone(),
         },
     );
     if group.pending_sync.remove(old_member_id) {
@@ -1050,13 +1286,13 @@ fn replace_static_member(
     if group.is_leader(old_member_id) {
         group.leader_id = Some(new_member_id.clone());
     }
-    group
-        .static_members
-        .insert(instance.to_string(), new_member_id.clone());
+    if let Some(holder) = group.static_members.get_mut(instance) {
+        *holder = new_member_id.clone();
+    }
     member.member_id = new_member_id.clone();
-    member.client_id = join.client_id;
-    member.client_host = join.client_host;
-    member.protocols = join.protocols;
+    member.client_id = Arc::from(step.config.limits.client_id(&join.client_id));
+    member.client_host = Arc::from(join.client_host.as_str());
+    member.protocols = kept_protocols(join.protocols);
     member.session_timeout_ms = join.session_timeout_ms;
     member.rebalance_timeout_ms = join.rebalance_timeout_ms;
     member.join_supports_skip = join.supports_skip_assignment;
@@ -1075,7 +1311,7 @@ fn replace_static_member(
                 if !join.supports_skip_assignment {
                     // Before v9 a client that sees itself as leader computes an
                     // assignment a stable group would ignore; name the old leader id.
-                    result.leader_id = leader_before.unwrap_or_default();
+                    result.leader_id = owned(&leader_before).unwrap_or_default();
                 }
                 if let Some(m) = group.members.get_mut(&new_member_id) {
                     m.awaiting_join = None;
@@ -1156,7 +1392,7 @@ fn complete_join(step: &mut Step, group: &mut Group) {
     step.cancel_timer(group, TimerKind::Rebalance);
     step.cancel_timer(group, TimerKind::InitialRebalanceDelay);
     group.join_phase = None;
-    let not_rejoined: Vec<String> = group
+    let not_rejoined: Vec<Arc<str>> = group
         .members
         .values()
         .filter(|m| m.awaiting_join.is_none() && m.group_instance_id.is_none())
@@ -1177,7 +1413,7 @@ fn complete_join(step: &mut Step, group: &mut Group) {
     let leader_joined = group
         .leader_id
         .as_ref()
-        .and_then(|l| group.members.get(l))
+        .and_then(|l| group.members.get(&**l))
         .is_some_and(|m| m.awaiting_join.is_some());
     if !leader_joined {
         group.leader_id = group
@@ -1198,11 +1434,11 @@ fn complete_join(step: &mut Step, group: &mut Group) {
     group.transition(GroupState::CompletingRebalance, step.now);
     tracing::info!(group = %group.group_id, generation = group.generation_id,
         members = group.members.len(), protocol = ?group.protocol_name, "join phase complete");
-    let ids: Vec<String> = group.members.keys().cloned().collect();
+    let ids: Vec<Arc<str>> = group.members.keys().cloned().collect();
     for member_id in ids {
         let is_leader = group.is_leader(&member_id);
         let result = join_result(group, &member_id, is_leader);
-        let Some(member) = group.members.get_mut(&member_id) else {
+        let Some(member) = group.members.get_mut(&*member_id) else {
             continue;
         };
         member.is_new = false;
@@ -1217,18 +1453,32 @@ fn complete_join(step: &mut Step, group: &mut Group) {
     step.set_timer(group, TimerKind::PendingSync, timeout);
 }
 
+/// The generation's assignment cannot be kept (Kafka's
+/// `resetAndPropagateAssignmentError` + `maybePrepareRebalance`): assignments are
+/// dropped, every member waiting in SyncGroup gets `error`, the group rebalances.
+fn fail_assignment(step: &mut Step, group: &mut Group, error: ResponseError) {
+    group.storing = None;
+    for member in group.members.values_mut() {
+        member.assignment = Bytes::new();
+        if let Some(waiting) = member.awaiting_sync.take() {
+            step.respond(waiting, Response::Sync(SyncResult::error(error)));
+        }
+    }
+    prepare_rebalance(step, group);
+}
+
 /// Hands the leader's assignment to every member waiting in SyncGroup.
 fn propagate_assignment(step: &mut Step, group: &mut Group) {
-    let ids: Vec<String> = group.members.keys().cloned().collect();
+    let ids: Vec<Arc<str>> = group.members.keys().cloned().collect();
     for member_id in ids {
-        let Some(member) = group.members.get_mut(&member_id) else {
+        let Some(member) = group.members.get_mut(&*member_id) else {
             continue;
         };
         if let Some(waiting) = member.awaiting_sync.take() {
             let response = Response::Sync(SyncResult {
                 error: None,
-                protocol_type: group.protocol_type.clone(),
-                protocol_name: group.protocol_name.clone(),
+                protocol_type: owned(&group.protocol_type),
+                protocol_name: owned(&group.protocol_name),
                 assignment: member.assignment.clone(),
             });
             step.respond(waiting, response);
@@ -1265,11 +1515,11 @@ fn remove_member(step: &mut Step, group: &mut Group, member_id: &str) {
     step.cancel_timer(
         group,
         TimerKind::Session {
-            member_id: member_id.to_string(),
+            member_id: member.member_id.clone(),
         },
     );
     if let Some(instance) = &member.group_instance_id {
-        if group.static_members.get(instance).map(String::as_str) == Some(member_id) {
+        if group.static_members.get(instance).map(|m| &**m) == Some(member_id) {
             group.static_members.remove(instance);
         }
     }
@@ -1300,27 +1550,22 @@ fn leave_one(
         return Err(ResponseError::CoordinatorNotAvailable);
     }
     if let Some(instance) = &leaving.group_instance_id {
-        let Some(holder) = group.static_members.get(instance).cloned() else {
+        let Some(holder) = group.static_members.get(instance.as_str()).cloned() else {
             return Err(ResponseError::UnknownMemberId);
         };
-        if !leaving.member_id.is_empty() && holder != leaving.member_id {
+        if !leaving.member_id.is_empty() && *holder != *leaving.member_id {
             return Err(ResponseError::FencedInstanceId);
         }
         tracing::info!(group = %group.group_id, member = %holder, instance = %instance, "static member left");
         remove_member_and_update(step, group, &holder);
         return Ok(());
     }
-    if group.pending_members.remove(&leaving.member_id) {
-        step.cancel_timer(
-            group,
-            TimerKind::PendingMember {
-                member_id: leaving.member_id.clone(),
-            },
-        );
+    if let Some(member_id) = group.pending_members.take(leaving.member_id.as_str()) {
+        step.cancel_timer(group, TimerKind::PendingMember { member_id });
         try_complete_join(step, group);
         return Ok(());
     }
-    if !group.members.contains_key(&leaving.member_id) {
+    if !group.members.contains_key(leaving.member_id.as_str()) {
         return Err(ResponseError::UnknownMemberId);
     }
     tracing::info!(group = %group.group_id, member = %leaving.member_id, "member left");

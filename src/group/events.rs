@@ -5,6 +5,8 @@
 //! of [`Effect`]s — answers for specific waiting requests and timers to arm or
 //! disarm. The caller (the async driver) owns the sockets and the clock.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
@@ -175,9 +177,9 @@ impl Response {
 pub enum TimerKind {
     /// The member's session: fires when no heartbeat arrived in `session.timeout.ms`
     /// (or, for a member that never completed a join, in the new-member join timeout).
-    Session { member_id: String },
+    Session { member_id: Arc<str> },
     /// A member that was given an id with MEMBER_ID_REQUIRED and has not joined yet.
-    PendingMember { member_id: String },
+    PendingMember { member_id: Arc<str> },
     /// End of the join phase of a rebalance: members that did not rejoin are dropped.
     Rebalance,
     /// End of one step of `group.initial.rebalance.delay.ms` for a group that was empty.
@@ -189,7 +191,7 @@ pub enum TimerKind {
 /// A timer of one group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerKey {
-    pub group_id: String,
+    pub group_id: Arc<str>,
     pub kind: TimerKind,
 }
 
@@ -214,7 +216,7 @@ pub enum Effect {
     /// call `group_stored` with the error. Stores of one group are written in
     /// the order they are emitted.
     StoreGroup {
-        group_id: String,
+        group_id: Arc<str>,
         generation_id: i32,
         metadata: StoredGroup,
         then: Vec<(RequestId, Response)>,

@@ -2,12 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
 use super::events::RequestId;
+use super::limits::{self, GROUP_OVERHEAD, MEMBER_OVERHEAD, PENDING_MEMBER_OVERHEAD};
 use super::offsets::{StoredGroup, StoredMember};
 
 /// The classic group states, as Kafka names them.
@@ -57,17 +59,19 @@ impl fmt::Display for GroupState {
     }
 }
 
-/// One member of a group.
+/// One member of a group. Its ids and byte fields are shared (not copied) with
+/// the timers, the group's indexes and its stored membership record.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
+    pub member_id: Arc<str>,
+    pub group_instance_id: Option<Arc<str>>,
+    /// Cut to `id.max.bytes`.
+    pub client_id: Arc<str>,
+    pub client_host: Arc<str>,
     pub session_timeout_ms: i32,
     pub rebalance_timeout_ms: i32,
     /// (protocol name, metadata) in the member's order of preference.
-    pub protocols: Vec<(String, Bytes)>,
+    pub protocols: Vec<(Arc<str>, Bytes)>,
     /// The member's assignment in the current generation (empty until SyncGroup).
     pub assignment: Bytes,
     /// The JoinGroup request waiting for the join phase to end.
@@ -83,14 +87,30 @@ pub(crate) struct Member {
 impl Member {
     /// Whether the member joined with exactly these protocols.
     pub fn matches(&self, protocols: &[(String, Bytes)]) -> bool {
-        self.protocols == protocols
+        self.protocols.len() == protocols.len()
+            && self.protocols.iter().zip(protocols).all(
+                |((name, meta), (other_name, other_meta))| {
+                    **name == **other_name && meta == other_meta
+                },
+            )
+    }
+
+    /// The member's cost (see `group::limits`): its ids, protocols and assignment.
+    pub fn cost(&self) -> u64 {
+        MEMBER_OVERHEAD
+            + limits::len(&self.member_id)
+            + self.group_instance_id.as_deref().map_or(0, limits::len)
+            + limits::len(&self.client_id)
+            + limits::len(&self.client_host)
+            + limits::protocols_cost(&self.protocols)
+            + self.assignment.len() as u64
     }
 
     /// The member's metadata for `protocol`.
     pub fn metadata(&self, protocol: &str) -> Bytes {
         self.protocols
             .iter()
-            .find(|(name, _)| name == protocol)
+            .find(|(name, _)| &**name == protocol)
             .map(|(_, m)| m.clone())
             .unwrap_or_default()
     }
@@ -99,7 +119,7 @@ impl Member {
     fn vote<'a>(&'a self, candidates: &BTreeSet<&str>) -> Option<&'a str> {
         self.protocols
             .iter()
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| &**name)
             .find(|name| candidates.contains(name))
     }
 }
@@ -114,37 +134,40 @@ pub(crate) enum JoinPhase {
     Delayed,
 }
 
-/// One consumer group.
+/// One consumer group. Its id is shared with the offsets table and the timers.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
-    pub group_id: String,
+    pub group_id: Arc<str>,
     pub state: GroupState,
     /// When the group entered its current state (Unix ms).
     pub state_since_ms: u64,
     pub generation_id: i32,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub leader_id: Option<String>,
-    /// Members by member id.
-    pub members: BTreeMap<String, Member>,
+    pub protocol_type: Option<Arc<str>>,
+    pub protocol_name: Option<Arc<str>>,
+    pub leader_id: Option<Arc<str>>,
+    /// Members by member id (boxed: a map node holds 11 entries, most of them empty
+    /// in a small group).
+    pub members: BTreeMap<Arc<str>, Box<Member>>,
     /// Member ids handed out with MEMBER_ID_REQUIRED that have not joined yet.
-    pub pending_members: BTreeSet<String>,
+    pub pending_members: BTreeSet<Arc<str>>,
     /// `group.instance.id` → member id of the static member holding it.
-    pub static_members: HashMap<String, String>,
+    pub static_members: HashMap<Arc<str>, Arc<str>>,
     /// Members of the current generation that have not sent SyncGroup yet.
-    pub pending_sync: BTreeSet<String>,
+    pub pending_sync: BTreeSet<Arc<str>>,
     /// Set while an initial delay runs and a new member arrived in it.
     pub new_member_added: bool,
     pub join_phase: Option<JoinPhase>,
     /// The generation whose leader assignment is being stored: the group stays
     /// CompletingRebalance until the store is durable (then Stable).
     pub storing: Option<i32>,
+    /// The group's cost as last accounted in the coordinator's total.
+    pub accounted: u64,
 }
 
 impl Group {
-    pub fn new(group_id: &str, now: u64) -> Self {
+    pub fn new(group_id: Arc<str>, now: u64) -> Self {
         Group {
-            group_id: group_id.to_string(),
+            group_id,
             state: GroupState::Empty,
             state_since_ms: now,
             generation_id: 0,
@@ -158,7 +181,27 @@ impl Group {
             new_member_added: false,
             join_phase: None,
             storing: None,
+            accounted: 0,
         }
+    }
+
+    /// The cost of a group with no members (see `group::limits`).
+    pub fn base_cost(group_id: &str) -> u64 {
+        GROUP_OVERHEAD + limits::len(group_id)
+    }
+
+    /// The group's cost: its id and protocol names, its members, and the member
+    /// ids handed out that have not joined yet.
+    pub fn cost(&self) -> u64 {
+        Group::base_cost(&self.group_id)
+            + self.protocol_type.as_deref().map_or(0, limits::len)
+            + self.protocol_name.as_deref().map_or(0, limits::len)
+            + self.members.values().map(|m| m.cost()).sum::<u64>()
+            + self
+                .pending_members
+                .iter()
+                .map(|m| PENDING_MEMBER_OVERHEAD + limits::len(m))
+                .sum::<u64>()
     }
 
     /// The group's membership as a durable record: the current generation's
@@ -180,12 +223,8 @@ impl Group {
                     client_host: m.client_host.clone(),
                     session_timeout_ms: m.session_timeout_ms,
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    protocols: m
-                        .protocols
-                        .iter()
-                        .map(|(name, meta)| (name.clone(), meta.to_vec()))
-                        .collect(),
-                    assignment: m.assignment.to_vec(),
+                    protocols: m.protocols.clone(),
+                    assignment: m.assignment.clone(),
                 })
                 .collect(),
         }
@@ -194,7 +233,8 @@ impl Group {
     /// A group rebuilt from its stored record at start: Stable with the stored
     /// generation's members (none waiting on anything), or Empty since the
     /// record's time when it has none. The caller arms the members' sessions.
-    pub fn from_stored(group_id: &str, stored: &StoredGroup, now: u64) -> Self {
+    /// Ids and byte fields are shared with `stored`, not copied.
+    pub fn from_stored(group_id: Arc<str>, stored: &StoredGroup, now: u64) -> Self {
         let mut group = Group::new(group_id, now);
         group.generation_id = stored.generation_id;
         group.protocol_type = stored.protocol_type.clone();
@@ -210,24 +250,20 @@ impl Group {
             }
             group.members.insert(
                 m.member_id.clone(),
-                Member {
+                Box::new(Member {
                     member_id: m.member_id.clone(),
                     group_instance_id: m.group_instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     session_timeout_ms: m.session_timeout_ms,
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    protocols: m
-                        .protocols
-                        .iter()
-                        .map(|(name, meta)| (name.clone(), Bytes::from(meta.clone())))
-                        .collect(),
-                    assignment: Bytes::from(m.assignment.clone()),
+                    protocols: m.protocols.clone(),
+                    assignment: m.assignment.clone(),
                     awaiting_join: None,
                     join_supports_skip: false,
                     awaiting_sync: None,
                     is_new: false,
-                },
+                }),
             );
         }
         group.protocol_name = stored.protocol_name.clone();
@@ -264,8 +300,8 @@ impl Group {
         for member in self.members.values() {
             let mut seen = BTreeSet::new();
             for (name, _) in &member.protocols {
-                if seen.insert(name.as_str()) {
-                    *counts.entry(name.as_str()).or_default() += 1;
+                if seen.insert(&**name) {
+                    *counts.entry(&**name).or_default() += 1;
                 }
             }
         }
@@ -294,7 +330,7 @@ impl Group {
     /// Chooses the protocol of the next generation as Kafka does: among the
     /// protocols every member supports, each member votes for its most preferred
     /// one and the most votes win (ties go to the leader's preference order).
-    pub fn select_protocol(&self) -> Option<String> {
+    pub fn select_protocol(&self) -> Option<Arc<str>> {
         let candidates = self.candidate_protocols();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
@@ -308,13 +344,13 @@ impl Group {
             .as_ref()
             .and_then(|l| self.members.get(l))
             .or_else(|| self.members.values().next())
-            .map(|m| m.protocols.iter().map(|(n, _)| n.as_str()).collect())
+            .map(|m| m.protocols.iter().map(|(n, _)| &**n).collect())
             .unwrap_or_default();
         preference
             .into_iter()
             .find(|p| votes.get(p) == Some(&best))
             .or_else(|| votes.iter().find(|(_, n)| **n == best).map(|(p, _)| *p))
-            .map(str::to_string)
+            .map(Arc::from)
     }
 
     /// Every member joined and no member id handed out is still outstanding.

@@ -18,6 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use super::events::{
     Effect, Heartbeat, JoinGroup, JoinResult, LeaveResult, LeavingMember, RequestId, Response,
     SyncGroup, SyncResult, TimerKey,
 };
+use super::limits::GroupLimits;
 use super::metadata::GroupState;
 use super::offsets::{
     CommittedOffset, GroupActivity, OffsetLog, OffsetLogError, OffsetRecord, OffsetTable,
@@ -76,7 +78,33 @@ type Job = Box<dyn FnOnce(&mut Actor) + Send>;
 /// A batch of records to make durable.
 struct WriteRequest {
     records: Vec<OffsetRecord>,
+    /// Cost of the offsets these records add, reserved in [`OffsetUsage`] when they
+    /// were admitted; released once they are applied (or failed).
+    reserved: u64,
     done: oneshot::Sender<Result<(), ResponseError>>,
+}
+
+/// What the committed and pending offsets cost (see `group::limits`), for
+/// `group.state.max.bytes`: the offsets table's cost after the last applied write,
+/// and the cost of writes admitted but not applied yet.
+#[derive(Debug, Default)]
+struct OffsetUsage {
+    applied: AtomicU64,
+    reserved: AtomicU64,
+}
+
+impl OffsetUsage {
+    fn total(&self) -> u64 {
+        self.applied
+            .load(Ordering::Relaxed)
+            .saturating_add(self.reserved.load(Ordering::Relaxed))
+    }
+
+    fn release(&self, bytes: u64) {
+        if bytes > 0 {
+            self.reserved.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A handle on the running group coordinator; cheap to clone.
@@ -85,6 +113,7 @@ pub struct GroupService {
     jobs: mpsc::UnboundedSender<Job>,
     writes: mpsc::UnboundedSender<WriteRequest>,
     table: Arc<RwLock<OffsetTable>>,
+    limits: Arc<GroupLimits>,
 }
 
 /// State owned by the actor task.
@@ -98,6 +127,8 @@ struct Actor {
     pending: HashMap<RequestId, oneshot::Sender<Response>>,
     timers: TimerQueue,
     next_request: RequestId,
+    /// The offsets' cost, shared with the offset writer.
+    usage: Arc<OffsetUsage>,
 }
 
 /// Armed timers by key, ordered by deadline.
@@ -163,7 +194,7 @@ impl Actor {
     /// state machine on the actor.
     fn store_group(
         &mut self,
-        group_id: String,
+        group_id: Arc<str>,
         generation_id: i32,
         metadata: StoredGroup,
         then: Vec<(RequestId, Response)>,
@@ -235,22 +266,25 @@ impl GroupService {
                 })
             })?;
         let (log, records) = opened?;
+        let replayed = records.len();
         let mut table = OffsetTable::default();
-        for record in &records {
+        for record in records {
             table.apply(record);
         }
-        info!(path = %log.path().display(), records = records.len(), offsets = table.len(),
+        info!(path = %log.path().display(), records = replayed, offsets = table.len(),
             pending_txn_offsets = table.pending_len(), groups = table.group_metadata().len(),
-            "replayed committed offsets and group membership");
+            offsets_cost = table.bytes(), "replayed committed offsets and group membership");
         let mut coordinator = GroupCoordinator::new(config.coordinator.clone());
         // Groups with stored membership come back Stable (members' sessions
-        // start now) or Empty; their timers are armed below.
+        // start now) or Empty; their timers are armed below. They share their
+        // ids and byte fields with the table's records. What an older log holds
+        // beyond today's limits is loaded as it is (see `GroupCoordinator`).
         let loaded_at = now_ms();
         let mut load_effects = Vec::new();
         for (group, stored) in table.group_metadata() {
             load_effects.extend(coordinator.load_group(loaded_at, group, stored));
             debug!(
-                group,
+                group = %group,
                 generation = stored.generation_id,
                 members = stored.members.len(),
                 "loaded group membership"
@@ -261,6 +295,13 @@ impl GroupService {
             // before they were committed, so their commit time rules expiry.
             coordinator.ensure_group(group, 0);
         }
+        let usage = Arc::new(OffsetUsage::default());
+        usage.applied.store(table.bytes(), Ordering::Relaxed);
+        let state = coordinator.membership_bytes().saturating_add(table.bytes());
+        if state > config.coordinator.limits.state_max_bytes {
+            warn!(state_bytes = state, max = config.coordinator.limits.state_max_bytes,
+                "the stored groups and offsets exceed group.state.max.bytes: no group can grow until some expire or are deleted");
+        }
         let table = Arc::new(RwLock::new(table));
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
         let (writes, writes_rx) = mpsc::unbounded_channel();
@@ -268,6 +309,7 @@ impl GroupService {
             jobs,
             writes,
             table: table.clone(),
+            limits: Arc::new(config.coordinator.limits.clone()),
         };
         let mut actor = Actor {
             coordinator,
@@ -276,11 +318,17 @@ impl GroupService {
             pending: HashMap::new(),
             timers: TimerQueue::default(),
             next_request: 0,
+            usage: usage.clone(),
         };
         actor.apply(load_effects);
         tokio::spawn(run_actor(actor, jobs_rx, shutdown, service.clone(), config));
-        tokio::spawn(run_offset_writer(log, table, writes_rx));
+        tokio::spawn(run_offset_writer(log, table, usage, writes_rx));
         Ok(service)
+    }
+
+    /// What clients can make the coordinator hold.
+    pub fn limits(&self) -> &GroupLimits {
+        &self.limits
     }
 
     /// Queues `f` to run on the actor now (so requests keep their arrival
@@ -387,9 +435,10 @@ impl GroupService {
         }
     }
 
-    /// Checks the committer's membership, then makes the offsets durable;
-    /// resolves once they are fsync'd, so a success survives a crash. Commits
-    /// and [`GroupService::barrier`]s are ordered as they were called.
+    /// Checks the group id, what the offsets would cost (`group.state.max.bytes`:
+    /// INVALID_COMMIT_OFFSET_SIZE) and the committer's membership, then makes the
+    /// offsets durable; resolves once they are fsync'd, so a success survives a
+    /// crash. Commits and [`GroupService::barrier`]s are ordered as they were called.
     pub fn commit_offsets(
         &self,
         group_id: String,
@@ -398,10 +447,10 @@ impl GroupService {
         generation_id: i32,
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
-        let writes = self.writes.clone();
         let jobs = self.jobs.clone();
-        let group = group_id.clone();
+        let table = self.table.clone();
         let queued = self.call(move |actor| {
+            let growth = admit_offsets(actor, &table, &group_id, None, &offsets)?;
             let (checked, effects) = actor.coordinator.validate_offset_commit(
                 now_ms(),
                 &group_id,
@@ -410,20 +459,22 @@ impl GroupService {
                 generation_id,
             );
             actor.apply(effects);
-            checked?;
+            let group = checked?;
             let records = offsets
                 .into_iter()
                 .map(|(topic, partition, offset)| OffsetRecord::Commit {
-                    group: group_id.clone(),
+                    group: group.clone(),
                     topic,
                     partition,
                     offset,
                 })
                 .collect();
-            Ok(enqueue_write(&writes, records))
+            let written = enqueue_charged(&actor.writes, records, growth, &actor.usage);
+            Ok((group, written))
         });
         async move {
-            queued.await??.await?;
+            let (group, written) = queued.await??;
+            written.await?;
             // An empty group may have been forgotten while the write was in flight.
             let _ = jobs.send(Box::new(move |actor: &mut Actor| {
                 actor.coordinator.ensure_group(&group, now_ms())
@@ -449,9 +500,10 @@ impl GroupService {
         member: Option<(String, Option<String>, i32)>,
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
-        let writes = self.writes.clone();
+        let table = self.table.clone();
         let queued = self.call(move |actor| {
-            actor.coordinator.validate_txn_offset_commit(
+            let growth = admit_offsets(actor, &table, &group, Some(producer_id), &offsets)?;
+            let group = actor.coordinator.validate_txn_offset_commit(
                 now_ms(),
                 &group,
                 member
@@ -469,7 +521,12 @@ impl GroupService {
                     offset,
                 })
                 .collect();
-            Ok(enqueue_write(&writes, records))
+            Ok(enqueue_charged(
+                &actor.writes,
+                records,
+                growth,
+                &actor.usage,
+            ))
         });
         async move { queued.await??.await }
     }
@@ -482,25 +539,28 @@ impl GroupService {
     /// Ordered after every offset write queued before it.
     pub fn complete_txn(
         &self,
-        group: String,
+        group: Arc<str>,
         producer_id: i64,
         commit: bool,
     ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
         let writes = self.writes.clone();
         let jobs = self.jobs.clone();
-        let group_id = group.clone();
-        let queued = self.call(move |_| {
-            enqueue_write(
+        let queued = self.call(move |actor| {
+            // The coordinator's id when it has the group, so the table shares it.
+            let group = actor.coordinator.group_key(&group).unwrap_or(group);
+            let written = enqueue_write(
                 &writes,
                 vec![OffsetRecord::TxnMarker {
-                    group,
+                    group: group.clone(),
                     producer_id,
                     commit,
                 }],
-            )
+            );
+            (group, written)
         });
         async move {
-            queued.await?.await?;
+            let (group_id, written) = queued.await?;
+            written.await?;
             if commit {
                 // The group may have been forgotten while only pending offsets
                 // were known; committed offsets make it a (possibly Empty) group.
@@ -546,7 +606,7 @@ impl GroupService {
 
     /// Every (group, producer id) with transactional offsets still pending (no marker
     /// has decided them yet).
-    pub fn pending_txn_offsets(&self) -> Vec<(String, i64)> {
+    pub fn pending_txn_offsets(&self) -> Vec<(Arc<str>, i64)> {
         let table = self
             .table
             .read()
@@ -557,7 +617,7 @@ impl GroupService {
                 table
                     .pending(group)
                     .into_iter()
-                    .flat_map(|txns| txns.keys().map(|pid| (group.to_string(), *pid)))
+                    .flat_map(|txns| txns.keys().map(|pid| (group.clone(), *pid)))
             })
             .collect()
     }
@@ -604,12 +664,14 @@ impl GroupService {
     ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
         let writes = self.writes.clone();
         let queued = self.call(move |actor| {
+            let key = actor.coordinator.group_key(&group_id);
             let (result, effects) = actor.coordinator.delete_group(now_ms(), &group_id);
             actor.apply(effects);
             result?;
+            let group = key.unwrap_or_else(|| Arc::from(group_id));
             Ok(enqueue_write(
                 &writes,
-                vec![OffsetRecord::GroupDeleted { group: group_id }],
+                vec![OffsetRecord::GroupDeleted { group }],
             ))
         });
         async move { queued.await??.await }
@@ -665,7 +727,7 @@ impl GroupService {
                 let groups: BTreeSet<&str> = records
                     .iter()
                     .filter_map(|r| match r {
-                        OffsetRecord::Delete { group, .. } => Some(group.as_str()),
+                        OffsetRecord::Delete { group, .. } => Some(&**group),
                         _ => None,
                     })
                     .collect();
@@ -710,11 +772,13 @@ impl GroupService {
                 }
                 errors.push(None);
                 if table.get(&group_id, &topic, partition).is_some() {
-                    records.push(OffsetRecord::Delete {
-                        group: group_id.clone(),
-                        topic,
-                        partition,
-                    });
+                    if let Some(group) = table.group_key(&group_id) {
+                        records.push(OffsetRecord::Delete {
+                            group: group.clone(),
+                            topic,
+                            partition,
+                        });
+                    }
                 }
             }
             Ok((errors, enqueue_write(&writes, records)))
@@ -727,21 +791,75 @@ impl GroupService {
     }
 }
 
+/// On the actor: the cost committing `offsets` for `group_id` adds (as pending
+/// offsets of `producer_id` with one), if it fits `group.state.max.bytes` (with the
+/// group itself when new); else INVALID_COMMIT_OFFSET_SIZE. INVALID_GROUP_ID first for
+/// a group id that does not fit `id.max.bytes`. Nothing is kept when refused.
+fn admit_offsets(
+    actor: &mut Actor,
+    table: &RwLock<OffsetTable>,
+    group_id: &str,
+    producer_id: Option<i64>,
+    offsets: &[(String, i32, CommittedOffset)],
+) -> Result<u64, ResponseError> {
+    actor.coordinator.config().limits.check_group_id(group_id)?;
+    let growth = table
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .commit_growth(group_id, producer_id, offsets);
+    actor.coordinator.admit_offsets(group_id, growth)?;
+    Ok(growth)
+}
+
 /// Queues `records` for the offset writer (an empty list is a barrier) and
 /// returns a future of their durability.
 fn enqueue_write(
     writes: &mpsc::UnboundedSender<WriteRequest>,
     records: Vec<OffsetRecord>,
 ) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+    send(writes, records, 0).1
+}
+
+/// [`enqueue_write`] of records whose offsets cost `reserved`, which stays charged
+/// to `usage` until the writer has applied them.
+fn enqueue_charged(
+    writes: &mpsc::UnboundedSender<WriteRequest>,
+    records: Vec<OffsetRecord>,
+    reserved: u64,
+    usage: &OffsetUsage,
+) -> impl Future<Output = Result<(), ResponseError>> + Send + 'static {
+    usage.reserved.fetch_add(reserved, Ordering::Relaxed);
+    let (sent, written) = send(writes, records, reserved);
+    if !sent {
+        usage.release(reserved);
+    }
+    written
+}
+
+/// Sends one write request: whether it was queued, and a future of its durability.
+fn send(
+    writes: &mpsc::UnboundedSender<WriteRequest>,
+    records: Vec<OffsetRecord>,
+    reserved: u64,
+) -> (
+    bool,
+    impl Future<Output = Result<(), ResponseError>> + Send + 'static,
+) {
     let (done, wait) = oneshot::channel();
-    let sent = writes.send(WriteRequest { records, done }).is_ok();
-    async move {
+    let sent = writes
+        .send(WriteRequest {
+            records,
+            reserved,
+            done,
+        })
+        .is_ok();
+    (sent, async move {
         if !sent {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         wait.await
             .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
-    }
+    })
 }
 
 fn unexpected<T>(response: Response, fallback: T) -> T {
@@ -770,7 +888,10 @@ async fn run_actor(
             .map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
         tokio::select! {
             job = jobs.recv() => match job {
-                Some(job) => job(&mut actor),
+                Some(job) => {
+                    actor.coordinator.set_offsets_bytes(actor.usage.total());
+                    job(&mut actor)
+                }
                 None => break,
             },
             _ = async {
@@ -829,8 +950,8 @@ fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) 
             .map(|g| g.group_id)
             .collect();
         for group in empty {
-            if actor.coordinator.remove_group_if_empty(&group) {
-                debug!(group, "forgot empty group without offsets");
+            if let Some(group) = actor.coordinator.remove_group_if_empty(&group) {
+                debug!(group = %group, "forgot empty group without offsets");
                 // Drop its stored membership too (harmless if it had none);
                 // ordered after any store of the group queued before.
                 let tombstone = enqueue_write(
@@ -871,6 +992,7 @@ fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) 
 async fn run_offset_writer(
     log: OffsetLog,
     table: Arc<RwLock<OffsetTable>>,
+    usage: Arc<OffsetUsage>,
     mut writes: mpsc::UnboundedReceiver<WriteRequest>,
 ) {
     let log = Arc::new(Mutex::new(log));
@@ -879,9 +1001,10 @@ async fn run_offset_writer(
         while let Ok(more) = writes.try_recv() {
             batch.push(more);
         }
+        let reserved: u64 = batch.iter().map(|w| w.reserved).sum();
         let records: Vec<OffsetRecord> = batch
-            .iter()
-            .flat_map(|w| w.records.iter().cloned())
+            .iter_mut()
+            .flat_map(|w| std::mem::take(&mut w.records))
             .collect();
         if records.is_empty() {
             // Only barriers: everything queued before them is already durable.
@@ -890,17 +1013,19 @@ async fn run_offset_writer(
             }
             continue;
         }
-        let (log_ref, table_ref) = (log.clone(), table.clone());
+        let (log_ref, table_ref, usage_ref) = (log.clone(), table.clone(), usage.clone());
         let appended = tokio::task::spawn_blocking(move || {
             let mut log = log_ref.lock().unwrap_or_else(|p| p.into_inner());
             log.append(&records)?;
             let mut table = table_ref.write().unwrap_or_else(|p| p.into_inner());
-            for record in &records {
+            for record in records {
                 table.apply(record);
             }
+            usage_ref.applied.store(table.bytes(), Ordering::Relaxed);
             Ok::<bool, OffsetLogError>(log.needs_compaction())
         })
         .await;
+        usage.release(reserved);
         let compact = match appended {
             Ok(Ok(compact)) => {
                 for w in batch {
@@ -1239,7 +1364,7 @@ mod tests {
         assert!(!again.has_pending_txn_offset("g2", "gone", 0));
         assert!(again.has_pending_txn_offset("g2", "kept", 1));
         assert!(!again.has_pending_txn_offset("g3", "gone", 1));
-        assert_eq!(again.pending_txn_offsets(), vec![("g2".to_string(), 7)]);
+        assert_eq!(again.pending_txn_offsets(), vec![(Arc::from("g2"), 7)]);
         // The transactions' markers come after the sweep: only what is left is decided.
         again.complete_txn("g2".into(), 7, true).await.unwrap();
         again.complete_txn("g3".into(), 8, true).await.unwrap();

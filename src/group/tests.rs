@@ -2,6 +2,7 @@
 //! events and a simulated clock, checked through the effects it returns.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -17,7 +18,7 @@ const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;
 
 /// A store not completed yet: (group, generation, answers it holds).
-type HeldStore = (String, i32, Vec<(RequestId, Response)>);
+type HeldStore = (Arc<str>, i32, Vec<(RequestId, Response)>);
 
 /// A coordinator with a simulated clock and a timer table that fires timers in
 /// deadline order, collecting every response by request id.
@@ -76,6 +77,7 @@ impl Harness {
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
+        self.c.assert_accounted();
         for effect in effects {
             match effect {
                 Effect::Respond { request, response } => {
@@ -109,7 +111,7 @@ impl Harness {
     /// failed form), then the outcome to the state machine.
     fn finish_store(
         &mut self,
-        group_id: String,
+        group_id: Arc<str>,
         generation_id: i32,
         then: Vec<(RequestId, Response)>,
         result: Result<(), ResponseError>,
@@ -482,7 +484,7 @@ fn stale_generation_is_illegal() {
     assert_eq!(result, Err(ResponseError::IllegalGeneration));
     let (result, _) =
         h.c.validate_offset_commit(h.now, GROUP, &ids[0], None, generation);
-    assert_eq!(result, Ok(()));
+    assert_eq!(result.map(|_| ()), Ok(()));
 }
 
 #[test]
@@ -531,7 +533,7 @@ fn rejoin_during_a_rebalance_completes_once_everyone_rejoined() {
     // Commits are still accepted while preparing.
     let (result, _) =
         h.c.validate_offset_commit(h.now, GROUP, &ids[0], None, generation);
-    assert_eq!(result, Ok(()));
+    assert_eq!(result.map(|_| ()), Ok(()));
 
     let j0 = h.join(join_request(&ids[0], None, &["range"]));
     // A second JoinGroup from the same member replaces the first.
@@ -848,7 +850,7 @@ fn offset_commit_checks_membership() {
     let mut h = Harness::new();
     // A simple consumer (generation -1) may commit to an unknown group: it is created.
     let (result, _) = h.c.validate_offset_commit(h.now, "simple", "", None, -1);
-    assert_eq!(result, Ok(()));
+    assert_eq!(result.map(|_| ()), Ok(()));
     assert_eq!(
         h.c.group_state("simple").map(|s| s.0),
         Some(GroupState::Empty)
@@ -870,12 +872,12 @@ fn offset_commit_checks_membership() {
     h.sync_result(r);
     let (result, effects) =
         h.c.validate_offset_commit(h.now, GROUP, &a, None, generation);
-    assert_eq!(result, Ok(()));
+    assert_eq!(result.map(|_| ()), Ok(()));
     assert!(
         effects
             .iter()
             .any(|e| matches!(e, Effect::SetTimer { key, .. }
-            if key.kind == TimerKind::Session { member_id: a.clone() })),
+            if key.kind == TimerKind::Session { member_id: a.as_str().into() })),
         "a commit counts as a heartbeat"
     );
     let (result, _) = h.c.validate_offset_commit(h.now, GROUP, "", None, -1);
@@ -895,7 +897,7 @@ fn only_empty_groups_can_be_deleted() {
     h.leave(&[(&ids[0], None)]);
     assert_eq!(h.state(), GroupState::Empty);
     let (result, _) = h.c.delete_group(h.now, GROUP);
-    assert_eq!(result, Ok(()));
+    assert_eq!(result.map(|_| ()), Ok(()));
     assert_eq!(h.state(), GroupState::Dead);
     let (result, _) = h.c.delete_group(h.now, GROUP);
     assert_eq!(result, Err(ResponseError::GroupIdNotFound));
@@ -961,7 +963,11 @@ fn describe_and_list_show_state_and_members() {
 fn txn_offset_commit_checks_membership_like_kafka() {
     let mut h = Harness::new();
     // v0-v2 carry no member data: any live group, created if missing.
-    assert_eq!(h.c.validate_txn_offset_commit(h.now, "txn", None), Ok(()));
+    assert_eq!(
+        h.c.validate_txn_offset_commit(h.now, "txn", None)
+            .map(|_| ()),
+        Ok(())
+    );
     assert_eq!(h.c.group_state("txn").map(|s| s.0), Some(GroupState::Empty));
     assert_eq!(
         h.c.validate_txn_offset_commit(h.now, "", None),
@@ -970,6 +976,7 @@ fn txn_offset_commit_checks_membership_like_kafka() {
     let (a, b, generation) = static_group(&mut h);
     let check = |h: &mut Harness, member: &str, instance: Option<&str>, generation: i32| {
         h.c.validate_txn_offset_commit(h.now, GROUP, Some((member, instance, generation)))
+            .map(|_| ())
     };
     assert_eq!(check(&mut h, &a, Some("ia"), generation), Ok(()));
     // Empty member id and generation -1 skip their checks.
@@ -999,7 +1006,7 @@ impl Harness {
         let mut h = Harness::new();
         h.now = self.now;
         h.next_request = self.next_request;
-        let effects = h.c.load_group(h.now, GROUP, &stored);
+        let effects = h.c.load_group(h.now, &Arc::from(GROUP), &stored);
         h.apply(effects);
         h
     }
@@ -1032,18 +1039,18 @@ fn sync_answers_wait_until_the_generation_is_stored() {
     assert_eq!(stored.protocol_type.as_deref(), Some("consumer"));
     assert_eq!(stored.protocol_name.as_deref(), Some("range"));
     assert_eq!(stored.leader_id.as_deref(), Some(a.as_str()));
-    let by_id: BTreeMap<&str, &Vec<u8>> = stored
+    let by_id: BTreeMap<&str, &Bytes> = stored
         .members
         .iter()
-        .map(|m| (m.member_id.as_str(), &m.assignment))
+        .map(|m| (&*m.member_id, &m.assignment))
         .collect();
-    assert_eq!(by_id[a.as_str()], b"pa");
-    assert_eq!(by_id[b.as_str()], b"pb");
-    let member_a = stored.members.iter().find(|m| m.member_id == a).unwrap();
+    assert_eq!(by_id[a.as_str()], &b"pa"[..]);
+    assert_eq!(by_id[b.as_str()], &b"pb"[..]);
+    let member_a = stored.members.iter().find(|m| *m.member_id == *a).unwrap();
     assert_eq!(member_a.protocols.len(), 2, "every protocol is kept");
     assert_eq!(member_a.session_timeout_ms, SESSION);
     assert_eq!(member_a.rebalance_timeout_ms, REBALANCE);
-    assert_eq!(member_a.client_host, "/127.0.0.1");
+    assert_eq!(&*member_a.client_host, "/127.0.0.1");
 
     h.complete_stores(Ok(()));
     assert_eq!(h.state(), GroupState::Stable);
@@ -1112,7 +1119,7 @@ fn a_loaded_group_keeps_its_generation_and_a_silent_member_expires() {
         assert_eq!(h.heartbeat(id, generation), None);
         let (checked, _) =
             h.c.validate_offset_commit(h.now, GROUP, id, None, generation);
-        assert_eq!(checked, Ok(()));
+        assert_eq!(checked.map(|_| ()), Ok(()));
     }
     // A follower that lost its SyncGroup answer gets its assignment again.
     let r = h.sync(&ids[1], generation, &[]);
@@ -1195,7 +1202,7 @@ fn static_members_are_restored_and_a_new_id_is_stored_before_the_join_answer() {
         .members
         .iter()
         .find(|m| m.group_instance_id.as_deref() == Some("ib"))
-        .map(|m| m.member_id.clone())
+        .map(|m| m.member_id.to_string())
         .unwrap();
     assert_ne!(new_b, b);
     assert_eq!(stored.generation_id, generation);
@@ -1230,5 +1237,283 @@ fn a_failed_store_of_a_static_member_id_answers_the_join_with_the_error() {
     assert_eq!(
         h.heartbeat_as(&a, Some("ia"), generation),
         Some(ResponseError::RebalanceInProgress)
+    );
+}
+
+/// A harness whose coordinator has these limits (the rest default).
+fn limited(limits: GroupLimits) -> Harness {
+    Harness::with(CoordinatorConfig {
+        limits,
+        ..CoordinatorConfig::default()
+    })
+}
+
+fn small_limits() -> GroupLimits {
+    GroupLimits {
+        id_max_bytes: 64,
+        ..GroupLimits::default()
+    }
+}
+
+#[test]
+fn ids_beyond_id_max_bytes_are_refused_and_nothing_is_kept() {
+    let mut h = limited(small_limits());
+    let long = "x".repeat(65);
+    let refused = |h: &mut Harness, join: JoinGroup| {
+        let r = h.join(join);
+        h.join_result(r).error
+    };
+    let mut join = join_request("", None, &["range"]);
+    join.group_id = long.clone();
+    assert_eq!(refused(&mut h, join), Some(ResponseError::InvalidGroupId));
+    let join = join_request("", Some(&long), &["range"]);
+    assert_eq!(refused(&mut h, join), Some(ResponseError::InvalidRequest));
+    let join = join_request("", None, &[&long]);
+    assert_eq!(refused(&mut h, join), Some(ResponseError::InvalidRequest));
+    let mut join = join_request("", None, &["range"]);
+    join.protocol_type = long.clone();
+    assert_eq!(refused(&mut h, join), Some(ResponseError::InvalidRequest));
+    // A member id no broker-issued id can be is simply unknown.
+    let join = join_request(&long, None, &["range"]);
+    assert_eq!(refused(&mut h, join), Some(ResponseError::UnknownMemberId));
+    let (result, _) = h.c.validate_offset_commit(h.now, &long, "", None, -1);
+    assert_eq!(result, Err(ResponseError::InvalidGroupId));
+    assert_eq!(
+        h.c.validate_txn_offset_commit(h.now, &long, None),
+        Err(ResponseError::InvalidGroupId)
+    );
+    let r = h.sync("m", 1, &[]);
+    assert_eq!(h.sync_result(r).error, Some(ResponseError::UnknownMemberId));
+    assert!(h.c.list().is_empty(), "no group was created");
+    assert_eq!(h.c.membership_bytes(), 0);
+    assert!(h.timers.is_empty());
+
+    // At the limit every id is accepted.
+    let at = "y".repeat(64);
+    let mut join = join_request("", Some(&at), &[&at]);
+    join.group_id = at.clone();
+    join.protocol_type = at.clone();
+    let r = h.join(join);
+    h.advance(200);
+    assert_eq!(h.join_result(r).error, None);
+    assert_eq!(h.c.describe(&at).members.len(), 1);
+}
+
+#[test]
+fn client_ids_are_cut_and_member_ids_fit_id_max_bytes() {
+    let mut h = limited(small_limits());
+    let mut join = join_request("", None, &["range"]);
+    join.client_id = "é".repeat(200);
+    let r = h.join(join);
+    let member_id = h.join_result(r).member_id;
+    assert!(member_id.len() <= 64, "{} bytes", member_id.len());
+    assert!(member_id.starts_with("éé"));
+    let mut join = join_request(&member_id, None, &["range"]);
+    join.client_id = "é".repeat(200);
+    let r = h.join(join);
+    h.advance(200);
+    assert_eq!(h.join_result(r).error, None);
+    let described = h.c.describe(GROUP);
+    assert_eq!(described.members[0].member_id, member_id);
+    assert_eq!(described.members[0].client_id, "é".repeat(32));
+}
+
+#[test]
+fn group_max_size_counts_members_and_handed_out_ids() {
+    let mut h = limited(GroupLimits {
+        group_max_size: 2,
+        ..GroupLimits::default()
+    });
+    let (a, ja) = h.join_new(&["range"]);
+    let first = h.join(join_request("", None, &["range"]));
+    let b = h.join_result(first).member_id;
+    // a joined and b holds a handed-out id: a third is refused, in either form.
+    let r = h.join(join_request("", None, &["range"]));
+    assert_eq!(
+        h.join_result(r).error,
+        Some(ResponseError::GroupMaxSizeReached)
+    );
+    let r = h.join(join_request("", Some("static"), &["range"]));
+    assert_eq!(
+        h.join_result(r).error,
+        Some(ResponseError::GroupMaxSizeReached)
+    );
+    // The handed-out id completes its join; both rejoin as often as they like.
+    let jb = h.join(join_request(&b, None, &["range"]));
+    h.advance(200);
+    assert_eq!(h.join_result(ja).error, None);
+    let generation = h.join_result(jb).generation_id;
+    for member in [&a, &b] {
+        let r = h.join(join_request(member, None, &["range"]));
+        let result = h.join_result(r);
+        assert_eq!((result.error, result.generation_id), (None, generation));
+    }
+}
+
+#[test]
+fn group_max_bytes_refuses_growth_but_never_a_rejoin_that_does_not_grow() {
+    let mut h = limited(GroupLimits {
+        group_max_bytes: 4096,
+        ..GroupLimits::default()
+    });
+    let big = |n: usize| vec![("range".to_string(), Bytes::from(vec![7u8; n]))];
+    let mut join = join_request("", Some("a"), &[]);
+    join.protocols = big(2000);
+    let ja = h.join(join.clone());
+    h.advance(200);
+    let a = h.join_result(ja).member_id;
+    // A second member of the same size does not fit.
+    let mut second = join_request("", Some("b"), &[]);
+    second.protocols = big(2000);
+    let r = h.join(second);
+    assert_eq!(
+        h.join_result(r).error,
+        Some(ResponseError::GroupMaxSizeReached)
+    );
+    // Nor does a's own metadata growing past the limit.
+    let mut grown = join_request(&a, Some("a"), &[]);
+    grown.protocols = big(5000);
+    let r = h.join(grown);
+    assert_eq!(
+        h.join_result(r).error,
+        Some(ResponseError::GroupMaxSizeReached)
+    );
+    // The same metadata again, or less, is always accepted.
+    let mut same = join_request(&a, Some("a"), &[]);
+    same.protocols = big(2000);
+    let r = h.join(same);
+    h.advance(200);
+    assert_eq!(h.join_result(r).error, None);
+    assert!(h.c.describe(GROUP).members.len() == 1);
+}
+
+#[test]
+fn an_assignment_beyond_group_max_bytes_fails_the_generation_and_keeps_nothing() {
+    let mut h = limited(GroupLimits {
+        group_max_bytes: 4096,
+        ..GroupLimits::default()
+    });
+    let ja = h.join(join_request("", Some("ia"), &["range"]));
+    let jb = h.join(join_request("", Some("ib"), &["range"]));
+    h.advance(200);
+    let (a, generation) = {
+        let ra = h.join_result(ja);
+        (ra.member_id, ra.generation_id)
+    };
+    let b = h.join_result(jb).member_id;
+    let follower = h.sync(&b, generation, &[]);
+    let huge = "z".repeat(4000);
+    let stored_before = h.stored.len();
+    let leader = h.sync(&a, generation, &[(&a, &huge), (&b, &huge)]);
+    for r in [leader, follower] {
+        assert_eq!(
+            h.sync_result(r).error,
+            Some(ResponseError::GroupMaxSizeReached)
+        );
+    }
+    assert_eq!(h.stored.len(), stored_before, "nothing was stored");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    // A generation whose assignment fits completes.
+    let ja = h.join(join_request(&a, Some("ia"), &["range"]));
+    let jb = h.join(join_request(&b, Some("ib"), &["range"]));
+    let generation = h.join_result(ja).generation_id;
+    assert_eq!(h.join_result(jb).generation_id, generation);
+    let r = h.sync(&a, generation, &[(&a, "pa"), (&b, "pb")]);
+    assert_eq!(h.sync_result(r).assignment, Bytes::from("pa"));
+    assert_eq!(h.state(), GroupState::Stable);
+}
+
+#[test]
+fn group_state_max_bytes_bounds_every_group_and_offset_together() {
+    let mut h = limited(GroupLimits {
+        state_max_bytes: 10_000,
+        ..GroupLimits::default()
+    });
+    let mut created = 0;
+    loop {
+        let mut join = join_request("", Some("i"), &["range"]);
+        join.group_id = format!("group-{created:04}");
+        let r = h.join(join);
+        h.advance(200);
+        match h.join_result(r).error {
+            None => created += 1,
+            Some(error) => {
+                assert_eq!(error, ResponseError::GroupMaxSizeReached);
+                break;
+            }
+        }
+    }
+    assert!(created > 5, "{created} groups");
+    assert!(h.c.membership_bytes() <= 10_000);
+    let used = h.c.membership_bytes();
+    // What is left is for offsets; an existing group may commit into it, a new one
+    // costs its own entry too.
+    let room = 10_000 - used;
+    assert_eq!(h.c.admit_offsets("group-0000", room), Ok(()));
+    assert_eq!(
+        h.c.admit_offsets("group-0000", room + 1),
+        Err(ResponseError::InvalidCommitOffsetSize)
+    );
+    assert_eq!(
+        h.c.admit_offsets("new", room),
+        Err(ResponseError::InvalidCommitOffsetSize)
+    );
+    h.c.set_offsets_bytes(room);
+    assert_eq!(h.c.admit_offsets("group-0000", 0), Ok(()), "no growth");
+    let r = h.join(join_request("", Some("j"), &["range"]));
+    h.advance(200);
+    assert_eq!(
+        h.join_result(r).error,
+        Some(ResponseError::GroupMaxSizeReached)
+    );
+    // Members leaving and groups going free the room again.
+    h.c.set_offsets_bytes(0);
+    h.advance(2 * SESSION as u64);
+    let free: Vec<String> = h.c.list().into_iter().map(|g| g.group_id).collect();
+    for group in &free {
+        assert!(h.c.remove_group_if_empty(group).is_some());
+    }
+    assert_eq!(h.c.membership_bytes(), 0);
+}
+
+#[test]
+fn stored_membership_is_shared_with_the_state_machine_not_copied() {
+    use super::metadata::Group;
+    use super::offsets::StoredMember;
+    let stored = StoredGroup {
+        protocol_type: Some("consumer".into()),
+        generation_id: 3,
+        protocol_name: Some("range".into()),
+        leader_id: Some("m".into()),
+        state_timestamp_ms: 1,
+        members: vec![StoredMember {
+            member_id: "m".into(),
+            group_instance_id: Some("i".into()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: SESSION,
+            rebalance_timeout_ms: REBALANCE,
+            protocols: vec![("range".into(), Bytes::from(vec![1u8; 1000]))],
+            assignment: Bytes::from(vec![2u8; 1000]),
+        }],
+    };
+    let id: Arc<str> = Arc::from(GROUP);
+    let group = Group::from_stored(id.clone(), &stored, 5);
+    assert!(Arc::ptr_eq(&group.group_id, &id));
+    let member = &group.members["m"];
+    let original = &stored.members[0];
+    assert!(Arc::ptr_eq(&member.member_id, &original.member_id));
+    assert!(Arc::ptr_eq(&member.client_id, &original.client_id));
+    assert_eq!(
+        member.protocols[0].1.as_ptr(),
+        original.protocols[0].1.as_ptr()
+    );
+    assert_eq!(member.assignment.as_ptr(), original.assignment.as_ptr());
+    // And back: the record a store writes shares the member's fields.
+    let again = group.to_stored(6);
+    assert!(Arc::ptr_eq(&again.members[0].member_id, &member.member_id));
+    assert_eq!(
+        again.members[0].assignment.as_ptr(),
+        member.assignment.as_ptr()
     );
 }

@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::api::RequestContext;
 use crate::broker::{retention, Broker, BrokerError};
 use crate::config::Config;
-use crate::group::{CoordinatorConfig, GroupService, GroupServiceConfig};
+use crate::group::{CoordinatorConfig, GroupLimits, GroupService, GroupServiceConfig};
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Failures starting the broker.
@@ -198,6 +198,13 @@ fn group_service_config(config: &Config) -> GroupServiceConfig {
             min_session_timeout_ms: config.group_min_session_timeout_ms,
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            limits: GroupLimits {
+                id_max_bytes: config.id_max_bytes as usize,
+                group_max_size: config.group_max_size as usize,
+                group_max_bytes: config.group_max_bytes,
+                state_max_bytes: config.group_state_max_bytes,
+                offset_metadata_max_bytes: config.offset_metadata_max_bytes as usize,
+            },
             ..CoordinatorConfig::default()
         },
         offsets_retention_ms: (config.offsets_retention_minutes as i64).saturating_mul(60_000),
@@ -211,6 +218,8 @@ fn txn_config(config: &Config) -> TxnConfig {
         max_timeout_ms: config.transaction_max_timeout_ms,
         cleanup_interval_ms: config.transaction_abort_timed_out_transaction_cleanup_interval_ms,
         id_expiration_ms: config.transactional_id_expiration_ms,
+        id_max_bytes: config.id_max_bytes as usize,
+        state_max_bytes: config.transaction_state_max_bytes,
         ..TxnConfig::default()
     }
 }

@@ -29,7 +29,7 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use super::log::{self as txn_log, TxnLog, TxnLogError, TxnRecord};
+use super::log::{self as txn_log, LiveStates, TxnLog, TxnLogError, TxnRecord};
 use super::metadata::{EndPlan, ExpectedProducer, InitPlan, TxnError, TxnMetadata, TxnState};
 use crate::broker::record_log::RecordLogError;
 use crate::broker::{now_ms, Broker};
@@ -54,6 +54,12 @@ pub struct TxnConfig {
     /// The transaction log is compacted once larger than this many bytes (and than twice
     /// its size after the previous compaction).
     pub compact_threshold_bytes: u64,
+    /// `id.max.bytes`: the longest transactional id InitProducerId accepts (INVALID_REQUEST).
+    pub id_max_bytes: usize,
+    /// `transaction.state.max.bytes`: the cost ([`TxnMetadata::cost`]) of every
+    /// transactional id's state together; a new id, partition or group beyond it is
+    /// refused with POLICY_VIOLATION.
+    pub state_max_bytes: u64,
 }
 
 impl Default for TxnConfig {
@@ -63,6 +69,8 @@ impl Default for TxnConfig {
             cleanup_interval_ms: 10_000,
             id_expiration_ms: 604_800_000,
             compact_threshold_bytes: 16 * 1024 * 1024,
+            id_max_bytes: 1024,
+            state_max_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -70,8 +78,8 @@ impl Default for TxnConfig {
 /// One transactional id in memory.
 #[derive(Debug)]
 struct Entry {
-    /// The durable state.
-    meta: TxnMetadata,
+    /// The durable state, shared with the log writer's live map.
+    meta: Arc<TxnMetadata>,
     /// An operation is writing a new state for this id.
     busy: bool,
     /// TxnOffsetCommits between their check and their durable group write.
@@ -88,20 +96,24 @@ impl Entry {
 /// Every transactional id, and the producer ids that belong to them.
 #[derive(Debug, Default)]
 struct Table {
-    by_id: HashMap<String, Entry>,
-    by_producer: HashMap<i64, String>,
+    by_id: HashMap<Arc<str>, Entry>,
+    by_producer: HashMap<i64, Arc<str>>,
+    /// Cost of every installed state ([`TxnMetadata::cost`]).
+    bytes: u64,
 }
 
 impl Table {
     /// Installs `meta` as the current state of its id (keeping `busy`).
-    fn install(&mut self, meta: TxnMetadata) {
+    fn install(&mut self, meta: Arc<TxnMetadata>) {
         let id = meta.transactional_id.clone();
         let pid = meta.producer_id;
-        match self.by_id.get_mut(&id) {
+        self.bytes += meta.cost();
+        match self.by_id.get_mut(&*id) {
             Some(entry) => {
                 if entry.meta.producer_id != pid {
                     self.by_producer.remove(&entry.meta.producer_id);
                 }
+                self.bytes -= entry.meta.cost();
                 entry.meta = meta;
             }
             None => {
@@ -121,7 +133,23 @@ impl Table {
     fn remove(&mut self, id: &str) {
         if let Some(entry) = self.by_id.remove(id) {
             self.by_producer.remove(&entry.meta.producer_id);
+            self.bytes -= entry.meta.cost();
         }
+    }
+
+    /// Refuses (StateFull) a change of `id`'s state to one costing `cost` that would
+    /// grow the table past `max_bytes`; a change that does not grow it always passes.
+    fn admit(&self, id: &str, cost: u64, max_bytes: u64) -> Result<(), TxnError> {
+        let current = self.by_id.get(id).map_or(0, |e| e.meta.cost());
+        let growth = cost.saturating_sub(current);
+        if growth > 0 && self.bytes.saturating_add(growth) > max_bytes {
+            debug!(
+                transactional_id = id,
+                growth, max_bytes, "refused: transaction.state.max.bytes reached"
+            );
+            return Err(TxnError::StateFull { max_bytes });
+        }
+        Ok(())
     }
 
     /// The transactional id that `producer_id` belongs to.
@@ -188,7 +216,12 @@ struct BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        if let Some(entry) = self.coordinator.write_table().by_id.get_mut(&self.id) {
+        if let Some(entry) = self
+            .coordinator
+            .write_table()
+            .by_id
+            .get_mut(self.id.as_str())
+        {
             entry.busy = false;
         }
     }
@@ -202,7 +235,12 @@ struct OffsetCommitGuard {
 
 impl Drop for OffsetCommitGuard {
     fn drop(&mut self) {
-        if let Some(entry) = self.coordinator.write_table().by_id.get_mut(&self.id) {
+        if let Some(entry) = self
+            .coordinator
+            .write_table()
+            .by_id
+            .get_mut(self.id.as_str())
+        {
             entry.offset_commits = entry.offset_commits.saturating_sub(1);
         }
     }
@@ -243,7 +281,7 @@ impl ProduceGate<'_> {
 }
 
 /// One transaction as DescribeTransactions / ListTransactions show it.
-pub type TxnDescription = TxnMetadata;
+pub type TxnDescription = Arc<TxnMetadata>;
 
 impl TxnCoordinator {
     /// Replays the transaction log under `<state_dir>/transactions`, completes the
@@ -268,11 +306,17 @@ impl TxnCoordinator {
             })?;
         let (log, records) = opened?;
         let live = txn_log::replay(&records);
-        info!(path = %log.path().display(), records = records.len(), transactional_ids = live.len(),
-            "replayed the transaction log");
+        let replayed = records.len();
+        drop(records);
         let mut table = Table::default();
         for meta in live.values() {
             table.install(meta.clone());
+        }
+        info!(path = %log.path().display(), records = replayed, transactional_ids = live.len(),
+            state_bytes = table.bytes, "replayed the transaction log");
+        if table.bytes > config.state_max_bytes {
+            warn!(state_bytes = table.bytes, max = config.state_max_bytes,
+                "the stored transactional ids exceed transaction.state.max.bytes: no new id, partition or group is accepted until some expire");
         }
         let (writes, writes_rx) = mpsc::unbounded_channel();
         let coordinator = TxnCoordinator {
@@ -287,7 +331,7 @@ impl TxnCoordinator {
         tokio::spawn(run_writer(log, live, writes_rx));
         coordinator.end_orphaned_transactions();
         coordinator.end_orphaned_group_offsets();
-        let unfinished: Vec<String> = coordinator
+        let unfinished: Vec<Arc<str>> = coordinator
             .read_table()
             .by_id
             .values()
@@ -353,11 +397,11 @@ impl TxnCoordinator {
         for (group, producer_id) in self.inner.groups.pending_txn_offsets() {
             let outcome = self
                 .read_table()
-                .orphan_outcome(producer_id, None, |m| m.groups.contains(&group));
+                .orphan_outcome(producer_id, None, |m| m.groups.contains(&*group));
             let Some(commit) = outcome else {
                 continue;
             };
-            warn!(group, producer_id, commit,
+            warn!(group = %group, producer_id, commit,
                 "deciding transactional offsets the transaction log does not know (damaged or lost log?)");
             // The job is queued on the group coordinator now, ahead of any request.
             let decided = self
@@ -366,7 +410,7 @@ impl TxnCoordinator {
                 .complete_txn(group.clone(), producer_id, commit);
             tokio::spawn(async move {
                 if let Err(e) = decided.await {
-                    error!(group, producer_id, error = %e,
+                    error!(group = %group, producer_id, error = %e,
                         "cannot decide orphaned transactional offsets; they stay pending");
                 }
             });
@@ -417,8 +461,10 @@ impl TxnCoordinator {
         }
     }
 
-    /// Persists `meta`, then installs it as the current state.
+    /// Persists `meta`, then installs it as the current state (one copy, shared by
+    /// the log writer and the table).
     async fn transition(&self, meta: TxnMetadata) -> Result<(), TxnError> {
+        let meta = Arc::new(meta);
         self.persist(vec![TxnRecord::State(meta.clone())]).await?;
         self.write_table().install(meta);
         Ok(())
@@ -449,6 +495,11 @@ impl TxnCoordinator {
         if transactional_id.is_empty() {
             return Err(TxnError::InvalidRequest("empty transactional id"));
         }
+        if transactional_id.len() > self.inner.config.id_max_bytes {
+            return Err(TxnError::InvalidRequest(
+                "transactional id longer than id.max.bytes",
+            ));
+        }
         let max_ms = self.inner.config.max_timeout_ms;
         if timeout_ms <= 0 || timeout_ms > max_ms {
             return Err(TxnError::InvalidTransactionTimeout { timeout_ms, max_ms });
@@ -467,24 +518,27 @@ impl TxnCoordinator {
         timeout_ms: i32,
         expected: Option<ExpectedProducer>,
     ) -> Result<(i64, i16), TxnError> {
-        let known = self.read_table().by_id.contains_key(&id);
+        let known = self.read_table().by_id.contains_key(id.as_str());
         if !known {
+            let fresh = |producer_id| {
+                TxnMetadata::new(Arc::from(id.as_str()), producer_id, timeout_ms, now_ms())
+            };
+            let max_bytes = self.inner.config.state_max_bytes;
+            // Checked before a producer id is spent on it.
+            self.read_table().admit(&id, fresh(-1).cost(), max_bytes)?;
             // Allocated outside the table lock: it may write the producer-id block file.
             let producer_id = self.allocate_producer_id()?;
             let mut table = self.write_table();
-            if !table.by_id.contains_key(&id) {
-                table.install(TxnMetadata::new(
-                    id.clone(),
-                    producer_id,
-                    timeout_ms,
-                    now_ms(),
-                ));
+            if !table.by_id.contains_key(id.as_str()) {
+                let meta = fresh(producer_id);
+                table.admit(&id, meta.cost(), max_bytes)?;
+                table.install(Arc::new(meta));
             }
         }
         loop {
             let (plan, current, guard) = {
                 let mut table = self.write_table();
-                let Some(entry) = table.by_id.get(&id) else {
+                let Some(entry) = table.by_id.get(id.as_str()) else {
                     return Err(TxnError::CoordinatorNotAvailable);
                 };
                 let plan =
@@ -585,6 +639,7 @@ impl TxnCoordinator {
             let Some(next) = plan(&entry.meta, entry.busy, now_ms())? else {
                 return Ok(());
             };
+            table.admit(id, next.cost(), self.inner.config.state_max_bytes)?;
             let guard = self.mark_busy(&mut table, id);
             (next, guard)
         };
@@ -607,7 +662,7 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         let guard = {
             let mut table = self.write_table();
-            let Some(entry) = table.by_id.get_mut(&transactional_id) else {
+            let Some(entry) = table.by_id.get_mut(transactional_id.as_str()) else {
                 return Err(ResponseError::InvalidProducerIdMapping);
             };
             entry
@@ -658,7 +713,7 @@ impl TxnCoordinator {
         self.detached(async move {
             let (prepare, guard) = {
                 let mut table = this.write_table();
-                let Some(entry) = table.by_id.get(&transactional_id) else {
+                let Some(entry) = table.by_id.get(transactional_id.as_str()) else {
                     return Err(TxnError::InvalidProducerIdMapping {
                         given: producer_id,
                         current: -1,
@@ -697,7 +752,7 @@ impl TxnCoordinator {
         for group in &prepare.groups {
             self.inner
                 .groups
-                .complete_txn(group.clone(), prepare.producer_id, commit)
+                .complete_txn(Arc::from(group.as_str()), prepare.producer_id, commit)
                 .await
                 .map_err(|e| {
                     warn!(group, transactional_id = %prepare.transactional_id, error = %e,
@@ -763,12 +818,12 @@ impl TxnCoordinator {
 
     /// Completes `id`'s Prepare* state in a task of its own (after a restart, or when an
     /// earlier attempt failed). Does nothing if the id is busy or not in Prepare*.
-    fn spawn_completion(&self, id: String) {
+    fn spawn_completion(&self, id: Arc<str>) {
         let prepare_and_guard = {
             let mut table = self.write_table();
-            match table.by_id.get(&id) {
+            match table.by_id.get(&*id) {
                 Some(entry) if entry.meta.state.is_prepare() && !entry.busy => {
-                    let prepare = entry.meta.clone();
+                    let prepare = TxnMetadata::clone(&entry.meta);
                     Some((prepare, self.mark_busy(&mut table, &id)))
                 }
                 _ => None,
@@ -788,10 +843,10 @@ impl TxnCoordinator {
 
     /// Aborts `id`'s transaction if it is Ongoing and older than its timeout, fencing its
     /// producer (the abort runs in a task of its own).
-    fn spawn_timeout_abort(&self, id: String, now: i64) {
+    fn spawn_timeout_abort(&self, id: Arc<str>, now: i64) {
         let plan = {
             let mut table = self.write_table();
-            let abort = match table.by_id.get(&id) {
+            let abort = match table.by_id.get(&*id) {
                 Some(entry) if !entry.ending_blocked() => entry.meta.plan_timeout_abort(now),
                 _ => None,
             };
@@ -852,7 +907,7 @@ impl TxnCoordinator {
                 let mut table = self.write_table();
                 for id in expired {
                     // Checked again under the write lock: it may have been used meanwhile.
-                    let still = table.by_id.get(&id).is_some_and(|e| {
+                    let still = table.by_id.get(&*id).is_some_and(|e| {
                         !e.ending_blocked()
                             && e.meta.is_expired(now, self.inner.config.id_expiration_ms)
                     });
@@ -909,15 +964,20 @@ impl TxnCoordinator {
     pub fn describe(&self, ids: &[String]) -> Vec<Option<TxnDescription>> {
         let table = self.read_table();
         ids.iter()
-            .map(|id| table.by_id.get(id).map(|e| e.meta.clone()))
+            .map(|id| table.by_id.get(id.as_str()).map(|e| e.meta.clone()))
             .collect()
     }
 
     /// Every known transactional id's state, ordered by id.
     pub fn list(&self) -> Vec<TxnDescription> {
         let table = self.read_table();
-        let sorted: BTreeMap<&String, &Entry> = table.by_id.iter().collect();
+        let sorted: BTreeMap<&Arc<str>, &Entry> = table.by_id.iter().collect();
         sorted.into_values().map(|e| e.meta.clone()).collect()
+    }
+
+    /// The longest transactional id InitProducerId accepts (`id.max.bytes`).
+    pub fn id_max_bytes(&self) -> usize {
+        self.inner.config.id_max_bytes
     }
 }
 
@@ -939,7 +999,7 @@ async fn run_cleanup(coordinator: TxnCoordinator, mut shutdown: watch::Receiver<
 /// It keeps the durable state of every id (`live`), from which it compacts the log.
 async fn run_writer(
     log: TxnLog,
-    live: BTreeMap<String, TxnMetadata>,
+    live: LiveStates,
     mut writes: mpsc::UnboundedReceiver<WriteRequest>,
 ) {
     let state = Arc::new(std::sync::Mutex::new((log, live)));
@@ -949,8 +1009,8 @@ async fn run_writer(
             batch.push(more);
         }
         let records: Vec<TxnRecord> = batch
-            .iter()
-            .flat_map(|w| w.records.iter().cloned())
+            .iter_mut()
+            .flat_map(|w| std::mem::take(&mut w.records))
             .collect();
         let shared = state.clone();
         let written = tokio::task::spawn_blocking(move || {

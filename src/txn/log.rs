@@ -11,19 +11,21 @@
 //! now the file is copied aside and replay resynchronises at the next intact frame.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::metadata::TxnMetadata;
 use crate::broker::record_log::{LogRecord, RecordLog, RecordLogError};
 
-/// One entry of the transaction log.
+/// One entry of the transaction log. The state is shared with the coordinator's table
+/// and the writer's live map (one copy in memory); `Arc`s encode as what they hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnRecord {
     /// The new state of a transactional id.
-    State(TxnMetadata),
+    State(Arc<TxnMetadata>),
     /// The transactional id expired (`transactional.id.expiration.ms`) and is forgotten.
-    Removed { transactional_id: String },
+    Removed { transactional_id: Arc<str> },
 }
 
 impl LogRecord for TxnRecord {
@@ -38,8 +40,11 @@ pub type TxnLog = RecordLog<TxnRecord>;
 #[error(transparent)]
 pub struct TxnLogError(#[from] pub RecordLogError);
 
+/// The live state of each transactional id, by id.
+pub type LiveStates = BTreeMap<Arc<str>, Arc<TxnMetadata>>;
+
 /// The live states after replaying `records` in order.
-pub fn replay(records: &[TxnRecord]) -> BTreeMap<String, TxnMetadata> {
+pub fn replay(records: &[TxnRecord]) -> LiveStates {
     let mut live = BTreeMap::new();
     for record in records {
         apply(&mut live, record);
@@ -47,8 +52,8 @@ pub fn replay(records: &[TxnRecord]) -> BTreeMap<String, TxnMetadata> {
     live
 }
 
-/// Applies one record to a map of live states.
-pub fn apply(live: &mut BTreeMap<String, TxnMetadata>, record: &TxnRecord) {
+/// Applies one record to a map of live states (sharing, not copying, its state).
+pub fn apply(live: &mut LiveStates, record: &TxnRecord) {
     match record {
         TxnRecord::State(m) => {
             live.insert(m.transactional_id.clone(), m.clone());
@@ -60,7 +65,7 @@ pub fn apply(live: &mut BTreeMap<String, TxnMetadata>, record: &TxnRecord) {
 }
 
 /// The compaction snapshot of `live`: one `State` record per live id.
-pub fn snapshot(live: &BTreeMap<String, TxnMetadata>) -> Vec<TxnRecord> {
+pub fn snapshot(live: &LiveStates) -> Vec<TxnRecord> {
     live.values().cloned().map(TxnRecord::State).collect()
 }
 
@@ -81,7 +86,7 @@ mod tests {
                 .collect();
             m.groups.insert("g".into());
         }
-        TxnRecord::State(m)
+        TxnRecord::State(Arc::new(m))
     }
 
     #[test]

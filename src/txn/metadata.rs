@@ -18,6 +18,7 @@
 //! at `i16::MAX - 1` is exhausted: the next InitProducerId moves to a new producer id.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,11 @@ use serde::{Deserialize, Serialize};
 pub const NO_PRODUCER_ID: i64 = -1;
 /// The epoch of a producer id that was never handed out.
 pub const NO_PRODUCER_EPOCH: i16 = -1;
+
+/// Cost (see [`TxnMetadata::cost`]) of a transactional id's state besides its strings.
+pub const TXN_OVERHEAD: u64 = 320;
+/// Cost of one partition or group of a transaction besides its name.
+pub const TXN_MEMBER_OVERHEAD: u64 = 64;
 
 /// Kafka's transaction states, with the names DescribeTransactions / ListTransactions use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,6 +114,8 @@ pub enum TxnError {
     },
     #[error("the transaction coordinator cannot serve the request now")]
     CoordinatorNotAvailable,
+    #[error("the transaction coordinator holds transaction.state.max.bytes ({max_bytes}) of state: no more transactional ids, partitions or groups")]
+    StateFull { max_bytes: u64 },
 }
 
 impl TxnError {
@@ -122,6 +130,8 @@ impl TxnError {
             TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
             TxnError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
             TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            // Kafka has no such limit; POLICY_VIOLATION says a broker policy refused it.
+            TxnError::StateFull { .. } => ResponseError::PolicyViolation,
         }
     }
 
@@ -146,10 +156,11 @@ pub struct ExpectedProducer {
 }
 
 /// Everything the coordinator knows of one transactional id. This whole struct is the
-/// record of the transaction log: the last record of an id is its state.
+/// record of the transaction log: the last record of an id is its state. The id is an
+/// `Arc<str>` shared with the coordinator's indexes (it encodes as a string).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnMetadata {
-    pub transactional_id: String,
+    pub transactional_id: Arc<str>,
     /// The producer id handed to this transactional id, or [`NO_PRODUCER_ID`].
     pub producer_id: i64,
     /// The producer id before the last rotation (epoch exhausted), or [`NO_PRODUCER_ID`].
@@ -201,7 +212,7 @@ pub fn is_epoch_exhausted(epoch: i16) -> bool {
 
 impl TxnMetadata {
     /// A transactional id seen for the first time: `producer_id` at no epoch yet, Empty.
-    pub fn new(transactional_id: String, producer_id: i64, timeout_ms: i32, now_ms: i64) -> Self {
+    pub fn new(transactional_id: Arc<str>, producer_id: i64, timeout_ms: i32, now_ms: i64) -> Self {
         TxnMetadata {
             transactional_id,
             producer_id,
@@ -215,6 +226,23 @@ impl TxnMetadata {
             txn_start_ms: -1,
             last_update_ms: now_ms,
         }
+    }
+
+    /// What this state costs the coordinator (`transaction.state.max.bytes`): its id,
+    /// the topic names of its partitions and its group ids, plus fixed overheads.
+    pub fn cost(&self) -> u64 {
+        TXN_OVERHEAD
+            + self.transactional_id.len() as u64
+            + self
+                .partitions
+                .iter()
+                .map(|(topic, _)| TXN_MEMBER_OVERHEAD + topic.len() as u64)
+                .sum::<u64>()
+            + self
+                .groups
+                .iter()
+                .map(|group| TXN_MEMBER_OVERHEAD + group.len() as u64)
+                .sum::<u64>()
     }
 
     /// InitProducerId with this transactional id. `busy`: another operation on it is

@@ -28,6 +28,11 @@ struct Node {
 /// A broker with topic "t" (3 partitions) and its coordinators. The cleanup task never
 /// runs by itself; tests call `cleanup` with the time they want.
 async fn node(dir: &std::path::Path) -> Node {
+    node_with(dir, |_| {}).await
+}
+
+/// [`node`] with `adjust` applied to the transaction coordinator's settings.
+async fn node_with(dir: &std::path::Path, adjust: impl FnOnce(&mut TxnConfig)) -> Node {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let broker = Broker::open(Config::with_defaults(addr, dir), addr).unwrap();
     if broker.topic("t").is_none() {
@@ -41,10 +46,11 @@ async fn node(dir: &std::path::Path) -> Node {
     )
     .await
     .unwrap();
-    let config = TxnConfig {
+    let mut config = TxnConfig {
         cleanup_interval_ms: 3_600_000,
         ..TxnConfig::default()
     };
+    adjust(&mut config);
     let txns = TxnCoordinator::start(config, broker.clone(), groups.clone(), rx)
         .await
         .unwrap();
@@ -90,7 +96,7 @@ impl Node {
     }
 
     fn state(&self, id: &str) -> TxnMetadata {
-        self.txns.describe(&[id.to_string()])[0].clone().unwrap()
+        TxnMetadata::clone(&self.txns.describe(&[id.to_string()])[0].clone().unwrap())
     }
 
     /// Waits (bounded) until `id` reaches `state`; the background tasks are not timed.
@@ -463,7 +469,7 @@ async fn a_decided_transaction_is_completed_after_a_restart() {
         m.partitions.insert(("t".into(), 0));
         let (mut log, _) =
             TxnLog::open(&super::coordinator::log_dir(n.broker.state_dir()), 1 << 20).unwrap();
-        log.append(&[TxnRecord::State(m)]).unwrap();
+        log.append(&[TxnRecord::State(m.into())]).unwrap();
         n.broker.close();
     }
     let n = node(dir.path()).await;
@@ -560,7 +566,7 @@ async fn expired_ids_are_forgotten_durably() {
         .txns
         .list()
         .into_iter()
-        .map(|m| m.transactional_id)
+        .map(|m| m.transactional_id.to_string())
         .collect();
     assert_eq!(listed, vec!["busy".to_string(), "sync".to_string()]);
 }
@@ -685,7 +691,7 @@ async fn an_exhausted_epoch_moves_the_id_to_a_new_producer_id() {
         m.producer_epoch = i16::MAX - 1;
         let (mut log, _) =
             TxnLog::open(&super::coordinator::log_dir(n.broker.state_dir()), 1 << 20).unwrap();
-        log.append(&[TxnRecord::State(m)]).unwrap();
+        log.append(&[TxnRecord::State(m.into())]).unwrap();
     }
     let n = node(dir.path()).await;
     let m = n.state("old");
@@ -851,7 +857,7 @@ async fn pending_group_offsets_the_log_does_not_account_for_are_aborted_at_start
     }
     assert_eq!(
         n.groups.pending_txn_offsets(),
-        vec![("g".to_string(), kept_pid)]
+        vec![(std::sync::Arc::from("g"), kept_pid)]
     );
     assert_eq!(
         n.groups.committed("g", "t", 0),
@@ -903,7 +909,8 @@ async fn an_init_abort_cut_short_by_a_crash_is_finished_after_the_restart() {
             assert_eq!(abort.state, TxnState::PrepareAbort);
             let (mut log, _) =
                 TxnLog::open(&super::coordinator::log_dir(n.broker.state_dir()), 1 << 20).unwrap();
-            log.append(&[TxnRecord::State(abort.clone())]).unwrap();
+            log.append(&[TxnRecord::State(abort.clone().into())])
+                .unwrap();
             if markers_written {
                 for p in [0, 1] {
                     let marker = strata_storage::TxnMarker {
@@ -954,4 +961,89 @@ async fn an_init_abort_cut_short_by_a_crash_is_finished_after_the_restart() {
             "the old instance stays fenced"
         );
     }
+}
+
+/// Bytes of the transaction log file(s).
+fn txn_log_len(n: &Node) -> u64 {
+    std::fs::read_dir(super::coordinator::log_dir(n.broker.state_dir()))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn transactional_ids_beyond_id_max_bytes_are_refused_and_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node_with(dir.path(), |c| c.id_max_bytes = 64).await;
+    let long = "x".repeat(65);
+    let refused = n.txns.init_producer_id(long.clone(), 60_000, None).await;
+    assert!(
+        matches!(refused, Err(TxnError::InvalidRequest(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.unwrap_err().response_error(),
+        ResponseError::InvalidRequest
+    );
+    assert!(n.txns.describe(&[long]).remove(0).is_none());
+    assert_eq!(txn_log_len(&n), 0, "nothing was logged");
+    let at = "y".repeat(64);
+    n.txns
+        .init_producer_id(at.clone(), 60_000, None)
+        .await
+        .unwrap();
+    assert!(n.txns.describe(&[at]).remove(0).is_some());
+}
+
+#[tokio::test]
+async fn transaction_state_max_bytes_refuses_growth_and_never_what_is_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node_with(dir.path(), |c| c.state_max_bytes = 2_000).await;
+    let mut ids = Vec::new();
+    let full = loop {
+        let id = format!("id-{}", ids.len());
+        match n.txns.init_producer_id(id.clone(), 60_000, None).await {
+            Ok((pid, epoch)) => ids.push((id, pid, epoch)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(full, TxnError::StateFull { max_bytes: 2_000 });
+    assert_eq!(full.code(4, 4), ResponseError::PolicyViolation.code());
+    assert!(ids.len() >= 2, "{} ids", ids.len());
+    // The refused id was neither kept nor logged.
+    let refused = format!("id-{}", ids.len());
+    assert!(n.txns.describe(&[refused]).remove(0).is_none());
+    // Known ids go on: InitProducerId again (an epoch bump costs nothing more) ...
+    let (id, pid, epoch) = ids[0].clone();
+    let (pid2, epoch2) = n
+        .txns
+        .init_producer_id(id.clone(), 60_000, None)
+        .await
+        .unwrap();
+    assert_eq!((pid2, epoch2), (pid, epoch + 1));
+    // ... but a transaction cannot take partitions beyond the limit ...
+    let log_len = txn_log_len(&n);
+    let grown = n
+        .txns
+        .add_partitions(id.clone(), pid, epoch2, parts(&[0, 1, 2]))
+        .await;
+    assert_eq!(grown, Err(TxnError::StateFull { max_bytes: 2_000 }));
+    assert_eq!(txn_log_len(&n), log_len, "nothing was logged");
+    // ... until ids expire and free their room.
+    n.txns.cleanup(now_ms() + 604_800_000 + 1);
+    for _ in 0..10_000 {
+        if n.txns.list().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id(id.clone(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions(id, pid, epoch, parts(&[0, 1, 2]))
+        .await
+        .unwrap();
 }

@@ -1,5 +1,9 @@
 //! JoinGroup (v0-v9). v4+ members without an id first get MEMBER_ID_REQUIRED;
-//! the answer waits until the rebalance's join phase ends.
+//! the answer waits until the rebalance's join phase ends. The coordinator refuses
+//! what it would hold beyond its limits (`group::limits`) before keeping any of it:
+//! INVALID_GROUP_ID, INVALID_REQUEST (instance id, protocol type or name longer than
+//! `id.max.bytes`), GROUP_MAX_SIZE_REACHED (`group.max.size`, `group.max.bytes`,
+//! `group.state.max.bytes`). The header's client id is kept cut to `id.max.bytes`.
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};

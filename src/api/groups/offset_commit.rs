@@ -1,6 +1,13 @@
 //! OffsetCommit (v2-v8): checks the committer's generation and member id, then
 //! answers only once the offsets are fsync'd in the offsets log. The metadata
 //! string and leader epoch are kept and returned by OffsetFetch as given.
+//!
+//! Refused before anything is stored or logged: a group id that is empty or longer
+//! than `id.max.bytes` (INVALID_GROUP_ID), metadata longer than
+//! `offset.metadata.max.bytes` (OFFSET_METADATA_TOO_LARGE, per partition), offsets the
+//! coordinator has no room for under `group.state.max.bytes`
+//! (INVALID_COMMIT_OFFSET_SIZE). A request with no partition left to commit is
+//! answered without reaching the coordinator (and creates no group), as in Kafka.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -12,27 +19,25 @@ use super::{deferred, opt_string};
 use crate::api::{Handled, RequestContext};
 use crate::broker::{now_ms, Topic};
 use crate::group::offsets::CommittedOffset;
-
-/// Kafka's `offset.metadata.max.bytes` default: longer metadata is refused.
-pub(crate) const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+use crate::group::GroupLimits;
 
 /// Whether `offset` may be committed for `partition` of `topic` (None: no such topic) in
 /// `group`: OffsetCommit's and TxnOffsetCommit's per-partition checks. Ok: the offset to
 /// store.
 pub(crate) fn check_partition(
+    limits: &GroupLimits,
     topic: Option<&Topic>,
     group: &str,
     partition: i32,
     offset: CommittedOffset,
 ) -> Result<CommittedOffset, ResponseError> {
-    if group.is_empty() {
-        Err(ResponseError::InvalidGroupId)
-    } else if topic.is_none_or(|t| t.partition(partition).is_none()) {
+    limits.check_group_id(group)?;
+    if topic.is_none_or(|t| t.partition(partition).is_none()) {
         Err(ResponseError::UnknownTopicOrPartition)
     } else if offset
         .metadata
         .as_ref()
-        .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+        .is_some_and(|m| m.len() > limits.offset_metadata_max_bytes)
     {
         Err(ResponseError::OffsetMetadataTooLarge)
     } else {
@@ -63,6 +68,7 @@ pub(crate) fn handle(
                 -1
             };
             let outcome = check_partition(
+                ctx.groups.limits(),
                 known.as_deref(),
                 &group_id,
                 p.partition_index,
@@ -81,14 +87,15 @@ pub(crate) fn handle(
     let member_id = request.member_id.to_string();
     let instance = opt_string(&request.group_instance_id);
     let generation = request.generation_id_or_member_epoch;
-    let answer = (!group_id.is_empty()).then(|| {
+    let answer = (!offsets.is_empty()).then(|| {
         ctx.groups
             .commit_offsets(group_id, member_id, instance, generation, offsets)
     });
     deferred(async move {
         let committed = match answer {
             Some(answer) => answer.await,
-            None => Err(ResponseError::InvalidGroupId),
+            // Every partition carries its own error already.
+            None => Ok(()),
         };
         let mut response = OffsetCommitResponse::default();
         response.topics = outcomes

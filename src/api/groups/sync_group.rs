@@ -1,5 +1,7 @@
 //! SyncGroup (v0-v5): the leader's assignment is relayed to every member;
-//! members that sync before the leader wait for it.
+//! members that sync before the leader wait for it. An assignment that would take the
+//! group past `group.max.bytes` or `group.state.max.bytes` fails the generation:
+//! every waiting member gets GROUP_MAX_SIZE_REACHED and the group rebalances.
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 

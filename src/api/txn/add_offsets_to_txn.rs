@@ -1,8 +1,9 @@
 //! AddOffsetsToTxn (v0-v4): the group's offsets join the producer's transaction, durably,
 //! before TxnOffsetCommit. Errors as AddPartitionsToTxn (PRODUCER_FENCED from v2,
-//! INVALID_PRODUCER_EPOCH before); an empty group id is INVALID_GROUP_ID.
+//! INVALID_PRODUCER_EPOCH before); a group id that is empty or longer than
+//! `id.max.bytes` is INVALID_GROUP_ID; POLICY_VIOLATION beyond
+//! `transaction.state.max.bytes`.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use super::deferred;
@@ -16,13 +17,10 @@ pub(crate) fn handle(
     version: i16,
     ctx: &RequestContext,
 ) -> Handled<AddOffsetsToTxnResponse> {
-    let group = request.group_id.to_string();
-    if group.is_empty() {
-        return Handled::Ready(
-            AddOffsetsToTxnResponse::default()
-                .with_error_code(ResponseError::InvalidGroupId.code()),
-        );
+    if let Err(e) = ctx.groups.limits().check_group_id(&request.group_id) {
+        return Handled::Ready(AddOffsetsToTxnResponse::default().with_error_code(e.code()));
     }
+    let group = request.group_id.to_string();
     let txns = ctx.txns.clone();
     let id = request.transactional_id.to_string();
     let producer_id = *request.producer_id;

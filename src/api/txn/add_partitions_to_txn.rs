@@ -5,7 +5,8 @@
 //! then none is added (the others answer OPERATION_NOT_ATTEMPTED); otherwise every
 //! partition carries the coordinator's answer: INVALID_PRODUCER_ID_MAPPING,
 //! PRODUCER_FENCED (v2+; INVALID_PRODUCER_EPOCH before), CONCURRENT_TRANSACTIONS
-//! (retriable), INVALID_REQUEST for an empty transactional id.
+//! (retriable), INVALID_REQUEST for an empty transactional id, POLICY_VIOLATION when the
+//! partitions would take the coordinator past `transaction.state.max.bytes`.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{

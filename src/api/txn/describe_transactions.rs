@@ -45,8 +45,8 @@ pub(crate) fn handle(
                     state.producer_id = ProducerId(m.producer_id);
                     state.producer_epoch = m.producer_epoch;
                     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                    for (topic, partition) in m.partitions {
-                        by_topic.entry(topic).or_default().push(partition);
+                    for (topic, partition) in &m.partitions {
+                        by_topic.entry(topic.clone()).or_default().push(*partition);
                     }
                     state.topics = by_topic
                         .into_iter()

@@ -44,7 +44,8 @@ pub(crate) fn handle(
         })
         .map(|m| {
             let mut state = TransactionState::default();
-            state.transactional_id = TransactionalId(StrBytes::from_string(m.transactional_id));
+            state.transactional_id =
+                TransactionalId(StrBytes::from_string(m.transactional_id.to_string()));
             state.producer_id = ProducerId(m.producer_id);
             state.transaction_state = StrBytes::from_static_str(m.state.name());
             state

@@ -39,6 +39,7 @@ pub(crate) fn handle(
                 -1
             };
             let outcome = check_partition(
+                ctx.groups.limits(),
                 known.as_deref(),
                 &group,
                 p.partition_index,

@@ -1,7 +1,15 @@
 //! Records of the committed-offsets log. Their framing on disk is the shared
 //! record log's (`crate::broker::record_log`); the payload is the bincode (v1,
 //! default options) encoding of an [`OffsetRecord`].
+//!
+//! Ids are `Arc<str>` and byte fields `Bytes` so that a record, the offsets table and
+//! the coordinator's state share one copy of each; both encode exactly as the
+//! `String` and `Vec<u8>` they replaced (a u64 length, then the bytes), so files
+//! written before decode unchanged (test `shared_fields_encode_as_before`).
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// One committed offset of one partition.
@@ -23,27 +31,27 @@ pub struct CommittedOffset {
 pub enum OffsetRecord {
     /// `group` committed `offset` for `topic`/`partition`.
     Commit {
-        group: String,
+        group: Arc<str>,
         topic: String,
         partition: i32,
         offset: CommittedOffset,
     },
     /// The offset of `topic`/`partition` was deleted (OffsetDelete or expiry).
     Delete {
-        group: String,
+        group: Arc<str>,
         topic: String,
         partition: i32,
     },
     /// Every offset of `group` was deleted (DeleteGroups), pending
     /// transactional ones included.
-    GroupDeleted { group: String },
+    GroupDeleted { group: Arc<str> },
     /// TxnOffsetCommit: `offset` for `topic`/`partition` is *pending* in the
     /// transaction of `producer_id` (at `producer_epoch`). Invisible to
     /// OffsetFetch until a [`OffsetRecord::TxnMarker`] for the same group and
     /// producer commits it; a later `TxnCommit` for the same partition and
     /// producer before the marker replaces it.
     TxnCommit {
-        group: String,
+        group: Arc<str>,
         producer_id: i64,
         producer_epoch: i16,
         topic: String,
@@ -55,7 +63,7 @@ pub enum OffsetRecord {
     /// [`OffsetRecord::Commit`]s were written here), abort drops them. A marker
     /// with nothing pending changes nothing.
     TxnMarker {
-        group: String,
+        group: Arc<str>,
         producer_id: i64,
         commit: bool,
     },
@@ -68,7 +76,7 @@ pub enum OffsetRecord {
     /// `GroupDeleted` removes it too. Added after `TxnMarker` so that files
     /// written before it still decode (bincode numbers variants in order).
     GroupMetadata {
-        group: String,
+        group: Arc<str>,
         metadata: Option<StoredGroup>,
     },
 }
@@ -79,12 +87,12 @@ pub enum OffsetRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredGroup {
     /// `consumer` for consumer groups; `None` for a group that never had members.
-    pub protocol_type: Option<String>,
+    pub protocol_type: Option<Arc<str>>,
     pub generation_id: i32,
     /// The protocol (assignor) chosen for the generation; `None` when Empty.
-    pub protocol_name: Option<String>,
+    pub protocol_name: Option<Arc<str>>,
     /// Member id of the generation's leader; `None` when Empty.
-    pub leader_id: Option<String>,
+    pub leader_id: Option<Arc<str>>,
     /// When the group entered the stored state (Unix ms): offset expiry of an
     /// Empty group counts from here.
     pub state_timestamp_ms: i64,
@@ -94,11 +102,11 @@ pub struct StoredGroup {
 /// One member of a [`StoredGroup`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMember {
-    pub member_id: String,
+    pub member_id: Arc<str>,
     /// `group.instance.id` of a static member.
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
+    pub group_instance_id: Option<Arc<str>>,
+    pub client_id: Arc<str>,
+    pub client_host: Arc<str>,
     /// ms; a loaded member's session runs from the load time.
     pub session_timeout_ms: i32,
     /// ms
@@ -106,9 +114,9 @@ pub struct StoredMember {
     /// (protocol name, subscription metadata) in the member's order of
     /// preference, every protocol it joined with (Kafka keeps only the chosen
     /// one; keeping all lets an unchanged rejoin after a restart need no rebalance).
-    pub protocols: Vec<(String, Vec<u8>)>,
+    pub protocols: Vec<(Arc<str>, Bytes)>,
     /// The assignment the leader gave the member in this generation.
-    pub assignment: Vec<u8>,
+    pub assignment: Bytes,
 }
 
 impl OffsetRecord {
@@ -140,6 +148,135 @@ mod tests {
                 leader_epoch: -1,
                 metadata: Some("meta".into()),
                 commit_timestamp_ms: 1,
+            },
+        }
+    }
+
+    /// The record types as they were before ids became `Arc<str>` and byte fields
+    /// `Bytes` (bincode encodes fields in order and variants by index; names do not
+    /// matter).
+    mod before {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize)]
+        pub enum OffsetRecord {
+            Commit {
+                group: String,
+                topic: String,
+                partition: i32,
+                offset: super::CommittedOffset,
+            },
+            Delete,
+            GroupDeleted,
+            TxnCommit,
+            TxnMarker,
+            GroupMetadata {
+                group: String,
+                metadata: Option<StoredGroup>,
+            },
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub struct StoredGroup {
+            pub protocol_type: Option<String>,
+            pub generation_id: i32,
+            pub protocol_name: Option<String>,
+            pub leader_id: Option<String>,
+            pub state_timestamp_ms: i64,
+            pub members: Vec<StoredMember>,
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub struct StoredMember {
+            pub member_id: String,
+            pub group_instance_id: Option<String>,
+            pub client_id: String,
+            pub client_host: String,
+            pub session_timeout_ms: i32,
+            pub rebalance_timeout_ms: i32,
+            pub protocols: Vec<(String, Vec<u8>)>,
+            pub assignment: Vec<u8>,
+        }
+    }
+
+    #[test]
+    fn shared_fields_encode_as_before() {
+        let old_member = |id: &str| before::StoredMember {
+            member_id: id.into(),
+            group_instance_id: Some("instance".into()),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocols: vec![("range".into(), vec![0, 1, 2]), ("rr".into(), vec![])],
+            assignment: vec![9; 300],
+        };
+        let old = before::OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            metadata: Some(before::StoredGroup {
+                protocol_type: Some("consumer".into()),
+                generation_id: 4,
+                protocol_name: Some("range".into()),
+                leader_id: Some("a".into()),
+                state_timestamp_ms: 77,
+                members: vec![old_member("a"), old_member("b")],
+            }),
+        };
+        let member = |id: &str| StoredMember {
+            member_id: id.into(),
+            group_instance_id: Some("instance".into()),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocols: vec![
+                ("range".into(), Bytes::from_static(&[0, 1, 2])),
+                ("rr".into(), Bytes::new()),
+            ],
+            assignment: Bytes::from(vec![9; 300]),
+        };
+        let new = OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            metadata: Some(StoredGroup {
+                protocol_type: Some("consumer".into()),
+                generation_id: 4,
+                protocol_name: Some("range".into()),
+                leader_id: Some("a".into()),
+                state_timestamp_ms: 77,
+                members: vec![member("a"), member("b")],
+            }),
+        };
+        let old_bytes = bincode::serialize(&old).unwrap();
+        assert_eq!(bincode::serialize(&new).unwrap(), old_bytes);
+        assert_eq!(
+            bincode::deserialize::<OffsetRecord>(&old_bytes).unwrap(),
+            new
+        );
+        let old_commit = before::OffsetRecord::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+            offset: CommittedOffset {
+                offset: 5,
+                leader_epoch: 1,
+                metadata: Some("m".into()),
+                commit_timestamp_ms: 2,
+            },
+        };
+        let old_bytes = bincode::serialize(&old_commit).unwrap();
+        assert_eq!(bincode::serialize(&commit_at(3, 5)).unwrap(), old_bytes);
+    }
+
+    fn commit_at(partition: i32, offset: i64) -> OffsetRecord {
+        OffsetRecord::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition,
+            offset: CommittedOffset {
+                offset,
+                leader_epoch: 1,
+                metadata: Some("m".into()),
+                commit_timestamp_ms: 2,
             },
         }
     }
