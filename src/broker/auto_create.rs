@@ -134,24 +134,27 @@ impl Broker {
             })
             .collect();
         let results = self.create_topics(topics, false, QuotaMode::Strict);
-        let mut created = 0usize;
-        for (name, result) in names.iter().zip(&results) {
-            match result {
-                Ok(_) => created += 1,
-                Err(TopicError::Throttled(_)) => {
-                    debug!(topic = %name, "auto-creation throttled; the client will retry")
-                }
-                Err(e) => warn!(topic = %name, error = %e, "auto-creation failed"),
-            }
+        let created = results.iter().filter(|r| r.is_ok()).count();
+        let throttled = results
+            .iter()
+            .filter(|r| matches!(r, Err(TopicError::Throttled(_))))
+            .count();
+        // One line per batch, however many topics a client named.
+        let failed = names.iter().zip(&results).find_map(|(name, r)| match r {
+            Err(TopicError::Throttled(_)) | Ok(_) => None,
+            Err(e) => Some((name, e)),
+        });
+        if let Some((name, error)) = failed {
+            warn!(failed = names.len() - created - throttled, first = %name, %error,
+                  "auto-creation failed");
+        }
+        if throttled > 0 {
+            debug!(throttled, "auto-creation throttled; clients retry");
         }
         match names.as_slice() {
             [name] if created == 1 => info!(topic = %name, partitions, "auto-created topic"),
-            _ => info!(
-                created,
-                refused = names.len() - created,
-                partitions,
-                "auto-created topics"
-            ),
+            _ if created > 0 => info!(created, partitions, "auto-created topics"),
+            _ => {}
         }
         self.finish_batch(&names, done);
     }
