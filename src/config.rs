@@ -507,6 +507,34 @@ mod tests {
     }
 
     #[test]
+    fn partition_caps_and_mutation_rate_take_kafka_names_and_bounded_defaults() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.max_broker_partitions, 100_000);
+        assert_eq!(c.controller_mutation_rate, 1000.0);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "max.broker.partitions=50\ncontroller.mutation.rate=2.5"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path]).unwrap();
+        assert_eq!(c.max_broker_partitions, 50);
+        assert_eq!(c.controller_mutation_rate, 2.5);
+        for bad in [
+            ["--controller-mutation-rate", "0"],
+            ["--controller-mutation-rate", "inf"],
+            ["--max-broker-partitions", "0"],
+            ["--num-partitions", "10001"],
+        ] {
+            assert!(
+                Config::load_from(["strata", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_file_key_is_an_error() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "no.such.key=1").unwrap();
