@@ -663,22 +663,28 @@ async fn creations_stop_at_what_the_open_file_limit_can_reopen() {
     assert!(partition_dirs(dir.path(), &refused_dir).is_empty());
 }
 
-/// The real figures (release binary: `cargo test --release --test topic_creation --
-/// --ignored --nocapture creation_figures`; `STRATA_BIN=path` measures another build):
-/// an unrelated client's ApiVersions round trips (p50 / p99 / max) idle and while one
-/// request creates 1,000, 2,000 and 3,000 topics, by Metadata auto-creation and by
-/// CreateTopics, and the time each creation took.
+/// The real figures: an unrelated client's ApiVersions round trips (p50 / p99 / max) idle
+/// and while one request creates 1,000, 2,000 and 3,000 topics (`FIGURE_COUNTS=1000,2000`
+/// picks others), by Metadata auto-creation and by CreateTopics, and the time each
+/// creation took. With the release broker:
+///
+/// ```text
+/// cargo build --release --bin strata
+/// STRATA_BIN=$PWD/target/release/strata cargo test --test topic_creation -- \
+///     --ignored --nocapture creation_figures
+/// ```
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn creation_figures() {
-    for &(how, count) in &[
-        ("metadata", 1_000),
-        ("metadata", 2_000),
-        ("metadata", 3_000),
-        ("create_topics", 1_000),
-        ("create_topics", 2_000),
-        ("create_topics", 3_000),
-    ] {
+    let counts: Vec<usize> = std::env::var("FIGURE_COUNTS")
+        .unwrap_or_else(|_| "1000,2000,3000".to_owned())
+        .split(',')
+        .map(|c| c.trim().parse().expect("FIGURE_COUNTS: numbers"))
+        .collect();
+    let runs = ["metadata", "create_topics"]
+        .into_iter()
+        .flat_map(|how| counts.iter().map(move |&count| (how, count)));
+    for (how, count) in runs {
         let dir = tempfile::tempdir().unwrap();
         let broker = BrokerProcess::spawn(dir.path());
         let idle = LivenessProbe::start(broker.addr()).await;
