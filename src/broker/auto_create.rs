@@ -134,14 +134,18 @@ impl Broker {
             })
             .collect();
         let results = self.create_topics(topics, false, QuotaMode::Strict);
-        let created = results.iter().filter(|r| r.is_ok()).count();
+        // A topic created meanwhile by a CreateTopics queued before this batch is there.
+        let created = results
+            .iter()
+            .filter(|r| matches!(r, Ok(_) | Err(TopicError::AlreadyExists(_))))
+            .count();
         let throttled = results
             .iter()
             .filter(|r| matches!(r, Err(TopicError::Throttled(_))))
             .count();
         // One line per batch, however many topics a client named.
         let failed = names.iter().zip(&results).find_map(|(name, r)| match r {
-            Err(TopicError::Throttled(_)) | Ok(_) => None,
+            Err(TopicError::Throttled(_) | TopicError::AlreadyExists(_)) | Ok(_) => None,
             Err(e) => Some((name, e)),
         });
         if let Some((name, error)) = failed {
