@@ -134,14 +134,15 @@ impl Broker {
             })
             .collect();
         let results = self.create_topics(topics, false, QuotaMode::Strict);
-        // A topic created meanwhile by a CreateTopics queued before this batch is there.
-        let created = results
-            .iter()
-            .filter(|r| matches!(r, Ok(_) | Err(TopicError::AlreadyExists(_))))
-            .count();
+        let created = results.iter().filter(|r| r.is_ok()).count();
         let throttled = results
             .iter()
             .filter(|r| matches!(r, Err(TopicError::Throttled(_))))
+            .count();
+        // Created meanwhile by a CreateTopics queued before this batch: there, not failed.
+        let existing = results
+            .iter()
+            .filter(|r| matches!(r, Err(TopicError::AlreadyExists(_))))
             .count();
         // One line per batch, however many topics a client named.
         let failed = names.iter().zip(&results).find_map(|(name, r)| match r {
@@ -149,7 +150,7 @@ impl Broker {
             Err(e) => Some((name, e)),
         });
         if let Some((name, error)) = failed {
-            warn!(failed = names.len() - created - throttled, first = %name, %error,
+            warn!(failed = names.len() - created - throttled - existing, first = %name, %error,
                   "auto-creation failed");
         }
         if throttled > 0 {
