@@ -576,3 +576,84 @@ fn discard_logs(logs: &[Arc<Log>]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::describe_configs::fixture::TestBroker;
+
+    fn new_topics(prefix: &str, count: usize, partitions: i32) -> Vec<NewTopic> {
+        (0..count)
+            .map(|i| NewTopic {
+                name: format!("{prefix}{i}"),
+                partitions,
+                configs: BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    /// A request writes the metadata document once, however many topics it creates,
+    /// grows or deletes (the cost of a request is linear in what it names).
+    #[test]
+    fn one_metadata_write_per_request() {
+        let t = TestBroker::open();
+        let before = t.broker.store.saves();
+        let created = t
+            .broker
+            .run_admin(|b| b.create_topics(new_topics("t", 50, 2), false, QuotaMode::Exempt))
+            .unwrap();
+        assert!(created.iter().all(|r| matches!(r, Ok(Some(_)))));
+        assert_eq!(t.broker.store.saves(), before + 1);
+        assert_eq!(t.broker.partition_count(), 100);
+        let grow = (0..50).map(|i| (format!("t{i}"), 3)).collect();
+        let grown = t
+            .broker
+            .run_admin(|b| b.add_partitions(grow, false, QuotaMode::Exempt))
+            .unwrap();
+        assert!(grown.iter().all(Result::is_ok));
+        assert_eq!(t.broker.store.saves(), before + 2);
+        assert_eq!(t.broker.partition_count(), 150);
+        let doomed = (0..50).map(|i| format!("t{i}")).collect();
+        let deleted = t
+            .broker
+            .run_admin(|b| b.delete_topics(doomed, QuotaMode::Exempt))
+            .unwrap();
+        assert!(deleted.iter().all(Result::is_ok));
+        assert_eq!(t.broker.store.saves(), before + 3);
+        assert_eq!(t.broker.partition_count(), 0);
+        // Nothing valid to do: nothing written.
+        let none = t
+            .broker
+            .run_admin(|b| b.create_topics(new_topics("bad name ", 3, 1), false, QuotaMode::Exempt))
+            .unwrap();
+        assert!(none.iter().all(Result::is_err));
+        assert_eq!(t.broker.store.saves(), before + 3);
+    }
+
+    /// Names colliding with each other inside one request, or with an existing topic, are
+    /// refused like Kafka's (`.` and `_` are the same in metric names); the first wins.
+    #[test]
+    fn collisions_within_a_request_and_with_existing_topics() {
+        let t = TestBroker::open();
+        t.broker.create_topic("a.b", 1, BTreeMap::new()).unwrap();
+        let topics = ["a_b", "c.d", "c_d", "c.d"]
+            .iter()
+            .map(|name| NewTopic {
+                name: (*name).to_owned(),
+                partitions: 1,
+                configs: BTreeMap::new(),
+            })
+            .collect();
+        let results = t
+            .broker
+            .run_admin(|b| b.create_topics(topics, false, QuotaMode::Exempt))
+            .unwrap();
+        let codes: Vec<i16> = results
+            .iter()
+            .map(|r| r.as_ref().map_or_else(TopicError::error_code, |_| 0))
+            .collect();
+        assert_eq!(codes, vec![17, 0, 17, 36]);
+        assert!(t.broker.topic("c.d").is_some());
+        assert!(t.broker.topic("c_d").is_none());
+    }
+}

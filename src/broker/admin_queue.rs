@@ -102,3 +102,35 @@ fn run(broker: &Weak<Broker>, jobs: &mpsc::Receiver<AdminJob>) {
 fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crate::api::describe_configs::fixture::TestBroker;
+
+    /// Jobs run one at a time in submission order; a job that panics does not stop the
+    /// ones after it; stopping finishes the jobs already queued.
+    #[test]
+    fn jobs_run_in_order_survive_a_panic_and_finish_before_stop() {
+        let t = TestBroker::open();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut answers = Vec::new();
+        for i in 0..20 {
+            let seen = seen.clone();
+            answers.push(t.broker.submit_admin(move |_| {
+                assert!(i != 7, "job 7 panics");
+                seen.lock().unwrap().push(i);
+                i
+            }));
+        }
+        t.broker.admin_queue.stop();
+        let got: Vec<i32> = answers
+            .into_iter()
+            .filter_map(|a| a.blocking_recv().ok())
+            .collect();
+        let want: Vec<i32> = (0..20).filter(|i| *i != 7).collect();
+        assert_eq!(got, want);
+        assert_eq!(*seen.lock().unwrap(), want);
+    }
+}
