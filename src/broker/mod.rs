@@ -130,20 +130,28 @@ pub enum TopicError {
 impl TopicError {
     /// The Kafka error code for this failure.
     pub fn error_code(&self) -> i16 {
-        match self {
-            TopicError::InvalidName(e) => e.error_code(),
-            TopicError::Collides { .. } => 17, // INVALID_TOPIC_EXCEPTION
-            TopicError::AlreadyExists(_) => 36, // TOPIC_ALREADY_EXISTS
-            TopicError::Unknown(_) => 3,       // UNKNOWN_TOPIC_OR_PARTITION
-            TopicError::InvalidPartitions(_) | TopicError::TopicPartitionCap { .. } => 37, // INVALID_PARTITIONS
-            TopicError::InvalidConfig { code, .. } => *code,
-            TopicError::RequestTooLarge(_) | TopicError::BrokerPartitionCap { .. } => 44, // POLICY_VIOLATION
-            TopicError::Throttled(_) => 89, // THROTTLING_QUOTA_EXCEEDED
-            TopicError::Storage(_) | TopicError::Aborted(_) | TopicError::StaleDir { .. } => 56, // KAFKA_STORAGE_ERROR
+        use kafka_protocol::error::ResponseError as Code;
+        let code = match self {
+            TopicError::InvalidName(e) => return e.error_code(),
+            TopicError::InvalidConfig { code, .. } => return *code,
+            TopicError::Collides { .. } => Code::InvalidTopicException,
+            TopicError::AlreadyExists(_) => Code::TopicAlreadyExists,
+            TopicError::Unknown(_) => Code::UnknownTopicOrPartition,
+            TopicError::InvalidPartitions(_) | TopicError::TopicPartitionCap { .. } => {
+                Code::InvalidPartitions
+            }
+            TopicError::RequestTooLarge(_) | TopicError::BrokerPartitionCap { .. } => {
+                Code::PolicyViolation
+            }
+            TopicError::Throttled(_) => Code::ThrottlingQuotaExceeded,
+            TopicError::Storage(_) | TopicError::Aborted(_) | TopicError::StaleDir { .. } => {
+                Code::KafkaStorageError
+            }
             TopicError::Metadata(_) | TopicError::Unpersisted(_) | TopicError::AdminUnavailable => {
-                -1
-            } // UNKNOWN_SERVER_ERROR
-        }
+                Code::UnknownServerError
+            }
+        };
+        code.code()
     }
 }
 
@@ -219,9 +227,7 @@ struct TopicTable {
 impl TopicTable {
     /// Adds `topic`, or replaces the topic of the same name.
     fn insert(&mut self, topic: Arc<Topic>) {
-        if let Some(old) = self.remove(&topic.name) {
-            drop(old);
-        }
+        self.remove(&topic.name);
         self.partitions += topic.partitions.len() as u64;
         self.by_id.insert(topic.id, topic.name.clone());
         self.by_collision_key.insert(
