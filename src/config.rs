@@ -71,11 +71,26 @@ pub struct Config {
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Partition count of auto-created topics and of CreateTopics without a count.
-    /// Kafka: num.partitions.
+    /// Partition count of auto-created topics and of CreateTopics without a count, at
+    /// most 10000 (the partitions one topic may have). Kafka: num.partitions.
     #[arg(long, env = "STRATA_NUM_PARTITIONS", default_value_t = 1,
-          value_parser = clap::value_parser!(i32).range(1..=100_000))]
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub num_partitions: i32,
+
+    /// Most partitions this broker holds; a creation beyond it is refused with
+    /// POLICY_VIOLATION. The open-file limit may allow fewer (each partition holds a file
+    /// descriptor). Kafka: max.broker.partitions (KIP-578; Kafka's default is unbounded).
+    #[arg(long, env = "STRATA_MAX_BROKER_PARTITIONS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub max_broker_partitions: u32,
+
+    /// Partitions per second that topic creations, partition creations and topic
+    /// deletions may add or remove (a token bucket holding 11 seconds' worth), shared by
+    /// every client. Kafka: the `controller_mutation_rate` client quota (KIP-599), which
+    /// Kafka leaves unbounded by default.
+    #[arg(long, env = "STRATA_CONTROLLER_MUTATION_RATE", default_value_t = 1000.0,
+          value_parser = positive_rate)]
+    pub controller_mutation_rate: f64,
 
     /// Create unknown topics on Metadata/Produce requests. Kafka: auto.create.topics.enable.
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true,
@@ -287,6 +302,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("log.dirs", "data_dir"),
     ("log.dir", "data_dir"),
     ("num.partitions", "num_partitions"),
+    ("max.broker.partitions", "max_broker_partitions"),
+    ("controller.mutation.rate", "controller_mutation_rate"),
     ("auto.create.topics.enable", "auto_create_topics"),
     ("log.retention.ms", "default_retention_ms"),
     ("log.retention.bytes", "default_retention_bytes"),
@@ -377,6 +394,14 @@ impl Config {
         config.listen = listen;
         config.data_dir = data_dir.into();
         config
+    }
+}
+
+/// A rate that is a positive, finite number.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive number")),
     }
 }
 
@@ -558,6 +583,34 @@ mod tests {
         // The group record must fit the offsets log.
         assert!(Config::load_from(["strata", "--group-max-bytes", "16777216"]).is_err());
         assert!(Config::load_from(["strata", "--id-max-bytes", "10"]).is_err());
+    }
+
+    #[test]
+    fn partition_caps_and_mutation_rate_take_kafka_names_and_bounded_defaults() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.max_broker_partitions, 100_000);
+        assert_eq!(c.controller_mutation_rate, 1000.0);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "max.broker.partitions=50\ncontroller.mutation.rate=2.5"
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path]).unwrap();
+        assert_eq!(c.max_broker_partitions, 50);
+        assert_eq!(c.controller_mutation_rate, 2.5);
+        for bad in [
+            ["--controller-mutation-rate", "0"],
+            ["--controller-mutation-rate", "inf"],
+            ["--max-broker-partitions", "0"],
+            ["--num-partitions", "10001"],
+        ] {
+            assert!(
+                Config::load_from(["strata", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

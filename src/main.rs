@@ -14,6 +14,20 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Each partition holds a file descriptor: use all the descriptors the hard limit
+    // allows (the broker then refuses creations it could not reopen, see
+    // `broker::partition_limits`).
+    match strata::broker::partition_limits::raise_open_file_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                ?before,
+                ?after,
+                "raised the soft open-file limit to the hard limit"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the soft open-file limit"),
+    }
     let config = match Config::load() {
         Ok(config) => config,
         Err(ConfigError::Invalid(e)) => e.exit(),

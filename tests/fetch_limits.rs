@@ -93,11 +93,7 @@ async fn only_the_first_batch_of_the_first_partition_may_exceed_a_fetch_limit() 
     let broker = TestBroker::start_with(|c| c.num_partitions = 3).await;
     let mut client = RawClient::connect(broker.addr()).await;
     // Auto-creates the topic (3 partitions), then one batch in each partition.
-    broker
-        .running()
-        .broker()
-        .topic_or_auto_create(TOPIC)
-        .expect("topic created");
+    client.auto_create(TOPIC).await;
     produce_one_batch_each(&mut client, &[0, 1, 2]).await;
 
     // Response limit smaller than one batch: partition 0's batch is returned (the

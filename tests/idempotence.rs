@@ -122,6 +122,7 @@ async fn raw_retry_is_answered_with_the_original_offset_and_bad_sequences_are_re
 
     // Another producer's record first, so the idempotent batch does not start at 0.
     let other = init_producer_id(&mut client, 4, None).await;
+    client.auto_create("idem").await;
     let ts = 1_700_000_000_000;
     assert_eq!(
         produce(
@@ -185,6 +186,7 @@ async fn retry_after_graceful_restart_is_still_a_duplicate() {
     let init = init_producer_id(&mut client, 4, None).await;
     let pid = *init.producer_id;
     let batch = producer_batch(5, pid, 0, 0, 1_700_000_000_000);
+    client.auto_create("graceful").await;
     assert_eq!(
         produce(&mut client, "graceful", batch.clone()).await,
         (NONE, 0)
@@ -212,6 +214,7 @@ async fn retry_after_sigkill_is_still_a_duplicate() {
     let init = init_producer_id(&mut client, 4, None).await;
     let pid = *init.producer_id;
     let ts = 1_700_000_000_000;
+    client.auto_create("killed").await;
     // Several batches, so the retried one is not the producer's only batch.
     let mut last = Vec::new();
     for i in 0..4 {
@@ -493,6 +496,7 @@ async fn idle_producers_expire_after_producer_id_expiration_ms() {
     let now = strata::broker::now_ms();
     let fresh = producer_batch(1, pid + 1, 0, 0, now);
     let old = producer_batch(2, pid, 0, 0, now - 3_600_000);
+    client.auto_create("expiry").await;
     assert_eq!(produce(&mut client, "expiry", old.clone()).await, (NONE, 0));
     assert_eq!(produce(&mut client, "expiry", fresh).await, (NONE, 2));
     let log = broker

@@ -332,6 +332,10 @@ async fn produce_raw(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_batches_get_per_partition_errors_and_good_ones_land() {
     let broker = TestBroker::start().await;
+    common::raw::RawClient::connect(broker.addr())
+        .await
+        .auto_create("raw")
+        .await;
     let mut stream = TcpStream::connect(broker.addr()).await.unwrap();
     assert_eq!(
         produce_raw(&mut stream, 1, "raw", one_batch(&["a", "b"]).freeze()).await,
@@ -382,6 +386,10 @@ async fn a_client_that_never_reads_cannot_stall_the_broker() {
     use kafka_protocol::messages::FetchRequest;
 
     let broker = TestBroker::start().await;
+    RawClient::connect(broker.addr())
+        .await
+        .auto_create("big")
+        .await;
     let mut stream = TcpStream::connect(broker.addr()).await.unwrap();
     let big = "x".repeat(60 * 1024);
     let values: Vec<&str> = (0..15).map(|_| big.as_str()).collect();

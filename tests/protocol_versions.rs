@@ -246,6 +246,7 @@ async fn long_poll_is_woken_by_an_append_and_keeps_response_order() {
     let broker = TestBroker::start().await;
     let mut consumer = RawClient::connect(broker.addr()).await;
     let mut producer = RawClient::connect(broker.addr()).await;
+    producer.auto_create(TOPIC).await;
     let first: ProduceResponse = producer
         .call(ApiKey::Produce, 9, &produce_request("a"))
         .await;

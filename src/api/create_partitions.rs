@@ -1,41 +1,126 @@
 //! CreatePartitions (v0–v3): grows a topic to `count` partitions. Partitions can only be
 //! added (INVALID_PARTITIONS otherwise); `validate_only` checks without changing anything.
 //! Manual assignments must put each new partition's single replica on this node.
+//!
+//! The request runs on the admin thread and is answered when it is done, with one metadata
+//! write for all its topics. A request adding more than 10,000 partitions in all is
+//! refused with POLICY_VIOLATION for every topic, as Kafka's controller does, before
+//! anything is allocated; a topic may not grow beyond 10,000 partitions
+//! (INVALID_PARTITIONS) nor the broker beyond its partition cap (POLICY_VIOLATION). From
+//! v3 the controller mutation quota refuses a topic with THROTTLING_QUOTA_EXCEEDED;
+//! older versions are served and their answer is delayed by the throttle time.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
-use crate::broker::Broker;
+use super::Handled;
+use crate::broker::mutation_quota::{throttle_ms, QuotaMode};
+use crate::broker::{Broker, TopicError};
 
+/// The first version held strictly to the mutation quota (Kafka's `strictSinceVersion`).
+const STRICT_QUOTA_SINCE: i16 = 3;
+
+/// Queues the request on the admin thread; the answer comes when it is done (for versions
+/// before v3, after the throttle time too).
 pub(crate) fn handle(
     request: CreatePartitionsRequest,
-    _version: i16,
+    version: i16,
     broker: &Broker,
+) -> Handled<CreatePartitionsResponse> {
+    let names: Vec<TopicName> = request.topics.iter().map(|t| t.name.clone()).collect();
+    let quota = quota_mode(version);
+    let answer = broker.submit_admin(move |broker| respond(request, broker, quota));
+    Handled::Deferred(Box::pin(async move {
+        let Ok(response) = answer.await else {
+            let error = TopicError::AdminUnavailable;
+            let results = names
+                .into_iter()
+                .map(|name| {
+                    CreatePartitionsTopicResult::default()
+                        .with_name(name)
+                        .with_error_code(error.error_code())
+                        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                })
+                .collect();
+            return CreatePartitionsResponse::default().with_results(results);
+        };
+        if quota == QuotaMode::Permissive && response.throttle_time_ms > 0 {
+            let throttle = u64::try_from(response.throttle_time_ms).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(throttle)).await;
+        }
+        response
+    }))
+}
+
+fn quota_mode(version: i16) -> QuotaMode {
+    if version >= STRICT_QUOTA_SINCE {
+        QuotaMode::Strict
+    } else {
+        QuotaMode::Permissive
+    }
+}
+
+/// The whole request; runs on the admin thread.
+pub(crate) fn respond(
+    request: CreatePartitionsRequest,
+    broker: &Broker,
+    quota: QuotaMode,
 ) -> CreatePartitionsResponse {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for topic in &request.topics {
         *counts.entry(topic.name.0.as_str()).or_default() += 1;
     }
-    let results = request
+    // Each topic's own checks; the valid ones go to the broker together.
+    let outcomes: Vec<Result<(), (i16, String)>> = request
         .topics
         .iter()
         .map(|topic| {
             let name = topic.name.0.as_str();
-            let outcome = if counts.get(name).copied().unwrap_or(0) > 1 {
-                Err((
+            if counts.get(name).copied().unwrap_or(0) > 1 {
+                return Err((
                     ResponseError::InvalidRequest.code(),
                     format!("Duplicate topic in request: {name}"),
-                ))
-            } else {
-                grow(broker, topic, request.validate_only)
-            };
-            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+                ));
+            }
+            check(broker, topic)
+        })
+        .collect();
+    let wanted: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(topic, _)| (topic.name.0.as_str().to_owned(), topic.count))
+        .collect();
+    let mut grown = broker
+        .add_partitions(wanted, request.validate_only, quota)
+        .into_iter();
+    let results = request
+        .topics
+        .into_iter()
+        .zip(outcomes)
+        .map(|(topic, outcome)| {
+            let outcome = outcome.and_then(|()| match grown.next() {
+                Some(Ok(grown)) => {
+                    if !request.validate_only {
+                        info!(topic = %grown.name, to = grown.partitions.len(), "added partitions");
+                    }
+                    Ok(())
+                }
+                Some(Err(e)) => Err((e.error_code(), e.to_string())),
+                None => {
+                    let e = TopicError::AdminUnavailable;
+                    Err((e.error_code(), e.to_string()))
+                }
+            });
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name);
             match outcome {
                 Ok(()) => result,
                 Err((code, message)) => result
@@ -44,14 +129,14 @@ pub(crate) fn handle(
             }
         })
         .collect();
-    CreatePartitionsResponse::default().with_results(results)
+    CreatePartitionsResponse::default()
+        .with_throttle_time_ms(throttle_ms(broker.mutation_throttle_time()))
+        .with_results(results)
 }
 
-fn grow(
-    broker: &Broker,
-    topic: &CreatePartitionsTopic,
-    validate_only: bool,
-) -> Result<(), (i16, String)> {
+/// The request's own checks for one topic: it exists, and manual assignments (if any)
+/// match the increase and put every replica on this node.
+fn check(broker: &Broker, topic: &CreatePartitionsTopic) -> Result<(), (i16, String)> {
     let name = topic.name.0.as_str();
     let current = broker
         .topic(name)
@@ -93,17 +178,6 @@ fn grow(
             ));
         }
     }
-    broker
-        .add_partitions(name, topic.count, validate_only)
-        .map_err(|e| (e.error_code(), e.to_string()))?;
-    if !validate_only {
-        info!(
-            topic = name,
-            from = current,
-            to = topic.count,
-            "added partitions"
-        );
-    }
     Ok(())
 }
 
@@ -112,7 +186,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
-    use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::messages::BrokerId;
 
     use super::*;
     use crate::api::describe_configs::fixture::{round_trip, TestBroker};
@@ -132,7 +206,11 @@ mod tests {
         let request = CreatePartitionsRequest::default()
             .with_topics(topics)
             .with_validate_only(validate_only);
-        let response = round_trip(&handle(request, version, broker), version);
+        let quota = quota_mode(version);
+        let response = broker
+            .run_admin(move |broker| respond(request, broker, quota))
+            .unwrap();
+        let response = round_trip(&response, version);
         response.results.iter().map(|r| r.error_code).collect()
     }
 

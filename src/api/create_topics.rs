@@ -2,76 +2,189 @@
 //! partition count for `num_partitions = -1`, one replica per partition (this is one
 //! node), and from v5 the resulting configs, partition count and replication factor.
 //!
-//! Checks run in Kafka's order, and each topic gets its own error: name
-//! (INVALID_TOPIC_EXCEPTION), duplicates in the request (INVALID_REQUEST), existence
-//! (TOPIC_ALREADY_EXISTS), partitions (INVALID_PARTITIONS), replication
-//! (INVALID_REPLICATION_FACTOR / INVALID_REPLICA_ASSIGNMENT), configs (INVALID_CONFIG).
+//! The request runs on the admin thread (see `broker::admin_queue`) and is answered when
+//! it is done; every topic it creates is persisted by one metadata write.
+//!
+//! Checks run in Kafka's order: the partitions the whole request asks for (more than
+//! 10,000: POLICY_VIOLATION for every topic, before anything is allocated), then for each
+//! topic its name (INVALID_TOPIC_EXCEPTION), duplicates in the request (INVALID_REQUEST),
+//! existence (TOPIC_ALREADY_EXISTS), partitions (INVALID_PARTITIONS, also beyond 10,000 per
+//! topic), replication (INVALID_REPLICATION_FACTOR / INVALID_REPLICA_ASSIGNMENT), configs
+//! (INVALID_CONFIG), the broker's partition cap (POLICY_VIOLATION) and the controller
+//! mutation quota (KIP-599): from v6 a topic beyond it is refused with
+//! THROTTLING_QUOTA_EXCEEDED; older versions are created and their answer is delayed by
+//! the throttle time instead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 use uuid::Uuid;
 
 use super::describe_configs::topic_defaults;
+use super::Handled;
+use crate::broker::mutation_quota::{throttle_ms, QuotaMode};
+use crate::broker::partition_limits::MAX_PARTITIONS_PER_REQUEST;
 use crate::broker::topic_config::{ConfigError, TopicConfig};
 use crate::broker::topic_name::validate_topic_name;
-use crate::broker::Broker;
+use crate::broker::{Broker, NewTopic, TopicError, TOO_MANY_PARTITIONS_PER_REQUEST};
 
 /// A topic's failure: Kafka error code and message.
 type Failure = (i16, String);
 
 /// What a valid request for one topic resolves to.
-struct NewTopic {
+struct Resolved {
     partitions: i32,
     config: TopicConfig,
 }
 
+/// The first version held strictly to the mutation quota (Kafka's `strictSinceVersion`).
+const STRICT_QUOTA_SINCE: i16 = 6;
+
+/// Queues the request on the admin thread; the answer comes when it is done (for versions
+/// before v6, after the throttle time too).
 pub(crate) fn handle(
     request: CreateTopicsRequest,
     version: i16,
     broker: &Broker,
+) -> Handled<CreateTopicsResponse> {
+    let names: Vec<TopicName> = request.topics.iter().map(|t| t.name.clone()).collect();
+    let quota = if version >= STRICT_QUOTA_SINCE {
+        QuotaMode::Strict
+    } else {
+        QuotaMode::Permissive
+    };
+    let answer = broker.submit_admin(move |broker| respond(request, version, broker, quota));
+    Handled::Deferred(Box::pin(async move {
+        let Ok(response) = answer.await else {
+            return failed(names, &TopicError::AdminUnavailable);
+        };
+        if quota == QuotaMode::Permissive && response.throttle_time_ms > 0 {
+            let throttle = u64::try_from(response.throttle_time_ms).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(throttle)).await;
+        }
+        response
+    }))
+}
+
+/// Every topic of the request failed with `error`.
+fn failed(names: Vec<TopicName>, error: &TopicError) -> CreateTopicsResponse {
+    let message = error.to_string();
+    CreateTopicsResponse::default().with_topics(
+        names
+            .into_iter()
+            .map(|name| {
+                CreatableTopicResult::default()
+                    .with_name(name)
+                    .with_error_code(error.error_code())
+                    .with_error_message(Some(StrBytes::from_string(message.clone())))
+            })
+            .collect(),
+    )
+}
+
+/// The whole request; runs on the admin thread.
+pub(crate) fn respond(
+    request: CreateTopicsRequest,
+    version: i16,
+    broker: &Broker,
+    quota: QuotaMode,
 ) -> CreateTopicsResponse {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for topic in &request.topics {
-        *counts.entry(topic.name.0.as_str().to_owned()).or_default() += 1;
+    let default_partitions = u64::try_from(broker.config().num_partitions).unwrap_or(0);
+    let requested = request.topics.iter().fold(0u64, |sum, topic| {
+        let partitions = if !topic.assignments.is_empty() {
+            topic.assignments.len() as u64
+        } else if topic.num_partitions == -1 {
+            default_partitions
+        } else {
+            u64::try_from(topic.num_partitions).unwrap_or(0)
+        };
+        sum.saturating_add(partitions)
+    });
+    if requested > MAX_PARTITIONS_PER_REQUEST {
+        let names = request.topics.into_iter().map(|t| t.name).collect();
+        return failed(
+            names,
+            &TopicError::RequestTooLarge(TOO_MANY_PARTITIONS_PER_REQUEST),
+        );
     }
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for topic in &request.topics {
+        *counts.entry(topic.name.0.as_str()).or_default() += 1;
+    }
+    // Each topic's own checks; the valid ones go to the broker together.
+    let mut outcomes: Vec<Result<Resolved, Failure>> = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.as_str();
+        let outcome = if counts.get(name).copied().unwrap_or(0) > 1 {
+            Err((
+                ResponseError::InvalidRequest.code(),
+                format!("Create topics request contains multiple entries for the topic {name}"),
+            ))
+        } else {
+            resolve(broker, topic)
+        };
+        if let Ok(resolved) = &outcome {
+            wanted.push(NewTopic {
+                name: name.to_owned(),
+                partitions: resolved.partitions,
+                configs: resolved.config.overrides().clone(),
+            });
+        }
+        outcomes.push(outcome);
+    }
+    let mut created = broker
+        .create_topics(wanted, request.validate_only, quota)
+        .into_iter();
     let results = request
         .topics
-        .iter()
-        .map(|topic| {
-            let name = topic.name.0.as_str();
+        .into_iter()
+        .zip(outcomes)
+        .map(|(topic, outcome)| {
             let result = CreatableTopicResult::default().with_name(topic.name.clone());
-            let outcome = if counts.get(name).copied().unwrap_or(0) > 1 {
-                Err((
-                    ResponseError::InvalidRequest.code(),
-                    format!("Create topics request contains multiple entries for the topic {name}"),
-                ))
-            } else {
-                create_one(broker, topic, request.validate_only)
-            };
+            let outcome = outcome.and_then(|resolved| {
+                let id = match created.next() {
+                    Some(Ok(Some(created))) => {
+                        info!(topic = %created.name, partitions = resolved.partitions,
+                              id = %created.id, "created topic");
+                        created.id
+                    }
+                    // validate_only: Kafka answers with a nil id.
+                    Some(Ok(None)) => Uuid::nil(),
+                    Some(Err(e)) => return Err((e.error_code(), e.to_string())),
+                    None => {
+                        let e = TopicError::AdminUnavailable;
+                        return Err((e.error_code(), e.to_string()));
+                    }
+                };
+                Ok((id, resolved))
+            });
             match outcome {
-                Ok((id, new_topic)) => success(result, version, id, &new_topic),
+                Ok((id, resolved)) => success(result, version, id, &resolved),
                 Err((code, message)) => result
                     .with_error_code(code)
                     .with_error_message(Some(StrBytes::from_string(message))),
             }
         })
         .collect();
-    CreateTopicsResponse::default().with_topics(results)
+    CreateTopicsResponse::default()
+        .with_throttle_time_ms(throttle_ms(broker.mutation_throttle_time()))
+        .with_topics(results)
 }
 
 fn success(
     result: CreatableTopicResult,
     version: i16,
     id: Uuid,
-    new_topic: &NewTopic,
+    new_topic: &Resolved,
 ) -> CreatableTopicResult {
     let result = result.with_topic_id(id);
     if version < 5 {
@@ -96,13 +209,9 @@ fn success(
         .with_configs(Some(configs))
 }
 
-/// Validates, then (unless `validate_only`) creates one topic. Returns the topic id
-/// (nil for `validate_only`, as Kafka does) and what was created.
-fn create_one(
-    broker: &Broker,
-    topic: &CreatableTopic,
-    validate_only: bool,
-) -> Result<(Uuid, NewTopic), Failure> {
+/// The request's own checks for one topic, before the broker's: name, existence,
+/// partitions and replication, configs.
+fn resolve(broker: &Broker, topic: &CreatableTopic) -> Result<Resolved, Failure> {
     let name = topic.name.0.as_str();
     validate_topic_name(name).map_err(|e| (e.error_code(), e.to_string()))?;
     if broker.topic(name).is_some() {
@@ -113,20 +222,7 @@ fn create_one(
     }
     let partitions = resolve_partitions(broker, topic)?;
     let config = resolve_configs(broker, topic)?;
-    let overrides = config.overrides().clone();
-    let new_topic = NewTopic { partitions, config };
-    let failure = |e: crate::broker::TopicError| (e.error_code(), e.to_string());
-    if validate_only {
-        broker
-            .validate_new_topic(name, partitions, &overrides)
-            .map_err(failure)?;
-        return Ok((Uuid::nil(), new_topic));
-    }
-    let created = broker
-        .create_topic(name, partitions, overrides)
-        .map_err(failure)?;
-    info!(topic = name, partitions, id = %created.id, "created topic");
-    Ok((created.id, new_topic))
+    Ok(Resolved { partitions, config })
 }
 
 /// The partition count, from `num_partitions` or from manual replica assignments.
@@ -219,7 +315,7 @@ mod tests {
     use kafka_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopicConfig,
     };
-    use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::messages::BrokerId;
 
     use super::*;
     use crate::api::describe_configs::fixture::{round_trip, TestBroker};
@@ -256,7 +352,15 @@ mod tests {
             .with_topics(topics)
             .with_validate_only(validate_only)
             .with_timeout_ms(1000);
-        round_trip(&handle(request, version, broker), version)
+        let quota = if version >= STRICT_QUOTA_SINCE {
+            QuotaMode::Strict
+        } else {
+            QuotaMode::Permissive
+        };
+        let response = broker
+            .run_admin(move |broker| respond(request, version, broker, quota))
+            .unwrap();
+        round_trip(&response, version)
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! DeleteTopics (v1–v6): by name, and from v6 by topic id. The removal is durable before
-//! the partition files are deleted (see `Broker::delete_topic`). The groups' offsets of a
-//! deleted topic are then removed (see `GroupService::delete_topic_offsets`).
+//! DeleteTopics (v1–v6): by name, and from v6 by topic id. The request runs on the admin
+//! thread: the removal of every topic it names is made durable by one metadata write
+//! before their partition files are deleted (see `Broker::delete_topics`). The groups'
+//! offsets of a deleted topic are then removed (see `GroupService::delete_topic_offsets`).
+//! A deletion counts its partitions against the controller mutation quota (KIP-599): from
+//! v5 a topic beyond it is refused with THROTTLING_QUOTA_EXCEEDED; older versions are
+//! served and their answer is delayed by the throttle time.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -12,13 +17,78 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::Handled;
-use crate::broker::Broker;
+use crate::broker::mutation_quota::{throttle_ms, QuotaMode};
+use crate::broker::{Broker, TopicError};
 use crate::group::GroupService;
 
+/// The first version held strictly to the mutation quota (Kafka's `strictSinceVersion`).
+const STRICT_QUOTA_SINCE: i16 = 5;
+
+/// Queues the request on the admin thread; the answer comes when it is done and the
+/// deleted topics' group offsets are removed (for versions before v5, after the throttle
+/// time too).
 pub(crate) fn handle(
     request: DeleteTopicsRequest,
     version: i16,
     broker: &Broker,
+    groups: &GroupService,
+) -> Handled<DeleteTopicsResponse> {
+    let quota = quota_mode(version);
+    let asked: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        let topics = request.topics.iter();
+        topics.map(|t| (t.name.clone(), t.topic_id)).collect()
+    } else {
+        let names = request.topic_names.iter();
+        names
+            .map(|name| (Some(name.clone()), Uuid::nil()))
+            .collect()
+    };
+    let answer = broker.submit_admin(move |broker| respond(request, version, broker, quota));
+    let groups = groups.clone();
+    Handled::Deferred(Box::pin(async move {
+        let Ok(response) = answer.await else {
+            let error = TopicError::AdminUnavailable;
+            let responses = asked
+                .into_iter()
+                .map(|(name, id)| {
+                    DeletableTopicResult::default()
+                        .with_name(name)
+                        .with_topic_id(id)
+                        .with_error_code(error.error_code())
+                        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                })
+                .collect();
+            return DeleteTopicsResponse::default().with_responses(responses);
+        };
+        let response = forget_group_offsets(response, &groups).await;
+        if quota == QuotaMode::Permissive && response.throttle_time_ms > 0 {
+            let throttle = u64::try_from(response.throttle_time_ms).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(throttle)).await;
+        }
+        response
+    }))
+}
+
+fn quota_mode(version: i16) -> QuotaMode {
+    if version >= STRICT_QUOTA_SINCE {
+        QuotaMode::Strict
+    } else {
+        QuotaMode::Permissive
+    }
+}
+
+/// One entry of the answer: decided by the request's own checks, or a topic to delete.
+enum Target {
+    Answered(DeletableTopicResult),
+    Delete { name: String, id: Uuid },
+}
+
+/// The whole request; runs on the admin thread.
+pub(crate) fn respond(
+    request: DeleteTopicsRequest,
+    version: i16,
+    broker: &Broker,
+    quota: QuotaMode,
 ) -> DeleteTopicsResponse {
     // v0–v5 name topics in `topic_names`; v6 uses `topics` (name or id).
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
@@ -42,7 +112,7 @@ pub(crate) fn handle(
             .filter_map(|(name, id)| TopicRef::of(name, *id)),
     );
     let mut answered = HashSet::new();
-    let responses = targets
+    let targets: Vec<Target> = targets
         .into_iter()
         .filter_map(|(name, id)| match TopicRef::of(&name, id) {
             Some(r) if repeated.contains(&r) => {
@@ -51,26 +121,56 @@ pub(crate) fn handle(
                     TopicRef::Id(_) => "Duplicate topic id.",
                 };
                 answered.insert(r).then(|| {
-                    DeletableTopicResult::default()
-                        .with_name(name)
-                        .with_topic_id(id)
-                        .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(StrBytes::from_static_str(message)))
+                    Target::Answered(
+                        DeletableTopicResult::default()
+                            .with_name(name)
+                            .with_topic_id(id)
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(StrBytes::from_static_str(message))),
+                    )
                 })
             }
-            _ => Some(delete_one(broker, name, id)),
+            _ => Some(resolve(broker, name, id)),
         })
         .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+    let names = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Delete { name, .. } => Some(name.clone()),
+            Target::Answered(_) => None,
+        })
+        .collect();
+    let mut deleted = broker.delete_topics(names, quota).into_iter();
+    let responses = targets
+        .into_iter()
+        .map(|target| match target {
+            Target::Answered(result) => result,
+            Target::Delete { name, id } => {
+                let outcome = deleted.next().unwrap_or(Err(TopicError::AdminUnavailable));
+                let result = DeletableTopicResult::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name))));
+                match outcome {
+                    Ok(topic) => result.with_topic_id(topic.id),
+                    Err(e) => result
+                        .with_topic_id(id)
+                        .with_error_code(e.error_code())
+                        .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                }
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default()
+        .with_throttle_time_ms(throttle_ms(broker.mutation_throttle_time()))
+        .with_responses(responses)
 }
 
-/// Answers `response` once the group offsets of every topic it reports deleted are
-/// removed. As in Kafka, that cleanup does not change the answer: the topic is gone
+/// Removes the group offsets of every topic `response` reports deleted, then gives the
+/// response back. As in Kafka, that cleanup does not change the answer: the topic is gone
 /// either way, so a failure is logged, not returned.
-pub(crate) fn forget_group_offsets(
+async fn forget_group_offsets(
     response: DeleteTopicsResponse,
     groups: &GroupService,
-) -> Handled<DeleteTopicsResponse> {
+) -> DeleteTopicsResponse {
     let removals: Vec<_> = response
         .responses
         .iter()
@@ -81,17 +181,12 @@ pub(crate) fn forget_group_offsets(
             (topic.clone(), groups.delete_topic_offsets(topic))
         })
         .collect();
-    if removals.is_empty() {
-        return Handled::Ready(response);
-    }
-    Handled::Deferred(Box::pin(async move {
-        for (topic, removal) in removals {
-            if let Err(e) = removal.await {
-                warn!(%topic, error = ?e, "deleted topic: its group offsets were not removed");
-            }
+    for (topic, removal) in removals {
+        if let Err(e) = removal.await {
+            warn!(%topic, error = ?e, "deleted topic: its group offsets were not removed");
         }
-        response
-    }))
+    }
+    response
 }
 
 /// How a request names one topic: by name or by id (both or neither is refused by
@@ -112,53 +207,45 @@ impl TopicRef {
     }
 }
 
-fn delete_one(broker: &Broker, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+/// Resolves a topic named by name or by id to the name to delete, or answers it.
+fn resolve(broker: &Broker, name: Option<TopicName>, id: Uuid) -> Target {
     let fail = |name: Option<TopicName>, id: Uuid, code: i16, message: String| {
-        DeletableTopicResult::default()
-            .with_name(name)
-            .with_topic_id(id)
-            .with_error_code(code)
-            .with_error_message(Some(StrBytes::from_string(message)))
+        Target::Answered(
+            DeletableTopicResult::default()
+                .with_name(name)
+                .with_topic_id(id)
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(message))),
+        )
     };
-    let resolved = match (&name, id.is_nil()) {
-        (Some(_), false) => {
-            return fail(
-                name.clone(),
-                id,
-                ResponseError::InvalidRequest.code(),
-                "You may not specify both topic name and topic id.".to_owned(),
-            )
-        }
-        (Some(name), true) => name.0.as_str().to_owned(),
-        (None, false) => match broker.topic_by_id(id) {
-            Some(topic) => topic.name.clone(),
-            None => {
-                return fail(
-                    None,
-                    id,
-                    ResponseError::UnknownTopicId.code(),
-                    format!("Topic id {id} does not exist."),
-                )
-            }
+    match (&name, id.is_nil()) {
+        (Some(_), false) => fail(
+            name.clone(),
+            id,
+            ResponseError::InvalidRequest.code(),
+            "You may not specify both topic name and topic id.".to_owned(),
+        ),
+        (Some(name), true) => Target::Delete {
+            name: name.0.as_str().to_owned(),
+            id,
         },
-        (None, true) => {
-            return fail(
+        (None, false) => match broker.topic_by_id(id) {
+            Some(topic) => Target::Delete {
+                name: topic.name.clone(),
+                id,
+            },
+            None => fail(
                 None,
                 id,
-                ResponseError::InvalidRequest.code(),
-                "Neither topic name nor id were specified.".to_owned(),
-            )
-        }
-    };
-    match broker.delete_topic(&resolved) {
-        Ok(topic) => DeletableTopicResult::default()
-            .with_name(Some(TopicName(StrBytes::from_string(resolved))))
-            .with_topic_id(topic.id),
-        Err(e) => fail(
-            Some(TopicName(StrBytes::from_string(resolved))),
+                ResponseError::UnknownTopicId.code(),
+                format!("Topic id {id} does not exist."),
+            ),
+        },
+        (None, true) => fail(
+            None,
             id,
-            e.error_code(),
-            e.to_string(),
+            ResponseError::InvalidRequest.code(),
+            "Neither topic name nor id were specified.".to_owned(),
         ),
     }
 }
@@ -171,6 +258,13 @@ mod tests {
 
     use super::*;
     use crate::api::describe_configs::fixture::{round_trip, TestBroker};
+
+    fn run(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+        let quota = quota_mode(version);
+        broker
+            .run_admin(move |broker| respond(request, version, broker, quota))
+            .unwrap()
+    }
 
     fn name(n: &str) -> TopicName {
         TopicName(StrBytes::from_string(n.to_owned()))
@@ -190,7 +284,7 @@ mod tests {
             } else {
                 DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
             };
-            let response = round_trip(&handle(request, version, &t.broker), version);
+            let response = round_trip(&run(&t.broker, request, version), version);
             assert_eq!(response.responses.len(), 1);
             assert_eq!(response.responses[0].error_code, 0, "v{version}");
             assert_eq!(
@@ -214,7 +308,7 @@ mod tests {
             DeleteTopicState::default().with_name(Some(name("never-was"))),
             DeleteTopicState::default(),
         ]);
-        let response = round_trip(&handle(request, 6, &t.broker), 6);
+        let response = round_trip(&run(&t.broker, request, 6), 6);
         let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
         assert_eq!(codes, vec![0, 100, 3, 42]);
         assert_eq!(
@@ -251,7 +345,7 @@ mod tests {
                 DeleteTopicsRequest::default()
                     .with_topic_names(names.iter().map(|n| name(n)).collect())
             };
-            let response = round_trip(&handle(request, version, &t.broker), version);
+            let response = round_trip(&run(&t.broker, request, version), version);
             let answers: Vec<(String, i16)> = response
                 .responses
                 .iter()
@@ -271,7 +365,7 @@ mod tests {
             .unwrap();
         let by_id = || DeleteTopicState::default().with_topic_id(topic.id);
         let request = DeleteTopicsRequest::default().with_topics(vec![by_id(), by_id()]);
-        let response = round_trip(&handle(request, 6, &t.broker), 6);
+        let response = round_trip(&run(&t.broker, request, 6), 6);
         assert_eq!(response.responses.len(), 1);
         assert_eq!(response.responses[0].error_code, 42);
         assert_eq!(response.responses[0].topic_id, topic.id);

@@ -1,7 +1,11 @@
 //! Metadata: this node as the only broker and controller, and topics with their ids and
 //! partitions (this node leads every partition, epoch 0, replicas = isr = [this node]).
 //! Unknown topics are created when both the broker and the request allow it; the response
-//! that creates one answers LEADER_NOT_AVAILABLE for it, as Kafka does.
+//! that creates one answers LEADER_NOT_AVAILABLE for it, as Kafka does. The topics are
+//! created on the admin thread (one batch, see `broker::auto_create`), and that response
+//! is sent once their creation is done, so the client's next request finds them. A topic
+//! the broker cannot queue now (its auto-creation queue or mutation quota is full) is
+//! also answered LEADER_NOT_AVAILABLE, and the client retries.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -9,10 +13,13 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tracing::warn;
+use tokio::sync::watch;
+use tracing::debug;
 use uuid::Uuid;
 
+use super::Handled;
 use crate::api::describe_cluster;
+use crate::broker::auto_create::AutoCreate;
 use crate::broker::{Broker, Topic};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
@@ -26,7 +33,33 @@ const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 const TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
-pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) -> MetadataResponse {
+pub(crate) fn handle(
+    request: MetadataRequest,
+    version: i16,
+    broker: &Broker,
+) -> Handled<MetadataResponse> {
+    let mut creating = Vec::new();
+    let response = describe_topics(request, version, broker, &mut creating);
+    if creating.is_empty() {
+        return Handled::Ready(response);
+    }
+    Handled::Deferred(Box::pin(async move {
+        for mut done in creating {
+            // Err: the batch's sender is gone, so it is over too.
+            let _ = done.wait_for(|done| *done).await;
+        }
+        response
+    }))
+}
+
+/// The response; `creating` gets the done signal of every topic this request is
+/// auto-creating.
+fn describe_topics(
+    request: MetadataRequest,
+    version: i16,
+    broker: &Broker,
+    creating: &mut Vec<watch::Receiver<bool>>,
+) -> MetadataResponse {
     let node = BrokerId(broker.node_id());
     // v0 has no null topic list: an empty list means every topic.
     let requested = match request.topics {
@@ -40,7 +73,7 @@ pub(crate) fn handle(request: MetadataRequest, version: i16, broker: &Broker) ->
         Some(list) => list
             .into_iter()
             .map(|wanted| match wanted.name {
-                Some(name) => lookup_by_name(broker, name, allow_create, node),
+                Some(name) => lookup_by_name(broker, name, allow_create, node, creating),
                 None => match broker.topic_by_id(wanted.topic_id) {
                     Some(topic) => describe(&topic, node),
                     None => error_topic(None, wanted.topic_id, UNKNOWN_TOPIC_ID),
@@ -76,22 +109,28 @@ fn lookup_by_name(
     name: TopicName,
     allow_create: bool,
     node: BrokerId,
+    creating: &mut Vec<watch::Receiver<bool>>,
 ) -> MetadataResponseTopic {
     if let Some(topic) = broker.topic(name.as_str()) {
         return describe(&topic, node);
     }
-    let found = if allow_create {
-        broker.topic_or_auto_create(name.as_str())
-    } else {
-        Ok(None)
-    };
-    match found {
+    if !allow_create {
+        return error_topic(Some(name), Uuid::nil(), UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    match broker.auto_create(name.as_str()) {
+        Ok(AutoCreate::Exists(topic)) => describe(&topic, node),
         // As Kafka does, the response that creates a topic reports it as not yet led;
         // clients refresh their metadata and find it on the next request.
-        Ok(Some(_created)) => error_topic(Some(name), Uuid::nil(), LEADER_NOT_AVAILABLE),
-        Ok(None) => error_topic(Some(name), Uuid::nil(), UNKNOWN_TOPIC_OR_PARTITION),
+        Ok(AutoCreate::Creating(done)) => {
+            creating.push(done);
+            error_topic(Some(name), Uuid::nil(), LEADER_NOT_AVAILABLE)
+        }
+        Ok(AutoCreate::Busy) => error_topic(Some(name), Uuid::nil(), LEADER_NOT_AVAILABLE),
+        Ok(AutoCreate::Disabled) => {
+            error_topic(Some(name), Uuid::nil(), UNKNOWN_TOPIC_OR_PARTITION)
+        }
         Err(e) => {
-            warn!(topic = %name.as_str(), error = %e, "metadata: topic not available");
+            debug!(topic = %name.as_str(), error = %e, "metadata: topic not available");
             error_topic(Some(name), Uuid::nil(), e.error_code())
         }
     }
@@ -137,6 +176,14 @@ mod tests {
     const DESCRIBE: i32 = 8;
     const IDEMPOTENT_WRITE: i32 = 12;
 
+    /// The response of a request that creates nothing.
+    fn ready(handled: Handled<MetadataResponse>) -> MetadataResponse {
+        match handled {
+            Handled::Ready(response) => response,
+            _ => panic!("expected an immediate response"),
+        }
+    }
+
     fn has(bits: i32, op: i32) -> bool {
         bits != i32::MIN && bits & (1 << op) != 0
     }
@@ -160,7 +207,7 @@ mod tests {
             if version <= 10 {
                 request = request.with_include_cluster_authorized_operations(true);
             }
-            let response = round_trip(&handle(request, version, &t.broker), version);
+            let response = round_trip(&ready(handle(request, version, &t.broker)), version);
             let ops = response.topics[0].topic_authorized_operations;
             assert!(
                 has(ops, READ) && has(ops, WRITE) && has(ops, DESCRIBE),
@@ -187,11 +234,11 @@ mod tests {
         t.broker.create_topic("ops", 1, BTreeMap::new()).unwrap();
         for version in [1, 8, 10, 12] {
             let response = round_trip(
-                &handle(
+                &ready(handle(
                     MetadataRequest::default().with_topics(None),
                     version,
                     &t.broker,
-                ),
+                )),
                 version,
             );
             assert_eq!(response.topics.len(), 1);

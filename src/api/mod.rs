@@ -6,9 +6,11 @@
 //! a decoded request (and the broker) to a response.
 //!
 //! Order: `handle_frame` runs synchronously in the connection's read loop, so the
-//! synchronous part of every request (appends, topic creation) happens in arrival order.
-//! Work that must wait (acks=all durability, fetch long-poll) is returned as a deferred
-//! future; the connection writes responses strictly in request order.
+//! synchronous part of every request (appends) happens in arrival order. Work that must
+//! wait (acks=all durability, fetch long-poll) is returned as a deferred future; the
+//! connection writes responses strictly in request order. Topic administration (create,
+//! delete, partitions, auto-creation) is queued, in arrival order, on the broker's admin
+//! thread and answered by a deferred future, so it never blocks the async workers.
 
 pub(crate) mod alter_configs;
 pub(crate) mod api_versions;
@@ -267,11 +269,7 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             api,
             version,
             corr,
-            Handled::Ready(metadata::handle(
-                decode(api, version, body)?,
-                version,
-                &ctx.broker,
-            )),
+            metadata::handle(decode(api, version, body)?, version, &ctx.broker),
         ),
         ApiKey::Produce => respond(
             api,
@@ -299,18 +297,16 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             api,
             version,
             corr,
-            Handled::Ready(create_topics::handle(
-                decode(api, version, body)?,
-                version,
-                &ctx.broker,
-            )),
+            create_topics::handle(decode(api, version, body)?, version, &ctx.broker),
         ),
         ApiKey::DeleteTopics => respond(
             api,
             version,
             corr,
-            delete_topics::forget_group_offsets(
-                delete_topics::handle(decode(api, version, body)?, version, &ctx.broker),
+            delete_topics::handle(
+                decode(api, version, body)?,
+                version,
+                &ctx.broker,
                 &ctx.groups,
             ),
         ),
@@ -348,11 +344,7 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
             api,
             version,
             corr,
-            Handled::Ready(create_partitions::handle(
-                decode(api, version, body)?,
-                version,
-                &ctx.broker,
-            )),
+            create_partitions::handle(decode(api, version, body)?, version, &ctx.broker),
         ),
         ApiKey::IncrementalAlterConfigs => respond(
             api,

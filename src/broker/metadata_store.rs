@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -85,6 +86,8 @@ impl MetadataDocument {
 #[derive(Debug)]
 pub struct MetadataStore {
     dir: PathBuf,
+    /// Documents written since open (each a write, two fsyncs and a rename).
+    saves: AtomicU64,
 }
 
 impl MetadataStore {
@@ -95,7 +98,10 @@ impl MetadataStore {
             path: dir.clone(),
             source,
         })?;
-        Ok(MetadataStore { dir })
+        Ok(MetadataStore {
+            dir,
+            saves: AtomicU64::new(0),
+        })
     }
 
     /// The broker's own directory (`<data_dir>/_strata`), where other broker state (group
@@ -143,7 +149,14 @@ impl MetadataStore {
             ..doc.clone()
         };
         let bytes = bincode::serialize(&doc).map_err(MetadataError::Encode)?;
-        replace_file(&self.dir, FILE_NAME, &with_crc(bytes))
+        replace_file(&self.dir, FILE_NAME, &with_crc(bytes))?;
+        self.saves.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many documents were written since open.
+    pub fn saves(&self) -> u64 {
+        self.saves.load(Ordering::Relaxed)
     }
 }
 

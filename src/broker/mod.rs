@@ -2,16 +2,25 @@
 //! metadata that names them.
 //!
 //! Invariants:
-//! - A topic is visible to requests only after its metadata is durable (create), and its
-//!   files are removed only after its removal is durable (delete). Metadata mutations are
-//!   serialized by one lock; reads take a snapshot (`Arc<Topic>`) and never block on it
-//!   for longer than a map lookup.
+//! - A topic is visible to requests only after its metadata is durable and every one of
+//!   its partitions is open (create), and its files are removed only after its removal is
+//!   durable (delete).
+//! - Which topics and partitions exist changes only on the admin thread
+//!   ([`admin_queue`]), one job at a time; a job writes the metadata document once, for
+//!   every topic it changes. Document writes are serialized by the `admin` lock, which is
+//!   never held while partitions are opened or removed. Reads take a snapshot
+//!   (`Arc<Topic>`) and never wait longer than a map lookup.
 //! - Partition `p` of topic `t` lives in `<data_dir>/t-p/`.
 //! - A `Topic` value is immutable; changing partitions or configs replaces the `Arc`.
+//! - The broker never holds more partitions than its cap ([`partition_limits`]).
 
 mod admin;
+pub(crate) mod admin_queue;
+pub mod auto_create;
 pub mod broker_config;
 pub mod metadata_store;
+pub mod mutation_quota;
+pub mod partition_limits;
 pub mod producer_ids;
 pub mod record_log;
 pub mod retention;
@@ -28,7 +37,11 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::Config;
+pub use admin::NewTopic;
+use admin_queue::AdminQueue;
 use metadata_store::{MetadataDocument, MetadataError, MetadataStore, TopicRecord};
+use mutation_quota::MutationQuota;
+use partition_limits::{BrokerPartitionCap, CapSource};
 
 /// One topic: its name, id, partition logs (index = partition number) and config overrides.
 #[derive(Debug)]
@@ -58,6 +71,13 @@ impl Topic {
     }
 }
 
+/// Kafka's message for a CreateTopics asking for more than
+/// [`partition_limits::MAX_PARTITIONS_PER_REQUEST`] partitions in all.
+pub const TOO_MANY_PARTITIONS_PER_REQUEST: &str =
+    "Excessively large number of partitions per request.";
+/// Kafka's message for any other request that would add more than that many.
+pub const TOO_LARGE_BATCH: &str = "Unable to perform excessively large batch operation.";
+
 /// Why a topic operation failed; each maps to one Kafka error code.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -73,8 +93,26 @@ pub enum TopicError {
     InvalidPartitions(String),
     #[error("{message}")]
     InvalidConfig { code: i16, message: String },
+    /// The request as a whole would add more partitions than one request may.
+    #[error("{0}")]
+    RequestTooLarge(&'static str),
+    #[error(
+        "Topic '{topic}' would have {requested} partitions, more than the {} one topic may have.",
+        partition_limits::MAX_PARTITIONS_PER_TOPIC
+    )]
+    TopicPartitionCap { topic: String, requested: u64 },
+    #[error("{}", broker_cap_message(*.adding, *.held, .cap))]
+    BrokerPartitionCap {
+        adding: u64,
+        held: u64,
+        cap: BrokerPartitionCap,
+    },
+    #[error(transparent)]
+    Throttled(#[from] mutation_quota::QuotaExceeded),
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),
+    #[error("not created: {0}")]
+    Aborted(String),
     #[error("cannot remove stale partition directory {path}: {source}")]
     StaleDir {
         path: PathBuf,
@@ -82,21 +120,58 @@ pub enum TopicError {
     },
     #[error("cannot persist topic metadata: {0}")]
     Metadata(#[from] MetadataError),
+    /// The metadata write of a whole request failed (the message of its error).
+    #[error("cannot persist topic metadata: {0}")]
+    Unpersisted(String),
+    #[error("the broker's admin thread stopped before answering")]
+    AdminUnavailable,
 }
 
 impl TopicError {
     /// The Kafka error code for this failure.
     pub fn error_code(&self) -> i16 {
-        match self {
-            TopicError::InvalidName(e) => e.error_code(),
-            TopicError::Collides { .. } => 17, // INVALID_TOPIC_EXCEPTION
-            TopicError::AlreadyExists(_) => 36, // TOPIC_ALREADY_EXISTS
-            TopicError::Unknown(_) => 3,       // UNKNOWN_TOPIC_OR_PARTITION
-            TopicError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
-            TopicError::InvalidConfig { code, .. } => *code,
-            TopicError::Storage(_) | TopicError::StaleDir { .. } => 56, // KAFKA_STORAGE_ERROR
-            TopicError::Metadata(_) => -1,                              // UNKNOWN_SERVER_ERROR
-        }
+        use kafka_protocol::error::ResponseError as Code;
+        let code = match self {
+            TopicError::InvalidName(e) => return e.error_code(),
+            TopicError::InvalidConfig { code, .. } => return *code,
+            TopicError::Collides { .. } => Code::InvalidTopicException,
+            TopicError::AlreadyExists(_) => Code::TopicAlreadyExists,
+            TopicError::Unknown(_) => Code::UnknownTopicOrPartition,
+            TopicError::InvalidPartitions(_) | TopicError::TopicPartitionCap { .. } => {
+                Code::InvalidPartitions
+            }
+            TopicError::RequestTooLarge(_) | TopicError::BrokerPartitionCap { .. } => {
+                Code::PolicyViolation
+            }
+            TopicError::Throttled(_) => Code::ThrottlingQuotaExceeded,
+            TopicError::Storage(_) | TopicError::Aborted(_) | TopicError::StaleDir { .. } => {
+                Code::KafkaStorageError
+            }
+            TopicError::Metadata(_) | TopicError::Unpersisted(_) | TopicError::AdminUnavailable => {
+                Code::UnknownServerError
+            }
+        };
+        code.code()
+    }
+}
+
+/// What a refusal by the broker-wide cap tells the client (and the operator).
+fn broker_cap_message(adding: u64, held: u64, cap: &BrokerPartitionCap) -> String {
+    let (limit, source) = cap.limit();
+    match source {
+        CapSource::Configured => format!(
+            "Cannot add {adding} partition(s): this broker holds {held} of the {limit} it may \
+             hold (max.broker.partitions)."
+        ),
+        CapSource::OpenFiles => format!(
+            "Cannot add {adding} partition(s): this broker holds {held} and its open-file limit \
+             (RLIMIT_NOFILE) of {} lets it reopen at most {limit} ({} descriptor per partition, \
+             {} kept for connections and its own files). Raise the limit (ulimit -n, \
+             LimitNOFILE=) and restart the broker.",
+            cap.open_file_limit.unwrap_or(u64::MAX),
+            partition_limits::FDS_PER_PARTITION,
+            cap.reserved_fds
+        ),
     }
 }
 
@@ -116,16 +191,73 @@ pub enum BrokerError {
         partition: u32,
         source: StorageError,
     },
+    #[error(
+        "cannot open partition {topic}-{partition}: {source}. The data dir holds {partitions} \
+         partitions and the open-file limit (RLIMIT_NOFILE) is {limit}: raise it (ulimit -n, \
+         LimitNOFILE=) to at least {needed}"
+    )]
+    OpenFileLimit {
+        topic: String,
+        partition: u32,
+        source: StorageError,
+        partitions: u64,
+        limit: u64,
+        needed: u64,
+    },
+    #[error("cannot start the admin thread: {0}")]
+    AdminThread(std::io::Error),
     #[error(transparent)]
     ProducerIds(#[from] producer_ids::ProducerIdError),
     #[error("--cluster-id {given} differs from the cluster id {stored} stored in the data dir")]
     ClusterIdMismatch { given: String, stored: String },
 }
 
+/// The topics by name and id, and what creation checks against: the names by their
+/// collision key (Kafka's `.`/`_` rule) and the partition count.
 #[derive(Default)]
 struct TopicTable {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<Uuid, String>,
+    /// `unify_collision_chars(name)` -> name.
+    by_collision_key: HashMap<String, String>,
+    /// Partitions of every topic.
+    partitions: u64,
+}
+
+impl TopicTable {
+    /// Adds `topic`, or replaces the topic of the same name.
+    fn insert(&mut self, topic: Arc<Topic>) {
+        self.remove(&topic.name);
+        self.partitions += topic.partitions.len() as u64;
+        self.by_id.insert(topic.id, topic.name.clone());
+        self.by_collision_key.insert(
+            topic_name::unify_collision_chars(&topic.name),
+            topic.name.clone(),
+        );
+        self.by_name.insert(topic.name.clone(), topic);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.by_name.remove(name)?;
+        self.partitions -= topic.partitions.len() as u64;
+        self.by_id.remove(&topic.id);
+        let key = topic_name::unify_collision_chars(name);
+        if self.by_collision_key.get(&key).is_some_and(|n| n == name) {
+            self.by_collision_key.remove(&key);
+        }
+        Some(topic)
+    }
+
+    /// The existing topic `name` collides with (differs from only by `.` versus `_`).
+    fn collision(&self, name: &str) -> Option<&str> {
+        if !topic_name::has_collision_chars(name) {
+            return None;
+        }
+        self.by_collision_key
+            .get(&topic_name::unify_collision_chars(name))
+            .map(String::as_str)
+            .filter(|existing| *existing != name)
+    }
 }
 
 /// The broker's shared state, handed to every request handler as `Arc<Broker>`.
@@ -142,8 +274,16 @@ pub struct Broker {
     /// InitProducerId: producer ids and epochs for idempotent producers.
     producer_ids: producer_ids::ProducerIds,
     topics: RwLock<TopicTable>,
-    /// Serializes metadata mutations (create/delete/alter) and their document writes.
+    /// Serializes metadata document writes (and the table changes they publish).
     admin: Mutex<()>,
+    /// Runs every change to which topics and partitions exist.
+    admin_queue: AdminQueue,
+    /// KIP-599: partitions created and deleted per second.
+    mutation_quota: MutationQuota,
+    /// Most partitions this broker may hold.
+    partition_cap: BrokerPartitionCap,
+    /// Topics queued for auto-creation.
+    auto_creation: Mutex<auto_create::AutoCreation>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -202,6 +342,11 @@ impl Broker {
         let producer_ids =
             producer_ids::ProducerIds::open(store.dir(), config.producer_id_expiration_ms)?;
         let default_log_config = broker_configs.log_config();
+        let partition_cap = BrokerPartitionCap::new(
+            u64::from(config.max_broker_partitions),
+            partition_limits::open_file_limit(),
+            u64::from(config.max_connections),
+        );
         let flusher = Flusher::start();
         let mut table = TopicTable::default();
         let log_configs: Vec<LogConfig> = doc
@@ -215,31 +360,41 @@ impl Broker {
                 })
             })
             .collect();
-        let mut opened =
-            open_partitions(&config.data_dir, &doc.topics, &log_configs, &flusher)?.into_iter();
+        let mut opened = open_partitions(
+            &config.data_dir,
+            &doc.topics,
+            &log_configs,
+            &flusher,
+            &partition_cap,
+        )?
+        .into_iter();
         for record in &doc.topics {
             let partitions: Vec<Arc<Log>> =
                 opened.by_ref().take(record.partitions as usize).collect();
-            table.by_id.insert(record.id, record.name.clone());
-            table.by_name.insert(
-                record.name.clone(),
-                Arc::new(Topic {
-                    name: record.name.clone(),
-                    id: record.id,
-                    partitions,
-                    configs: record.configs.clone(),
-                }),
-            );
+            table.insert(Arc::new(Topic {
+                name: record.name.clone(),
+                id: record.id,
+                partitions,
+                configs: record.configs.clone(),
+            }));
         }
         remove_orphan_partition_dirs(&config.data_dir, &table);
+        let (cap, source) = partition_cap.limit();
+        if table.partitions > cap {
+            warn!(partitions = table.partitions, cap, ?source,
+                  open_file_limit = ?partition_cap.open_file_limit,
+                  "the data dir holds more partitions than this broker may; creations are refused");
+        }
         let advertised_host = config
             .advertised_host
             .clone()
             .unwrap_or_else(|| advertised_ip(bound));
         let advertised_port = i32::from(config.advertised_port.unwrap_or(bound.port()));
-        info!(topics = table.by_name.len(), cluster_id = %doc.cluster_id,
-              data_dir = %config.data_dir.display(), "broker state loaded");
-        Ok(Arc::new(Broker {
+        info!(topics = table.by_name.len(), partitions = table.partitions, partition_cap = cap,
+              cap_source = ?source, open_file_limit = ?partition_cap.open_file_limit,
+              cluster_id = %doc.cluster_id, data_dir = %config.data_dir.display(),
+              "broker state loaded");
+        let broker = Arc::new(Broker {
             advertised_host,
             advertised_port,
             cluster_id: doc.cluster_id,
@@ -249,8 +404,17 @@ impl Broker {
             producer_ids,
             topics: RwLock::new(table),
             admin: Mutex::new(()),
+            admin_queue: AdminQueue::new(),
+            mutation_quota: MutationQuota::new(config.controller_mutation_rate),
+            partition_cap,
+            auto_creation: Mutex::default(),
             config,
-        }))
+        });
+        broker
+            .admin_queue
+            .start(Arc::downgrade(&broker))
+            .map_err(BrokerError::AdminThread)?;
+        Ok(broker)
     }
 
     pub fn config(&self) -> &Config {
@@ -285,6 +449,10 @@ impl Broker {
     pub fn state_dir(&self) -> &Path {
         self.store.dir()
     }
+    /// Most partitions this broker may hold, and where that cap comes from.
+    pub fn partition_cap(&self) -> BrokerPartitionCap {
+        self.partition_cap
+    }
 
     /// The topic named `name`, if it exists.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -308,160 +476,60 @@ impl Broker {
         all
     }
 
-    /// The topic, created with the default partition count when it does not exist and
-    /// auto-creation is enabled. `Ok(None)`: unknown and not created.
-    pub fn topic_or_auto_create(&self, name: &str) -> Result<Option<Arc<Topic>>, TopicError> {
-        if let Some(topic) = self.topic(name) {
-            return Ok(Some(topic));
-        }
-        if !self.config.auto_create_topics {
-            return Ok(None);
-        }
-        match self.create_topic(name, self.config.num_partitions, BTreeMap::new()) {
-            Ok(topic) => {
-                info!(
-                    topic = name,
-                    partitions = topic.partitions.len(),
-                    "auto-created topic"
-                );
-                Ok(Some(topic))
-            }
-            Err(TopicError::AlreadyExists(_)) => Ok(self.topic(name)),
-            Err(e) => Err(e),
-        }
+    /// How long until the controller mutation quota admits strict mutations again (zero
+    /// when it does now): a response's `throttle_time_ms`.
+    pub fn mutation_throttle_time(&self) -> std::time::Duration {
+        self.mutation_quota.throttle_time(std::time::Instant::now())
     }
 
-    /// Checks everything `create_topic` would check, without creating anything
-    /// (CreateTopics validate_only). Returns the resulting log config.
-    pub fn validate_new_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: &BTreeMap<String, String>,
-    ) -> Result<LogConfig, TopicError> {
-        topic_name::validate_topic_name(name)?;
-        {
-            let table = self.read_table();
-            if table.by_name.contains_key(name) {
-                return Err(TopicError::AlreadyExists(name.to_string()));
-            }
-            if topic_name::has_collision_chars(name) {
-                if let Some(existing) = table
-                    .by_name
-                    .keys()
-                    .find(|t| topic_name::topic_names_collide(t, name))
-                {
-                    return Err(TopicError::Collides {
-                        name: name.to_string(),
-                        existing: existing.clone(),
-                    });
-                }
-            }
-        }
-        if partitions < 1 {
-            return Err(TopicError::InvalidPartitions(format!(
-                "Number of partitions must be larger than 0, got {partitions}."
-            )));
-        }
-        log_config_for(&self.default_log_config(), configs)
+    /// Partitions of every topic.
+    pub fn partition_count(&self) -> u64 {
+        self.read_table().partitions
     }
 
-    /// Creates a topic with `partitions` partitions and the given config overrides;
-    /// durable when this returns Ok. Blocking (file I/O).
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let _guard = self.lock_admin();
-        let log_config = self.validate_new_topic(name, partitions, &configs)?;
-        let logs = self.open_new_partitions(name, 0..partitions as u32, &log_config)?;
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions: logs,
-            configs,
+    /// Runs `job` on the admin thread after every job submitted before it; the receiver
+    /// gets its result (or closes if the job panicked). Never blocks.
+    pub(crate) fn submit_admin<R, F>(&self, job: F) -> tokio::sync::oneshot::Receiver<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Broker) -> R + Send + 'static,
+    {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: admin_queue::AdminJob = Box::new(move |broker| {
+            let _ = reply.send(job(broker));
         });
-        let mut doc = self.document();
-        doc.topics.push(topic.record());
-        if let Err(e) = self.store.save(&doc) {
-            discard_logs(&topic.partitions);
-            return Err(e.into());
+        if let Err(job) = self.admin_queue.submit(job) {
+            // The broker is closing and no request is being served: run it here.
+            job(self);
         }
-        let mut table = self.write_table();
-        table.by_id.insert(topic.id, topic.name.clone());
-        table.by_name.insert(topic.name.clone(), topic.clone());
-        Ok(topic)
+        result
     }
 
-    /// Deletes a topic: its removal is made durable first, then its files are removed.
-    /// Returns the deleted topic. Blocking (file I/O).
-    pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        let _guard = self.lock_admin();
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let mut doc = self.document();
-        doc.topics.retain(|t| t.name != name);
-        self.store.save(&doc)?;
-        {
-            let mut table = self.write_table();
-            table.by_name.remove(name);
-            table.by_id.remove(&topic.id);
+    /// Like [`Broker::submit_admin`], waiting for the result on this thread. Blocking: for
+    /// tests and blocking contexts, never for request handlers.
+    pub(crate) fn run_admin<R, F>(&self, job: F) -> Result<R, TopicError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Broker) -> R + Send + 'static,
+    {
+        if self.admin_queue.is_admin_thread() {
+            return Ok(job(self));
         }
-        for (p, log) in topic.partitions.iter().enumerate() {
-            if let Err(e) = log.delete() {
-                warn!(topic = name, partition = p, error = %e,
-                      "could not remove partition files; removed at next start");
-            }
-        }
-        info!(topic = name, "deleted topic");
-        Ok(topic)
-    }
-
-    /// Grows a topic to `new_total` partitions (CreatePartitions). With `validate_only`
-    /// nothing changes. Blocking (file I/O).
-    pub fn add_partitions(
-        &self,
-        name: &str,
-        new_total: i32,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let _guard = self.lock_admin();
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let current = topic.partitions.len() as i32;
-        if new_total <= current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "Topic currently has {current} partitions, which is higher than or equal to the requested {new_total}."
-            )));
-        }
-        if validate_only {
-            return Ok(topic);
-        }
-        let log_config = log_config_for(&self.default_log_config(), &topic.configs)?;
-        let mut partitions = topic.partitions.clone();
-        let added =
-            self.open_new_partitions(name, current as u32..new_total as u32, &log_config)?;
-        partitions.extend(added.iter().cloned());
-        let updated = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions,
-            configs: topic.configs.clone(),
+        let (reply, result) = std::sync::mpsc::sync_channel(1);
+        let job: admin_queue::AdminJob = Box::new(move |broker| {
+            let _ = reply.send(job(broker));
         });
-        if let Err(e) = self.replace_topic(updated.clone()) {
-            discard_logs(&added);
-            return Err(e);
+        if let Err(job) = self.admin_queue.submit(job) {
+            job(self);
         }
-        Ok(updated)
+        result.recv().map_err(|_| TopicError::AdminUnavailable)
     }
 
-    /// Clean shutdown of the storage: closes every log (flush + clean marker), then stops
-    /// the flusher. Blocking. Requests must have stopped.
+    /// Clean shutdown of the storage: finishes the queued admin jobs, closes every log
+    /// (flush + clean marker), then stops the flusher. Blocking. Requests must have
+    /// stopped.
     pub fn close(&self) {
+        self.admin_queue.stop();
         // Closing is mostly fsyncs (flush, checkpoint, clean marker): on several threads,
         // like opening.
         let topics = self.topics();
@@ -497,35 +565,8 @@ impl Broker {
             }
         }
         self.store.save(&doc)?;
-        self.write_table()
-            .by_name
-            .insert(updated.name.clone(), updated);
+        self.write_table().insert(updated);
         Ok(())
-    }
-
-    fn open_new_partitions(
-        &self,
-        name: &str,
-        range: std::ops::Range<u32>,
-        log_config: &LogConfig,
-    ) -> Result<Vec<Arc<Log>>, TopicError> {
-        let partitions: Vec<u32> = range.collect();
-        let (logs, error) = open_in_parallel(partitions.len(), |i| {
-            let dir = partition_dir(&self.config.data_dir, name, partitions[i]);
-            // A directory here is a leftover of an unfinished create or delete (the
-            // metadata, which is authoritative, does not list it): start empty.
-            if dir.exists() {
-                if let Err(source) = std::fs::remove_dir_all(&dir) {
-                    return Err(TopicError::StaleDir { path: dir, source });
-                }
-            }
-            Log::open(dir, log_config.clone(), &self.flusher).map_err(TopicError::from)
-        });
-        if let Some(e) = error {
-            discard_logs(&logs);
-            return Err(e);
-        }
-        Ok(logs)
     }
 
     fn document(&self) -> MetadataDocument {
@@ -561,14 +602,6 @@ fn log_config_for(
         code: e.error_code(),
         message: e.to_string(),
     })
-}
-
-fn discard_logs(logs: &[Arc<Log>]) {
-    for log in logs {
-        if let Err(e) = log.delete() {
-            warn!(dir = %log.dir().display(), error = %e, "could not remove partition files");
-        }
-    }
 }
 
 fn advertised_ip(bound: SocketAddr) -> String {
@@ -622,32 +655,66 @@ fn remove_orphan_partition_dirs(data_dir: &Path, table: &TopicTable) {
 /// marker, directory), which the file system can merge when several run at once.
 const OPEN_THREADS: usize = 8;
 
+/// Whether `error` is the process (EMFILE) or the system (ENFILE) running out of file
+/// descriptors.
+fn out_of_descriptors(error: &StorageError) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(error, StorageError::Io { source, .. }
+        if matches!(source.raw_os_error(), Some(EMFILE | ENFILE)))
+}
+
 /// Opens every partition of `topics` (in order: topic by topic, partition by partition)
-/// on up to [`OPEN_THREADS`] threads; the first failure is returned.
+/// on up to [`OPEN_THREADS`] threads; the first failure is returned. Running out of
+/// descriptors is reported with the open-file limit and the limit the data dir needs.
 fn open_partitions(
     data_dir: &Path,
     topics: &[TopicRecord],
     log_configs: &[LogConfig],
     flusher: &Flusher,
+    cap: &BrokerPartitionCap,
 ) -> Result<Vec<Arc<Log>>, BrokerError> {
     let jobs: Vec<(usize, u32)> = topics
         .iter()
         .enumerate()
         .flat_map(|(t, record)| (0..record.partitions).map(move |p| (t, p)))
         .collect();
-    let (logs, error) = open_in_parallel(jobs.len(), |i| {
+    let total = jobs.len() as u64;
+    let outcomes = open_in_parallel(jobs.len(), |i| {
         let (t, p) = jobs[i];
         let record = &topics[t];
         let dir = partition_dir(data_dir, &record.name, p);
         Log::open(dir, log_configs[t].clone(), flusher).map_err(|source| {
-            BrokerError::OpenPartition {
-                topic: record.name.clone(),
-                partition: p,
-                source,
+            let topic = record.name.clone();
+            match cap.open_file_limit {
+                Some(limit) if out_of_descriptors(&source) => BrokerError::OpenFileLimit {
+                    topic,
+                    partition: p,
+                    source,
+                    partitions: total,
+                    limit,
+                    needed: total * partition_limits::FDS_PER_PARTITION + cap.reserved_fds,
+                },
+                _ => BrokerError::OpenPartition {
+                    topic,
+                    partition: p,
+                    source,
+                },
             }
         })
     });
-    match error {
+    let mut logs = Vec::with_capacity(outcomes.len());
+    let mut first_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Some(Ok(log)) => logs.push(log),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_error {
         Some(e) => Err(e),
         None => Ok(logs),
     }
@@ -656,13 +723,14 @@ fn open_partitions(
 /// A partition's open outcome.
 type LogResult<E> = Result<Arc<Log>, E>;
 
-/// Runs `open(0..count)` on up to [`OPEN_THREADS`] threads. Returns the logs opened, in
-/// index order, and the first error by index; after a failure no further index is
-/// started (the logs returned are then only those that were opened).
+/// Runs `open(0..count)` on up to [`OPEN_THREADS`] threads. Returns each index's outcome,
+/// in index order: None for an index not started because an earlier one failed (after a
+/// failure no further index is started). `count` is never a client's number: callers
+/// check it against the partition caps first.
 fn open_in_parallel<E: Send>(
     count: usize,
     open: impl Fn(usize) -> LogResult<E> + Sync,
-) -> (Vec<Arc<Log>>, Option<E>) {
+) -> Vec<Option<LogResult<E>>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -683,18 +751,10 @@ fn open_in_parallel<E: Send>(
             });
         }
     });
-    let mut logs = Vec::with_capacity(count);
-    let mut first_error = None;
-    for slot in results {
-        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(Ok(log)) => logs.push(log),
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            None => {} // not started after a failure
-        }
-    }
-    (logs, first_error)
+    results
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (Kafka timestamps).

@@ -16,9 +16,38 @@ impl BrokerProcess {
     /// Starts the binary on `data_dir` and waits for its "strata listening on ADDR"
     /// line, so the port is known and bound when this returns.
     pub fn spawn(data_dir: &Path) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        Self::spawn_with(data_dir, &[], None)
+    }
+
+    /// Like [`BrokerProcess::spawn`], with extra flags and, when given, the open-file
+    /// limit `(soft, hard)` the process starts with (RLIMIT_NOFILE, set by `sh`'s
+    /// `ulimit` before it execs the broker).
+    pub fn spawn_with(
+        data_dir: &Path,
+        args: &[&str],
+        open_files: Option<(u64, u64)>,
+    ) -> BrokerProcess {
+        // STRATA_BIN runs another build of the broker (e.g. to measure a reference
+        // binary with the same test); by default, the one cargo built for these tests.
+        let binary =
+            std::env::var("STRATA_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_strata").to_owned());
+        let binary = binary.as_str();
+        let mut command = match open_files {
+            None => Command::new(binary),
+            Some((soft, hard)) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(binary);
+                sh
+            }
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -36,6 +65,16 @@ impl BrokerProcess {
             .parse()
             .expect("listen address");
         BrokerProcess { child, addr }
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or been killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -2,7 +2,10 @@
 //! exercising every advertised API version, which librdkafka alone would not do.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -23,6 +26,25 @@ impl RawClient {
             stream: TcpStream::connect(addr).await.unwrap(),
             next_correlation_id: 1,
         }
+    }
+
+    /// Auto-creates `topic` (with the broker's default partition count) through a Metadata
+    /// request, which is answered once the topic exists. For tests that write to a new
+    /// topic with raw Produce requests: a Produce to an unknown topic only queues its
+    /// creation and answers UNKNOWN_TOPIC_OR_PARTITION, as real clients expect.
+    pub async fn auto_create(&mut self, topic: &str) {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_owned())),
+            ))]))
+            .with_allow_auto_topic_creation(true);
+        let response: MetadataResponse = self.call(ApiKey::Metadata, 12, &request).await;
+        let code = response.topics[0].error_code;
+        // LEADER_NOT_AVAILABLE from the request that created it, as in Kafka.
+        assert!(
+            code == 0 || code == 5,
+            "auto-creating {topic}: error {code}"
+        );
     }
 
     /// Sends `request` as `api` v`version` and decodes the response at the same version,
