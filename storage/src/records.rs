@@ -183,7 +183,16 @@ pub fn validate_records(
         id => {
             let codec = Codec::from_id(id).ok_or(RecordFault::UnknownCodec(id))?;
             let mut source = inflate::Inflated::new(codec, records, rules.max_inflated_bytes)?;
-            walk(&mut source, count, keys)
+            match walk(&mut source, count, keys) {
+                // Records that make no sense may be a damaged payload the codec has not
+                // noticed yet (gzip's CRC-32 is at its end): a payload that does not
+                // decode is reported as such.
+                Err(invalid @ RecordFault::Invalid { .. }) => match source.drain() {
+                    Err(Cut::Fault(fault @ RecordFault::Compression { .. })) => Err(fault),
+                    _ => Err(invalid),
+                },
+                result => result,
+            }
         }
     }
 }

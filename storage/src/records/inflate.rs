@@ -146,6 +146,16 @@ impl<'a> Inflated<'a> {
         }
     }
 
+    /// Inflates the rest of the payload without looking at it (within the budget): an
+    /// error if it does not decode to its end.
+    pub(crate) fn drain(&mut self) -> Result<(), Cut> {
+        self.pos = self.len;
+        while self.refill()? {
+            self.pos = self.len;
+        }
+        Ok(())
+    }
+
     fn too_large(&self) -> Cut {
         Cut::Fault(RecordFault::TooLarge {
             codec: self.codec,
