@@ -160,6 +160,7 @@ fn bombs_are_refused_without_inflating_them_into_memory() {
             "{what}: a {} byte batch",
             batch.len()
         );
+        let started = std::time::Instant::now();
         let (result, peaks) = validate_measured(&batch);
         assert_eq!(
             result,
@@ -167,8 +168,10 @@ fn bombs_are_refused_without_inflating_them_into_memory() {
             "{what}"
         );
         eprintln!(
-            "{what}: batch {} bytes; peak heap {} KiB, peak resident growth {} KiB",
+            "{what}: batch {} bytes, refused after {:?}; peak heap {} KiB, peak resident \
+             growth {} KiB",
             batch.len(),
+            started.elapsed(),
             peaks.heap >> 10,
             peaks.rss >> 10
         );
