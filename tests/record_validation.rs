@@ -315,6 +315,19 @@ async fn compacted_topics_refuse_records_without_a_key() {
     assert_eq!(r.record_errors[0].batch_index, 1);
     let message = r.error_message.unwrap().to_string();
     assert!(message.contains("without a key"), "{message}");
+    // Every keyless record is listed (librdkafka fails exactly those with INVALID_RECORD
+    // and the batch's other records with a "different record" error).
+    let two_keyless = build::batch_of(
+        &[
+            RawRecord::new(None, b"x"),
+            RawRecord::new(Some(b"k"), b"y"),
+            RawRecord::new(None, b"z"),
+        ],
+        None,
+    );
+    let r = produce(&mut client, "compacted", two_keyless).await;
+    let indexes: Vec<i32> = r.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!((r.error_code, indexes), (INVALID_RECORD, vec![0, 2]));
     // An empty key is a key.
     let empty_key = build::batch_of(&[RawRecord::new(Some(b""), b"empty key")], None);
     assert_eq!(

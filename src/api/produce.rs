@@ -159,18 +159,17 @@ impl Refusal {
         let response = response.with_error_code(self.code);
         match self.fault {
             Some(fault) if version >= ERROR_MESSAGE_SINCE => {
-                let message = StrBytes::from_string(fault.to_string());
                 let record_errors = fault
-                    .record_index()
-                    .map(|index| {
+                    .record_errors()
+                    .into_iter()
+                    .map(|(index, message)| {
                         BatchIndexAndErrorMessage::default()
                             .with_batch_index(index)
-                            .with_batch_index_error_message(Some(message.clone()))
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
                     })
-                    .into_iter()
                     .collect();
                 response
-                    .with_error_message(Some(message))
+                    .with_error_message(Some(StrBytes::from_string(fault.to_string())))
                     .with_record_errors(record_errors)
             }
             _ => response,

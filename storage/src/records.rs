@@ -60,9 +60,15 @@ pub enum RecordFault {
     /// The records do not have the format Kafka defines. Kafka INVALID_RECORD (87).
     #[error("record {index}: {problem}")]
     Invalid { index: i32, problem: Problem },
-    /// A keyless record for a compacted topic. Kafka INVALID_RECORD (87).
-    #[error("record {index} has no key: a topic with cleanup.policy=compact cannot accept a record without a key")]
-    KeyRequired { index: i32 },
+    /// Records without a key for a compacted topic (every one is listed, as Kafka lists
+    /// each in `record_errors`, when the batch has no other fault). Kafka INVALID_RECORD
+    /// (87).
+    #[error(
+        "{count} record(s) without a key, the first at index {first}: {KEY_REQUIRED}",
+        count = .indexes.len(),
+        first = .indexes.first().copied().unwrap_or_default()
+    )]
+    KeyRequired { indexes: Vec<i32> },
     /// An idempotent batch without a base sequence. Kafka INVALID_RECORD (87).
     #[error("batch from producer {producer_id} has invalid base sequence {base_sequence}")]
     Sequence {
@@ -94,14 +100,21 @@ impl RecordFault {
         }
     }
 
-    /// The index of the record at fault, when there is one (Produce v8+ `record_errors`).
-    pub fn record_index(&self) -> Option<i32> {
+    /// The records at fault, with what is wrong with each (Produce v8+ `record_errors`).
+    pub fn record_errors(&self) -> Vec<(i32, String)> {
         match self {
-            RecordFault::Invalid { index, .. } | RecordFault::KeyRequired { index } => Some(*index),
-            _ => None,
+            RecordFault::Invalid { index, .. } => vec![(*index, self.to_string())],
+            RecordFault::KeyRequired { indexes } => indexes
+                .iter()
+                .map(|&i| (i, format!("record {i}: {KEY_REQUIRED}")))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }
+
+/// Why a keyless record is refused (Kafka's words).
+const KEY_REQUIRED: &str = "a compacted topic cannot accept a record without a key";
 
 /// What is wrong with a record's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,8 +216,6 @@ pub(crate) enum Cut {
     End,
     /// The record's bytes break a rule.
     Bad(Problem),
-    /// A null key where keys are required.
-    NoKey,
     /// The source itself failed (decompression, inflated size).
     Fault(RecordFault),
 }
@@ -217,7 +228,6 @@ impl Cut {
                 problem: Problem::Truncated,
             },
             Cut::Bad(problem) => RecordFault::Invalid { index, problem },
-            Cut::NoKey => RecordFault::KeyRequired { index },
             Cut::Fault(fault) => fault,
         }
     }
@@ -269,13 +279,20 @@ impl Source for SliceSource<'_> {
     }
 }
 
-/// Walks `count` records, then requires the end of the source.
+/// Walks `count` records, then requires the end of the source. A malformed record stops
+/// the walk; keyless records where keys are required are all collected first (Kafka
+/// reports each of them), which allocates only for a batch that is refused.
 fn walk<S: Source>(source: &mut S, count: i32, keys_required: bool) -> Result<(), RecordFault> {
+    let mut keyless = Vec::new();
     for index in 0..count {
-        walk_record(source, index, keys_required).map_err(|cut| cut.at(index))?;
+        let has_key = walk_record(source, index).map_err(|cut| cut.at(index))?;
+        if keys_required && !has_key {
+            keyless.push(index);
+        }
     }
     match source.at_end() {
-        Ok(true) => Ok(()),
+        Ok(true) if keyless.is_empty() => Ok(()),
+        Ok(true) => Err(RecordFault::KeyRequired { indexes: keyless }),
         Ok(false) => Err(Cut::Bad(Problem::TrailingBytes).at(count)),
         Err(cut) => Err(cut.at(count)),
     }
@@ -302,9 +319,9 @@ impl Body {
     }
 }
 
-/// Reads one record, skipping its key, value and header bytes.
+/// Reads one record, skipping its key, value and header bytes; whether it has a key.
 #[inline]
-fn walk_record<S: Source>(s: &mut S, index: i32, keys_required: bool) -> Result<(), Cut> {
+fn walk_record<S: Source>(s: &mut S, index: i32) -> Result<bool, Cut> {
     let length = varint(s)?;
     if length < 0 {
         return Err(Cut::Bad(Problem::NegativeLength(length)));
@@ -320,9 +337,6 @@ fn walk_record<S: Source>(s: &mut S, index: i32, keys_required: bool) -> Result<
         return Err(Cut::Bad(Problem::OffsetDelta(offset_delta)));
     }
     let key = varint(s)?;
-    if key == -1 && keys_required {
-        return Err(Cut::NoKey);
-    }
     skip_field(s, key, body, Problem::FieldLength(key))?;
     let value = varint(s)?;
     skip_field(s, value, body, Problem::FieldLength(value))?;
@@ -344,7 +358,7 @@ fn walk_record<S: Source>(s: &mut S, index: i32, keys_required: bool) -> Result<
     if s.consumed() != body.end() {
         return Err(body.mismatch(s.consumed()));
     }
-    Ok(())
+    Ok(key != -1)
 }
 
 /// Skips a key, value or header field of `len` bytes (-1 = null; below that `bad_len`),

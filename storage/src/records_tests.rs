@@ -197,8 +197,19 @@ fn compacted_topics_need_a_key_in_every_record() {
     for codec in [None, Some(Codec::Snappy), Some(Codec::Zstd)] {
         let batch = build::batch_of(&sample(), codec);
         let fault = check(&batch, &required).unwrap_err();
-        assert_eq!(fault, RecordFault::KeyRequired { index: 2 }, "{codec:?}");
-        assert_eq!((fault.error_code(), fault.record_index()), (87, Some(2)));
+        assert_eq!(
+            fault,
+            RecordFault::KeyRequired { indexes: vec![2] },
+            "{codec:?}"
+        );
+        assert_eq!(fault.error_code(), 87);
+        // Every keyless record is reported, as Kafka does.
+        let mut records = sample();
+        records.push(RawRecord::new(None, b"also keyless"));
+        records.push(RawRecord::new(Some(b"k"), b"keyed"));
+        let fault = check(&build::batch_of(&records, codec), &required).unwrap_err();
+        let indexes: Vec<i32> = fault.record_errors().iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, [2, 3], "{codec:?}");
         // An empty key is a key.
         let keyed = build::batch_of(&sample()[..2], codec);
         assert_eq!(check(&keyed, &required), Ok(()));
