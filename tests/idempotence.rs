@@ -23,8 +23,10 @@ use strata_storage::testing::producer_batch;
 
 const NONE: i16 = 0;
 const INVALID_REQUEST: i16 = 42;
+const INVALID_TXN_STATE: i16 = 48;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
 
 /// InitProducerId v`version`; `current` = the id and epoch the producer already has.
 async fn init_producer_id(
@@ -176,6 +178,116 @@ async fn raw_retry_is_answered_with_the_original_offset_and_bad_sequences_are_re
         INVALID_PRODUCER_EPOCH
     );
     assert_eq!(log.log_end_offset(), 7);
+    broker.shutdown().await;
+}
+
+/// Issue 14: a client that writes first under the producer id the next InitProducerId
+/// will hand out (epoch 0, sequence 0) is refused, so the real producer's first batch is
+/// appended rather than answered as a duplicate of the impostor's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_issued_producer_id_is_refused_and_cannot_shadow_the_real_producer() {
+    let broker = TestBroker::start().await;
+    let bootstrap = broker.bootstrap();
+    let mut client = RawClient::connect(broker.addr()).await;
+    let ts = 1_700_000_000_000;
+    // A fresh data dir hands out 0 first.
+    let impostor = producer_batch(1, 0, 0, 0, ts);
+    assert_eq!(
+        produce(&mut client, "claimed", impostor).await,
+        (UNKNOWN_PRODUCER_ID, -1)
+    );
+    let log = broker
+        .running()
+        .broker()
+        .topic("claimed")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    assert_eq!(log.log_end_offset(), 0, "nothing appended");
+    assert!(log.producer_state(0).is_none());
+
+    // librdkafka's idempotent producer now gets id 0; its first record is stored.
+    let producer = producer(&bootstrap, &[("enable.idempotence", "true")]);
+    producer
+        .send(
+            FutureRecord::<(), _>::to("claimed")
+                .partition(0)
+                .payload("real"),
+            PATIENCE,
+        )
+        .await
+        .expect("delivered");
+    drop(producer);
+    assert!(
+        log.producer_state(0).is_some(),
+        "the real producer has id 0"
+    );
+    let messages = tokio::task::spawn_blocking(move || consume(&bootstrap, "claimed", 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(messages[0].payload(), Some(&b"real"[..]));
+    assert_eq!(log.log_end_offset(), 1);
+
+    // An id far above anything issued, and the next one, are refused too; a
+    // transactional batch from a never-issued id has no transaction (INVALID_TXN_STATE).
+    for pid in [1, i64::MAX] {
+        assert_eq!(
+            produce(&mut client, "claimed", producer_batch(1, pid, 0, 0, ts))
+                .await
+                .0,
+            UNKNOWN_PRODUCER_ID,
+            "producer id {pid}"
+        );
+    }
+    let txn = strata_storage::testing::txn_batch(1, 1, 0, 0, ts);
+    assert_eq!(
+        produce(&mut client, "claimed", txn).await.0,
+        INVALID_TXN_STATE
+    );
+    assert_eq!(log.log_end_offset(), 1);
+    broker.shutdown().await;
+}
+
+/// Ids issued before a restart keep producing (they are below the block the new run
+/// starts from); the ids the new run has not handed out yet are refused until it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_issued_before_a_restart_keep_producing_and_new_ones_only_once_issued() {
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let ts = 1_700_000_000_000;
+    let pid = *init_producer_id(&mut client, 4, None).await.producer_id;
+    assert_eq!(
+        produce(&mut client, "restarted", producer_batch(2, pid, 0, 0, ts)).await,
+        (NONE, 0)
+    );
+    drop(client);
+
+    let broker = broker.restart(|_| {}).await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    assert_eq!(
+        produce(&mut client, "restarted", producer_batch(1, pid, 0, 2, ts)).await,
+        (NONE, 2),
+        "an id from before the restart continues its sequence"
+    );
+    // KIP-360 after the restart: the bump request gets a fresh id, which works at once.
+    let bumped = init_producer_id(&mut client, 4, Some((pid, 0))).await;
+    let next = *bumped.producer_id;
+    assert!(next > pid);
+    let unissued = producer_batch(1, next + 1, 0, 0, ts);
+    assert_eq!(
+        produce(&mut client, "restarted", unissued.clone()).await.0,
+        UNKNOWN_PRODUCER_ID
+    );
+    assert_eq!(
+        produce(&mut client, "restarted", producer_batch(1, next, 0, 0, ts)).await,
+        (NONE, 3)
+    );
+    assert_eq!(
+        *init_producer_id(&mut client, 4, None).await.producer_id,
+        next + 1
+    );
+    assert_eq!(produce(&mut client, "restarted", unissued).await, (NONE, 4));
     broker.shutdown().await;
 }
 
@@ -493,6 +605,8 @@ async fn idle_producers_expire_after_producer_id_expiration_ms() {
     let mut client = RawClient::connect(broker.addr()).await;
     let init = init_producer_id(&mut client, 4, None).await;
     let pid = *init.producer_id;
+    let other = *init_producer_id(&mut client, 4, None).await.producer_id;
+    assert_eq!(other, pid + 1);
     let now = strata::broker::now_ms();
     let fresh = producer_batch(1, pid + 1, 0, 0, now);
     let old = producer_batch(2, pid, 0, 0, now - 3_600_000);

@@ -4,22 +4,41 @@
 //! when the log's durable offset covers the batch (fsync'd), or REQUEST_TIMED_OUT after the
 //! request's timeout, or KAFKA_STORAGE_ERROR if the fsync failed.
 //!
-//! A batch with the transactional bit is first verified by the transaction coordinator
-//! (`TxnCoordinator::verify_produce`): its producer's transaction must be Ongoing with
-//! this epoch and include the partition, else the partition answers INVALID_PRODUCER_EPOCH
-//! (an older epoch: fenced) or INVALID_TXN_STATE and nothing is appended.
+//! Each partition's batch goes through these checks, in Kafka's order, before the log
+//! appends it (any refusal appends nothing):
+//!
+//! 1. exactly one batch (Produce v3+): INVALID_RECORD for more, CORRUPT_MESSAGE for less;
+//! 2. its header and CRC ([`batch::check_batch`]; on failure the log refuses it with the
+//!    code Kafka gives), then every record ([`records::validate_records`]): structure,
+//!    count, offset deltas, a key for each record of a topic whose `cleanup.policy`
+//!    contains `compact`, compressed payloads inflated as a bounded stream (at most
+//!    `socket.request.max.bytes` inflated bytes per batch). INVALID_RECORD,
+//!    CORRUPT_MESSAGE or MESSAGE_TOO_LARGE, with the reason in `error_message` (v8+);
+//! 3. a non-transactional batch from a producer id that InitProducerId never issued
+//!    (`ProducerIds::never_issued`): UNKNOWN_PRODUCER_ID, as Kafka answers a producer it
+//!    has no state for (librdkafka then bumps its epoch and retries);
+//! 4. a batch with the transactional bit is verified by the transaction coordinator
+//!    (`TxnCoordinator::verify_produce`): its producer's transaction must be Ongoing with
+//!    this epoch and include the partition, else INVALID_PRODUCER_EPOCH (an older epoch:
+//!    fenced) or INVALID_TXN_STATE (which a never-issued id also gets: it has no
+//!    transaction).
 
 use kafka_protocol::error::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use strata_storage::batch::{self, BatchHeader};
+use strata_storage::records::{self, RecordFault, RecordRules};
 use strata_storage::{Log, StorageError};
 use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
-use crate::broker::now_ms;
+use crate::broker::{now_ms, Topic};
 use crate::txn::ProduceGate;
 
 const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
@@ -28,9 +47,9 @@ const REQUEST_TIMED_OUT: i16 = ResponseError::RequestTimedOut.code();
 const INVALID_REQUIRED_ACKS: i16 = ResponseError::InvalidRequiredAcks.code();
 const KAFKA_STORAGE_ERROR: i16 = ResponseError::KafkaStorageError.code();
 const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
-
-/// Size of the RecordBatch fields before and including `batchLength`.
-const BATCH_LENGTH_END: usize = 12;
+const UNKNOWN_PRODUCER_ID: i16 = ResponseError::UnknownProducerId.code();
+/// The first Produce version whose response has `error_message` and `record_errors`.
+const ERROR_MESSAGE_SINCE: i16 = 8;
 
 /// A partition whose acks=-1 response waits for `offset` to become durable.
 struct DurableWait {
@@ -42,7 +61,7 @@ struct DurableWait {
 
 pub(crate) fn handle(
     request: ProduceRequest,
-    _version: i16,
+    version: i16,
     ctx: &RequestContext,
 ) -> Handled<ProduceResponse> {
     let acks = request.acks;
@@ -73,18 +92,17 @@ pub(crate) fn handle(
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             let log = topic.as_ref().and_then(|t| t.partition(data.index));
-            let outcome = match (valid_acks, log) {
-                (false, _) => Err(INVALID_REQUIRED_ACKS),
-                (true, None) if topic.is_some() => Err(UNKNOWN_TOPIC_OR_PARTITION),
-                (true, None) => Err(missing_code),
-                (true, Some(log)) => {
-                    let records = data.records.as_deref();
-                    verify_transactional(&mut gate, ctx, &name, data.index, records)
-                        .and_then(|()| append_one(log, records, now))
+            let outcome = match (valid_acks, topic.as_deref(), log) {
+                (false, _, _) => Err(Refusal::code(INVALID_REQUIRED_ACKS)),
+                (true, Some(_), None) => Err(Refusal::code(UNKNOWN_TOPIC_OR_PARTITION)),
+                (true, None, _) => Err(Refusal::code(missing_code)),
+                (true, Some(topic), Some(log)) => {
+                    let records = data.records.as_deref().unwrap_or_default();
+                    produce_one(&mut gate, ctx, topic, data.index, log, records, now)
                 }
             };
             let response = match outcome {
-                Err(code) => response.with_error_code(code),
+                Err(refusal) => refusal.into_response(response, version),
                 Ok(info) => {
                     if acks == -1 {
                         if let Some(log) = log {
@@ -121,43 +139,144 @@ pub(crate) fn handle(
     Handled::Deferred(Box::pin(wait_durable(response, waits, timeout)))
 }
 
-/// Byte offset of the RecordBatch `attributes` (i16).
-const ATTRIBUTES_AT: usize = 21;
-/// Byte offset of `producerId` (i64); `producerEpoch` (i16) follows it.
-const PRODUCER_ID_AT: usize = 43;
-/// Size of the RecordBatch v2 header.
-const BATCH_HEADER_LEN: usize = 61;
-/// The transactional bit of `attributes`.
-const TRANSACTIONAL: i16 = 0x10;
+/// Why a partition's batch was not appended: a Kafka error code and, for a record fault,
+/// what the producer is told in `error_message` / `record_errors` (Produce v8+).
+struct Refusal {
+    code: i16,
+    fault: Option<RecordFault>,
+}
 
-/// For a batch with the transactional bit, asks the transaction coordinator whether its
-/// producer may write it here (only the first batch header is read; records are not
-/// decoded). Batches without the bit, or too short to tell, go to the log's own checks.
-fn verify_transactional<'a>(
+impl Refusal {
+    fn code(code: i16) -> Refusal {
+        Refusal { code, fault: None }
+    }
+
+    fn into_response(
+        self,
+        response: PartitionProduceResponse,
+        version: i16,
+    ) -> PartitionProduceResponse {
+        let response = response.with_error_code(self.code);
+        match self.fault {
+            Some(fault) if version >= ERROR_MESSAGE_SINCE => {
+                let record_errors = fault
+                    .record_errors()
+                    .into_iter()
+                    .map(|(index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                    })
+                    .collect();
+                response
+                    .with_error_message(Some(StrBytes::from_string(fault.to_string())))
+                    .with_record_errors(record_errors)
+            }
+            _ => response,
+        }
+    }
+}
+
+impl From<RecordFault> for Refusal {
+    fn from(fault: RecordFault) -> Refusal {
+        Refusal {
+            code: fault.error_code(),
+            fault: Some(fault),
+        }
+    }
+}
+
+/// Checks one partition's batch (see the module doc for the order) and appends it.
+fn produce_one<'a>(
     gate: &mut Option<ProduceGate<'a>>,
     ctx: &'a RequestContext,
+    topic: &Topic,
+    partition: i32,
+    log: &Log,
+    records: &[u8],
+    now: i64,
+) -> Result<Appended, Refusal> {
+    check_one_batch(records).map_err(Refusal::code)?;
+    // A batch the log refuses on its header alone is left to it, so that it gets the code
+    // Kafka gives: a wrong header or CRC (CORRUPT_MESSAGE, INVALID_RECORD,
+    // UNSUPPORTED_FOR_MESSAGE_FORMAT), a size above max.message.bytes
+    // (MESSAGE_TOO_LARGE), a control batch (INVALID_RECORD).
+    let header = batch::check_batch(records)
+        .ok()
+        .filter(|h| !h.is_control() && h.size() as u64 <= log.config().max_message_bytes);
+    if let Some(header) = header {
+        let rules = RecordRules {
+            keys_required: is_compacted(topic),
+            max_inflated_bytes: u64::from(ctx.broker.config().socket_request_max_bytes),
+        };
+        records::validate_records(records, &header, &rules).map_err(|fault| {
+            debug!(topic = %topic.name, partition, error = %fault, "produce refused");
+            Refusal::from(fault)
+        })?;
+        check_producer_issued(ctx, &header, &topic.name, partition)?;
+        if header.is_transactional() && header.has_producer_id() {
+            gate.get_or_insert_with(|| ctx.txns.produce_gate())
+                .verify(
+                    header.producer_id,
+                    header.producer_epoch,
+                    &topic.name,
+                    partition,
+                )
+                .map_err(|e| Refusal::code(e.code()))?;
+        }
+    }
+    append_one(log, records, now).map_err(Refusal::code)
+}
+
+/// Kafka's rule for Produce v3+: `records` is exactly one batch (its `batchLength` covers
+/// every byte). More bytes: INVALID_RECORD; fewer, or no length: CORRUPT_MESSAGE.
+fn check_one_batch(records: &[u8]) -> Result<(), i16> {
+    let Some(length) = records.get(batch::LOG_OVERHEAD - 4..batch::LOG_OVERHEAD) else {
+        return Err(CORRUPT_MESSAGE);
+    };
+    let batch_length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+    let whole = usize::try_from(batch_length)
+        .ok()
+        .and_then(|l| l.checked_add(batch::LOG_OVERHEAD));
+    match whole {
+        Some(len) if len == records.len() => Ok(()),
+        Some(len) if len < records.len() => Err(INVALID_RECORD),
+        _ => Err(CORRUPT_MESSAGE),
+    }
+}
+
+/// Whether the topic's `cleanup.policy` contains `compact` (the broker-wide
+/// `log.cleanup.policy` is always `delete`, so only a topic override can say so).
+fn is_compacted(topic: &Topic) -> bool {
+    topic
+        .configs
+        .get("cleanup.policy")
+        .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"))
+}
+
+/// UNKNOWN_PRODUCER_ID for a non-transactional batch whose producer id was never handed
+/// out: accepting it would let a client claim the id the next InitProducerId returns and
+/// make that producer's first batch look like a duplicate. Transactional batches are
+/// verified against their transaction instead.
+fn check_producer_issued(
+    ctx: &RequestContext,
+    header: &BatchHeader,
     topic: &str,
     partition: i32,
-    records: Option<&[u8]>,
-) -> Result<(), i16> {
-    let Some(b) = records.filter(|b| b.len() >= BATCH_HEADER_LEN) else {
-        return Ok(());
-    };
-    let attributes = i16::from_be_bytes([b[ATTRIBUTES_AT], b[ATTRIBUTES_AT + 1]]);
-    if attributes & TRANSACTIONAL == 0 {
-        return Ok(());
+) -> Result<(), Refusal> {
+    if header.has_producer_id()
+        && !header.is_transactional()
+        && ctx.broker.producer_ids().never_issued(header.producer_id)
+    {
+        debug!(
+            topic,
+            partition,
+            producer_id = header.producer_id,
+            "batch from a producer id that was never issued"
+        );
+        return Err(Refusal::code(UNKNOWN_PRODUCER_ID));
     }
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&b[PRODUCER_ID_AT..PRODUCER_ID_AT + 8]);
-    let producer_id = i64::from_be_bytes(id);
-    let epoch = i16::from_be_bytes([b[PRODUCER_ID_AT + 8], b[PRODUCER_ID_AT + 9]]);
-    if producer_id < 0 {
-        // The log refuses it (INVALID_RECORD): a transactional batch needs a producer.
-        return Ok(());
-    }
-    gate.get_or_insert_with(|| ctx.txns.produce_gate())
-        .verify(producer_id, epoch, topic, partition)
-        .map_err(|e| e.code())
+    Ok(())
 }
 
 /// The parts of `AppendInfo` a response needs.
@@ -168,21 +287,8 @@ struct Appended {
     log_start_offset: i64,
 }
 
-/// Checks that `records` is exactly one batch (Kafka's rule for Produce v3+), then appends.
-fn append_one(log: &Log, records: Option<&[u8]>, now: i64) -> Result<Appended, i16> {
-    let records = records.unwrap_or_default();
-    if records.len() < BATCH_LENGTH_END {
-        return Err(CORRUPT_MESSAGE);
-    }
-    let batch_length = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
-    let whole = usize::try_from(batch_length)
-        .ok()
-        .and_then(|l| l.checked_add(BATCH_LENGTH_END));
-    match whole {
-        Some(len) if len == records.len() => {}
-        Some(len) if len < records.len() => return Err(INVALID_RECORD),
-        _ => return Err(CORRUPT_MESSAGE),
-    }
+/// Appends one checked batch.
+fn append_one(log: &Log, records: &[u8], now: i64) -> Result<Appended, i16> {
     match log.append(records, now) {
         Ok(info) => Ok(Appended {
             base_offset: info.base_offset,

@@ -17,6 +17,14 @@
 //! before the checksum (the same text with `strata-producer-ids 1`, no trailer) are read;
 //! the next block persisted rewrites them with one.
 //!
+//! Issued ids: ids are handed out in increasing order, so every id at or above the next
+//! one to be handed out has certainly never been issued, by this run or an earlier one
+//! (earlier runs stayed below the persisted block this run started from). Produce refuses
+//! batches that carry such an id ([`ProducerIds::never_issued`], one atomic load): a
+//! client cannot write first under the id the next InitProducerId will return and make
+//! the real producer's first batch look like a retry. Ids below that are accepted: those
+//! below this run's first block may have been issued before a restart.
+//!
 //! Epochs (KIP-360): a producer that asks again with its id and current epoch gets the
 //! epoch bumped; the same request repeated (its response was lost) gets the same answer;
 //! any other epoch is INVALID_PRODUCER_EPOCH. Epochs are remembered in memory only, for
@@ -27,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use super::metadata_store::{crc_checked_body, replace_file, with_crc, MetadataError};
@@ -107,6 +116,10 @@ pub struct ProducerIds {
     dir: PathBuf,
     expiration_ms: u64,
     inner: Mutex<Allocator>,
+    /// `Allocator::next`, readable without the lock: no id at or above it has ever been
+    /// handed out. Stored (under the lock) before an id is returned, so a producer can
+    /// never use its id before this covers it.
+    unissued_from: AtomicI64,
 }
 
 impl ProducerIds {
@@ -137,7 +150,15 @@ impl ProducerIds {
                 block_end: start,
                 known: HashMap::new(),
             }),
+            unissued_from: AtomicI64::new(start),
         })
+    }
+
+    /// Whether `producer_id` has certainly never been handed out by InitProducerId (by
+    /// this run or, since ids only grow across restarts, any earlier one). Lock-free: the
+    /// produce path calls it for every idempotent batch.
+    pub fn never_issued(&self, producer_id: i64) -> bool {
+        producer_id >= self.unissued_from.load(Ordering::Acquire)
     }
 
     /// InitProducerId for a producer without a transactional id. `current` is the id and
@@ -216,6 +237,7 @@ impl ProducerIds {
         }
         let id = a.next;
         a.next += 1;
+        self.unissued_from.store(a.next, Ordering::Release);
         Ok(id)
     }
 }
@@ -313,6 +335,25 @@ mod tests {
             epoch: 0,
         };
         assert_ne!(ids.init(Some(asked), 1).unwrap().producer_id, txn);
+    }
+
+    #[test]
+    fn only_ids_at_or_above_the_next_one_are_never_issued_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        assert!(ids.never_issued(0), "nothing handed out yet");
+        let first = ids.init(None, 0).unwrap().producer_id;
+        let txn = ids.allocate_transactional().unwrap();
+        assert!(!ids.never_issued(first) && !ids.never_issued(txn));
+        assert!(ids.never_issued(txn + 1) && ids.never_issued(i64::MAX));
+        drop(ids);
+        // After a restart every id of the earlier run may have been issued; the next
+        // block's ids have not.
+        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
+        assert!(!ids.never_issued(first) && !ids.never_issued(BLOCK_SIZE - 1));
+        assert!(ids.never_issued(BLOCK_SIZE));
+        assert_eq!(ids.init(None, 0).unwrap().producer_id, BLOCK_SIZE);
+        assert!(!ids.never_issued(BLOCK_SIZE) && ids.never_issued(BLOCK_SIZE + 1));
     }
 
     #[test]

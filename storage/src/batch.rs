@@ -1,5 +1,7 @@
-//! Kafka RecordBatch v2: header layout and validation. Records are never decoded on the
-//! append path; only `records_at_or_after` walks uncompressed records, for timestamp lookups.
+//! Kafka RecordBatch v2: header layout and validation. `Log::append` checks headers and
+//! CRCs only; the records of a produced batch are walked, without being copied, by
+//! [`crate::records::validate_records`] on the produce path, and `first_record_at_or_after`
+//! walks uncompressed records for timestamp lookups.
 //!
 //! Header layout (big-endian), byte offsets from the start of the batch:
 //!

@@ -6,6 +6,8 @@
 //! marker. See each module for its file format:
 //!
 //! - [`batch`]: RecordBatch v2 header layout and validation
+//! - [`records`]: every record of a produced batch validated, compressed ones inflated as
+//!   a bounded stream
 //! - `segment`, `index`: segment files and the sparse offset / time indexes
 //! - `recovery`: opening a directory, validating and truncating after a crash
 //! - `retention`, `checkpoint`: deleting old segments, persisting offsets
@@ -25,6 +27,7 @@ mod flusher;
 mod index;
 mod log;
 pub mod producer_state;
+pub mod records;
 mod recovery;
 mod retention;
 mod segment;
