@@ -152,6 +152,18 @@ pub struct Config {
     )]
     pub queued_max_request_bytes: i64,
 
+    /// Once the first byte of a request frame has arrived, the whole frame must arrive
+    /// within this many ms or the connection is closed (time the broker makes it wait for
+    /// queued.max.request.bytes does not count); -1 never. Strata only: Kafka has no such
+    /// limit and waits for connections.max.idle.ms.
+    #[arg(
+        long,
+        env = "STRATA_REQUEST_READ_TIMEOUT_MS",
+        default_value_t = 30_000,
+        allow_negative_numbers = true
+    )]
+    pub request_read_timeout_ms: i64,
+
     /// This broker's node id (Metadata, FindCoordinator). Kafka: node.id.
     #[arg(long, env = "STRATA_NODE_ID", default_value_t = 0)]
     pub node_id: i32,

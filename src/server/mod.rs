@@ -5,6 +5,7 @@
 //! task; close every log (flush + clean-shutdown marker) and stop the flusher.
 
 pub mod connection;
+pub mod frame_reader;
 pub mod limits;
 pub mod shutdown;
 
@@ -147,7 +148,11 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
         max_idle: u64::try_from(config.connections_max_idle_ms)
             .ok()
             .map(std::time::Duration::from_millis),
+        read_timeout: u64::try_from(config.request_read_timeout_ms)
+            .ok()
+            .map(std::time::Duration::from_millis),
         budget: limits::RequestBudget::new(config.queued_max_request_bytes),
+        unparseable_warnings: Arc::new(limits::WarnThrottle::new()),
     };
     let limits = limits::ConnectionLimits::new(
         config.max_connections as usize,
