@@ -114,6 +114,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     pub socket_request_max_bytes: u32,
 
+    /// Most record bytes one Fetch response returns, whatever the client asks for (the
+    /// first batch may still exceed it, as in Kafka, KIP-74). Kafka: fetch.max.bytes.
+    #[arg(long, env = "STRATA_FETCH_MAX_BYTES", default_value_t = 57_671_680,
+          value_parser = clap::value_parser!(i32).range(1024..))]
+    pub fetch_max_bytes: i32,
+
     /// Requests read ahead on one connection while earlier responses are pending.
     #[arg(long, env = "STRATA_MAX_IN_FLIGHT_REQUESTS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -264,6 +270,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
         "log_retention_check_interval_ms",
     ),
     ("socket.request.max.bytes", "socket_request_max_bytes"),
+    ("fetch.max.bytes", "fetch_max_bytes"),
     ("max.connections", "max_connections"),
     ("max.connections.per.ip", "max_connections_per_ip"),
     ("connections.max.idle.ms", "connections_max_idle_ms"),

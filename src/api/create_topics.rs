@@ -51,7 +51,10 @@ pub(crate) fn handle(
             let outcome = if counts.get(name).copied().unwrap_or(0) > 1 {
                 Err((
                     ResponseError::InvalidRequest.code(),
-                    format!("Create topics request contains multiple entries for the topic {name}"),
+                    format!(
+                        "Create topics request contains multiple entries for the topic {}",
+                        crate::broker::topic_name::abbreviated(name)
+                    ),
                 ))
             } else {
                 create_one(broker, topic, request.validate_only)

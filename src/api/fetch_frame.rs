@@ -9,6 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchResponse};
 
+use tracing::error;
+
 use super::{encode_frame, Frame, ResponseFrame};
 
 /// Record sets smaller than this are copied into the surrounding part (a separate write
@@ -56,7 +58,7 @@ pub(crate) fn encode(version: i16, correlation_id: i32, body: &FetchResponse) ->
     if flexible {
         w.cur.put_u8(0);
     }
-    Some(w.finish())
+    w.finish()
 }
 
 /// True when the response has nothing this encoder leaves out: no unknown or non-default
@@ -169,15 +171,22 @@ impl PartsWriter {
         }
     }
 
-    fn finish(mut self) -> Frame {
+    /// The frame, or None when its length does not fit the i32 length prefix.
+    fn finish(mut self) -> Option<Frame> {
         let last = std::mem::take(&mut self.cur);
         self.push_owned(last);
-        let len = (self.total - 4) as i32;
+        let Some(len) = frame_length(self.total) else {
+            error!(
+                bytes = self.total,
+                "Fetch response too large to encode; closing connection"
+            );
+            return None;
+        };
         // The first part is owned and starts with the 4-byte length placeholder.
         if let Some(Part::Owned(first)) = self.parts.first_mut() {
             first[..4].copy_from_slice(&len.to_be_bytes());
         }
-        Frame::from_parts(
+        Some(Frame::from_parts(
             self.parts
                 .into_iter()
                 .map(|p| match p {
@@ -185,8 +194,15 @@ impl PartsWriter {
                     Part::Shared(b) => b,
                 })
                 .collect(),
-        )
+        ))
     }
+}
+
+/// The length prefix of a frame of `total` bytes (prefix included), or None past
+/// `i32::MAX`: never a wrapped, negative or short length. The handler keeps responses far
+/// below it (fetch.max.bytes); this is the encoder's own guard.
+fn frame_length(total: usize) -> Option<i32> {
+    total.checked_sub(4).and_then(|len| i32::try_from(len).ok())
 }
 
 #[cfg(test)]
@@ -262,6 +278,15 @@ mod tests {
                 assert_eq!(parts.len(), generic.len());
             }
         }
+    }
+
+    #[test]
+    fn a_frame_length_never_wraps() {
+        assert_eq!(frame_length(4), Some(0));
+        assert_eq!(frame_length(i32::MAX as usize + 4), Some(i32::MAX));
+        assert_eq!(frame_length(i32::MAX as usize + 5), None);
+        assert_eq!(frame_length(u32::MAX as usize + 10), None);
+        assert_eq!(frame_length(3), None);
     }
 
     #[test]

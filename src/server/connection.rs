@@ -134,7 +134,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
         peer,
         activity.clone(),
     )));
-    let mut reader = FrameReader::new(read_half, max_frame, read_timeout, request_budget);
+    let mut reader = FrameReader::new(read_half, max_frame, read_timeout, request_budget.clone());
     let mut shutdown = ctx.shutdown.clone();
     let budget = Arc::new(Semaphore::new(QUEUED_RESPONSE_BYTES));
     'requests: loop {
@@ -175,7 +175,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
         activity.touch();
         let RequestFrame {
             body,
-            charge: request_charge,
+            charge: mut request_charge,
         } = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -184,8 +184,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
                 break;
             }
         };
-        let pending = match api::handle_frame(body, &ctx) {
-            Ok(Reply::Now(Some(frame))) => {
+        let pending = match api::handle_frame_counted(body, &ctx) {
+            Ok((Reply::Now(Some(frame)), _)) => {
                 // Waits while earlier responses are unwritten (the semaphore is never
                 // closed, so this only fails if it were).
                 let Ok(permit) = budget
@@ -197,11 +197,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
                 };
                 Pending::Ready(frame, permit)
             }
-            Ok(Reply::Now(None)) => break,
-            Ok(Reply::Nothing) => continue,
-            // The request's share of the broker-wide budget is held until its response
-            // is computed; the response then takes its share of this connection's.
-            Ok(Reply::Later(future)) => {
+            Ok((Reply::Now(None), _)) => break,
+            Ok((Reply::Nothing, _)) => continue,
+            // The request's share of the broker-wide budget, and what it decoded to, are
+            // held until its response is computed; the response then takes its share of
+            // this connection's.
+            Ok((Reply::Later(future), decoded)) => {
+                request_budget.charge_decoded(&mut request_charge, decoded);
                 let (next_to_write, my_turn) = oneshot::channel();
                 let budget = budget.clone();
                 let task = tokio::spawn(async move {

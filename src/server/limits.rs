@@ -340,6 +340,28 @@ impl RequestBudget {
         }
     }
 
+    /// Charges `bytes` that a request decoded to and holds until it is answered (a
+    /// deferred reply), as far as the shared budget has them free now. It never waits:
+    /// the request already holds its frame's share, and holders waiting for more are how
+    /// budgets deadlock. Then the broker holds up to `api::decode_limit` of its frame
+    /// beyond the budget for such a request (its frame's share still counts).
+    pub fn charge_decoded(&self, charge: &mut Charge, bytes: usize) {
+        let Some(pools) = &self.pools else {
+            return;
+        };
+        let held = charge.shared.as_ref().map_or(0, |p| p.num_permits());
+        let n = (pools.shared_limit as usize)
+            .saturating_sub(held)
+            .min(bytes)
+            .min(pools.shared.available_permits()) as u32;
+        if n == 0 {
+            return;
+        }
+        if let Ok(p) = pools.shared.clone().try_acquire_many_owned(n) {
+            charge.add_shared(p);
+        }
+    }
+
     /// Bytes of budget free now, shared and kept for small frames (`None` when unbounded).
     pub fn available(&self) -> Option<usize> {
         self.pools
@@ -371,6 +393,18 @@ mod tests {
         drop(a1);
         assert_eq!(limits.open_connections(), 2);
         let _a3 = limits.admit(a).unwrap();
+    }
+
+    #[test]
+    fn a_throttled_warning_is_let_through_once_per_second_with_the_count_held_back() {
+        let throttle = WarnThrottle::new();
+        assert_eq!(throttle.admit(), Some(1));
+        for _ in 0..1000 {
+            assert_eq!(throttle.admit(), None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1_050));
+        assert_eq!(throttle.admit(), Some(1001));
+        assert_eq!(throttle.admit(), None);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 pub mod connection;
 pub mod frame_reader;
 pub mod limits;
+pub mod memory;
 pub mod shutdown;
 
 use std::net::SocketAddr;
@@ -160,6 +161,9 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
     );
     let mut shutdown = ctx.shutdown.clone();
     let mut connections = JoinSet::new();
+    let mut trim = memory::TrimSchedule::new();
+    let mut trim_tick = tokio::time::interval(memory::TICK);
+    trim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = crate::server::shutdown::requested(&mut shutdown) => break,
@@ -181,7 +185,14 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                trim.connection_closed();
+            }
+            _ = trim_tick.tick() => {
+                if trim.due(std::time::Instant::now()) {
+                    tokio::task::spawn_blocking(memory::release_free_memory);
+                }
+            }
         }
     }
     drop(listener);

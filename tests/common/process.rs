@@ -42,6 +42,11 @@ impl BrokerProcess {
         self.addr
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
