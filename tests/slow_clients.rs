@@ -102,10 +102,12 @@ async fn producing_client_is_served(producer: &FutureProducer, what: &str) {
             .partition(0),
         PATIENCE,
     );
-    tokio::time::timeout(LIVENESS, send)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: the producer was not acknowledged within {LIVENESS:?}"))
-        .expect("produce acknowledged");
+    let Ok(delivered) = tokio::time::timeout(LIVENESS, send).await else {
+        panic!("{what}: the producer was not acknowledged within {LIVENESS:?}");
+    };
+    if let Err((e, _)) = delivered {
+        panic!("{what}: produce failed: {e}");
+    }
 }
 
 /// An rdkafka producer with one record acknowledged, so its connection is established.
