@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, FetchResponse};
 
 use tracing::error;
 
-use super::{encode_frame, Frame, ResponseFrame};
+use super::{encode_frame, frame_length, Frame, ResponseFrame};
 
 /// Record sets smaller than this are copied into the surrounding part (a separate write
 /// for a few bytes costs more than the copy).
@@ -171,7 +171,8 @@ impl PartsWriter {
         }
     }
 
-    /// The frame, or None when its length does not fit the i32 length prefix.
+    /// The frame, or None when its length does not fit the i32 length prefix (the handler
+    /// keeps responses far below it with fetch.max.bytes; this is the encoder's guard).
     fn finish(mut self) -> Option<Frame> {
         let last = std::mem::take(&mut self.cur);
         self.push_owned(last);
@@ -196,13 +197,6 @@ impl PartsWriter {
                 .collect(),
         ))
     }
-}
-
-/// The length prefix of a frame of `total` bytes (prefix included), or None past
-/// `i32::MAX`: never a wrapped, negative or short length. The handler keeps responses far
-/// below it (fetch.max.bytes); this is the encoder's own guard.
-fn frame_length(total: usize) -> Option<i32> {
-    total.checked_sub(4).and_then(|len| i32::try_from(len).ok())
 }
 
 #[cfg(test)]

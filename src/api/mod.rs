@@ -560,9 +560,23 @@ pub(crate) fn encode_frame<R: Encodable>(
         error!(?api, version, error = %format!("{e:#}"), "cannot encode response; closing connection");
         return None;
     }
-    let len = (buf.len() - 4) as i32;
+    let Some(len) = frame_length(buf.len()) else {
+        error!(
+            ?api,
+            version,
+            bytes = buf.len(),
+            "response too large to encode; closing connection"
+        );
+        return None;
+    };
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Some(Frame::from(buf.freeze()))
+}
+
+/// The length prefix of a response frame of `total` bytes (prefix included), or None past
+/// `i32::MAX`: never a wrapped, negative or short length.
+pub(crate) fn frame_length(total: usize) -> Option<i32> {
+    total.checked_sub(4).and_then(|len| i32::try_from(len).ok())
 }
 
 /// A response of just the correlation id and an error code: the answer to an API key or
