@@ -474,6 +474,23 @@ mod tests {
     }
 
     #[test]
+    fn request_read_timeout_and_fetch_max_bytes_from_flags_and_file() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.request_read_timeout_ms, 30_000);
+        assert_eq!(c.fetch_max_bytes, 57_671_680);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "request.read.timeout.ms=-1\nfetch.max.bytes=1048576").unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path]).unwrap();
+        assert_eq!(c.request_read_timeout_ms, -1);
+        assert_eq!(c.fetch_max_bytes, 1 << 20);
+        let c = Config::load_from(["strata", "--request-read-timeout-ms", "500"]).unwrap();
+        assert_eq!(c.request_read_timeout_ms, 500);
+        // Kafka's own floor for fetch.max.bytes.
+        assert!(Config::load_from(["strata", "--fetch-max-bytes", "1023"]).is_err());
+    }
+
+    #[test]
     fn transaction_settings_take_kafka_names_and_defaults() {
         let c = Config::load_from(["strata"]).unwrap();
         assert_eq!(c.transaction_max_timeout_ms, 900_000);
