@@ -225,9 +225,10 @@ fn rss_kib(pid: &str) -> u64 {
 }
 
 /// Memory freed by closed connections goes back to the kernel: after 2,000 connections,
-/// each answered once, have closed, the binary's RSS falls back well below its peak
-/// (glibc kept 94-99% of it: 104-122 MiB above idle in the release build, growing with
-/// every further round). Fewer connections when the fd limit is low.
+/// each answered once, have closed, the binary's RSS falls back to within a third of what
+/// they took (glibc kept 94-99% of it: 102-126 MiB above idle in the release build,
+/// growing with every further round; now 3-4%). Fewer connections when the fd limit is
+/// low.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn closed_connections_give_their_memory_back() {
     let temp = tempfile::tempdir().unwrap();
@@ -251,7 +252,7 @@ async fn closed_connections_give_their_memory_back() {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             after = rss_kib(&pid).saturating_sub(idle);
-            if after * 4 < grown * 3 || Instant::now() > deadline {
+            if after * 3 < grown || Instant::now() > deadline {
                 break;
             }
         }
@@ -261,7 +262,7 @@ async fn closed_connections_give_their_memory_back() {
         );
     }
     assert!(
-        after * 4 < grown * 3,
+        after * 3 < grown,
         "after {count} connections closed, {after} KiB of the {grown} KiB they took stayed"
     );
     drop(broker);

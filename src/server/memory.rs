@@ -1,13 +1,20 @@
 //! Gives memory freed by closed connections back to the operating system.
 //!
-//! glibc's allocator keeps freed memory in its arenas (one per worker thread) and returns
-//! it to the kernel only from the top of a heap, so memory freed in the middle stays
-//! resident: after 2,000 connections closed, ~120 MiB did, for good. `malloc_trim(0)`
-//! returns every free page of every arena. The accept loop counts closed connections and
-//! trims, off the async workers, at most once a second: when `TRIM_AFTER_CLOSED`
-//! connections closed since the last trim (and at the next tick again if more closed, so
-//! the tail of a burst is not left for later), or `TRIM_EVERY` after any closed. Other
-//! libcs are left alone.
+//! glibc's allocator keeps freed memory in its arenas (one per worker thread): after
+//! 2,000 connections closed, ~120 MiB stayed resident, and more after every further round.
+//! Two things give it back, on glibc only:
+//!
+//! - `configure_allocator`, at start: a fixed trim threshold (128 KiB, glibc's initial
+//!   value), so free space at the top of a thread's heap is returned as it is freed.
+//!   glibc otherwise raises the threshold up to 64 MiB after a large block is freed and
+//!   `malloc_trim` never trims those heaps' tops. The threshold for allocating straight
+//!   from the kernel is then fixed too, at 1 MiB (request bodies from 64 KiB up are
+//!   pooled anyway). An operator's own `GLIBC_TUNABLES` malloc settings win.
+//! - `release_free_memory`: `malloc_trim(0)` returns every free page inside the heaps. The
+//!   accept loop counts closed connections and trims, off the async workers, at most once
+//!   a second: when `TRIM_AFTER_CLOSED` connections closed since the last trim (and at the
+//!   next tick again if more closed, so the tail of a burst is not left for later), or
+//!   `TRIM_EVERY` after any closed.
 
 use std::time::{Duration, Instant};
 
@@ -62,6 +69,33 @@ impl Default for TrimSchedule {
         Self::new()
     }
 }
+
+/// Top-of-heap free space above this is returned to the kernel as it is freed.
+const TRIM_THRESHOLD: i32 = 128 * 1024;
+
+/// Allocations from this size up are mapped from the kernel directly.
+const MMAP_THRESHOLD: i32 = 1 << 20;
+
+/// Fixes glibc's trim and mmap thresholds (see the module doc), unless the operator set
+/// malloc tunables.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn configure_allocator() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."));
+    if tuned {
+        return;
+    }
+    // SAFETY: mallopt only sets allocator parameters (under the allocator's own lock);
+    // both values are in the range glibc documents for them.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+/// Nothing to configure on this platform.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn configure_allocator() {}
 
 /// Returns the allocator's free pages to the kernel (blocking: call off the async workers).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -54,6 +54,7 @@ pub struct RunningBroker {
 
 /// Binds the listener, opens the data dir and starts serving.
 pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
+    memory::configure_allocator();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
