@@ -160,8 +160,8 @@ pub struct Config {
 
     /// Once the first byte of a request frame has arrived, the whole frame must arrive
     /// within this many ms or the connection is closed (time the broker makes it wait for
-    /// queued.max.request.bytes does not count); -1 never. Strata only: Kafka has no such
-    /// limit and waits for connections.max.idle.ms.
+    /// queued.max.request.bytes does not count); -1 (or 0) never. Strata only: Kafka has no
+    /// such limit and waits for connections.max.idle.ms.
     #[arg(
         long,
         env = "STRATA_REQUEST_READ_TIMEOUT_MS",

@@ -152,6 +152,7 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
             .map(std::time::Duration::from_millis),
         read_timeout: u64::try_from(config.request_read_timeout_ms)
             .ok()
+            .filter(|ms| *ms > 0)
             .map(std::time::Duration::from_millis),
         budget: limits::RequestBudget::new(config.queued_max_request_bytes),
         unparseable_warnings: Arc::new(limits::WarnThrottle::new()),
