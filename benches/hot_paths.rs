@@ -1,5 +1,5 @@
-//! Broker hot paths without the network: decoding a Produce request frame (header + body,
-//! as `api::handle_frame` does before appending) and serving a Fetch request frame end to
+//! Broker hot paths without the network: decoding a Produce request frame (header + body
+//! within the decode budget, as `api::handle_frame` does before appending) and serving a Fetch request frame end to
 //! end through `api::handle_frame` (plan, log read, response assembly, encoding).
 //!
 //! Run: `cargo bench -p strata --bench hot_paths`
@@ -15,11 +15,12 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, ProduceRequest, RequestHeader, TopicName,
 };
+use kafka_protocol::protocol::buf::DecodeBudget;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use strata::api::{handle_frame, Reply, RequestContext};
+use strata::api::{decode_limit, handle_frame, Reply, RequestContext};
 use strata::broker::Broker;
 use strata::group::{GroupService, GroupServiceConfig};
 use strata::Config;
@@ -128,7 +129,10 @@ fn decode(c: &mut Criterion) {
                 || f.clone(),
                 |mut f| {
                     let header = RequestHeader::decode(&mut f, 1).unwrap();
-                    let request = ProduceRequest::decode(&mut f, 8).unwrap();
+                    // Within the decode budget, as `api::handle_frame` decodes.
+                    let limit = decode_limit(f.len());
+                    let request =
+                        ProduceRequest::decode(&mut DecodeBudget::new(&mut f, limit), 8).unwrap();
                     (header, request)
                 },
                 BatchSize::SmallInput,

@@ -129,6 +129,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     pub socket_request_max_bytes: u32,
 
+    /// Most record bytes one Fetch response returns, whatever the client asks for (the
+    /// first batch may still exceed it, as in Kafka, KIP-74). Kafka: fetch.max.bytes.
+    #[arg(long, env = "STRATA_FETCH_MAX_BYTES", default_value_t = 57_671_680,
+          value_parser = clap::value_parser!(i32).range(1024..))]
+    pub fetch_max_bytes: i32,
+
     /// Requests read ahead on one connection while earlier responses are pending.
     #[arg(long, env = "STRATA_MAX_IN_FLIGHT_REQUESTS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -166,6 +172,18 @@ pub struct Config {
         allow_negative_numbers = true
     )]
     pub queued_max_request_bytes: i64,
+
+    /// Once the first byte of a request frame has arrived, the whole frame must arrive
+    /// within this many ms or the connection is closed (time the broker makes it wait for
+    /// queued.max.request.bytes does not count); -1 (or 0) never. Strata only: Kafka has no
+    /// such limit and waits for connections.max.idle.ms.
+    #[arg(
+        long,
+        env = "STRATA_REQUEST_READ_TIMEOUT_MS",
+        default_value_t = 30_000,
+        allow_negative_numbers = true
+    )]
+    pub request_read_timeout_ms: i64,
 
     /// This broker's node id (Metadata, FindCoordinator). Kafka: node.id.
     #[arg(long, env = "STRATA_NODE_ID", default_value_t = 0)]
@@ -313,6 +331,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
         "log_retention_check_interval_ms",
     ),
     ("socket.request.max.bytes", "socket_request_max_bytes"),
+    ("fetch.max.bytes", "fetch_max_bytes"),
     ("max.connections", "max_connections"),
     ("max.connections.per.ip", "max_connections_per_ip"),
     ("connections.max.idle.ms", "connections_max_idle_ms"),
@@ -521,6 +540,23 @@ mod tests {
             .unwrap()
             .explicitly_set
             .is_empty());
+    }
+
+    #[test]
+    fn request_read_timeout_and_fetch_max_bytes_from_flags_and_file() {
+        let c = Config::load_from(["strata"]).unwrap();
+        assert_eq!(c.request_read_timeout_ms, 30_000);
+        assert_eq!(c.fetch_max_bytes, 57_671_680);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "request.read.timeout.ms=-1\nfetch.max.bytes=1048576").unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let c = Config::load_from(["strata", "--config", &path]).unwrap();
+        assert_eq!(c.request_read_timeout_ms, -1);
+        assert_eq!(c.fetch_max_bytes, 1 << 20);
+        let c = Config::load_from(["strata", "--request-read-timeout-ms", "500"]).unwrap();
+        assert_eq!(c.request_read_timeout_ms, 500);
+        // Kafka's own floor for fetch.max.bytes.
+        assert!(Config::load_from(["strata", "--fetch-max-bytes", "1023"]).is_err());
     }
 
     #[test]

@@ -126,3 +126,58 @@ async fn only_the_first_batch_of_the_first_partition_may_exceed_a_fetch_limit() 
 
     broker.shutdown().await;
 }
+
+/// The broker's fetch.max.bytes caps a Fetch response whatever max_bytes the client asks
+/// for (Kafka's broker setting of the same name): with room for two batches and a half,
+/// a client asking for 1 MiB gets two partitions' batches, not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_fetch_max_bytes_caps_what_a_client_asks_for() {
+    // One batch is a little over VALUE_LEN bytes.
+    let cap = (VALUE_LEN * 5 / 2) as i32;
+    let broker = TestBroker::start_with(|c| {
+        c.num_partitions = 3;
+        c.fetch_max_bytes = cap;
+    })
+    .await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    broker
+        .running()
+        .broker()
+        .topic_or_auto_create(TOPIC)
+        .expect("topic created");
+    produce_one_batch_each(&mut client, &[0, 1, 2]).await;
+    let got = fetch(&mut client, [0, 0, 0], 1 << 20, 1 << 20).await;
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 1, 0]);
+    assert!(got.iter().map(|g| g.1).sum::<usize>() <= cap as usize);
+    // The first batch still comes whatever the cap (KIP-74): the consumer progresses.
+    let tiny = TestBroker::start_with(|c| c.fetch_max_bytes = 1024).await;
+    let mut client = RawClient::connect(tiny.addr()).await;
+    tiny.running()
+        .broker()
+        .topic_or_auto_create(TOPIC)
+        .expect("topic created");
+    produce_one_batch_each(&mut client, &[0]).await;
+    let request_one = fetch_one(&mut client).await;
+    assert_eq!(request_one, 1);
+    tiny.shutdown().await;
+    broker.shutdown().await;
+}
+
+/// Batches returned for partition 0 of `TOPIC` from offset 0 with generous limits.
+async fn fetch_one(client: &mut RawClient) -> usize {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request).await;
+    let mut records = response.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    RecordBatchDecoder::decode_all(&mut records).unwrap().len()
+}

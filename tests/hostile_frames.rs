@@ -639,3 +639,50 @@ fn arbitrary_bodies_of_every_api_are_answered_or_closed() {
     assert!(answered.get() > 0 && closed.get() > 0);
     runtime.block_on(broker.shutdown());
 }
+
+/// A CreateTopics naming a topic of 32,767 characters (the longest a non-flexible string
+/// can hold) is answered with INVALID_TOPIC_EXCEPTION on the same connection. The error
+/// message once quoted the whole name, which no longer fit the response's error string,
+/// and the broker closed the connection instead of answering. Likewise for an illegal
+/// character in such a name, and for such a name given twice (INVALID_REQUEST).
+#[tokio::test]
+async fn a_topic_name_of_32767_characters_is_answered_not_closed() {
+    use common::raw::RawClient;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let long = "a".repeat(32_767);
+    let illegal = format!("{}!", "b".repeat(32_766));
+    let creatable = |name: &str| {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+    };
+    for version in [2, 4, 5, 7] {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                creatable(&long),
+                creatable(&illegal),
+                creatable(&illegal),
+            ]);
+        let response: CreateTopicsResponse =
+            client.call(ApiKey::CreateTopics, version, &request).await;
+        let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+        // INVALID_TOPIC_EXCEPTION (17); the name given twice: INVALID_REQUEST (42).
+        assert_eq!(codes, [17, 42, 42], "v{version}");
+        for topic in &response.topics {
+            let message = topic.error_message.as_deref().unwrap_or_default();
+            assert!(
+                message.len() < 1000,
+                "v{version}: message of {}",
+                message.len()
+            );
+        }
+    }
+    assert!(broker.running().broker().topic(&long).is_none());
+    broker.shutdown().await;
+}

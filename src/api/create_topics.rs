@@ -127,7 +127,10 @@ pub(crate) fn respond(
         let outcome = if counts.get(name).copied().unwrap_or(0) > 1 {
             Err((
                 ResponseError::InvalidRequest.code(),
-                format!("Create topics request contains multiple entries for the topic {name}"),
+                format!(
+                    "Create topics request contains multiple entries for the topic {}",
+                    crate::broker::topic_name::abbreviated(name)
+                ),
             ))
         } else {
             resolve(broker, topic)

@@ -78,7 +78,9 @@ pub(crate) fn handle(
                 .with_session_id(0),
         );
     }
-    let mut plan = resolve(&ctx.broker, request.topics, version, request.max_bytes);
+    // The broker's own limit (fetch.max.bytes) caps what the client asks for.
+    let max_bytes = request.max_bytes.min(ctx.broker.config().fetch_max_bytes);
+    let mut plan = resolve(&ctx.broker, request.topics, version, max_bytes);
     plan.read_committed = request.isolation_level == READ_COMMITTED;
     // Subscribe before the first read so that an append landing between the read and
     // the wait still wakes the long poll.

@@ -9,7 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchResponse};
 
-use super::{encode_frame, Frame, ResponseFrame};
+use tracing::error;
+
+use super::{encode_frame, frame_length, Frame, ResponseFrame};
 
 /// Record sets smaller than this are copied into the surrounding part (a separate write
 /// for a few bytes costs more than the copy).
@@ -56,7 +58,7 @@ pub(crate) fn encode(version: i16, correlation_id: i32, body: &FetchResponse) ->
     if flexible {
         w.cur.put_u8(0);
     }
-    Some(w.finish())
+    w.finish()
 }
 
 /// True when the response has nothing this encoder leaves out: no unknown or non-default
@@ -169,15 +171,23 @@ impl PartsWriter {
         }
     }
 
-    fn finish(mut self) -> Frame {
+    /// The frame, or None when its length does not fit the i32 length prefix (the handler
+    /// keeps responses far below it with fetch.max.bytes; this is the encoder's guard).
+    fn finish(mut self) -> Option<Frame> {
         let last = std::mem::take(&mut self.cur);
         self.push_owned(last);
-        let len = (self.total - 4) as i32;
+        let Some(len) = frame_length(self.total) else {
+            error!(
+                bytes = self.total,
+                "Fetch response too large to encode; closing connection"
+            );
+            return None;
+        };
         // The first part is owned and starts with the 4-byte length placeholder.
         if let Some(Part::Owned(first)) = self.parts.first_mut() {
             first[..4].copy_from_slice(&len.to_be_bytes());
         }
-        Frame::from_parts(
+        Some(Frame::from_parts(
             self.parts
                 .into_iter()
                 .map(|p| match p {
@@ -185,7 +195,7 @@ impl PartsWriter {
                     Part::Shared(b) => b,
                 })
                 .collect(),
-        )
+        ))
     }
 }
 
@@ -262,6 +272,15 @@ mod tests {
                 assert_eq!(parts.len(), generic.len());
             }
         }
+    }
+
+    #[test]
+    fn a_frame_length_never_wraps() {
+        assert_eq!(frame_length(4), Some(0));
+        assert_eq!(frame_length(i32::MAX as usize + 4), Some(i32::MAX));
+        assert_eq!(frame_length(i32::MAX as usize + 5), None);
+        assert_eq!(frame_length(u32::MAX as usize + 10), None);
+        assert_eq!(frame_length(3), None);
     }
 
     #[test]

@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::{DecodeBudget, DecodeBudgetExceeded};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::sync::watch;
 use tracing::{debug, error};
@@ -212,10 +213,59 @@ pub enum FrameError {
         version: i16,
         message: String,
     },
+    #[error(
+        "{api:?} v{version} request of {wire_bytes} bytes decodes to more than {limit} bytes \
+         (at most {DECODE_RATIO}x its size plus {DECODE_FLOOR} bytes, {DECODE_MAX} in all)"
+    )]
+    DecodesTooLarge {
+        api: ApiKey,
+        version: i16,
+        wire_bytes: usize,
+        limit: usize,
+    },
+}
+
+/// Decoded bytes every request body may take, whatever its size.
+pub const DECODE_FLOOR: usize = 1 << 20;
+/// Decoded bytes a request body may take per byte on the wire, above `DECODE_FLOOR`.
+pub const DECODE_RATIO: usize = 8;
+/// Decoded bytes no request body may exceed.
+pub const DECODE_MAX: usize = 64 << 20;
+
+/// Bytes of decoded arrays and tagged fields a request body of `wire_bytes` may decode to
+/// (kafka-protocol's `DecodeBudget`). Decoding inflates: an empty topic name is 2 bytes on
+/// the wire and a 72-byte `MetadataRequestTopic`, so a 20 MB Metadata request once decoded
+/// to 1.7 GB. Real requests stay far below the limit: a Produce or Fetch decodes to under
+/// its wire size (record sets are not copied), a Metadata v10+ request to at most 4x, an
+/// older one to 24x only when naming tens of thousands of 1-character topics, which the
+/// floor covers. A body over the limit is not decoded further: the connection is closed,
+/// as for any frame that cannot be parsed.
+pub fn decode_limit(wire_bytes: usize) -> usize {
+    wire_bytes
+        .saturating_mul(DECODE_RATIO)
+        .saturating_add(DECODE_FLOOR)
+        .min(DECODE_MAX)
+}
+
+/// A request body being decoded, and how much of its decode budget it has used.
+pub(crate) struct RequestBody {
+    bytes: Bytes,
+    wire_bytes: usize,
+    limit: usize,
+    decoded: usize,
 }
 
 /// Handles one request frame (the bytes after the length prefix).
-pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, FrameError> {
+pub fn handle_frame(frame: Bytes, ctx: &RequestContext) -> Result<Reply, FrameError> {
+    handle_frame_counted(frame, ctx).map(|(reply, _)| reply)
+}
+
+/// Like `handle_frame`, also returning the bytes the request decoded to (what a deferred
+/// reply may hold until it resolves).
+pub fn handle_frame_counted(
+    mut frame: Bytes,
+    ctx: &RequestContext,
+) -> Result<(Reply, usize), FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::TooShort(frame.len()));
     }
@@ -234,14 +284,20 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
         })?;
         debug!(api_key = raw_key, version, "unsupported API or version");
         if api == Some(ApiKey::ApiVersions) {
-            return Ok(Reply::Now(api_versions::unsupported_version_frame(
-                header.correlation_id,
-            )));
+            return Ok((
+                Reply::Now(api_versions::unsupported_version_frame(
+                    header.correlation_id,
+                )),
+                0,
+            ));
         }
-        return Ok(Reply::Now(Some(error_only_frame(
-            header.correlation_id,
-            UNSUPPORTED_VERSION,
-        ))));
+        return Ok((
+            Reply::Now(Some(error_only_frame(
+                header.correlation_id,
+                UNSUPPORTED_VERSION,
+            ))),
+            0,
+        ));
     }
     // `answerable` implies `api` is Some.
     let Some(api) = api else {
@@ -257,7 +313,13 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
         })?;
     let corr = header.correlation_id;
     tracing::trace!(?api, version, correlation_id = corr, client_id = ?header.client_id, "request");
-    let body = &mut frame;
+    let wire_bytes = frame.len();
+    let body = &mut RequestBody {
+        bytes: frame,
+        wire_bytes,
+        limit: decode_limit(wire_bytes),
+        decoded: 0,
+    };
     let reply = match api {
         ApiKey::ApiVersions => respond(
             api,
@@ -392,7 +454,7 @@ pub fn handle_frame(mut frame: Bytes, ctx: &RequestContext) -> Result<Reply, Fra
         // Listed in SUPPORTED but without a dispatch arm would be a bug; answer as unknown.
         _ => Reply::Now(Some(error_only_frame(corr, UNSUPPORTED_VERSION))),
     };
-    Ok(reply)
+    Ok((reply, body.decoded))
 }
 
 /// The items named more than once in `items`. Several of Kafka's APIs answer every
@@ -410,11 +472,30 @@ fn repeated<K: Hash + Eq>(items: impl IntoIterator<Item = K>) -> HashSet<K> {
     repeated
 }
 
-fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<T, FrameError> {
-    T::decode(body, version).map_err(|e| FrameError::Body {
-        api,
-        version,
-        message: format!("{e:#}"),
+/// Decodes `body` as `T` within what is left of its decode budget.
+fn decode<T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    body: &mut RequestBody,
+) -> Result<T, FrameError> {
+    let mut budgeted = DecodeBudget::new(&mut body.bytes, body.limit - body.decoded);
+    let decoded = T::decode(&mut budgeted, version);
+    body.decoded += budgeted.used();
+    decoded.map_err(|e| {
+        if e.downcast_ref::<DecodeBudgetExceeded>().is_some() {
+            FrameError::DecodesTooLarge {
+                api,
+                version,
+                wire_bytes: body.wire_bytes,
+                limit: body.limit,
+            }
+        } else {
+            FrameError::Body {
+                api,
+                version,
+                message: format!("{e:#}"),
+            }
+        }
     })
 }
 
@@ -471,9 +552,23 @@ pub(crate) fn encode_frame<R: Encodable>(
         error!(?api, version, error = %format!("{e:#}"), "cannot encode response; closing connection");
         return None;
     }
-    let len = (buf.len() - 4) as i32;
+    let Some(len) = frame_length(buf.len()) else {
+        error!(
+            ?api,
+            version,
+            bytes = buf.len(),
+            "response too large to encode; closing connection"
+        );
+        return None;
+    };
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Some(Frame::from(buf.freeze()))
+}
+
+/// The length prefix of a response frame of `total` bytes (prefix included), or None past
+/// `i32::MAX`: never a wrapped, negative or short length.
+pub(crate) fn frame_length(total: usize) -> Option<i32> {
+    total.checked_sub(4).and_then(|len| i32::try_from(len).ok())
 }
 
 /// A response of just the correlation id and an error code: the answer to an API key or

@@ -15,11 +15,13 @@ pub enum TopicNameError {
     #[error("Topic name cannot be \".\" or \"..\"")]
     DotOrDotDot,
     #[error(
-        "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {name}"
+        "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters, topic name: {}",
+        abbreviated(.name)
     )]
     TooLong { name: String },
     #[error(
-        "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        "Topic name \"{}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'",
+        abbreviated(.name)
     )]
     IllegalCharacter { name: String },
 }
@@ -31,6 +33,17 @@ impl TopicNameError {
     /// The Kafka error code for every variant: `INVALID_TOPIC_EXCEPTION` (17).
     pub fn error_code(&self) -> i16 {
         Self::ERROR_CODE
+    }
+}
+
+/// `name` as shown in an error message: its first `MAX_TOPIC_NAME_LEN` characters and
+/// "..." when longer. A client's name can be up to 32,767 bytes (more in flexible
+/// versions), and a message quoting it whole would not fit a response's error string
+/// (at most 32,767 bytes), which closed the connection instead of answering.
+pub fn abbreviated(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(MAX_TOPIC_NAME_LEN) {
+        None => name.into(),
+        Some((end, _)) => format!("{}...", &name[..end]).into(),
     }
 }
 

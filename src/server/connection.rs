@@ -5,10 +5,11 @@
 //! order requests arrived) and queues the response, or a task computing it, on a bounded
 //! channel; the writer task drains the channel in order. Two bounds keep a connection's
 //! memory in check: the channel holds at most `max_in_flight` requests, and responses
-//! already computed may hold at most `QUEUED_RESPONSE_BYTES` until written. A client that
-//! does not read its responses stops being read from. Across connections, request bodies
-//! are read only within the broker's `queued.max.request.bytes` budget (`limits.rs`), and
-//! a connection with no request read and no response outstanding or written for
+//! already computed (now, or later by a deferred task) may hold at most
+//! `QUEUED_RESPONSE_BYTES` until written. A client that does not read its responses stops
+//! being read from. Across connections, request bodies are read only within the broker's
+//! `queued.max.request.bytes` budget and a per-frame read deadline (`frame_reader.rs`),
+//! and a connection with no request read and no response outstanding or written for
 //! `connections.max.idle.ms` is closed.
 
 use std::collections::VecDeque;
@@ -19,28 +20,18 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::limits::RequestBudget;
+use super::frame_reader::{FrameReader, RequestFrame};
+use super::limits::{RequestBudget, WarnThrottle};
 
 use crate::api::{self, Frame, Reply, RequestContext, ResponseFrame};
-
-/// Why a connection's read side stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameReadError {
-    #[error("frame length {length} outside 0..={max} (socket.request.max.bytes)")]
-    BadLength { length: i32, max: u32 },
-    #[error("connection closed in the middle of a frame")]
-    Truncated,
-    #[error("read error: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 /// Bytes of computed-but-unwritten responses one connection may hold. A single larger
 /// response is still sent (it takes the whole budget), after everything before it.
@@ -50,10 +41,15 @@ const QUEUED_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 enum Pending {
     /// Computed; the permit holds its share of `QUEUED_RESPONSE_BYTES` until written.
     Ready(Frame, OwnedSemaphorePermit),
-    /// Computed later (acks=all, long poll). Not charged to the budget: it may resolve
-    /// only after later responses were queued, and waiting for their permits would
-    /// deadlock the in-order writer.
-    Task(JoinHandle<ResponseFrame>),
+    /// Computed later (acks=all, long poll), by a task that charges the response to the
+    /// budget once computed. Waiting for its share could deadlock (later responses hold
+    /// it and are written only after this one), so the writer tells the task when this
+    /// response is next to be written, and the task then hands it over uncharged: at most
+    /// one such response, the one being written, is outside the budget.
+    Task {
+        task: JoinHandle<(ResponseFrame, Option<OwnedSemaphorePermit>)>,
+        next_to_write: oneshot::Sender<()>,
+    },
 }
 
 /// Per-connection settings, the same for every connection of a broker.
@@ -65,8 +61,13 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Close after this long without activity (connections.max.idle.ms); None: never.
     pub max_idle: Option<Duration>,
+    /// A frame must arrive whole within this long of its first byte
+    /// (request.read.timeout.ms); None: no limit.
+    pub read_timeout: Option<Duration>,
     /// The broker-wide budget of request bytes read but not answered.
     pub budget: RequestBudget,
+    /// Rate limit of the warning logged for an unparseable request, broker-wide.
+    pub unparseable_warnings: Arc<WarnThrottle>,
 }
 
 /// What the idle check looks at: the last request read or response written, and the
@@ -96,6 +97,11 @@ impl Activity {
     }
 }
 
+/// A response's share of `QUEUED_RESPONSE_BYTES`.
+fn response_share(frame: &Frame) -> u32 {
+    frame.len().clamp(1, QUEUED_RESPONSE_BYTES) as u32
+}
+
 /// Serves one connection until the client closes it, sends an unparseable frame, stays
 /// idle too long, or the broker shuts down (then requests already read are still answered).
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, settings: Settings) {
@@ -103,7 +109,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
         max_frame,
         max_in_flight,
         max_idle,
+        read_timeout,
         budget: request_budget,
+        unparseable_warnings,
     } = settings;
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "cannot set TCP_NODELAY");
@@ -126,14 +134,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
         peer,
         activity.clone(),
     )));
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let mut reader = FrameReader::new(read_half, max_frame, read_timeout, request_budget.clone());
     let mut shutdown = ctx.shutdown.clone();
     let budget = Arc::new(Semaphore::new(QUEUED_RESPONSE_BYTES));
     'requests: loop {
         let frame = {
             // The read survives idle-timer wake-ups: cancelling it mid-frame would lose
             // bytes already taken from the socket.
-            let read = read_frame(&mut reader, max_frame, &request_budget);
+            let read = reader.next_frame();
             tokio::pin!(read);
             loop {
                 let deadline = max_idle.and_then(|idle| activity.idle_deadline(idle));
@@ -165,7 +173,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
             }
         };
         activity.touch();
-        let (frame, request_permit) = match frame {
+        let RequestFrame {
+            body,
+            charge: mut request_charge,
+        } = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
@@ -173,27 +184,55 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
                 break;
             }
         };
-        let pending = match api::handle_frame(frame, &ctx) {
-            Ok(Reply::Now(Some(frame))) => {
-                let share = frame.len().clamp(1, QUEUED_RESPONSE_BYTES) as u32;
+        let pending = match api::handle_frame_counted(body, &ctx) {
+            Ok((Reply::Now(Some(frame)), _)) => {
                 // Waits while earlier responses are unwritten (the semaphore is never
                 // closed, so this only fails if it were).
-                let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
+                let Ok(permit) = budget
+                    .clone()
+                    .acquire_many_owned(response_share(&frame))
+                    .await
+                else {
                     break;
                 };
                 Pending::Ready(frame, permit)
             }
-            Ok(Reply::Now(None)) => break,
-            Ok(Reply::Nothing) => continue,
-            // The request's share of the broker-wide budget is held until its response
-            // is computed.
-            Ok(Reply::Later(future)) => Pending::Task(tokio::spawn(async move {
-                let response = future.await;
-                drop(request_permit);
-                response
-            })),
+            Ok((Reply::Now(None), _)) => break,
+            Ok((Reply::Nothing, _)) => continue,
+            // The request's share of the broker-wide budget, and what it decoded to, are
+            // held until its response is computed; the response then takes its share of
+            // this connection's.
+            Ok((Reply::Later(future), decoded)) => {
+                request_budget.charge_decoded(&mut request_charge, decoded);
+                let (next_to_write, my_turn) = oneshot::channel();
+                let budget = budget.clone();
+                let task = tokio::spawn(async move {
+                    let response = future.await;
+                    drop(request_charge);
+                    let Some(frame) = response else {
+                        return (None, None);
+                    };
+                    let share = response_share(&frame);
+                    let permit = tokio::select! {
+                        biased;
+                        permit = budget.acquire_many_owned(share) => permit.ok(),
+                        // Next to be written (or the writer is gone): no need to wait.
+                        _ = my_turn => None,
+                    };
+                    (Some(frame), permit)
+                });
+                Pending::Task {
+                    task,
+                    next_to_write,
+                }
+            }
             Err(e) => {
-                warn!(%peer, error = %e, "unparseable request; closing connection");
+                if let Some(count) = unparseable_warnings.admit() {
+                    warn!(%peer, error = %e, unparseable_since_last_warning = count,
+                          "unparseable request; closing connection");
+                } else {
+                    debug!(%peer, error = %e, "unparseable request; closing connection");
+                }
                 break;
             }
         };
@@ -214,146 +253,6 @@ struct AbortOnDrop<T>(JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// A request frame body and its share of the broker-wide request budget (None when the
-/// budget is unbounded).
-type ReadFrame = (Bytes, Option<OwnedSemaphorePermit>);
-
-/// Reads one frame body. `Ok(None)`: the client closed the connection between frames.
-/// A length outside `0..=max_frame` is refused before anything is allocated; then the
-/// frame's share of `budget` is acquired (waiting while other requests hold it) before the
-/// body is read. The body buffer grows as bytes arrive, so an announced size is never
-/// allocated up front.
-async fn read_frame(
-    reader: &mut BufReader<OwnedReadHalf>,
-    max_frame: u32,
-    budget: &RequestBudget,
-) -> Result<Option<ReadFrame>, FrameReadError> {
-    let mut len_buf = [0u8; 4];
-    let mut filled = 0;
-    while filled < 4 {
-        let n = reader.read(&mut len_buf[filled..]).await?;
-        if n == 0 {
-            return if filled == 0 {
-                Ok(None)
-            } else {
-                Err(FrameReadError::Truncated)
-            };
-        }
-        filled += n;
-    }
-    let length = i32::from_be_bytes(len_buf);
-    if length < 0 || length as u32 > max_frame {
-        return Err(FrameReadError::BadLength {
-            length,
-            max: max_frame,
-        });
-    }
-    let length = length as usize;
-    let permit = budget.acquire(length).await;
-    // A reused buffer already fits; a new one starts small and grows as bytes arrive.
-    let mut body =
-        body_pool::take(length).unwrap_or_else(|| Vec::with_capacity(length.min(64 * 1024)));
-    while body.len() < length {
-        if body.capacity() == body.len() {
-            body.reserve((length - body.len()).min(1 << 20));
-        }
-        let want = length - body.len();
-        let n = {
-            let spare = body.capacity() - body.len();
-            let take = spare.min(want);
-            let mut limited = (&mut *reader).take(take as u64);
-            limited.read_buf(&mut body).await?
-        };
-        if n == 0 {
-            body_pool::give_back(body);
-            return Err(FrameReadError::Truncated);
-        }
-    }
-    Ok(Some((body_pool::into_bytes(body), permit)))
-}
-
-/// Reusable buffers for large request bodies (a Produce of 1 MiB batches).
-///
-/// A new multi-MiB buffer per request is memory the allocator takes from and returns to
-/// the kernel each time: every page of it is faulted in and zeroed again as the socket
-/// read fills it, and growing it copies what was read so far (together about a tenth of
-/// the broker's CPU under a 1 MiB-batch produce load). A body is filled into spare
-/// capacity (never zeroed) and handed out as `Bytes` that give the buffer back when the
-/// request is done with it. Bodies under `MIN_BYTES` use the allocator as before; the
-/// pool keeps at most `MAX_POOLED_BYTES` of capacity in all, so an idle broker holds at
-/// most that much.
-mod body_pool {
-    use std::sync::Mutex;
-
-    use bytes::Bytes;
-
-    const MIN_BYTES: usize = 64 * 1024;
-    pub(super) const MAX_POOLED_BYTES: usize = 16 << 20;
-
-    static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-    fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
-        // Plain buffers: a panic while it was locked leaves nothing torn.
-        POOL.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// An empty buffer with capacity for `len` bytes, the smallest pooled one that fits.
-    pub(super) fn take(len: usize) -> Option<Vec<u8>> {
-        if len < MIN_BYTES {
-            return None;
-        }
-        let mut pool = pool();
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i)?;
-        let mut buf = pool.swap_remove(best);
-        buf.clear();
-        Some(buf)
-    }
-
-    /// Keeps `buf` for reuse if it is large enough and the pool has room.
-    pub(super) fn give_back(buf: Vec<u8>) {
-        if buf.capacity() < MIN_BYTES {
-            return;
-        }
-        let mut pool = pool();
-        let held: usize = pool.iter().map(Vec::capacity).sum();
-        if held + buf.capacity() <= MAX_POOLED_BYTES {
-            pool.push(buf);
-        }
-    }
-
-    /// `buf` as `Bytes`; a large one goes back to the pool when the last of them drops.
-    pub(super) fn into_bytes(buf: Vec<u8>) -> Bytes {
-        if buf.capacity() < MIN_BYTES {
-            return Bytes::from(buf);
-        }
-        Bytes::from_owner(Pooled(buf))
-    }
-
-    struct Pooled(Vec<u8>);
-
-    impl AsRef<[u8]> for Pooled {
-        fn as_ref(&self) -> &[u8] {
-            &self.0
-        }
-    }
-
-    impl Drop for Pooled {
-        fn drop(&mut self) {
-            give_back(std::mem::take(&mut self.0));
-        }
-    }
-
-    #[cfg(test)]
-    pub(super) fn pooled_bytes() -> usize {
-        pool().iter().map(Vec::capacity).sum()
     }
 }
 
@@ -382,15 +281,19 @@ async fn write_responses(
     while let Some(pending) = rx.recv().await {
         let (frame, permit) = match pending {
             Pending::Ready(frame, permit) => (Some(frame), Some(permit)),
-            Pending::Task(handle) => {
+            Pending::Task {
+                task,
+                next_to_write,
+            } => {
                 // Earlier responses go out before waiting for this one.
                 if let Err(e) = write_parts(&mut out, &mut parts).await {
                     debug!(%peer, error = %e, "write failed");
                     return;
                 }
                 (queued, permits) = (0, Vec::new());
-                match handle.await {
-                    Ok(frame) => (frame, None),
+                let _ = next_to_write.send(());
+                match task.await {
+                    Ok((frame, permit)) => (frame, permit),
                     Err(e) => {
                         warn!(%peer, error = %e, "request task failed; closing connection");
                         (None, None)
@@ -452,7 +355,7 @@ async fn write_parts(out: &mut OwnedWriteHalf, parts: &mut VecDeque<Bytes>) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     async fn pair() -> (TcpStream, TcpStream) {
@@ -460,60 +363,6 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
         (client.unwrap(), server.unwrap().0)
-    }
-
-    fn frame(body: &[u8]) -> Vec<u8> {
-        let mut f = (body.len() as i32).to_be_bytes().to_vec();
-        f.extend_from_slice(body);
-        f
-    }
-
-    #[tokio::test]
-    async fn pooled_bodies_carry_each_frame_exactly_and_are_reused() {
-        let (mut client, server) = pair().await;
-        let (read_half, _w) = server.into_split();
-        let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-        let budget = RequestBudget::new(-1);
-        let first: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let second = vec![7u8; 200_000];
-        let small = b"tiny".to_vec();
-        let writer = tokio::spawn(async move {
-            for body in [&first, &second, &small] {
-                client.write_all(&frame(body)).await.unwrap();
-            }
-            client
-                .write_all(&frame(&[1u8; 100_000])[..50_000])
-                .await
-                .unwrap();
-            (client, first, second, small)
-        });
-        let (a, _) = read_frame(&mut reader, 1 << 20, &budget)
-            .await
-            .unwrap()
-            .unwrap();
-        let capacity_in_use = a.len();
-        let copy = a.to_vec();
-        drop(a); // back to the pool: the next, smaller body reuses it
-        assert!(body_pool::pooled_bytes() >= capacity_in_use);
-        let (b, _) = read_frame(&mut reader, 1 << 20, &budget)
-            .await
-            .unwrap()
-            .unwrap();
-        let (c, _) = read_frame(&mut reader, 1 << 20, &budget)
-            .await
-            .unwrap()
-            .unwrap();
-        let (client, first, second, small) = writer.await.unwrap();
-        assert_eq!(copy, first);
-        // A reused buffer shows only this frame's bytes, none of the earlier, longer one.
-        assert_eq!(&b[..], &second[..]);
-        assert_eq!(&c[..], &small[..]);
-        drop(client); // mid-frame
-        assert!(matches!(
-            read_frame(&mut reader, 1 << 20, &budget).await,
-            Err(FrameReadError::Truncated)
-        ));
-        assert!(body_pool::pooled_bytes() <= body_pool::MAX_POOLED_BYTES);
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@
 //! task; close every log (flush + clean-shutdown marker) and stop the flusher.
 
 pub mod connection;
+pub mod frame_reader;
 pub mod limits;
+pub mod memory;
 pub mod shutdown;
 
 use std::net::SocketAddr;
@@ -52,6 +54,7 @@ pub struct RunningBroker {
 
 /// Binds the listener, opens the data dir and starts serving.
 pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
+    memory::configure_allocator();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -147,7 +150,12 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
         max_idle: u64::try_from(config.connections_max_idle_ms)
             .ok()
             .map(std::time::Duration::from_millis),
+        read_timeout: u64::try_from(config.request_read_timeout_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis),
         budget: limits::RequestBudget::new(config.queued_max_request_bytes),
+        unparseable_warnings: Arc::new(limits::WarnThrottle::new()),
     };
     let limits = limits::ConnectionLimits::new(
         config.max_connections as usize,
@@ -155,6 +163,9 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
     );
     let mut shutdown = ctx.shutdown.clone();
     let mut connections = JoinSet::new();
+    let mut trim = memory::TrimSchedule::new();
+    let mut trim_tick = tokio::time::interval(memory::TICK);
+    trim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = crate::server::shutdown::requested(&mut shutdown) => break,
@@ -176,7 +187,14 @@ async fn accept_loop(listener: TcpListener, ctx: RequestContext) {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                trim.connection_closed();
+            }
+            _ = trim_tick.tick() => {
+                if trim.due(std::time::Instant::now()) {
+                    tokio::task::spawn_blocking(memory::release_free_memory);
+                }
+            }
         }
     }
     drop(listener);

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Broker memory per idle connection.
 
-Starts the given broker binary on an empty data dir, opens COUNT connections to it, sends
-one ApiVersions request on each and reads its answer, then prints the broker's VmRSS
-before and with the connections open. Standard library only.
+Starts the given broker binary on an empty data dir and prints the broker's VmRSS idle,
+with COUNT connections that never sent a byte, with COUNT connections answered once,
+and after they are all closed (what the allocator kept). Standard library only.
 
 Usage (from the repository root, after `cargo build --release --bin strata`):
     tools/scripts/idle-connections.py [BINARY] [COUNT]
@@ -63,6 +63,13 @@ def main():
             else:
                 sys.exit("broker did not listen")
             idle = vm_rss_kib(broker.pid)
+            # Connections that never send a byte.
+            silent = [socket.create_connection(ADDR) for _ in range(count)]
+            time.sleep(0.5)
+            with_silent = vm_rss_kib(broker.pid)
+            for sock in silent:
+                sock.close()
+            time.sleep(1.0)
             conns = []
             for i in range(count):
                 sock = socket.create_connection(ADDR)
@@ -72,13 +79,19 @@ def main():
                 conns.append(sock)
             time.sleep(0.5)
             loaded = vm_rss_kib(broker.pid)
-            per_conn = (loaded - idle) * 1024 / count
-            print(
-                f"{binary}: VmRSS idle {idle} KiB, with {count} connections {loaded} KiB "
-                f"({per_conn / 1024:.1f} KiB per connection)"
-            )
             for sock in conns:
                 sock.close()
+            # The broker returns freed memory to the kernel within a second or two of
+            # many connections closing (src/server/memory.rs).
+            time.sleep(3.0)
+            closed = vm_rss_kib(broker.pid)
+            print(
+                f"{binary}: VmRSS idle {idle} KiB; {count} connections that never sent: "
+                f"{with_silent} KiB ({(with_silent - idle) / count:.1f} KiB each); "
+                f"{count} connections answered once: {loaded} KiB "
+                f"({(loaded - idle) / count:.1f} KiB each); all closed: {closed} KiB "
+                f"({closed - idle} KiB above idle)"
+            )
         finally:
             broker.kill()
             broker.wait()

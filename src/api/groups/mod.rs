@@ -21,19 +21,18 @@ pub(crate) mod sync_group;
 
 use std::future::Future;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{decode, respond, FrameError, Handled, Reply, RequestContext};
+use super::{decode, respond, FrameError, Handled, Reply, RequestBody, RequestContext};
 
 /// Decodes and handles one group API request.
 pub(crate) fn dispatch(
     api: ApiKey,
     version: i16,
     header: &RequestHeader,
-    body: &mut Bytes,
+    body: &mut RequestBody,
     ctx: &RequestContext,
 ) -> Result<Reply, FrameError> {
     let corr = header.correlation_id;

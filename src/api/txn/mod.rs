@@ -11,17 +11,16 @@ pub(crate) mod end_txn;
 pub(crate) mod list_transactions;
 pub(crate) mod txn_offset_commit;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 
-use super::{decode, respond, FrameError, Handled, Reply, RequestContext};
+use super::{decode, respond, FrameError, Handled, Reply, RequestBody, RequestContext};
 
 /// Decodes and handles one transaction API request.
 pub(crate) fn dispatch(
     api: ApiKey,
     version: i16,
     header: &RequestHeader,
-    body: &mut Bytes,
+    body: &mut RequestBody,
     ctx: &RequestContext,
 ) -> Result<Reply, FrameError> {
     let corr = header.correlation_id;

@@ -114,6 +114,7 @@ impl Decodable for DeleteShareGroupOffsetsRequest {
         let topics = types::CompactArray(types::Struct { version }).decode(buf)?;
         let mut unknown_tagged_fields = BTreeMap::new();
         let num_tagged_fields = types::UnsignedVarInt.decode(buf)?;
+        buf.reserve_decoded(num_tagged_fields as usize, crate::protocol::UNKNOWN_TAGGED_FIELD_SIZE)?;
         for _ in 0..num_tagged_fields {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
@@ -223,6 +224,7 @@ impl Decodable for DeleteShareGroupOffsetsRequestTopic {
         let topic_name = types::CompactString.decode(buf)?;
         let mut unknown_tagged_fields = BTreeMap::new();
         let num_tagged_fields = types::UnsignedVarInt.decode(buf)?;
+        buf.reserve_decoded(num_tagged_fields as usize, crate::protocol::UNKNOWN_TAGGED_FIELD_SIZE)?;
         for _ in 0..num_tagged_fields {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;

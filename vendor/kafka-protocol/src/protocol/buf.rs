@@ -18,6 +18,26 @@ impl Display for NotEnoughBytesError {
 
 impl Error for NotEnoughBytesError {}
 
+/// Error indicating that decoding would allocate more than the decode budget allows
+/// (Strata patch; see [`DecodeBudget`]).
+#[derive(Debug)]
+pub struct DecodeBudgetExceeded {
+    /// Bytes of decoded elements the budget allowed.
+    pub limit: usize,
+}
+
+impl Display for DecodeBudgetExceeded {
+    fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "decoding needs more than the {} bytes of decoded elements allowed",
+            self.limit
+        )
+    }
+}
+
+impl Error for DecodeBudgetExceeded {}
+
 /// Extension for working with [`bytes::Buf`].
 pub trait ByteBuf: Buf {
     /// Peek ahead in the buffer by the provided range.
@@ -41,6 +61,15 @@ pub trait ByteBuf: Buf {
         } else {
             Ok(self.get_bytes(size))
         }
+    }
+    /// Strata patch: called by the array and tagged-field decoders before they decode
+    /// `count` elements taking `size` bytes of memory each. Decoding inflates: an empty
+    /// string takes 2 bytes on the wire and a few dozen in a decoded struct, so the wire
+    /// size alone does not bound what a message decodes to. Plain buffers allow
+    /// everything; [`DecodeBudget`] enforces a limit.
+    fn reserve_decoded(&mut self, count: usize, size: usize) -> Result<(), DecodeBudgetExceeded> {
+        let _ = (count, size);
+        Ok(())
     }
 }
 
@@ -74,6 +103,72 @@ impl<T: ByteBuf> ByteBuf for &mut T {
     }
     fn try_get_bytes(&mut self, size: usize) -> Result<Bytes, NotEnoughBytesError> {
         (**self).try_get_bytes(size)
+    }
+    fn reserve_decoded(&mut self, count: usize, size: usize) -> Result<(), DecodeBudgetExceeded> {
+        (**self).reserve_decoded(count, size)
+    }
+}
+
+/// A buffer to decode from that allows at most `limit` bytes of decoded elements (Strata
+/// patch): every array and every set of unknown tagged fields is charged
+/// `count * size_of::<element>()` before it is decoded, and decoding fails with
+/// [`DecodeBudgetExceeded`] once the total would pass the limit. Reads go to the wrapped
+/// buffer unchanged (byte strings stay zero-copy slices of a [`Bytes`]).
+#[derive(Debug)]
+pub struct DecodeBudget<'a, B> {
+    buf: &'a mut B,
+    limit: usize,
+    used: usize,
+}
+
+impl<'a, B: ByteBuf> DecodeBudget<'a, B> {
+    /// Decodes from `buf` within `limit` bytes of decoded elements.
+    pub fn new(buf: &'a mut B, limit: usize) -> Self {
+        Self { buf, limit, used: 0 }
+    }
+
+    /// Bytes of decoded elements charged so far.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+}
+
+impl<B: ByteBuf> Buf for DecodeBudget<'_, B> {
+    fn remaining(&self) -> usize {
+        self.buf.remaining()
+    }
+    fn chunk(&self) -> &[u8] {
+        self.buf.chunk()
+    }
+    fn advance(&mut self, cnt: usize) {
+        self.buf.advance(cnt)
+    }
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        self.buf.copy_to_bytes(len)
+    }
+}
+
+impl<B: ByteBuf> ByteBuf for DecodeBudget<'_, B> {
+    fn peek_bytes(&mut self, r: Range<usize>) -> Bytes {
+        self.buf.peek_bytes(r)
+    }
+    fn get_bytes(&mut self, size: usize) -> Bytes {
+        self.buf.get_bytes(size)
+    }
+    fn try_peek_bytes(&mut self, r: Range<usize>) -> Result<Bytes, NotEnoughBytesError> {
+        self.buf.try_peek_bytes(r)
+    }
+    fn try_get_bytes(&mut self, size: usize) -> Result<Bytes, NotEnoughBytesError> {
+        self.buf.try_get_bytes(size)
+    }
+    fn reserve_decoded(&mut self, count: usize, size: usize) -> Result<(), DecodeBudgetExceeded> {
+        let used = count
+            .checked_mul(size)
+            .and_then(|bytes| bytes.checked_add(self.used))
+            .filter(|used| *used <= self.limit)
+            .ok_or(DecodeBudgetExceeded { limit: self.limit })?;
+        self.used = used;
+        self.buf.reserve_decoded(count, size)
     }
 }
 

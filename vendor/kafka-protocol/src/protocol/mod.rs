@@ -176,6 +176,10 @@ impl Display for VersionRange {
     }
 }
 
+/// Memory charged to a decode budget for each unknown tagged field kept in a message's
+/// `BTreeMap<i32, Bytes>` (Strata patch: an entry and its share of the tree's nodes).
+pub const UNKNOWN_TAGGED_FIELD_SIZE: usize = 2 * std::mem::size_of::<(i32, Bytes)>();
+
 /// An API request or response.
 ///
 /// All API messages must provide a set of valid versions.
