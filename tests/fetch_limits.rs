@@ -140,11 +140,7 @@ async fn the_broker_fetch_max_bytes_caps_what_a_client_asks_for() {
     })
     .await;
     let mut client = RawClient::connect(broker.addr()).await;
-    broker
-        .running()
-        .broker()
-        .topic_or_auto_create(TOPIC)
-        .expect("topic created");
+    client.auto_create(TOPIC).await;
     produce_one_batch_each(&mut client, &[0, 1, 2]).await;
     let got = fetch(&mut client, [0, 0, 0], 1 << 20, 1 << 20).await;
     assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 1, 0]);
@@ -152,10 +148,7 @@ async fn the_broker_fetch_max_bytes_caps_what_a_client_asks_for() {
     // The first batch still comes whatever the cap (KIP-74): the consumer progresses.
     let tiny = TestBroker::start_with(|c| c.fetch_max_bytes = 1024).await;
     let mut client = RawClient::connect(tiny.addr()).await;
-    tiny.running()
-        .broker()
-        .topic_or_auto_create(TOPIC)
-        .expect("topic created");
+    client.auto_create(TOPIC).await;
     produce_one_batch_each(&mut client, &[0]).await;
     let request_one = fetch_one(&mut client).await;
     assert_eq!(request_one, 1);

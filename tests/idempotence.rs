@@ -190,6 +190,7 @@ async fn a_never_issued_producer_id_is_refused_and_cannot_shadow_the_real_produc
     let bootstrap = broker.bootstrap();
     let mut client = RawClient::connect(broker.addr()).await;
     let ts = 1_700_000_000_000;
+    client.auto_create("claimed").await;
     // A fresh data dir hands out 0 first.
     let impostor = producer_batch(1, 0, 0, 0, ts);
     assert_eq!(
@@ -256,6 +257,7 @@ async fn ids_issued_before_a_restart_keep_producing_and_new_ones_only_once_issue
     let broker = TestBroker::start().await;
     let mut client = RawClient::connect(broker.addr()).await;
     let ts = 1_700_000_000_000;
+    client.auto_create("restarted").await;
     let pid = *init_producer_id(&mut client, 4, None).await.producer_id;
     assert_eq!(
         produce(&mut client, "restarted", producer_batch(2, pid, 0, 0, ts)).await,

@@ -187,6 +187,7 @@ async fn lying_batches_are_refused_and_consumers_read_every_good_record() {
     let bootstrap = broker.bootstrap();
     let mut client = RawClient::connect(broker.addr()).await;
     let topic = "lies";
+    client.auto_create(topic).await;
     let (first, mut expected) = good("before", 2, None);
     let r = produce(&mut client, topic, first).await;
     assert_eq!((r.error_code, r.base_offset), (NONE, 0));

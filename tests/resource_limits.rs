@@ -562,12 +562,8 @@ async fn resolved_deferred_responses_count_against_the_unwritten_response_budget
 
     let broker = TestBroker::start_with(|c| c.max_in_flight_requests = 1_000).await;
     let topic = TopicName(StrBytes::from_static_str("deferred"));
-    broker
-        .running()
-        .broker()
-        .topic_or_auto_create("deferred")
-        .expect("topic created");
     let mut producer = RawClient::connect(broker.addr()).await;
+    producer.auto_create("deferred").await;
     let value = "v".repeat(900_000);
     for _ in 0..10 {
         let response: ProduceResponse = producer

@@ -138,6 +138,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
     let mut shutdown = ctx.shutdown.clone();
     let budget = Arc::new(Semaphore::new(QUEUED_RESPONSE_BYTES));
     'requests: loop {
+        // A client that does not read its responses stops being read from: no request is
+        // read while resolved responses fill this connection's budget (a deferred task
+        // waiting for its share is ahead of this in the semaphore's queue).
+        tokio::select! {
+            biased;
+            _ = crate::server::shutdown::requested(&mut shutdown) => break 'requests,
+            room = budget.acquire() => drop(room),
+        }
         let frame = {
             // The read survives idle-timer wake-ups: cancelling it mid-frame would lose
             // bytes already taken from the socket.
