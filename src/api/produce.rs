@@ -33,8 +33,8 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strata_storage::batch::{self, BatchHeader};
-use strata_storage::records::{self, RecordFault, RecordRules};
-use strata_storage::{Log, StorageError};
+use strata_storage::records::{BatchRefusal, CheckedBatch, RecordFault, RecordRules};
+use strata_storage::{AppendError, AppendInfo, Log, StorageError};
 use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
@@ -198,34 +198,41 @@ fn produce_one<'a>(
 ) -> Result<Appended, Refusal> {
     check_one_batch(records).map_err(Refusal::code)?;
     // A batch the log refuses on its header alone is left to it, so that it gets the code
-    // Kafka gives: a wrong header or CRC (CORRUPT_MESSAGE, INVALID_RECORD,
-    // UNSUPPORTED_FOR_MESSAGE_FORMAT), a size above max.message.bytes
-    // (MESSAGE_TOO_LARGE), a control batch (INVALID_RECORD).
-    let header = batch::check_batch(records)
-        .ok()
-        .filter(|h| !h.is_control() && h.size() as u64 <= log.config().max_message_bytes);
-    if let Some(header) = header {
-        let rules = RecordRules {
-            keys_required: is_compacted(topic),
-            max_inflated_bytes: u64::from(ctx.broker.config().socket_request_max_bytes),
-        };
-        records::validate_records(records, &header, &rules).map_err(|fault| {
-            debug!(topic = %topic.name, partition, error = %fault, "produce refused");
-            Refusal::from(fault)
-        })?;
-        check_producer_issued(ctx, &header, &topic.name, partition)?;
-        if header.is_transactional() && header.has_producer_id() {
-            gate.get_or_insert_with(|| ctx.txns.produce_gate())
-                .verify(
-                    header.producer_id,
-                    header.producer_epoch,
-                    &topic.name,
-                    partition,
-                )
-                .map_err(|e| Refusal::code(e.code()))?;
-        }
+    // Kafka gives: a size above max.message.bytes (MESSAGE_TOO_LARGE), a control batch
+    // (INVALID_RECORD), a wrong header or CRC (CORRUPT_MESSAGE, INVALID_RECORD,
+    // UNSUPPORTED_FOR_MESSAGE_FORMAT). The first two are told before any record is read.
+    let refused_by_header = BatchHeader::parse(records)
+        .is_some_and(|h| h.is_control() || h.size() as u64 > log.config().max_message_bytes);
+    if refused_by_header {
+        return append_one(log, records, now).map_err(Refusal::code);
     }
-    append_one(log, records, now).map_err(Refusal::code)
+    let rules = RecordRules {
+        keys_required: is_compacted(topic),
+        max_inflated_bytes: u64::from(ctx.broker.config().socket_request_max_bytes),
+    };
+    let checked = match CheckedBatch::check(records, &rules) {
+        Ok(checked) => checked,
+        Err(BatchRefusal::Header(_)) => {
+            return append_one(log, records, now).map_err(Refusal::code)
+        }
+        Err(BatchRefusal::Records(fault)) => {
+            debug!(topic = %topic.name, partition, error = %fault, "produce refused");
+            return Err(Refusal::from(fault));
+        }
+    };
+    let header = checked.header();
+    check_producer_issued(ctx, header, &topic.name, partition)?;
+    if header.is_transactional() && header.has_producer_id() {
+        gate.get_or_insert_with(|| ctx.txns.produce_gate())
+            .verify(
+                header.producer_id,
+                header.producer_epoch,
+                &topic.name,
+                partition,
+            )
+            .map_err(|e| Refusal::code(e.code()))?;
+    }
+    appended(log, log.append_checked_batch(checked, now)).map_err(Refusal::code)
 }
 
 /// Kafka's rule for Produce v3+: `records` is exactly one batch (its `batchLength` covers
@@ -289,7 +296,12 @@ struct Appended {
 
 /// Appends one checked batch.
 fn append_one(log: &Log, records: &[u8], now: i64) -> Result<Appended, i16> {
-    match log.append(records, now) {
+    appended(log, log.append(records, now))
+}
+
+/// What a response needs of an append's outcome.
+fn appended(log: &Log, outcome: Result<AppendInfo, AppendError>) -> Result<Appended, i16> {
+    match outcome {
         Ok(info) => Ok(Appended {
             base_offset: info.base_offset,
             last_offset: info.last_offset,

@@ -210,6 +210,45 @@ pub fn validate_records(
     }
 }
 
+/// One produced batch whose header, CRC-32C and every record have been checked: the log
+/// appends it without computing the CRC again ([`crate::Log::append_checked_batch`]).
+/// Only [`CheckedBatch::check`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckedBatch<'a> {
+    bytes: &'a [u8],
+    header: BatchHeader,
+}
+
+/// Why [`CheckedBatch::check`] refused a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchRefusal {
+    /// The header or CRC (the log refuses such a batch with Kafka's code for it).
+    Header(crate::batch::BatchFault),
+    /// The records.
+    Records(RecordFault),
+}
+
+impl<'a> CheckedBatch<'a> {
+    /// Checks the batch at the start of `bytes` (header and CRC, then every record under
+    /// `rules`); the batch is `bytes[..header.size()]`.
+    pub fn check(bytes: &'a [u8], rules: &RecordRules) -> Result<Self, BatchRefusal> {
+        let header = crate::batch::check_batch(bytes).map_err(BatchRefusal::Header)?;
+        validate_records(bytes, &header, rules).map_err(BatchRefusal::Records)?;
+        Ok(CheckedBatch {
+            bytes: &bytes[..header.size()],
+            header,
+        })
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
 /// Why reading a record stopped.
 pub(crate) enum Cut {
     /// No more bytes.

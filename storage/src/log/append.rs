@@ -14,6 +14,7 @@ use crate::flusher::lock;
 use crate::producer_state::{
     self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates,
 };
+use crate::records::CheckedBatch;
 use crate::segment::Segment;
 use crate::txn::TxnMarker;
 
@@ -146,38 +147,73 @@ impl Log {
                     },
                 ));
             }
-            if h.is_control() {
-                return Err(AppendError::InvalidRecord {
-                    dir: self.dir.clone(),
-                    position,
-                    reason: "clients may not write control batches".into(),
-                });
-            }
-            if h.is_transactional() && !h.has_producer_id() {
-                return Err(AppendError::InvalidRecord {
-                    dir: self.dir.clone(),
-                    position,
-                    reason: "transactional batch without a producer id".into(),
-                });
-            }
-            if h.compression() > 4 {
-                return Err(AppendError::CorruptMessage {
-                    dir: self.dir.clone(),
-                    position,
-                    reason: format!("unknown compression codec {}", h.compression()),
-                });
-            }
-            if config.timestamp_type == TimestampType::CreateTime && h.max_timestamp < -1 {
-                return Err(AppendError::InvalidTimestamp {
-                    dir: self.dir.clone(),
-                    position,
-                    timestamp: h.max_timestamp,
-                });
-            }
+            self.check_batch_rules(position, &h, config)?;
             out.push((position, h));
             position += h.size();
         }
         Ok(out)
+    }
+
+    /// The checks of one client batch that depend on the topic's config and on nothing
+    /// the CRC covers being recomputed: no control batch, a producer id for a
+    /// transactional batch, a known codec, a valid CreateTime timestamp.
+    fn check_batch_rules(
+        &self,
+        position: usize,
+        h: &BatchHeader,
+        config: &LogConfig,
+    ) -> Result<(), AppendError> {
+        if h.is_control() {
+            return Err(AppendError::InvalidRecord {
+                dir: self.dir.clone(),
+                position,
+                reason: "clients may not write control batches".into(),
+            });
+        }
+        if h.is_transactional() && !h.has_producer_id() {
+            return Err(AppendError::InvalidRecord {
+                dir: self.dir.clone(),
+                position,
+                reason: "transactional batch without a producer id".into(),
+            });
+        }
+        if h.compression() > 4 {
+            return Err(AppendError::CorruptMessage {
+                dir: self.dir.clone(),
+                position,
+                reason: format!("unknown compression codec {}", h.compression()),
+            });
+        }
+        if config.timestamp_type == TimestampType::CreateTime && h.max_timestamp < -1 {
+            return Err(AppendError::InvalidTimestamp {
+                dir: self.dir.clone(),
+                position,
+                timestamp: h.max_timestamp,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends one batch whose header, CRC and records the caller checked
+    /// ([`CheckedBatch::check`]), without computing the CRC again; otherwise as
+    /// [`Log::append`].
+    pub fn append_checked_batch(
+        &self,
+        batch: CheckedBatch<'_>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        self.check_online()?;
+        let config = self.config();
+        let header = *batch.header();
+        if header.size() as u64 > config.max_message_bytes {
+            return Err(AppendError::MessageTooLarge {
+                dir: self.dir.clone(),
+                size: header.size() as u64,
+                max: config.max_message_bytes,
+            });
+        }
+        self.check_batch_rules(0, &header, &config)?;
+        self.append_checked(batch.bytes(), &[(0, header)], &config, now_ms, None)
     }
 
     /// Validates then appends one or more client batches (bytes exactly as received).
