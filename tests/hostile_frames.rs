@@ -686,3 +686,56 @@ async fn a_topic_name_of_32767_characters_is_answered_not_closed() {
     assert!(broker.running().broker().topic(&long).is_none());
     broker.shutdown().await;
 }
+
+/// The same class as the 32,767-character topic name, in every API that quotes what a
+/// client sent in its error message: a broker resource name or a config key near the
+/// protocol's 32,767-byte limit is answered (the message is cut), not a closed connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_messages_quoting_long_client_strings_are_cut_not_closed() {
+    use common::raw::RawClient;
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{
+        AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    };
+    const BROKER: i8 = 4;
+    const TOPIC: i8 = 2;
+
+    let broker = TestBroker::start().await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    let long = "7".repeat(32_767);
+    for version in [1, 2, 3] {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(BROKER)
+                .with_resource_name(StrBytes::from_string(long.clone())),
+        ]);
+        let response: DescribeConfigsResponse = client
+            .call(ApiKey::DescribeConfigs, version, &request)
+            .await;
+        let result = &response.results[0];
+        assert_eq!(result.error_code, 42, "v{version}: INVALID_REQUEST");
+        let message = result.error_message.as_deref().unwrap_or_default();
+        assert!(message.len() <= 1024, "v{version}: {}", message.len());
+    }
+    let key = "k".repeat(32_760);
+    let config = || {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(key.clone()))
+            .with_value(Some(StrBytes::from_static_str("1")))
+    };
+    for version in [0, 1] {
+        let request =
+            AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(TOPIC)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configs(vec![config(), config()])]);
+        let response: AlterConfigsResponse =
+            client.call(ApiKey::AlterConfigs, version, &request).await;
+        let result = &response.responses[0];
+        assert_ne!(result.error_code, 0, "v{version}");
+        let message = result.error_message.as_deref().unwrap_or_default();
+        assert!(message.len() <= 1024, "v{version}: {}", message.len());
+    }
+    broker.shutdown().await;
+}

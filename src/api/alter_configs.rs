@@ -124,7 +124,7 @@ pub(crate) fn handle_incremental(
 fn split(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
     match outcome {
         Ok(()) => (0, None),
-        Err((code, message)) => (code, Some(StrBytes::from_string(message))),
+        Err((code, message)) => (code, Some(super::error_message(message))),
     }
 }
 

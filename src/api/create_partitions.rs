@@ -17,7 +17,6 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::Handled;
@@ -46,7 +45,7 @@ pub(crate) fn handle(
                     CreatePartitionsTopicResult::default()
                         .with_name(name)
                         .with_error_code(error.error_code())
-                        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                        .with_error_message(Some(super::error_message(error.to_string())))
                 })
                 .collect();
             return CreatePartitionsResponse::default().with_results(results);
@@ -125,7 +124,7 @@ pub(crate) fn respond(
                 Ok(()) => result,
                 Err((code, message)) => result
                     .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(message))),
+                    .with_error_message(Some(super::error_message(message))),
             }
         })
         .collect();

@@ -84,7 +84,7 @@ fn failed(names: Vec<TopicName>, error: &TopicError) -> CreateTopicsResponse {
                 CreatableTopicResult::default()
                     .with_name(name)
                     .with_error_code(error.error_code())
-                    .with_error_message(Some(StrBytes::from_string(message.clone())))
+                    .with_error_message(Some(super::error_message(message.clone())))
             })
             .collect(),
     )
@@ -174,7 +174,7 @@ pub(crate) fn respond(
                 Ok((id, resolved)) => success(result, version, id, &resolved),
                 Err((code, message)) => result
                     .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(message))),
+                    .with_error_message(Some(super::error_message(message))),
             }
         })
         .collect();

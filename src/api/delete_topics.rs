@@ -55,7 +55,7 @@ pub(crate) fn handle(
                         .with_name(name)
                         .with_topic_id(id)
                         .with_error_code(error.error_code())
-                        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                        .with_error_message(Some(super::error_message(error.to_string())))
                 })
                 .collect();
             return DeleteTopicsResponse::default().with_responses(responses);
@@ -154,7 +154,7 @@ pub(crate) fn respond(
                     Err(e) => result
                         .with_topic_id(id)
                         .with_error_code(e.error_code())
-                        .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                        .with_error_message(Some(super::error_message(e.to_string()))),
                 }
             }
         })
@@ -215,7 +215,7 @@ fn resolve(broker: &Broker, name: Option<TopicName>, id: Uuid) -> Target {
                 .with_name(name)
                 .with_topic_id(id)
                 .with_error_code(code)
-                .with_error_message(Some(StrBytes::from_string(message))),
+                .with_error_message(Some(super::error_message(message))),
         )
     };
     match (&name, id.is_nil()) {

@@ -58,7 +58,7 @@ pub(crate) fn handle(
                 ),
                 Err((code, message)) => result
                     .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(message))),
+                    .with_error_message(Some(super::error_message(message))),
             }
         })
         .collect();

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::{DecodeBudget, DecodeBudgetExceeded};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::watch;
 use tracing::{debug, error};
 
@@ -455,6 +455,27 @@ pub fn handle_frame_counted(
         _ => Reply::Now(Some(error_only_frame(corr, UNSUPPORTED_VERSION))),
     };
     Ok((reply, body.decoded))
+}
+
+/// Longest `error_message` put in a response, in bytes. Messages quote what a client sent
+/// (topic, config and resource names, values); a quote of a 32,767-byte name would not fit
+/// a non-flexible version's string, and the whole response would fail to encode.
+const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// `message` as a response's error message, cut to [`MAX_ERROR_MESSAGE_BYTES`] at a
+/// character boundary (ending in "..." when cut). Every error message a handler puts in a
+/// response goes through here.
+pub(crate) fn error_message(message: impl Into<String>) -> StrBytes {
+    let mut message = message.into();
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut end = MAX_ERROR_MESSAGE_BYTES - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    StrBytes::from_string(message)
 }
 
 /// The items named more than once in `items`. Several of Kafka's APIs answer every

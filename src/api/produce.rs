@@ -31,7 +31,6 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use kafka_protocol::protocol::StrBytes;
 use strata_storage::batch::{self, BatchHeader};
 use strata_storage::records::{BatchRefusal, CheckedBatch, RecordFault, RecordRules};
 use strata_storage::{AppendError, AppendInfo, Log, StorageError};
@@ -165,11 +164,11 @@ impl Refusal {
                     .map(|(index, message)| {
                         BatchIndexAndErrorMessage::default()
                             .with_batch_index(index)
-                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                            .with_batch_index_error_message(Some(super::error_message(message)))
                     })
                     .collect();
                 response
-                    .with_error_message(Some(StrBytes::from_string(fault.to_string())))
+                    .with_error_message(Some(super::error_message(fault.to_string())))
                     .with_record_errors(record_errors)
             }
             _ => response,
