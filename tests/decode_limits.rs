@@ -124,3 +124,48 @@ fn the_decode_limit_grows_with_the_frame_up_to_a_ceiling() {
     assert_eq!(decode_limit(100 << 20), DECODE_MAX);
     assert_eq!(decode_limit(usize::MAX), DECODE_MAX);
 }
+
+/// A describe request naming one thing many times cannot make a response that many times
+/// larger than itself: a Metadata naming a topic of 1,000 partitions 20,000 times (a
+/// 140 KB request, a ~500 MB answer if each mention were answered), a DescribeConfigs
+/// naming a topic's every config 20,000 times, a DescribeGroups naming one group 20,000
+/// times. Each thing is answered once, as Kafka's Metadata does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thing_named_many_times_is_described_once() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{
+        DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
+        DescribeGroupsResponse, GroupId,
+    };
+    const MENTIONS: usize = 20_000;
+    let broker = TestBroker::start_with(|c| c.num_partitions = 1000).await;
+    let mut client = RawClient::connect(broker.addr()).await;
+    client.auto_create("wide").await;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default()
+            .with_name(Some(
+                TopicName(StrBytes::from_static_str("wide"))
+            ));
+        MENTIONS
+    ]));
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request).await;
+    assert_eq!(response.topics.len(), 1);
+    assert_eq!(response.topics[0].partitions.len(), 1000);
+
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("wide"));
+        MENTIONS
+    ]);
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request).await;
+    assert_eq!(response.results.len(), 1);
+    assert!(response.results[0].configs.len() > 10);
+
+    let request =
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("g")); MENTIONS]);
+    let response: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &request).await;
+    assert_eq!(response.groups.len(), 1);
+    broker.shutdown().await;
+}

@@ -24,8 +24,14 @@ pub(crate) fn handle(
     broker: &Broker,
 ) -> DescribeConfigsResponse {
     let include_documentation = version >= 3 && request.include_documentation;
-    let results = request
-        .resources
+    let resources = super::distinct(request.resources, |r| {
+        (
+            r.resource_type,
+            r.resource_name.clone(),
+            r.configuration_keys.clone(),
+        )
+    });
+    let results = resources
         .into_iter()
         .map(|resource| {
             // Null or empty: every config (Kafka treats both alike).

@@ -70,7 +70,7 @@ fn describe_topics(
     let allow_create = version < 4 || request.allow_auto_topic_creation;
     let mut topics: Vec<MetadataResponseTopic> = match requested {
         None => broker.topics().iter().map(|t| describe(t, node)).collect(),
-        Some(list) => list
+        Some(list) => super::distinct(list, |t| (t.name.clone(), t.topic_id))
             .into_iter()
             .map(|wanted| match wanted.name {
                 Some(name) => lookup_by_name(broker, name, allow_create, node, creating),

@@ -41,7 +41,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::{DecodeBudget, DecodeBudgetExceeded};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::watch;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::broker::Broker;
 
@@ -457,6 +457,12 @@ pub fn handle_frame_counted(
     Ok((reply, body.decoded))
 }
 
+/// Largest response body the broker encodes (Fetch aside), in bytes: far above anything a
+/// sane request asks for (every API that lists things in proportion to a request answers
+/// each thing once, see [`distinct`]); a request whose answer would be larger closes its
+/// connection, as an unparseable one does, instead of making the broker allocate it.
+const MAX_RESPONSE_BYTES: usize = 128 << 20;
+
 /// Longest `error_message` put in a response, in bytes. Messages quote what a client sent
 /// (topic, config and resource names, values); a quote of a 32,767-byte name would not fit
 /// a non-flexible version's string, and the whole response would fail to encode.
@@ -476,6 +482,19 @@ pub(crate) fn error_message(message: impl Into<String>) -> StrBytes {
         message.push_str("...");
     }
     StrBytes::from_string(message)
+}
+
+/// `items` without the repeats of an item already kept (same `key`), in order. A
+/// describe request naming one thing many times would otherwise make a response that
+/// many times larger than the request (a topic of 10,000 partitions, a group's members
+/// and their metadata, every config of a resource, all of a group's offsets): each is
+/// answered once, as Kafka's Metadata answers each topic once.
+pub(crate) fn distinct<T, K: Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut seen = HashSet::with_capacity(items.len().min(1024));
+    items
+        .into_iter()
+        .filter(|item| seen.insert(key(item)))
+        .collect()
 }
 
 /// The items named more than once in `items`. Several of Kafka's APIs answer every
@@ -564,7 +583,28 @@ pub(crate) fn encode_frame<R: Encodable>(
 ) -> ResponseFrame {
     let header_version = api.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buf = BytesMut::with_capacity(64);
+    // Sized before a byte is allocated: no request may make the broker build a response
+    // larger than MAX_RESPONSE_BYTES (Fetch, the only API whose responses grow with the
+    // data, is bounded by fetch.max.bytes and encoded elsewhere).
+    let size = match body.compute_size(version) {
+        Ok(size) if size <= MAX_RESPONSE_BYTES => size,
+        Ok(size) => {
+            warn!(
+                ?api,
+                version,
+                bytes = size,
+                max = MAX_RESPONSE_BYTES,
+                "response larger than the broker sends; closing connection"
+            );
+            return None;
+        }
+        Err(e) => {
+            error!(?api, version, error = %format!("{e:#}"), "cannot encode response; closing connection");
+            return None;
+        }
+    };
+    // The length prefix, the header (a correlation id and at most an empty tag buffer).
+    let mut buf = BytesMut::with_capacity(4 + 5 + size);
     buf.put_i32(0);
     let encoded = header
         .encode(&mut buf, header_version)

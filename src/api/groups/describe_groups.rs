@@ -17,7 +17,10 @@ pub(crate) fn handle(
     version: i16,
     ctx: &RequestContext,
 ) -> Handled<DescribeGroupsResponse> {
-    let ids: Vec<String> = request.groups.iter().map(|g| g.to_string()).collect();
+    let ids: Vec<String> = crate::api::distinct(
+        request.groups.iter().map(|g| g.to_string()).collect(),
+        |g| g.clone(),
+    );
     let with_operations = version >= 3 && request.include_authorized_operations;
     let answer = ctx.groups.describe(ids.clone());
     deferred(async move {

@@ -113,8 +113,15 @@ pub(crate) fn handle(
 fn answer(request: OffsetFetchRequest, version: i16, groups: &GroupService) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
-        response.groups = request
-            .groups
+        let asked = crate::api::distinct(request.groups, |g| {
+            let topics = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+                    .collect::<Vec<_>>()
+            });
+            (g.group_id.clone(), topics)
+        });
+        response.groups = asked
             .into_iter()
             .map(|g| {
                 let topics = g.topics.map(|ts| {

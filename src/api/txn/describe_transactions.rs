@@ -17,15 +17,11 @@ pub(crate) fn handle(
     request: DescribeTransactionsRequest,
     ctx: &RequestContext,
 ) -> DescribeTransactionsResponse {
-    let ids: Vec<String> = request
-        .transactional_ids
-        .iter()
-        .map(|id| id.to_string())
-        .collect();
+    let asked = crate::api::distinct(request.transactional_ids, |id| id.clone());
+    let ids: Vec<String> = asked.iter().map(|id| id.to_string()).collect();
     let found = ctx.txns.describe(&ids);
     let mut response = DescribeTransactionsResponse::default();
-    response.transaction_states = request
-        .transactional_ids
+    response.transaction_states = asked
         .into_iter()
         .zip(found)
         .map(|(id, meta)| {
