@@ -186,6 +186,7 @@ mod tests {
 
     use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
     use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::protocol::StrBytes;
 
     use super::*;
     use crate::api::describe_configs::fixture::{round_trip, TestBroker};
