@@ -141,8 +141,10 @@ pub struct Config {
     pub max_in_flight_requests: u32,
 
     /// Largest number of open client connections; a connection accepted beyond it is
-    /// closed at once (logged). Kafka: max.connections.
-    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = i32::MAX as u32,
+    /// closed at once (logged). Kafka: max.connections (unbounded by default there; here
+    /// 10,000, so what connections hold — descriptors, buffers, requests read ahead — has
+    /// a broker-wide bound by default).
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
     pub max_connections: u32,
 
