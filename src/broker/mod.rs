@@ -18,6 +18,7 @@ mod admin;
 pub(crate) mod admin_queue;
 pub mod auto_create;
 pub mod broker_config;
+pub mod io_pool;
 pub mod metadata_store;
 pub mod mutation_quota;
 pub mod partition_limits;
