@@ -135,6 +135,13 @@ pub struct Config {
           value_parser = clap::value_parser!(i32).range(1024..))]
     pub fetch_max_bytes: i32,
 
+    /// Threads that run the request path's blocking storage work (appends, segment reads,
+    /// transaction markers, DeleteRecords), so that no async worker waits for a disk.
+    /// Kafka: num.io.threads.
+    #[arg(long, env = "STRATA_NUM_IO_THREADS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub num_io_threads: u32,
+
     /// Requests read ahead on one connection while earlier responses are pending.
     #[arg(long, env = "STRATA_MAX_IN_FLIGHT_REQUESTS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -334,6 +341,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ),
     ("socket.request.max.bytes", "socket_request_max_bytes"),
     ("fetch.max.bytes", "fetch_max_bytes"),
+    ("num.io.threads", "num_io_threads"),
     ("max.connections", "max_connections"),
     ("max.connections.per.ip", "max_connections_per_ip"),
     ("connections.max.idle.ms", "connections_max_idle_ms"),

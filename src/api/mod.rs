@@ -187,6 +187,27 @@ pub enum Reply {
     Nothing,
     /// Send what this future yields, after every earlier response.
     Later(DeferredResponse),
+    /// Storage work that must be done before the connection's next request is handled (an
+    /// append: a client's later request may rely on it), run off the async workers; the
+    /// connection waits for it, then handles the reply it yields (never `InOrder` again).
+    InOrder(Pin<Box<dyn Future<Output = Reply> + Send + 'static>>),
+}
+
+impl Reply {
+    /// The response frame this reply sends, once computed (`None` when the request has no
+    /// response or the connection must close). For callers outside a connection: tests,
+    /// benches.
+    pub async fn into_frame(self) -> Option<Frame> {
+        let reply = match self {
+            Reply::InOrder(first) => first.await,
+            other => other,
+        };
+        match reply {
+            Reply::Now(frame) => frame,
+            Reply::Later(future) => future.await,
+            Reply::Nothing | Reply::InOrder(_) => None,
+        }
+    }
 }
 
 /// A handler's answer before encoding.
@@ -194,6 +215,35 @@ pub(crate) enum Handled<R> {
     Ready(R),
     Deferred(Pin<Box<dyn Future<Output = R> + Send + 'static>>),
     NoResponse,
+    /// Work that must finish before the connection's next request (see [`Reply::InOrder`]),
+    /// then this answer.
+    InOrder(Pin<Box<dyn Future<Output = Handled<R>> + Send + 'static>>),
+    /// The handler failed (its storage job panicked): close the connection, as a
+    /// panicking handler on the connection's own task would.
+    Close,
+}
+
+/// Runs one request's handler — blocking storage work — on the broker's I/O pool
+/// ([`crate::broker::io_pool`]); the connection's next request waits for it
+/// ([`Reply::InOrder`]), other connections do not.
+fn in_order_on_io<R: Send + 'static>(
+    ctx: &RequestContext,
+    handler: impl FnOnce(&Broker) -> R + Send + 'static,
+) -> Handled<R> {
+    let broker = ctx.broker.clone();
+    Handled::InOrder(Box::pin(async move {
+        let job = {
+            let for_job = broker.clone();
+            broker.io().run(move || handler(&for_job))
+        };
+        match job.await {
+            Ok(response) => Handled::Ready(response),
+            Err(e) => {
+                error!(error = %e, "request handler failed on the storage I/O pool");
+                Handled::Close
+            }
+        }
+    }))
 }
 
 /// A frame that cannot be parsed: the connection is closed.
@@ -345,16 +395,17 @@ pub fn handle_frame_counted(
             fetch::handle(decode(api, version, body)?, version, ctx),
             fetch_frame::encode,
         ),
-        ApiKey::ListOffsets => respond(
-            api,
-            version,
-            corr,
-            Handled::Ready(list_offsets::handle(
-                decode(api, version, body)?,
+        ApiKey::ListOffsets => {
+            let request = decode(api, version, body)?;
+            respond(
+                api,
                 version,
-                &ctx.broker,
-            )),
-        ),
+                corr,
+                in_order_on_io(ctx, move |broker| {
+                    list_offsets::handle(request, version, broker)
+                }),
+            )
+        }
         ApiKey::CreateTopics => respond(
             api,
             version,
@@ -372,16 +423,17 @@ pub fn handle_frame_counted(
                 &ctx.groups,
             ),
         ),
-        ApiKey::DeleteRecords => respond(
-            api,
-            version,
-            corr,
-            Handled::Ready(delete_records::handle(
-                decode(api, version, body)?,
+        ApiKey::DeleteRecords => {
+            let request = decode(api, version, body)?;
+            respond(
+                api,
                 version,
-                &ctx.broker,
-            )),
-        ),
+                corr,
+                in_order_on_io(ctx, move |broker| {
+                    delete_records::handle(request, version, broker)
+                }),
+            )
+        }
         ApiKey::DescribeConfigs => respond(
             api,
             version,
@@ -549,10 +601,26 @@ fn respond<R: Encodable + Send + 'static>(
     match handled {
         Handled::Ready(body) => Reply::Now(encode_frame(api, version, correlation_id, &body)),
         Handled::NoResponse => Reply::Nothing,
+        Handled::Close => Reply::Now(None),
         Handled::Deferred(future) => Reply::Later(Box::pin(async move {
             let body = future.await;
             encode_frame(api, version, correlation_id, &body)
         })),
+        Handled::InOrder(first) => Reply::InOrder(Box::pin(async move {
+            flatten(respond(api, version, correlation_id, first.await))
+        })),
+    }
+}
+
+/// An `InOrder` reply's own reply, which must not be `InOrder` again: a nested one is
+/// awaited here.
+fn flatten(reply: Reply) -> Reply {
+    match reply {
+        Reply::InOrder(_) => {
+            error!("an in-order reply yielded another; closing the connection");
+            Reply::Now(None)
+        }
+        other => other,
     }
 }
 
@@ -566,9 +634,13 @@ fn respond_with<R: Send + 'static>(
     match handled {
         Handled::Ready(body) => Reply::Now(encode(version, correlation_id, &body)),
         Handled::NoResponse => Reply::Nothing,
+        Handled::Close => Reply::Now(None),
         Handled::Deferred(future) => Reply::Later(Box::pin(async move {
             let body = future.await;
             encode(version, correlation_id, &body)
+        })),
+        Handled::InOrder(first) => Reply::InOrder(Box::pin(async move {
+            flatten(respond_with(version, correlation_id, first.await, encode))
         })),
     }
 }

@@ -285,6 +285,8 @@ pub struct Broker {
     partition_cap: BrokerPartitionCap,
     /// Topics queued for auto-creation.
     auto_creation: Mutex<auto_create::AutoCreation>,
+    /// Threads for the request path's blocking storage work (`num.io.threads`).
+    io: io_pool::IoPool,
 }
 
 impl std::fmt::Debug for Broker {
@@ -409,6 +411,7 @@ impl Broker {
             mutation_quota: MutationQuota::new(config.controller_mutation_rate),
             partition_cap,
             auto_creation: Mutex::default(),
+            io: io_pool::IoPool::start(config.num_io_threads as usize),
             config,
         });
         broker
@@ -437,6 +440,11 @@ impl Broker {
     /// apply on top of these.
     pub fn default_log_config(&self) -> LogConfig {
         self.broker_configs.log_config()
+    }
+    /// The storage I/O threads: blocking storage work of the request path runs there,
+    /// never on the async workers.
+    pub fn io(&self) -> &io_pool::IoPool {
+        &self.io
     }
     /// The flusher shared by every log in the data dir (for other broker-owned logs).
     pub fn flusher(&self) -> &Flusher {

@@ -192,7 +192,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
                 break;
             }
         };
-        let pending = match api::handle_frame_counted(body, &ctx) {
+        let handled = match api::handle_frame_counted(body, &ctx) {
+            // Storage work this request needs before the next one is read runs off the
+            // async workers; this connection waits for it (others do not).
+            Ok((Reply::InOrder(first), decoded)) => Ok((first.await, decoded)),
+            other => other,
+        };
+        let pending = match handled {
             Ok((Reply::Now(Some(frame)), _)) => {
                 // Waits while earlier responses are unwritten (the semaphore is never
                 // closed, so this only fails if it were).
@@ -207,6 +213,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: RequestContext, set
             }
             Ok((Reply::Now(None), _)) => break,
             Ok((Reply::Nothing, _)) => continue,
+            // `api` never nests them (`flatten`).
+            Ok((Reply::InOrder(_), _)) => break,
             // The request's share of the broker-wide budget, and what it decoded to, are
             // held until its response is computed; the response then takes its share of
             // this connection's.

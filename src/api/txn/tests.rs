@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strata_storage::testing::txn_batch;
 
-use crate::api::{handle_frame, supported, Reply, RequestContext};
+use crate::api::{handle_frame, supported, RequestContext};
 use crate::broker::{now_ms, Broker};
 use crate::config::Config;
 use crate::group::{GroupService, GroupServiceConfig};
@@ -84,12 +84,11 @@ async fn call<Req: Encodable, Resp: Decodable>(
         .encode(&mut buf, api.request_header_version(version))
         .unwrap();
     request.encode(&mut buf, version).unwrap();
-    let frame = match handle_frame(buf.freeze(), ctx).unwrap() {
-        Reply::Now(frame) => frame,
-        Reply::Later(future) => future.await,
-        Reply::Nothing => panic!("{api:?} v{version}: no response"),
-    }
-    .unwrap();
+    let frame = handle_frame(buf.freeze(), ctx)
+        .unwrap()
+        .into_frame()
+        .await
+        .unwrap_or_else(|| panic!("{api:?} v{version}: no response"));
     let mut bytes = BytesMut::new();
     for part in frame.parts() {
         bytes.extend_from_slice(part);
