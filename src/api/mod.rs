@@ -225,25 +225,32 @@ pub(crate) enum Handled<R> {
 
 /// Runs one request's handler — blocking storage work — on the broker's I/O pool
 /// ([`crate::broker::io_pool`]); the connection's next request waits for it
-/// ([`Reply::InOrder`]), other connections do not.
-fn in_order_on_io<R: Send + 'static>(
+/// ([`Reply::InOrder`]), other connections do not. What the handler defers (an acks=all
+/// wait, a long poll) is awaited by the connection's response writer, as usual.
+fn on_io<R: Send + 'static>(
     ctx: &RequestContext,
-    handler: impl FnOnce(&Broker) -> R + Send + 'static,
+    handler: impl FnOnce(&RequestContext) -> Handled<R> + Send + 'static,
 ) -> Handled<R> {
-    let broker = ctx.broker.clone();
+    let ctx = ctx.clone();
+    let pool = ctx.broker.clone();
+    let job = pool.io().run(move || handler(&ctx));
     Handled::InOrder(Box::pin(async move {
-        let job = {
-            let for_job = broker.clone();
-            broker.io().run(move || handler(&for_job))
-        };
         match job.await {
-            Ok(response) => Handled::Ready(response),
+            Ok(handled) => handled,
             Err(e) => {
                 error!(error = %e, "request handler failed on the storage I/O pool");
                 Handled::Close
             }
         }
     }))
+}
+
+/// [`on_io`] for a handler that only needs the broker and answers at once.
+fn in_order_on_io<R: Send + 'static>(
+    ctx: &RequestContext,
+    handler: impl FnOnce(&Broker) -> R + Send + 'static,
+) -> Handled<R> {
+    on_io(ctx, move |ctx| Handled::Ready(handler(&ctx.broker)))
 }
 
 /// A frame that cannot be parsed: the connection is closed.
@@ -383,18 +390,24 @@ pub fn handle_frame_counted(
             corr,
             metadata::handle(decode(api, version, body)?, version, &ctx.broker),
         ),
-        ApiKey::Produce => respond(
-            api,
-            version,
-            corr,
-            produce::handle(decode(api, version, body)?, version, ctx),
-        ),
-        ApiKey::Fetch => respond_with(
-            version,
-            corr,
-            fetch::handle(decode(api, version, body)?, version, ctx),
-            fetch_frame::encode,
-        ),
+        ApiKey::Produce => {
+            let request = decode(api, version, body)?;
+            respond(
+                api,
+                version,
+                corr,
+                on_io(ctx, move |ctx| produce::handle(request, version, ctx)),
+            )
+        }
+        ApiKey::Fetch => {
+            let request = decode(api, version, body)?;
+            respond_with(
+                version,
+                corr,
+                on_io(ctx, move |ctx| fetch::handle(request, version, ctx)),
+                fetch_frame::encode,
+            )
+        }
         ApiKey::ListOffsets => {
             let request = decode(api, version, body)?;
             respond(
