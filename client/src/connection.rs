@@ -441,3 +441,207 @@ impl ResponseReader {
         Ok(decoded.response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{
+        ApiVersionsResponse, FetchRequest, MetadataRequest, MetadataResponse, ProduceRequest,
+        ResponseHeader,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A response frame: `header` (v0: the correlation id) then `body` at `version`.
+    fn response_frame(correlation_id: i32, body: &impl Encodable, version: i16) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_i32(0);
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut out, 0)
+            .unwrap();
+        body.encode(&mut out, version).unwrap();
+        let len = (out.len() - 4) as i32;
+        out[..4].copy_from_slice(&len.to_be_bytes());
+        out.to_vec()
+    }
+
+    /// A broker on a local port that answers each request (api key, version, correlation
+    /// id) with the bytes `answer` returns; it reads requests until the client goes away.
+    async fn fake_broker(
+        answer: impl Fn(i16, i16, i32) -> Vec<u8> + Send + 'static,
+    ) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            loop {
+                let Ok(len) = socket.read_i32().await else {
+                    return;
+                };
+                let mut request = vec![0u8; len as usize];
+                socket.read_exact(&mut request).await.unwrap();
+                let api_key = i16::from_be_bytes([request[0], request[1]]);
+                let version = i16::from_be_bytes([request[2], request[3]]);
+                let correlation = i32::from_be_bytes(request[4..8].try_into().unwrap());
+                let reply = answer(api_key, version, correlation);
+                if socket.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    fn api_versions() -> ApiVersionsResponse {
+        let api = |key: ApiKey, min, max| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        };
+        ApiVersionsResponse::default().with_api_keys(vec![
+            api(ApiKey::ApiVersions, 0, 3),
+            api(ApiKey::Metadata, 0, 12),
+            api(ApiKey::Fetch, 4, 17),
+        ])
+    }
+
+    /// Answers ApiVersions and Metadata correctly.
+    fn well_behaved(api_key: i16, version: i16, correlation: i32) -> Vec<u8> {
+        if api_key == ApiKey::ApiVersions as i16 {
+            response_frame(correlation, &api_versions(), version)
+        } else {
+            response_frame(correlation, &MetadataResponse::default(), version)
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_are_the_highest_both_sides_and_the_caps_allow() {
+        let addr = fake_broker(well_behaved).await;
+        let mut config = Config::new("t");
+        config.version_caps = Some(|key| match key {
+            ApiKey::Metadata => (1, 8),
+            _ => (0, -1),
+        });
+        let mut conn = Connection::connect_negotiated(&addr.to_string(), config)
+            .await
+            .unwrap();
+        assert_eq!(conn.version_of::<MetadataRequest>().unwrap(), 8);
+        assert!(matches!(
+            conn.version_of::<FetchRequest>(),
+            Err(Error::NoCommonVersion {
+                broker_min: 4,
+                broker_max: 17,
+                ..
+            })
+        ));
+        assert!(matches!(
+            conn.version_of::<ProduceRequest>(),
+            Err(Error::Unsupported { api: "Produce", .. })
+        ));
+        let (_, version) = conn.send(&MetadataRequest::default()).await.unwrap();
+        assert_eq!(version, 8);
+    }
+
+    #[tokio::test]
+    async fn a_response_out_of_request_order_is_an_error() {
+        let addr =
+            fake_broker(|key, version, correlation| well_behaved(key, version, correlation + 1))
+                .await;
+        let mut conn = Connection::connect(&addr.to_string(), Config::new("t"))
+            .await
+            .unwrap();
+        let err = conn.call(&MetadataRequest::default(), 1).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Correlation {
+                    expected: 1,
+                    got: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_refused_before_it_is_read() {
+        let addr = fake_broker(|_, _, _| (i32::MAX).to_be_bytes().to_vec()).await;
+        let mut config = Config::new("t");
+        config.max_response_bytes = 1 << 20;
+        let mut conn = Connection::connect(&addr.to_string(), config)
+            .await
+            .unwrap();
+        let err = conn.call(&MetadataRequest::default(), 1).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::FrameLength {
+                    len: i32::MAX,
+                    max: 1048576,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn trailing_bytes_are_an_error_unless_ignored() {
+        let answer = |key, version, correlation| {
+            let mut frame = well_behaved(key, version, correlation);
+            frame.push(0);
+            let len = (frame.len() - 4) as i32;
+            frame[..4].copy_from_slice(&len.to_be_bytes());
+            frame
+        };
+        let addr = fake_broker(answer).await;
+        let mut conn = Connection::connect(&addr.to_string(), Config::new("t"))
+            .await
+            .unwrap();
+        let err = conn.call(&MetadataRequest::default(), 1).await.unwrap_err();
+        assert!(matches!(err, Error::TrailingBytes { left: 1, .. }), "{err}");
+
+        let addr = fake_broker(answer).await;
+        let mut config = Config::new("t");
+        config.trailing_bytes = TrailingBytes::Ignore;
+        let mut conn = Connection::connect(&addr.to_string(), config)
+            .await
+            .unwrap();
+        conn.call(&MetadataRequest::default(), 1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_does_not_answer_times_out() {
+        let addr = fake_broker(|_, _, _| Vec::new()).await;
+        let mut config = Config::new("t");
+        config.request_timeout = Some(Duration::from_millis(100));
+        let mut conn = Connection::connect(&addr.to_string(), config)
+            .await
+            .unwrap();
+        let err = conn.call(&MetadataRequest::default(), 1).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { api_key: 3, .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn split_halves_pipeline_requests_and_read_answers_in_order() {
+        let addr = fake_broker(well_behaved).await;
+        let conn = Connection::connect(&addr.to_string(), Config::new("t"))
+            .await
+            .unwrap();
+        let (mut writer, mut reader) = conn.into_split();
+        let ids: Vec<i32> = (0..3)
+            .map(|_| writer.queue(&MetadataRequest::default(), 4).unwrap())
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        writer.flush().await.unwrap();
+        for id in ids {
+            reader.receive::<MetadataRequest>(4, id).await.unwrap();
+        }
+    }
+}
