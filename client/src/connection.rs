@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -94,7 +94,7 @@ impl Connection {
                 writer: write,
                 buf: BytesMut::with_capacity(4096),
                 next_correlation: 1,
-                client_id: config.client_id.clone(),
+                client_id: StrBytes::from_string(config.client_id.clone()),
             },
             reader: ResponseReader {
                 addr,
@@ -281,7 +281,8 @@ pub struct RequestWriter {
     /// Encoded requests not written yet.
     buf: BytesMut,
     next_correlation: i32,
-    client_id: String,
+    /// Shared by every request header (a reference count, not a copy, per request).
+    client_id: StrBytes,
 }
 
 impl RequestWriter {

@@ -15,7 +15,7 @@ pub struct RequestMeta<'a> {
     /// Version of the request header (1, or 2 for flexible versions).
     pub header_version: i16,
     pub correlation_id: i32,
-    pub client_id: &'a str,
+    pub client_id: &'a StrBytes,
 }
 
 /// Appends `[length][header][body]` of `request` to `buf`. On error `buf` is left as it was.
@@ -30,7 +30,7 @@ pub fn encode_request(
         .with_request_api_key(meta.api_key)
         .with_request_api_version(meta.version)
         .with_correlation_id(meta.correlation_id)
-        .with_client_id(Some(StrBytes::from_string(meta.client_id.to_string())));
+        .with_client_id(Some(meta.client_id.clone()));
     let encoded = header
         .encode(buf, meta.header_version)
         .and_then(|()| request.encode(buf, meta.version));
@@ -124,7 +124,7 @@ mod tests {
             version: 0,
             header_version: 1,
             correlation_id: 7,
-            client_id: "c",
+            client_id: &StrBytes::from_static_str("c"),
         };
         encode_request(&mut buf, meta, &ApiVersionsRequest::default()).unwrap();
         // Kept what was there; length 11 = key 2 + version 2 + correlation 4 + client id 3.
