@@ -176,7 +176,8 @@ impl Connection {
     }
 
     /// Sends `request` as `version` and waits (at most [`Config::request_timeout`]) for
-    /// its response.
+    /// its response. After any error the connection's request/response pairing is
+    /// unknown (a late answer may still come): drop it and connect again.
     pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
         let header_versions = (
             R::header_version(version),
