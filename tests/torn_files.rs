@@ -470,6 +470,94 @@ async fn a_torn_offsets_log_tail_keeps_earlier_commits() {
     broker.shutdown().await;
 }
 
+/// The frame of one committed offset exactly as the previous release wrote it into
+/// `offsets-<N>.log` (written here byte by byte, independently of the broker's types):
+/// length u32 LE, CRC-32C u32 LE, then bincode 1.x of `OffsetRecord::Commit` — variant
+/// 0 as u32 LE, strings as u64 LE length and bytes, fixed-width little-endian integers,
+/// `Option` as a 0/1 byte.
+fn prev_release_commit_frame(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    metadata: &str,
+) -> Vec<u8> {
+    let mut payload = 0u32.to_le_bytes().to_vec();
+    for s in [group, topic] {
+        payload.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        payload.extend_from_slice(s.as_bytes());
+    }
+    payload.extend_from_slice(&partition.to_le_bytes());
+    payload.extend_from_slice(&offset.to_le_bytes());
+    payload.extend_from_slice(&(-1i32).to_le_bytes()); // leader epoch
+    payload.push(1);
+    payload.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    payload.extend_from_slice(metadata.as_bytes());
+    payload.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// An offsets log written by the previous release (unversioned bincode records) opens
+/// with every commit, is rewritten once in versioned records, and keeps them across
+/// further restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offsets_log_of_the_previous_release_keeps_every_commit() {
+    let temp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(temp.path(), |_| {}).await;
+    produce_each(&broker.bootstrap(), "upgraded", 0, &values("u", 5)).await;
+    let data = broker.data_dir().to_path_buf();
+    broker.shutdown().await;
+
+    let offsets_dir = data.join("_strata").join("offsets");
+    for entry in std::fs::read_dir(&offsets_dir).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let mut old = prev_release_commit_frame("old-group", "upgraded", 0, 2, "first");
+    old.extend(prev_release_commit_frame(
+        "old-group",
+        "upgraded",
+        0,
+        3,
+        "second",
+    ));
+    old.extend(prev_release_commit_frame(
+        "other-group",
+        "upgraded",
+        0,
+        5,
+        "",
+    ));
+    std::fs::write(offsets_dir.join("offsets-00000000000000000000.log"), &old).unwrap();
+
+    for _restart in 0..2 {
+        let broker = TestBroker::start_in(&data, |_| {}).await;
+        for (group, expected) in [("old-group", 3), ("other-group", 5)] {
+            let bootstrap = broker.bootstrap();
+            let committed = tokio::task::spawn_blocking(move || {
+                let consumer = common::consumer(&bootstrap, &[("group.id", group)]);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition("upgraded", 0);
+                consumer.committed_offsets(tpl, PATIENCE).unwrap()
+            })
+            .await
+            .unwrap();
+            let p = committed.find_partition("upgraded", 0).unwrap();
+            assert_eq!((group, p.offset()), (group, Offset::Offset(expected)));
+        }
+        broker.shutdown().await;
+        // Rewritten as generation 1 at the first start, not again at the second.
+        let mut files: Vec<String> = std::fs::read_dir(&offsets_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, vec!["offsets-00000000000000000001.log".to_string()]);
+    }
+}
+
 /// Recovery "fuzzing" (cargo-fuzz needs a nightly toolchain this project does not use):
 /// a valid log of random batches, then a random truncation, overwrite, bit flip or
 /// appended garbage, with no checkpoint (so every batch is validated). `Log::open` never

@@ -1,5 +1,5 @@
-//! A durable, append-only log of bincode records in one directory, shared by the
-//! committed-offsets log (`group::offsets`) and the transaction log (`txn::log`).
+//! A durable, append-only log of versioned records in one directory, shared by
+//! the committed-offsets log (`group::offsets`) and the transaction log (`txn::log`).
 //!
 //! # Files
 //!
@@ -19,11 +19,30 @@
 //! |--------------|----------------------------------------------------------|
 //! | 0..4         | payload length `L`, u32 little-endian, at most [`MAX_RECORD_LEN`] |
 //! | 4..8         | CRC-32C (Castagnoli) of the payload, u32 little-endian    |
-//! | 8..8+L       | payload: the record in bincode 1.x default options (fixed-width little-endian integers, u64 lengths, u32 enum variant index) |
+//! | 8..8+L       | payload                                                  |
 //!
-//! Both logs wrote exactly this framing before it was shared (same header, same
-//! checksum, same length bound, same bincode options), so their files open
-//! unchanged; only the file stem differs, and it is a parameter.
+//! The payload of a *versioned* frame (every frame written since issue 15):
+//!
+//! | bytes        | field                                                    |
+//! |--------------|----------------------------------------------------------|
+//! | 0..2         | [`VERSIONED_TAG`] (`FF FE`)                              |
+//! | 2..4         | record version, u16 little-endian: the writer's [`LogRecord::VERSION`] |
+//! | 4..L         | the record in postcard 1.x (its stable wire format: varint integers, zigzag for signed ones, varint lengths, enum variants by index) |
+//!
+//! A reader decodes its own [`LogRecord::VERSION`] with postcard, an older
+//! version with [`LogRecord::decode_older`], and refuses a newer one: the open
+//! fails with [`RecordLogError::NewerVersion`], naming the file and the version,
+//! rather than guess at a layout it does not know.
+//!
+//! *Unversioned* frames are what the logs wrote before (the same header and
+//! checksum; the payload the record in bincode 1.x default options: fixed-width
+//! little-endian integers, u64 lengths, u32 enum variant index). Their payload
+//! starts with the variant index of an enum of fewer than 256 variants, so its
+//! second byte is 0 and never the tag's. A record type that had such files reads
+//! them with [`LogRecord::decode_unversioned`] (see [`legacy`]); an open that
+//! read any rewrites the whole log in versioned frames through the compaction
+//! path ([`RecordLog::rewrite`]), so appends never follow unversioned frames and
+//! the legacy reader is needed only once per data directory.
 //!
 //! # Invariants
 //!
@@ -42,6 +61,8 @@
 //!     log is rewritten from the recovered records through the compaction path
 //!     (so appends never follow damaged bytes). Damage with no intact frame
 //!     after it is copied aside too, then truncated.
+//!   - an intact frame of a newer record version fails the open; nothing is
+//!     truncated, copied or rewritten.
 //! - [`RecordLog::rewrite`] (compaction) writes `<stem>-<N+1>.log.tmp`, fsyncs
 //!   it, opens it, renames it into place and switches appends to it right away
 //!   (from the rename on, a restart replays N+1 and deletes N); then it fsyncs
@@ -64,10 +85,80 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// Upper bound on one record's payload in bytes; a larger length marks a corrupt frame.
 pub const MAX_RECORD_LEN: u32 = 16 * 1024 * 1024;
 
+/// First two bytes of a versioned payload.
+pub const VERSIONED_TAG: [u8; 2] = [0xFF, 0xFE];
+
+/// Bytes of a versioned payload before the record: tag and version.
+const VERSIONED_PREFIX_LEN: usize = 4;
+
 /// A record type stored in a [`RecordLog`].
+///
+/// Its serde shape *is* its on-disk layout at [`LogRecord::VERSION`]: postcard
+/// writes fields in order and enum variants by index, names do not matter. A
+/// change of that shape (a field added, removed, retyped or moved; a variant
+/// inserted before others) must bump `VERSION` and decode the previous layout in
+/// [`LogRecord::decode_older`]; each record type pins its current layout with a
+/// golden-bytes test, which such a change fails.
 pub trait LogRecord: Serialize + DeserializeOwned {
     /// Files are named `<FILE_STEM>-<generation: 20 digits>.log`.
     const FILE_STEM: &'static str;
+    /// The version written in every frame's payload (from 1).
+    const VERSION: u16;
+
+    /// Decodes `body` (the postcard bytes after tag and version) written at an
+    /// older `version` than [`LogRecord::VERSION`]; `None` if it does not decode.
+    /// The default knows no older version.
+    fn decode_older(version: u16, body: &[u8]) -> Option<Self> {
+        let _ = (version, body);
+        None
+    }
+
+    /// Decodes the payload of an unversioned frame (written before records had
+    /// versions); `None` if it does not decode. The default: the type never had
+    /// unversioned files.
+    fn decode_unversioned(payload: &[u8]) -> Option<Self> {
+        let _ = payload;
+        None
+    }
+}
+
+/// Reading the unversioned frames written before issue 15, and nothing else.
+///
+/// bincode 1.x is unmaintained (RUSTSEC-2025-0141); it stays a dependency only for
+/// this reader, so that logs written by earlier releases open once and are
+/// rewritten in versioned frames. Remove it once no such data directory is left.
+pub mod legacy {
+    use serde::de::DeserializeOwned;
+
+    /// `payload` as exactly one record in bincode 1.x default options (fixed-width
+    /// integers, what `bincode::serialize` wrote); trailing bytes are refused.
+    pub fn decode_bincode1<R: DeserializeOwned>(payload: &[u8]) -> Option<R> {
+        use bincode::Options;
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .reject_trailing_bytes()
+            .deserialize(payload)
+            .ok()
+    }
+
+    /// The unversioned frame of `record`, as the logs wrote it before issue 15
+    /// (tests: the files of earlier releases).
+    #[cfg(test)]
+    pub fn encode_unversioned_frame<R: serde::Serialize>(record: &R, out: &mut Vec<u8>) {
+        let payload = bincode::serialize(record).expect("encodes");
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+}
+
+/// Why a record could not be framed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("cannot encode the record: {0}")]
+    Postcard(#[from] postcard::Error),
+    #[error("record of {len} bytes exceeds {MAX_RECORD_LEN} bytes")]
+    TooLarge { len: usize },
 }
 
 /// Errors of a record log; each names the file or directory concerned.
@@ -79,14 +170,21 @@ pub enum RecordLogError {
         #[source]
         source: std::io::Error,
     },
-    #[error("log file {path}: cannot encode record: {source}")]
+    #[error("log file {path}: {source}")]
     Encode {
         path: PathBuf,
         #[source]
-        source: bincode::Error,
+        source: EncodeError,
     },
     #[error("log file {path} failed earlier and could not be repaired; restart the broker")]
     Failed { path: PathBuf },
+    #[error("log file {path}: the record at byte {position} has version {version}, newer than the {supported} this broker reads; it was written by a newer Strata: upgrade, or restore the data directory's backup")]
+    NewerVersion {
+        path: PathBuf,
+        position: usize,
+        version: u16,
+        supported: u16,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordLogError + '_ {
@@ -96,21 +194,23 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordLogError + '_ {
     }
 }
 
-/// Appends the frame of `record` to `out`.
-pub fn encode_frame<R: Serialize>(record: &R, out: &mut Vec<u8>) -> Result<(), bincode::Error> {
-    let payload = bincode::serialize(record)?;
-    let len = u32::try_from(payload.len())
+/// Appends the versioned frame of `record` to `out`.
+pub fn encode_frame<R: LogRecord>(record: &R, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let body = postcard::to_allocvec(record)?;
+    let len = body.len() + VERSIONED_PREFIX_LEN;
+    let len32 = u32::try_from(len)
         .ok()
         .filter(|l| *l <= MAX_RECORD_LEN)
-        .ok_or_else(|| {
-            Box::new(bincode::ErrorKind::Custom(format!(
-                "record of {} bytes exceeds {MAX_RECORD_LEN} bytes",
-                payload.len()
-            )))
-        })?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+        .ok_or(EncodeError::TooLarge { len })?;
+    let mut prefix = [0u8; VERSIONED_PREFIX_LEN];
+    prefix[..2].copy_from_slice(&VERSIONED_TAG);
+    prefix[2..].copy_from_slice(&R::VERSION.to_le_bytes());
+    let mut crc = crc32c::crc32c(&prefix);
+    crc = crc32c::crc32c_append(crc, &body);
+    out.extend_from_slice(&len32.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(&body);
     Ok(())
 }
 
@@ -122,13 +222,55 @@ pub enum FrameFault {
     Short,
     /// Implausible length, checksum mismatch or undecodable payload.
     Corrupt,
+    /// An intact frame of a record version newer than the reader's.
+    NewerVersion(u16),
 }
 
-/// Reads the frame that starts at byte `pos`: its record and the position just after it.
-pub fn decode_frame_at<R: DeserializeOwned>(
+/// A decoded frame: its record and whether it was unversioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedFrame<R> {
+    pub record: R,
+    /// Written before records had versions (see [`LogRecord::decode_unversioned`]).
+    pub unversioned: bool,
+    /// Position just after the frame.
+    pub end: usize,
+}
+
+/// `payload` as exactly one postcard-encoded `R`.
+fn decode_postcard<R: DeserializeOwned>(body: &[u8]) -> Option<R> {
+    match postcard::take_from_bytes::<R>(body) {
+        Ok((record, [])) => Some(record),
+        _ => None,
+    }
+}
+
+/// The record of a payload whose checksum matched.
+fn decode_payload<R: LogRecord>(payload: &[u8]) -> Result<(R, bool), FrameFault> {
+    match payload {
+        [t0, t1, v0, v1, body @ ..] if [*t0, *t1] == VERSIONED_TAG => {
+            let version = u16::from_le_bytes([*v0, *v1]);
+            let record = if version == R::VERSION {
+                decode_postcard(body)
+            } else if version > R::VERSION {
+                return Err(FrameFault::NewerVersion(version));
+            } else if version == 0 {
+                None
+            } else {
+                R::decode_older(version, body)
+            };
+            record.map(|r| (r, false)).ok_or(FrameFault::Corrupt)
+        }
+        _ => R::decode_unversioned(payload)
+            .map(|r| (r, true))
+            .ok_or(FrameFault::Corrupt),
+    }
+}
+
+/// Reads the frame that starts at byte `pos`.
+pub fn decode_frame_at<R: LogRecord>(
     bytes: &[u8],
     pos: usize,
-) -> Result<(R, usize), FrameFault> {
+) -> Result<DecodedFrame<R>, FrameFault> {
     let header_end = pos
         .checked_add(FRAME_HEADER_LEN)
         .filter(|e| *e <= bytes.len())
@@ -147,8 +289,12 @@ pub fn decode_frame_at<R: DeserializeOwned>(
     if crc32c::crc32c(payload) != crc {
         return Err(FrameFault::Corrupt);
     }
-    let record = bincode::deserialize::<R>(payload).map_err(|_| FrameFault::Corrupt)?;
-    Ok((record, end))
+    let (record, unversioned) = decode_payload::<R>(payload)?;
+    Ok(DecodedFrame {
+        record,
+        unversioned,
+        end,
+    })
 }
 
 /// What [`scan_frames`] found in a file's bytes.
@@ -156,6 +302,8 @@ pub fn decode_frame_at<R: DeserializeOwned>(
 pub struct FrameScan<R> {
     /// Records of every intact frame, in file order.
     pub records: Vec<R>,
+    /// How many of them were unversioned frames.
+    pub unversioned: usize,
     /// Damaged byte ranges (`start..end`, byte positions in the file) that an
     /// intact frame follows: damage in the middle, skipped.
     pub skipped: Vec<std::ops::Range<usize>>,
@@ -168,14 +316,24 @@ pub struct FrameScan<R> {
     pub torn_tail: bool,
 }
 
+/// An intact frame whose record version is newer than the reader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewerRecord {
+    /// Byte position of the frame.
+    pub position: usize,
+    pub version: u16,
+}
+
 /// Reads every intact frame of `bytes`. At a damaged frame it resynchronises:
 /// it scans forward byte by byte for the next position where a whole frame has
 /// a plausible length, a matching CRC-32C and a decodable payload, records the
 /// skipped range and goes on from there. Damage with no intact frame after it
-/// is the tail (`valid_end..`).
-pub fn scan_frames<R: DeserializeOwned>(bytes: &[u8]) -> FrameScan<R> {
+/// is the tail (`valid_end..`). An intact frame of a newer record version stops
+/// the scan: the caller must not guess at it.
+pub fn scan_frames<R: LogRecord>(bytes: &[u8]) -> Result<FrameScan<R>, NewerRecord> {
     let mut scan = FrameScan {
         records: Vec::new(),
+        unversioned: 0,
         skipped: Vec::new(),
         recovered_after_damage: 0,
         valid_end: 0,
@@ -184,17 +342,28 @@ pub fn scan_frames<R: DeserializeOwned>(bytes: &[u8]) -> FrameScan<R> {
     let mut pos = 0usize;
     while pos < bytes.len() {
         match decode_frame_at::<R>(bytes, pos) {
-            Ok((record, end)) => {
-                scan.records.push(record);
+            Ok(frame) => {
+                scan.records.push(frame.record);
+                scan.unversioned += usize::from(frame.unversioned);
                 if !scan.skipped.is_empty() {
                     scan.recovered_after_damage += 1;
                 }
-                scan.valid_end = end;
-                pos = end;
+                scan.valid_end = frame.end;
+                pos = frame.end;
+            }
+            Err(FrameFault::NewerVersion(version)) => {
+                return Err(NewerRecord {
+                    position: pos,
+                    version,
+                })
             }
             Err(fault) => {
-                let next = (pos + 1..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1))
-                    .find(|q| decode_frame_at::<R>(bytes, *q).is_ok());
+                let next = (pos + 1..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1)).find(|q| {
+                    matches!(
+                        decode_frame_at::<R>(bytes, *q),
+                        Ok(_) | Err(FrameFault::NewerVersion(_))
+                    )
+                });
                 match next {
                     Some(next) => {
                         scan.skipped.push(pos..next);
@@ -208,7 +377,7 @@ pub fn scan_frames<R: DeserializeOwned>(bytes: &[u8]) -> FrameScan<R> {
             }
         }
     }
-    scan
+    Ok(scan)
 }
 
 fn file_name(stem: &str, generation: u64) -> String {
@@ -312,7 +481,12 @@ impl<R: LogRecord> RecordLog<R> {
             .map_err(io_err(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        let scan = scan_frames::<R>(&bytes);
+        let scan = scan_frames::<R>(&bytes).map_err(|newer| RecordLogError::NewerVersion {
+            path: path.clone(),
+            position: newer.position,
+            version: newer.version,
+            supported: R::VERSION,
+        })?;
         let valid = scan.valid_end;
         let damaged_tail = valid < bytes.len() && !scan.torn_tail;
         if !scan.skipped.is_empty() || damaged_tail {
@@ -347,6 +521,13 @@ impl<R: LogRecord> RecordLog<R> {
             log.rewrite(&scan.records)?;
             tracing::warn!(path = %log.path.display(), records = scan.records.len(),
                 "rewrote the log file from the recovered records");
+        } else if scan.unversioned > 0 {
+            // Written by an earlier release: rewrite it in versioned frames once,
+            // so appends never follow unversioned ones.
+            log.rewrite(&scan.records)?;
+            tracing::info!(path = %log.path.display(), records = scan.records.len(),
+                unversioned = scan.unversioned,
+                "rewrote the log file of an earlier release in versioned records");
         }
         Ok((log, scan.records))
     }
@@ -521,6 +702,28 @@ mod tests {
 
     impl LogRecord for TestRecord {
         const FILE_STEM: &'static str = "test";
+        const VERSION: u16 = 2;
+
+        fn decode_older(version: u16, body: &[u8]) -> Option<Self> {
+            // Version 1 had only `Put`, as a bare (key, value).
+            (version == 1)
+                .then(|| decode_postcard::<(String, i64)>(body))
+                .flatten()
+                .map(|(key, value)| TestRecord::Put { key, value })
+        }
+
+        fn decode_unversioned(payload: &[u8]) -> Option<Self> {
+            legacy::decode_bincode1(payload)
+        }
+    }
+
+    /// A record type without older formats (as a new log's would be).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    struct NewRecord(u32);
+
+    impl LogRecord for NewRecord {
+        const FILE_STEM: &'static str = "test";
+        const VERSION: u16 = 1;
     }
 
     type TestLog = RecordLog<TestRecord>;
@@ -541,14 +744,144 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_length_crc_and_bincode_payload() {
+    fn frames_are_length_crc_tag_version_and_postcard_payload() {
         let mut bytes = Vec::new();
         encode_frame(&TestRecord::Gone { key: "k".into() }, &mut bytes).unwrap();
-        // Variant 1 (u32), then the string as a u64 length and its bytes.
-        let payload = [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'k'];
+        // Tag, version 2 (u16 LE), then postcard: variant 1, the string's varint
+        // length and its bytes.
+        let payload = [0xFF, 0xFE, 2, 0, 1, 1, b'k'];
         assert_eq!(&bytes[..4], &(payload.len() as u32).to_le_bytes());
         assert_eq!(&bytes[4..8], &crc32c::crc32c(&payload).to_le_bytes());
         assert_eq!(&bytes[8..], &payload);
+        let frame = decode_frame_at::<TestRecord>(&bytes, 0).unwrap();
+        assert_eq!(frame.record, TestRecord::Gone { key: "k".into() });
+        assert!(!frame.unversioned);
+        assert_eq!(frame.end, bytes.len());
+    }
+
+    /// A frame of `payload` as written, checksum included.
+    fn raw_frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn older_versions_decode_through_the_record_type() {
+        let mut payload = vec![0xFF, 0xFE, 1, 0];
+        payload.extend(postcard::to_allocvec(&("old".to_string(), 7i64)).unwrap());
+        let frame = decode_frame_at::<TestRecord>(&raw_frame(&payload), 0).unwrap();
+        assert_eq!(frame.record, put("old", 7));
+        // Version 0 was never written with a tag; a type without older versions
+        // refuses them as damage.
+        payload[2] = 0;
+        assert_eq!(
+            decode_frame_at::<TestRecord>(&raw_frame(&payload), 0),
+            Err(FrameFault::Corrupt)
+        );
+        let mut new = vec![0xFF, 0xFE, 0, 0];
+        new.extend(postcard::to_allocvec(&NewRecord(5)).unwrap());
+        assert_eq!(
+            decode_frame_at::<NewRecord>(&raw_frame(&new), 0),
+            Err(FrameFault::Corrupt)
+        );
+        new[2] = 1;
+        assert_eq!(
+            decode_frame_at::<NewRecord>(&raw_frame(&new), 0).map(|f| f.record),
+            Ok(NewRecord(5))
+        );
+    }
+
+    #[test]
+    fn postcard_payloads_must_be_exact() {
+        let mut payload = vec![0xFF, 0xFE, 2, 0];
+        payload.extend(postcard::to_allocvec(&put("a", 1)).unwrap());
+        payload.push(0);
+        assert_eq!(
+            decode_frame_at::<TestRecord>(&raw_frame(&payload), 0),
+            Err(FrameFault::Corrupt)
+        );
+    }
+
+    #[test]
+    fn a_log_of_an_earlier_release_opens_and_is_rewritten_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = vec![
+            put("a", 1),
+            TestRecord::Gone { key: "a".into() },
+            put("b", -2),
+        ];
+        let mut bytes = Vec::new();
+        for r in &old {
+            legacy::encode_unversioned_frame(r, &mut bytes);
+        }
+        let path = dir.path().join(file_name("test", 0));
+        fs::write(&path, &bytes).unwrap();
+        {
+            let (mut log, records) = TestLog::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(records, old);
+            // Rewritten through the compaction path: generation 1, versioned frames.
+            assert_eq!(log.generation(), 1);
+            assert!(!path.exists());
+            let rewritten = fs::read(log.path()).unwrap();
+            let scan = scan_frames::<TestRecord>(&rewritten).unwrap();
+            assert_eq!((scan.records.as_slice(), scan.unversioned), (&old[..], 0));
+            assert!(damaged_copies(dir.path()).is_empty());
+            log.append(&[put("c", 3)]).unwrap();
+        }
+        let (log, records) = TestLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[3], put("c", 3));
+        // A clean versioned log is not rewritten again.
+        assert_eq!(log.generation(), 1);
+        // A type that never had unversioned files treats such frames as damage.
+        assert_eq!(
+            decode_frame_at::<NewRecord>(&bytes, 0),
+            Err(FrameFault::Corrupt)
+        );
+    }
+
+    #[test]
+    fn a_record_of_a_newer_version_fails_the_open_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = {
+            let (mut log, _) = TestLog::open(dir.path(), 1 << 20).unwrap();
+            log.append(&[put("a", 1)]).unwrap();
+            log.path().to_path_buf()
+        };
+        let mut payload = vec![0xFF, 0xFE, 3, 0];
+        payload.extend(postcard::to_allocvec(&put("a", 2)).unwrap());
+        let mut bytes = fs::read(&path).unwrap();
+        let position = bytes.len();
+        bytes.extend(raw_frame(&payload));
+        fs::write(&path, &bytes).unwrap();
+        let err = TestLog::open(dir.path(), 1 << 20).unwrap_err();
+        match &err {
+            RecordLogError::NewerVersion {
+                path: p,
+                position: at,
+                version: 3,
+                supported: 2,
+            } => {
+                assert_eq!(p, &path);
+                assert_eq!(*at, position);
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()) && message.contains("version 3"));
+        // Behind damage too: the resynchronised scan stops there as well.
+        let mut damaged = bytes.clone();
+        damaged[FRAME_HEADER_LEN + 1] ^= 0xFF;
+        fs::write(&path, &damaged).unwrap();
+        assert!(matches!(
+            TestLog::open(dir.path(), 1 << 20),
+            Err(RecordLogError::NewerVersion { version: 3, .. })
+        ));
+        // Nothing was cut, copied aside or rewritten.
+        assert_eq!(fs::read(&path).unwrap(), damaged);
+        assert!(damaged_copies(dir.path()).is_empty());
     }
 
     #[test]
@@ -560,7 +893,7 @@ mod tests {
             encode_frame(&put("k", n), &mut bytes).unwrap();
         }
         starts.push(bytes.len());
-        let clean = scan_frames::<TestRecord>(&bytes);
+        let clean = scan_frames::<TestRecord>(&bytes).unwrap();
         assert_eq!(clean.records.len(), 5);
         assert!(clean.skipped.is_empty() && clean.torn_tail);
         assert_eq!(clean.valid_end, bytes.len());
@@ -569,7 +902,7 @@ mod tests {
         // A flipped payload byte in frame 1 and a wild length in frame 3.
         bytes[starts[1] + FRAME_HEADER_LEN + 2] ^= 0x40;
         bytes[starts[3] + 3] = 0x7f;
-        let scan = scan_frames::<TestRecord>(&bytes);
+        let scan = scan_frames::<TestRecord>(&bytes).unwrap();
         assert_eq!(scan.records, vec![put("k", 0), put("k", 2), put("k", 4)]);
         assert_eq!(
             scan.skipped,
@@ -581,13 +914,13 @@ mod tests {
         // Damage in the last frame too: frames 3 and 4 are a corrupt tail.
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
-        let scan = scan_frames::<TestRecord>(&bytes);
+        let scan = scan_frames::<TestRecord>(&bytes).unwrap();
         assert_eq!(scan.records, vec![put("k", 0), put("k", 2)]);
         assert_eq!(scan.skipped, vec![starts[1]..starts[2]]);
         assert_eq!(scan.valid_end, starts[3]);
         assert!(!scan.torn_tail);
         // A frame cut short is a torn tail.
-        let scan = scan_frames::<TestRecord>(&intact[..starts[5] - 3]);
+        let scan = scan_frames::<TestRecord>(&intact[..starts[5] - 3]).unwrap();
         assert_eq!(scan.records.len(), 4);
         assert_eq!(scan.valid_end, starts[4]);
         assert!(scan.torn_tail && scan.skipped.is_empty());

@@ -4,11 +4,14 @@
 //!
 //! Every change of a transactional id's state is appended as a [`TxnRecord`] carrying the
 //! whole [`TxnMetadata`], so the last record of an id is its state; a compaction
-//! snapshot ([`snapshot`]) is one `State` per live id. Files written before the log was
-//! shared open unchanged: the framing is the same byte for byte (see the test
-//! `a_file_written_before_the_shared_log_opens`). What changed for them is damage in
-//! the middle of a file: it used to end the readable part (later records were cut);
-//! now the file is copied aside and replay resynchronises at the next intact frame.
+//! snapshot ([`snapshot`]) is one `State` per live id.
+//!
+//! Records are postcard at [`TXN_RECORD_VERSION`] (layout pinned by the test
+//! `version_1_layout_is_pinned`; [`TxnMetadata`] and [`super::metadata::TxnState`] are
+//! part of it). Files written by earlier releases (unversioned bincode records,
+//! framed the same way) open with every record and are rewritten in versioned records
+//! at that open (tests `a_file_written_before_the_shared_log_opens`,
+//! `a_log_of_the_previous_release_opens_with_every_record`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +19,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::metadata::TxnMetadata;
-use crate::broker::record_log::{LogRecord, RecordLog, RecordLogError};
+use crate::broker::record_log::{legacy, LogRecord, RecordLog, RecordLogError};
+
+/// The layout version of [`TxnRecord`] written today (see `LogRecord::VERSION`). Bump
+/// it, and decode the previous layout in the `LogRecord` impl, when `TxnRecord`,
+/// [`TxnMetadata`] or its `TxnState` changes shape.
+pub const TXN_RECORD_VERSION: u16 = 1;
 
 /// One entry of the transaction log. The state is shared with the coordinator's table
 /// and the writer's live map (one copy in memory); `Arc`s encode as what they hold.
@@ -30,6 +38,12 @@ pub enum TxnRecord {
 
 impl LogRecord for TxnRecord {
     const FILE_STEM: &'static str = "transactions";
+    const VERSION: u16 = TXN_RECORD_VERSION;
+
+    /// Logs of releases before issue 15: bincode 1.x of these same types.
+    fn decode_unversioned(payload: &[u8]) -> Option<Self> {
+        legacy::decode_bincode1(payload)
+    }
 }
 
 /// The open transaction log.
@@ -136,9 +150,9 @@ mod tests {
             transactional_id: "gone".into(),
         };
         assert_eq!(records, vec![state("old-id", 2, &[]), removed.clone()]);
-        assert_eq!(log.path(), path);
-        assert_eq!(log.len(), bytes.len() as u64);
-        // Appends continue the same file, in the same framing.
+        // Rewritten in versioned records as generation 1.
+        assert_eq!(log.generation(), 1);
+        assert!(!path.exists());
         log.append(&[state("old-id", 3, &[])]).unwrap();
         drop(log);
         let (_, records) = TxnLog::open(dir.path(), 1 << 20).unwrap();
@@ -146,7 +160,80 @@ mod tests {
             records,
             vec![state("old-id", 2, &[]), removed, state("old-id", 3, &[])]
         );
-        assert_eq!(std::fs::read(&path).unwrap()[..bytes.len()], bytes[..]);
+    }
+
+    /// One record of every shape: each state, partitions and groups, both variants.
+    fn every_variant() -> Vec<TxnRecord> {
+        let mut records: Vec<TxnRecord> = TxnState::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut m = TxnMetadata::new(format!("id-{i}").into(), 7 + i as i64, 60_000, 1);
+                m.state = *s;
+                m.producer_epoch = i as i16;
+                m.last_producer_id = -1;
+                m.partitions = [("t".to_string(), 0), ("u".to_string(), i as i32)].into();
+                m.groups = ["g".to_string()].into();
+                m.txn_start_ms = 1_700_000_000_000;
+                m.last_update_ms = 1_700_000_000_123;
+                TxnRecord::State(Arc::new(m))
+            })
+            .collect();
+        records.push(TxnRecord::Removed {
+            transactional_id: "gone".into(),
+        });
+        records
+    }
+
+    #[test]
+    fn a_log_of_the_previous_release_opens_with_every_record() {
+        let records = every_variant();
+        let mut bytes = Vec::new();
+        for r in &records {
+            legacy::encode_unversioned_frame(r, &mut bytes);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("transactions-00000000000000000003.log"),
+            &bytes,
+        )
+        .unwrap();
+        let (log, replayed) = TxnLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(replayed, records);
+        assert_eq!(log.generation(), 4);
+        drop(log);
+        let (_, again) = TxnLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(again, records);
+    }
+
+    /// Variant 0; "a"; producer id 7, last -1, epoch 2, last -1 (zigzag varints);
+    /// timeout 60000; Ongoing (variant 1); partitions {("t", 1)}; groups {"g"};
+    /// start -1; last update 1.
+    const PINNED_STATE: &str = "0001610e010401c0a90701010174020101670102";
+    /// Variant 1; "gone".
+    const PINNED_REMOVED: &str = "0104676f6e65";
+
+    /// The postcard bytes of version 1: an Ongoing state and a removal. A failure here means the serde shape of a record changed: bump
+    /// [`TXN_RECORD_VERSION`] and decode version 1 in the `LogRecord` impl instead of
+    /// changing these bytes.
+    #[test]
+    fn version_1_layout_is_pinned() {
+        assert_eq!(TXN_RECORD_VERSION, 1);
+        let hex = |r: &TxnRecord| -> String {
+            let bytes = postcard::to_allocvec(r).unwrap();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        assert_eq!(hex(&state("a", 2, &[("t", 1)])), PINNED_STATE);
+        let removed = TxnRecord::Removed {
+            transactional_id: "gone".into(),
+        };
+        assert_eq!(hex(&removed), PINNED_REMOVED);
+        let mut bytes = Vec::new();
+        for r in &every_variant() {
+            crate::broker::record_log::encode_frame(r, &mut bytes).unwrap();
+        }
+        let scan = crate::broker::record_log::scan_frames::<TxnRecord>(&bytes).unwrap();
+        assert_eq!(scan.records, every_variant());
     }
 
     #[test]

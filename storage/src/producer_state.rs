@@ -20,19 +20,7 @@
 //! every segment roll and at clean close as `<offset, 20 digits>.snapshot`, where the offset
 //! is the log end offset the state covers. Opening a log loads the newest readable
 //! snapshot at or below the recovered log end and replays the headers of the batches after
-//! it. Snapshot file format (all integers as bincode 1.3 writes them, little-endian, fixed
-//! width):
-//!
-//! ```text
-//! crc32c u32 (big-endian; CRC-32C of every byte after it)
-//! bincode(SnapshotFile { version: u16 = 2, offset: i64, producers: Vec<(i64, ProducerEntry)> })
-//! ProducerEntry (191 bytes): epoch i16, 5 x BatchMetadata (first/last sequence i32,
-//!   first/last offset i64, timestamp i64), len u8, last_timestamp i64,
-//!   current_txn_first_offset i64 (-1: none), coordinator_epoch i32 (-1: none)
-//! ```
-//!
-//! Version 1 (before transactions) lacks the last two entry fields (179 bytes per entry);
-//! it is still read, as producers without open transactions.
+//! it. The file format (versioned, fixed-width fields) is in `snapshot_format`.
 //!
 //! Transactions: a transactional batch opens a transaction at its first offset (unless one
 //! is open); a non-transactional batch from a producer with an open transaction is
@@ -43,13 +31,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::batch::{BatchHeader, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use crate::error::StorageError;
 use crate::file;
 use crate::segment::{parse_segment_name, Segment};
 use crate::txn::{AbortedTxnEntry, OpenTxn};
+
+mod snapshot_format;
 
 /// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`; also the most
 /// in-flight requests an idempotent producer may have).
@@ -62,9 +50,6 @@ pub const NO_SEQUENCE: i32 = -1;
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: u64 = 86_400_000;
 
 pub(crate) const SNAPSHOT_SUFFIX: &str = "snapshot";
-const SNAPSHOT_VERSION: u16 = 2;
-/// The first snapshot version (no transaction fields); still read.
-const SNAPSHOT_VERSION_1: u16 = 1;
 /// `ProducerEntry::current_txn_first_offset` / `coordinator_epoch` when none.
 pub const NO_OFFSET: i64 = -1;
 /// Coordinator epoch of a producer no marker was written for yet.
@@ -74,7 +59,7 @@ pub const NO_COORDINATOR_EPOCH: i32 = -1;
 const SNAPSHOTS_KEPT: usize = 2;
 
 /// What the log remembers of one appended batch of a producer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchMetadata {
     pub first_sequence: i32,
     pub last_sequence: i32,
@@ -85,7 +70,7 @@ pub struct BatchMetadata {
 }
 
 /// One producer's state in one partition. Fixed size: the last batches live in an array.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
     /// `batches[..len]`, oldest first; all of epoch `epoch`.
@@ -99,28 +84,6 @@ pub struct ProducerEntry {
     /// Epoch of the transaction coordinator that wrote this producer's last marker here, or
     /// [`NO_COORDINATOR_EPOCH`]; a marker from an older coordinator epoch is refused.
     pub coordinator_epoch: i32,
-}
-
-/// [`ProducerEntry`] as snapshot version 1 stored it.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-struct ProducerEntryV1 {
-    epoch: i16,
-    batches: [BatchMetadata; BATCHES_PER_PRODUCER],
-    len: u8,
-    last_timestamp: i64,
-}
-
-impl From<ProducerEntryV1> for ProducerEntry {
-    fn from(v1: ProducerEntryV1) -> ProducerEntry {
-        ProducerEntry {
-            epoch: v1.epoch,
-            batches: v1.batches,
-            len: v1.len,
-            last_timestamp: v1.last_timestamp,
-            current_txn_first_offset: NO_OFFSET,
-            coordinator_epoch: NO_COORDINATOR_EPOCH,
-        }
-    }
 }
 
 impl ProducerEntry {
@@ -571,77 +534,14 @@ impl ProducerStateTable {
 
     /// The snapshot file's bytes for this state at log offset `offset`.
     pub fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
-        let mut producers: Vec<(i64, ProducerEntry)> =
-            self.producers.iter().map(|(k, v)| (*k, *v)).collect();
-        producers.sort_unstable_by_key(|(k, _)| *k);
-        let body = SnapshotFile {
-            version: SNAPSHOT_VERSION,
-            offset,
-            producers,
-        };
-        // Serializing plain integers and a Vec into memory cannot fail.
-        let encoded = bincode::serialize(&body).unwrap_or_default();
-        let mut out = Vec::with_capacity(encoded.len() + 4);
-        out.extend_from_slice(&crc32c::crc32c(&encoded).to_be_bytes());
-        out.extend_from_slice(&encoded);
-        out
+        snapshot_format::encode(self, offset)
     }
 
-    /// Decodes a snapshot file: the state and its offset, or why it is unusable.
+    /// Decodes a snapshot file: the state and its offset, or why it is unusable
+    /// (a snapshot of a newer version is refused, naming its version).
     pub fn decode_snapshot(bytes: &[u8]) -> Result<(ProducerStateTable, i64), String> {
-        if bytes.len() < 4 {
-            return Err(format!("{} bytes, shorter than the CRC", bytes.len()));
-        }
-        let stored = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        let computed = crc32c::crc32c(&bytes[4..]);
-        if stored != computed {
-            return Err(format!(
-                "CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}"
-            ));
-        }
-        if bytes.len() < 6 {
-            return Err(format!("{} bytes, shorter than the version", bytes.len()));
-        }
-        let (offset, producers): (i64, Vec<(i64, ProducerEntry)>) =
-            match u16::from_le_bytes([bytes[4], bytes[5]]) {
-                SNAPSHOT_VERSION => {
-                    let body: SnapshotFile =
-                        bincode::deserialize(&bytes[4..]).map_err(|e| e.to_string())?;
-                    (body.offset, body.producers)
-                }
-                SNAPSHOT_VERSION_1 => {
-                    let body: SnapshotFileV1 =
-                        bincode::deserialize(&bytes[4..]).map_err(|e| e.to_string())?;
-                    let producers = body.producers.into_iter().map(|(pid, e)| (pid, e.into()));
-                    (body.offset, producers.collect())
-                }
-                other => return Err(format!("unknown snapshot version {other}")),
-            };
-        let mut table = ProducerStateTable::default();
-        for (pid, entry) in producers {
-            if entry.has_open_txn() {
-                table.ongoing.insert(entry.current_txn_first_offset, pid);
-            }
-            table.producers.insert(pid, entry);
-        }
-        Ok((table, offset))
+        snapshot_format::decode(bytes)
     }
-}
-
-/// Snapshot version 2 (the current one).
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    version: u16,
-    offset: i64,
-    producers: Vec<(i64, ProducerEntry)>,
-}
-
-/// Snapshot version 1: entries without transaction fields.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFileV1 {
-    version: u16,
-    offset: i64,
-    producers: Vec<(i64, ProducerEntryV1)>,
 }
 
 /// `<dir>/<offset, 20 digits>.snapshot`.
@@ -891,40 +791,6 @@ mod tests {
             transactional: true,
             ..batch(pid, epoch, first, last)
         }
-    }
-
-    #[test]
-    fn version_1_snapshots_are_still_read() {
-        let mut t = ProducerStateTable::default();
-        t.record(&batch(5, 2, 0, 3), 10, 13, 99);
-        t.record(&batch(6, 0, 7, 7), 14, 14, 100);
-        let mut producers: Vec<(i64, ProducerEntryV1)> = t
-            .producers
-            .iter()
-            .map(|(pid, e)| {
-                (
-                    *pid,
-                    ProducerEntryV1 {
-                        epoch: e.epoch,
-                        batches: e.batches,
-                        len: e.len,
-                        last_timestamp: e.last_timestamp,
-                    },
-                )
-            })
-            .collect();
-        producers.sort_unstable_by_key(|(pid, _)| *pid);
-        let body = bincode::serialize(&SnapshotFileV1 {
-            version: 1,
-            offset: 15,
-            producers,
-        })
-        .unwrap();
-        let mut file = crc32c::crc32c(&body).to_be_bytes().to_vec();
-        file.extend_from_slice(&body);
-        assert_eq!(file.len(), 22 + 2 * 179, "the version 1 layout");
-        let (back, offset) = ProducerStateTable::decode_snapshot(&file).unwrap();
-        assert_eq!((back, offset), (t, 15));
     }
 
     #[test]

@@ -1,31 +1,31 @@
-//! A minimal Kafka client over raw TCP, encoding with the kafka-protocol crate: for
-//! exercising every advertised API version, which librdkafka alone would not do.
+//! A minimal Kafka client for tests, on the workspace's client crate (`strata-client`):
+//! for exercising every advertised API version, which librdkafka alone would not do. Every
+//! failure panics with the client's error (tests want the message, not a `Result`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use strata_client::{Config, Connection, TrailingBytes};
 
 use super::PATIENCE;
 
 pub struct RawClient {
-    stream: TcpStream,
-    next_correlation_id: i32,
+    conn: Connection,
 }
 
 impl RawClient {
     pub async fn connect(addr: std::net::SocketAddr) -> RawClient {
-        RawClient {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            next_correlation_id: 1,
-        }
+        let mut config = Config::new("raw-test");
+        config.request_timeout = Some(PATIENCE);
+        config.trailing_bytes = TrailingBytes::Reject;
+        let conn = Connection::connect(&addr.to_string(), config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        RawClient { conn }
     }
 
     /// Auto-creates `topic` (with the broker's default partition count) through a Metadata
@@ -55,60 +55,35 @@ impl RawClient {
         version: i16,
         request: &Req,
     ) -> Resp {
-        let correlation_id = self.send(api, version, request).await;
-        self.receive(api, version, correlation_id).await
+        self.conn
+            .call_api(api, version, request)
+            .await
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
     }
 
     /// Sends a request without waiting for its response; returns its correlation id.
     pub async fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        correlation_id
+        self.conn
+            .send_api(api, version, request)
+            .await
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
     }
 
-    /// Reads the next response, which must be the one for `correlation_id`.
+    /// Reads the next response, which must be the one for `correlation_id` (responses
+    /// come in request order).
     pub async fn receive<Resp: Decodable>(
         &mut self,
         api: ApiKey,
         version: i16,
         correlation_id: i32,
     ) -> Resp {
-        let mut body = tokio::time::timeout(PATIENCE, async {
-            let len = self.stream.read_i32().await.unwrap();
-            let mut body = vec![0u8; len as usize];
-            self.stream.read_exact(&mut body).await.unwrap();
-            Bytes::from(body)
-        })
+        tokio::time::timeout(
+            PATIENCE,
+            self.conn.receive_api(api, version, correlation_id),
+        )
         .await
-        .expect("response within patience");
-        let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
-            .unwrap_or_else(|e| panic!("{api:?} v{version} response header: {e}"));
-        assert_eq!(
-            header.correlation_id, correlation_id,
-            "responses in request order"
-        );
-        let response = Resp::decode(&mut body, version)
-            .unwrap_or_else(|e| panic!("{api:?} v{version} response: {e:#}"));
-        assert!(
-            body.is_empty(),
-            "{api:?} v{version}: {} bytes left after the response",
-            body.len()
-        );
-        response
+        .expect("response within patience")
+        .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"))
     }
 }
 

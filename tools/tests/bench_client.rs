@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use strata::Config;
 use strata_tools::bench::batch::Compression;
-use strata_tools::bench::client::{ensure_topic, Connection};
+use strata_tools::bench::client::{connect, ensure_topic};
 use strata_tools::bench::consume::{run_consumer, ConsumeOptions, GroupState};
 use strata_tools::bench::produce::{run_producer, ProduceOptions};
 use strata_tools::bench::report::Counters;
@@ -42,7 +42,7 @@ async fn produce_then_consume_everything_in_a_group() {
     .await
     .unwrap();
     let addr = broker.local_addr().to_string();
-    let mut conn = Connection::connect(&addr).await.unwrap();
+    let mut conn = connect(&addr).await.unwrap();
     assert_eq!(ensure_topic(&mut conn, "t", 4).await.unwrap(), 4);
     // Existing topic: its partition count wins.
     assert_eq!(ensure_topic(&mut conn, "t", 9).await.unwrap(), 4);

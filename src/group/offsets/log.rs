@@ -1,8 +1,10 @@
 //! The committed-offsets log: `<data_dir>/_strata/offsets/offsets-<N>.log`, a
 //! [`RecordLog`] of [`OffsetRecord`]s (file format, durability of appends, torn
 //! tails, quarantine of damaged files and compaction are described there).
-//! Files written before the log was shared open unchanged: the framing is the
-//! same byte for byte (see the test `a_file_written_before_the_shared_log_opens`).
+//! Files written by earlier releases (unversioned bincode records, framed the same
+//! way) open with every record and are rewritten in versioned records at that
+//! open (tests `a_file_written_before_the_shared_log_opens`,
+//! `a_log_of_the_previous_release_opens_with_every_record`).
 //!
 //! Records (fields in `record.rs`), replayed in order:
 //! - `Commit` sets a committed offset; `Delete` removes one (OffsetDelete,
@@ -36,12 +38,18 @@
 //!   a `TxnCommit` per still-pending offset and the latest `GroupMetadata` per
 //!   group; decided transactions, their markers and tombstones are gone.
 
-use crate::broker::record_log::{LogRecord, RecordLog, RecordLogError};
+use crate::broker::record_log::{legacy, LogRecord, RecordLog, RecordLogError};
 
-use super::record::OffsetRecord;
+use super::record::{OffsetRecord, OFFSET_RECORD_VERSION};
 
 impl LogRecord for OffsetRecord {
     const FILE_STEM: &'static str = "offsets";
+    const VERSION: u16 = OFFSET_RECORD_VERSION;
+
+    /// Logs of releases before issue 15: bincode 1.x of these same types.
+    fn decode_unversioned(payload: &[u8]) -> Option<Self> {
+        legacy::decode_bincode1(payload)
+    }
 }
 
 /// The open committed-offsets log.
@@ -95,14 +103,37 @@ mod tests {
         }
         let deleted = OffsetRecord::GroupDeleted { group: "h".into() };
         assert_eq!(records, vec![expected.clone(), deleted.clone()]);
-        assert_eq!(log.path(), path);
-        assert_eq!(log.len(), bytes.len() as u64);
-        // Appends continue the same file, in the same framing.
+        // Rewritten in versioned records as generation 1.
+        assert_eq!(log.generation(), 1);
+        assert!(!path.exists());
         log.append(&[commit("g", 1, 43)]).unwrap();
         drop(log);
-        let (_, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
+        let (log, records) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(records, vec![expected, deleted, commit("g", 1, 43)]);
-        assert_eq!(std::fs::read(&path).unwrap()[..bytes.len()], bytes[..]);
+        assert_eq!(log.generation(), 1);
+    }
+
+    #[test]
+    fn a_log_of_the_previous_release_opens_with_every_record() {
+        // What the previous release wrote: unversioned frames, here of every variant,
+        // with a torn append at the end.
+        let records = crate::group::offsets::record::tests::every_variant();
+        let mut bytes = Vec::new();
+        for r in &records {
+            legacy::encode_unversioned_frame(r, &mut bytes);
+        }
+        let torn = bytes.len();
+        legacy::encode_unversioned_frame(&commit("g", 0, 99), &mut bytes);
+        bytes.truncate(bytes.len() - 3);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("offsets-00000000000000000007.log"), &bytes).unwrap();
+        let (log, replayed) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(replayed, records);
+        assert_eq!(log.generation(), 8);
+        assert!(!log.is_empty() && log.len() != torn as u64);
+        drop(log);
+        let (_, again) = OffsetLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(again, records);
     }
 
     #[test]

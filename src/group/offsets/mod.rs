@@ -1,4 +1,4 @@
-//! Committed offsets: an append-only log of bincode records (`log`, `record`)
+//! Committed offsets: an append-only log of versioned records (`log`, `record`)
 //! and the in-memory table rebuilt from it (`table`).
 
 mod log;

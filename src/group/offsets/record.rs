@@ -1,16 +1,24 @@
 //! Records of the committed-offsets log. Their framing on disk is the shared
-//! record log's (`crate::broker::record_log`); the payload is the bincode (v1,
-//! default options) encoding of an [`OffsetRecord`].
+//! record log's (`crate::broker::record_log`); the payload is the postcard
+//! encoding of an [`OffsetRecord`] at [`OFFSET_RECORD_VERSION`] (layout pinned by
+//! the test `version_1_layout_is_pinned`). Logs written before records had
+//! versions hold the bincode 1.x encoding of the same types, read once through
+//! [`crate::broker::record_log::legacy`] and rewritten.
 //!
 //! Ids are `Arc<str>` and byte fields `Bytes` so that a record, the offsets table and
 //! the coordinator's state share one copy of each; both encode exactly as the
-//! `String` and `Vec<u8>` they replaced (a u64 length, then the bytes), so files
-//! written before decode unchanged (test `shared_fields_encode_as_before`).
+//! `String` and `Vec<u8>` they replaced (a length, then the bytes), so unversioned
+//! files written before that change decode too (test `shared_fields_encode_as_before`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+/// The layout version of [`OffsetRecord`] written today (see `LogRecord::VERSION`).
+/// Bump it, and decode the previous layout in the `LogRecord` impl, when any type
+/// of this module changes shape.
+pub const OFFSET_RECORD_VERSION: u16 = 1;
 
 /// One committed offset of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +82,7 @@ pub enum OffsetRecord {
     /// members). `None` is a tombstone: the group was forgotten (its offsets,
     /// if any, are untouched). Replay keeps the latest per group; a
     /// `GroupDeleted` removes it too. Added after `TxnMarker` so that files
-    /// written before it still decode (bincode numbers variants in order).
+    /// written before it still decode (variants are numbered in order).
     GroupMetadata {
         group: Arc<str>,
         metadata: Option<StoredGroup>,
@@ -134,9 +142,9 @@ impl OffsetRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::broker::record_log::{encode_frame, scan_frames};
+    use crate::broker::record_log::{encode_frame, legacy, scan_frames};
 
     fn commit(offset: i64) -> OffsetRecord {
         OffsetRecord::Commit {
@@ -281,39 +289,126 @@ mod tests {
         }
     }
 
+    fn group_metadata() -> OffsetRecord {
+        OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            metadata: Some(StoredGroup {
+                protocol_type: Some("consumer".into()),
+                generation_id: 7,
+                protocol_name: Some("range".into()),
+                leader_id: Some("m".into()),
+                state_timestamp_ms: 1,
+                members: vec![StoredMember {
+                    member_id: "m".into(),
+                    group_instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "/h".into(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 300,
+                    protocols: vec![("range".into(), Bytes::from_static(&[1, 2]))],
+                    assignment: Bytes::from_static(&[3]),
+                }],
+            }),
+        }
+    }
+
+    /// One record of every variant.
+    pub(crate) fn every_variant() -> Vec<OffsetRecord> {
+        vec![
+            commit(1),
+            OffsetRecord::Delete {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 2,
+            },
+            OffsetRecord::GroupDeleted { group: "h".into() },
+            OffsetRecord::TxnCommit {
+                group: "g".into(),
+                producer_id: 9,
+                producer_epoch: -1,
+                topic: "t".into(),
+                partition: 0,
+                offset: CommittedOffset {
+                    offset: 300,
+                    leader_epoch: 2,
+                    metadata: None,
+                    commit_timestamp_ms: -5,
+                },
+            },
+            OffsetRecord::TxnMarker {
+                group: "g".into(),
+                producer_id: 9,
+                commit: true,
+            },
+            group_metadata(),
+            OffsetRecord::GroupMetadata {
+                group: "g".into(),
+                metadata: None,
+            },
+        ]
+    }
+
     #[test]
-    fn variants_keep_their_numbers_so_older_files_still_decode() {
-        // bincode writes the variant index as a u32 first: the records written
+    fn unversioned_frames_of_every_variant_still_decode() {
+        // bincode wrote the variant index as a u32 first: the records written
         // before GroupMetadata existed keep their numbers.
         let index = |r: &OffsetRecord| {
             let bytes = bincode::serialize(r).unwrap();
             u32::from_le_bytes(bytes[..4].try_into().unwrap())
         };
         assert_eq!(index(&commit(1)), 0);
-        let marker = OffsetRecord::TxnMarker {
-            group: "g".into(),
-            producer_id: 1,
-            commit: true,
-        };
-        assert_eq!(index(&marker), 4);
-        let metadata = OffsetRecord::GroupMetadata {
-            group: "g".into(),
-            metadata: Some(StoredGroup {
-                protocol_type: Some("consumer".into()),
-                generation_id: 7,
-                protocol_name: None,
-                leader_id: None,
-                state_timestamp_ms: 1,
-                members: Vec::new(),
-            }),
-        };
-        assert_eq!(index(&metadata), 5);
+        let records = every_variant();
+        assert_eq!(index(&records[4]), 4);
+        assert_eq!(index(&records[5]), 5);
         let mut bytes = Vec::new();
-        encode_frame(&marker, &mut bytes).unwrap();
-        encode_frame(&metadata, &mut bytes).unwrap();
-        assert_eq!(
-            scan_frames::<OffsetRecord>(&bytes).records,
-            vec![marker, metadata]
-        );
+        for r in &records {
+            legacy::encode_unversioned_frame(r, &mut bytes);
+        }
+        let scan = scan_frames::<OffsetRecord>(&bytes).unwrap();
+        assert_eq!(scan.records, records);
+        assert_eq!(scan.unversioned, records.len());
+        assert!(scan.skipped.is_empty());
+    }
+
+    #[test]
+    fn versioned_frames_round_trip() {
+        let records = every_variant();
+        let mut bytes = Vec::new();
+        for r in &records {
+            encode_frame(r, &mut bytes).unwrap();
+        }
+        let scan = scan_frames::<OffsetRecord>(&bytes).unwrap();
+        assert_eq!(scan.records, records);
+        assert_eq!(scan.unversioned, 0);
+    }
+
+    const PINNED: [&str; 7] = [
+        // Commit: variant 0; "g"; "t"; partition 0; offset 1, epoch -1 (zigzag
+        // varints); Some("meta"); timestamp 1.
+        "000167017400020101046d65746102",
+        "010167017404",
+        "020168",
+        "0301671201017400d804040009",
+        "0401671201",
+        "050167010108636f6e73756d65720e010572616e676501016d0201016d000163022f68a09c01d804010572616e67650201020103",
+        "05016700",
+    ];
+
+    /// The postcard bytes of version 1 (one line per variant of `every_variant`). A
+    /// failure here means the serde shape of a record changed: bump
+    /// [`OFFSET_RECORD_VERSION`] and decode version 1 in the `LogRecord` impl instead
+    /// of changing these bytes.
+    #[test]
+    fn version_1_layout_is_pinned() {
+        assert_eq!(OFFSET_RECORD_VERSION, 1);
+        let got: Vec<String> = every_variant()
+            .iter()
+            .map(|r| {
+                let bytes = postcard::to_allocvec(r).unwrap();
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            })
+            .collect();
+        let pinned = PINNED;
+        assert_eq!(got, pinned);
     }
 }

@@ -1,17 +1,14 @@
-//! A lean Kafka client: one TCP connection, requests encoded with `kafka-protocol`, and the
-//! few metadata/admin calls the benchmark needs. Pipelining is done by the callers with
-//! [`Connection::into_split`]: Kafka answers requests on a connection in order.
+//! The benchmark's connections: the workspace's Kafka client (`strata-client`) at fixed
+//! API versions, and the few metadata/admin calls the benchmark needs. Pipelining is done
+//! by the callers with [`Connection::into_split`]: Kafka answers requests on a connection
+//! in order.
 
-use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    CreateTopicsRequest, MetadataRequest, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+pub use strata_client::Connection;
+use strata_client::{Config, TrailingBytes};
 
 use super::{BenchError, Result};
 
@@ -36,113 +33,16 @@ const CLIENT_ID: &str = "strata-bench";
 /// Largest response frame accepted (a fetch is bounded by its max_bytes, 50 MiB default).
 const MAX_RESPONSE: usize = 256 << 20;
 
-/// Encodes `[length][header][body]` for `request` into `buf` (appending).
-pub fn encode_request<R: Request>(
-    buf: &mut BytesMut,
-    correlation_id: i32,
-    request: &R,
-    version: i16,
-) -> Result<()> {
-    let start = buf.len();
-    buf.put_i32(0);
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    header
-        .encode(buf, R::header_version(version))
-        .and_then(|()| request.encode(buf, version))
-        .map_err(|e| BenchError::Codec {
-            what: "request",
-            message: format!("{e:#}"),
-        })?;
-    let len = (buf.len() - start - 4) as i32;
-    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    Ok(())
-}
-
-/// Reads one length-prefixed frame.
-pub async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> Result<Bytes> {
-    let len = reader.read_i32().await?;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|&l| l <= MAX_RESPONSE)
-        .ok_or_else(|| BenchError::Protocol(format!("response frame length {len}")))?;
-    // Filled straight from the socket buffer: no zeroing pass over a large fetch response.
-    let mut body = BytesMut::with_capacity(len);
-    while body.len() < len {
-        let want = (len - body.len()) as u64;
-        if (&mut *reader).take(want).read_buf(&mut body).await? == 0 {
-            return Err(BenchError::Protocol(
-                "connection closed mid-response".into(),
-            ));
-        }
-    }
-    Ok(body.freeze())
-}
-
-/// Decodes a response frame; returns its correlation id and body.
-pub fn decode_response<R: Decodable + HeaderVersion>(
-    mut frame: Bytes,
-    version: i16,
-) -> Result<(i32, R)> {
-    let header = ResponseHeader::decode(&mut frame, R::header_version(version)).map_err(|e| {
-        BenchError::Codec {
-            what: "response header",
-            message: format!("{e:#}"),
-        }
-    })?;
-    let body = R::decode(&mut frame, version).map_err(|e| BenchError::Codec {
-        what: "response body",
-        message: format!("{e:#}"),
-    })?;
-    Ok((header.correlation_id, body))
-}
-
-/// One connection to a broker.
-pub struct Connection {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    next_correlation: i32,
-    buf: BytesMut,
-}
-
-impl Connection {
-    /// Connects with TCP_NODELAY (latency is measured; Nagle would add delay).
-    pub async fn connect(addr: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        Ok(Connection {
-            reader: BufReader::with_capacity(256 * 1024, r),
-            writer: w,
-            next_correlation: 1,
-            buf: BytesMut::with_capacity(4096),
-        })
-    }
-
-    /// Sends `request` and waits for its response.
-    pub async fn call<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        let corr = self.next_correlation;
-        self.next_correlation = self.next_correlation.wrapping_add(1);
-        self.buf.clear();
-        encode_request(&mut self.buf, corr, request, version)?;
-        self.writer.write_all(&self.buf).await?;
-        let frame = read_frame(&mut self.reader).await?;
-        let (got, response) = decode_response::<R::Response>(frame, version)?;
-        if got != corr {
-            return Err(BenchError::Protocol(format!(
-                "correlation id {got}, expected {corr}"
-            )));
-        }
-        Ok(response)
-    }
-
-    /// The halves for pipelined use, and the next correlation id to use.
-    pub fn into_split(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf, i32) {
-        (self.reader, self.writer, self.next_correlation)
-    }
+/// Connects with TCP_NODELAY (latency is measured; Nagle would add delay). No request
+/// timeout (a stalled broker shows in the latencies) and no ApiVersions: the versions are
+/// fixed ([`versions`]).
+pub async fn connect(addr: &str) -> Result<Connection> {
+    let mut config = Config::new(CLIENT_ID);
+    config.request_timeout = None;
+    config.max_response_bytes = MAX_RESPONSE;
+    config.trailing_bytes = TrailingBytes::Ignore;
+    config.read_buffer_bytes = 256 * 1024;
+    Ok(Connection::connect(addr, config).await?)
 }
 
 /// Partition count of `topic`, creating it with `partitions` partitions when missing.

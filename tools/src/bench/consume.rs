@@ -29,7 +29,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::watch;
 
 use super::batch::batches;
-use super::client::{versions, Connection};
+use super::client::{connect, versions, Connection};
 use super::report::{self, Counters};
 use super::{BenchError, Result};
 
@@ -100,7 +100,7 @@ fn broker_err(api: &'static str, code: i16) -> BenchError {
 
 /// The coordinator's address for `group`.
 async fn find_coordinator(bootstrap: &str, group: &str) -> Result<String> {
-    let mut conn = Connection::connect(bootstrap).await?;
+    let mut conn = connect(bootstrap).await?;
     for _ in 0..50 {
         let response = conn
             .call(
@@ -271,7 +271,7 @@ async fn heartbeat(
     generation: i32,
     rebalance: Arc<AtomicBool>,
 ) -> Result<()> {
-    let mut conn = Connection::connect(&coordinator).await?;
+    let mut conn = connect(&coordinator).await?;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let response = conn
@@ -429,8 +429,8 @@ pub async fn run_consumer(
     mut stop: watch::Receiver<bool>,
 ) -> Result<ConsumerOutcome> {
     let coordinator = find_coordinator(bootstrap, &opts.group).await?;
-    let mut coord = Connection::connect(&coordinator).await?;
-    let mut data = Connection::connect(bootstrap).await?;
+    let mut coord = connect(&coordinator).await?;
+    let mut data = connect(bootstrap).await?;
     let mut fetch_latency = report::histogram();
     let mut delivery_latency = report::histogram();
     let (mut records, mut errors) = (0u64, 0u64);

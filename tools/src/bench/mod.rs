@@ -19,6 +19,8 @@ pub mod report;
 pub enum BenchError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Client(#[from] strata_client::Error),
     #[error("cannot encode or decode {what}: {message}")]
     Codec { what: &'static str, message: String },
     #[error("{api} failed with Kafka error code {code}{detail}")]

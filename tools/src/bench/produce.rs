@@ -8,17 +8,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use strata_client::{RequestWriter, ResponseReader};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::batch::{BatchBuilder, Compression};
-use super::client::{decode_response, encode_request, read_frame, versions, Connection};
+use super::client::{connect, versions};
 use super::report::{self, Counters};
 use super::{BenchError, Result};
 
@@ -93,8 +92,8 @@ pub async fn run_producer(
     opts: ProduceOptions,
     counters: Arc<Counters>,
 ) -> Result<ProducerOutcome> {
-    let conn = Connection::connect(bootstrap).await?;
-    let (reader, writer, first_corr) = conn.into_split();
+    let conn = connect(bootstrap).await?;
+    let (writer, reader) = conn.into_split();
     let t0 = Instant::now();
     let wall_t0 = super::wall_micros();
     let sem = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
@@ -134,8 +133,6 @@ pub async fn run_producer(
         writer,
         tx,
         sem,
-        corr: first_corr,
-        buf: BytesMut::with_capacity(opts.batch_bytes + 1024),
         topic: TopicName(StrBytes::from_string(opts.topic.clone())),
         acks: opts.acks,
         t0,
@@ -303,11 +300,9 @@ fn lingered_partitions(open: &[OpenBatch], now: Instant, linger: Duration) -> Ve
 
 /// The write side of a producer connection.
 struct Sender {
-    writer: OwnedWriteHalf,
+    writer: RequestWriter,
     tx: mpsc::UnboundedSender<InFlight>,
     sem: Arc<Semaphore>,
-    corr: i32,
-    buf: BytesMut,
     topic: TopicName,
     acks: i16,
     t0: Instant,
@@ -370,10 +365,7 @@ impl Sender {
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(self.topic.clone())
                 .with_partition_data(data)]);
-        let corr = self.corr;
-        self.corr = self.corr.wrapping_add(1);
-        self.buf.clear();
-        encode_request(&mut self.buf, corr, &request, versions::PRODUCE)?;
+        let corr = self.writer.queue(&request, versions::PRODUCE)?;
         if self.acks != 0 {
             // Queue before writing so the reader always knows the request it reads.
             self.tx
@@ -382,9 +374,9 @@ impl Sender {
                     batches: sent,
                 })
                 .map_err(|_| BenchError::Protocol("ack reader stopped".into()))?;
-            self.writer.write_all(&self.buf).await?;
+            self.writer.flush().await?;
         } else {
-            self.writer.write_all(&self.buf).await?;
+            self.writer.flush().await?;
             let now_us = self.t0.elapsed().as_micros() as u64;
             let mut n = 0;
             for b in &sent {
@@ -401,7 +393,7 @@ impl Sender {
 
 /// Reads Produce responses in order, records each record's latency, frees request slots.
 async fn read_acks(
-    mut reader: BufReader<OwnedReadHalf>,
+    mut reader: ResponseReader,
     mut rx: mpsc::UnboundedReceiver<InFlight>,
     sem: Arc<Semaphore>,
     counters: Arc<Counters>,
@@ -411,15 +403,10 @@ async fn read_acks(
     let mut histogram = report::histogram();
     let (mut records, mut errors) = (0u64, 0u64);
     while let Some(inflight) = rx.recv().await {
-        let frame = read_frame(&mut reader).await?;
+        let frame = reader.read_frame().await?;
         let now_us = t0.elapsed().as_micros() as u64;
-        let (corr, response) = decode_response::<ProduceResponse>(frame, versions::PRODUCE)?;
-        if corr != inflight.correlation {
-            return Err(BenchError::Protocol(format!(
-                "produce response correlation {corr}, expected {}",
-                inflight.correlation
-            )));
-        }
+        let response =
+            reader.decode::<ProduceRequest>(frame, versions::PRODUCE, inflight.correlation)?;
         let mut ok = 0u64;
         for batch in &inflight.batches {
             let code = response

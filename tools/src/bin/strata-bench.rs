@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use strata_tools::bench::batch::{BatchBuilder, Compression};
-use strata_tools::bench::client::{ensure_topic, partition_count, Connection};
+use strata_tools::bench::client::{connect, ensure_topic, partition_count};
 use strata_tools::bench::consume::{run_consumer, ConsumeOptions, GroupState};
 use strata_tools::bench::produce::{run_producer, ProduceOptions};
 use strata_tools::bench::report::{self, Baseline, Counters, Latency, RunResult};
@@ -308,7 +308,7 @@ fn spawn_progress(
 }
 
 async fn topic_partitions(cli: &Cli) -> Result<i32> {
-    let mut conn = Connection::connect(&cli.bootstrap).await?;
+    let mut conn = connect(&cli.bootstrap).await?;
     ensure_topic(&mut conn, &cli.topic, cli.partitions).await
 }
 
@@ -478,7 +478,7 @@ async fn join_consumers(c: Consumers) -> Result<Consumed> {
 
 async fn consume(cli: &Cli) -> Result<RunResult> {
     let partitions = {
-        let mut conn = Connection::connect(&cli.bootstrap).await?;
+        let mut conn = connect(&cli.bootstrap).await?;
         partition_count(&mut conn, &cli.topic)
             .await?
             .ok_or_else(|| BenchError::Usage(format!("topic {} does not exist", cli.topic)))?

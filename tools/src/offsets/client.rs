@@ -1,6 +1,7 @@
-//! A small Kafka protocol client over tokio TCP: one [`Connection`] per broker, API versions
-//! negotiated from ApiVersions, and a [`Cluster`] that routes requests to partition leaders
-//! and group coordinators found through Metadata and FindCoordinator.
+//! The tool's view of a cluster: connections of the workspace's Kafka client
+//! (`strata-client`, API versions negotiated from ApiVersions) and a [`Cluster`] that routes
+//! requests to partition leaders and group coordinators found through Metadata and
+//! FindCoordinator.
 //!
 //! Every request uses the highest version that both the broker (from its ApiVersions answer)
 //! and this tool (see [`tool_range`]) support, so the same binary works against Strata and
@@ -9,18 +10,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     metadata_request::MetadataRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, FindCoordinatorRequest, ListOffsetsRequest,
-    MetadataRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::protocol::StrBytes;
+pub use strata_client::{negotiate, Connection};
+use strata_client::{Config, TrailingBytes};
 
 use super::error::{Result, ToolError};
 
@@ -75,195 +74,22 @@ pub fn tool_range(key: ApiKey) -> (i16, i16) {
     }
 }
 
-/// One TCP connection to one broker, with the API versions it advertised.
-pub struct Connection {
-    addr: String,
-    stream: TcpStream,
-    next_correlation: i32,
-    /// api key -> (min, max) as advertised by the broker.
-    versions: HashMap<i16, (i16, i16)>,
+/// The client configuration of the tool's connections: [`tool_range`] caps the versions,
+/// and bytes after a response (a newer broker's layout) are ignored, not fatal.
+fn config() -> Config {
+    let mut config = Config::new(CLIENT_ID);
+    config.connect_timeout = CONNECT_TIMEOUT;
+    config.request_timeout = Some(REQUEST_TIMEOUT);
+    config.max_response_bytes = MAX_FRAME;
+    config.trailing_bytes = TrailingBytes::Ignore;
+    config.version_caps = Some(tool_range);
+    config
 }
 
-impl Connection {
-    /// Connects to `addr` (`host:port`) and learns its API versions (ApiVersions v0, which
-    /// every broker answers).
-    pub async fn connect(addr: &str) -> Result<Connection> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(ToolError::Unreachable {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(ToolError::Unreachable {
-                    addr: addr.to_string(),
-                    reason: format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
-                })
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let mut conn = Connection {
-            addr: addr.to_string(),
-            stream,
-            next_correlation: 1,
-            versions: HashMap::new(),
-        };
-        let response = conn.send_version(&ApiVersionsRequest::default(), 0).await?;
-        ToolError::check(response.error_code, || format!("ApiVersions from {addr}"))?;
-        conn.versions = response
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect();
-        tracing::debug!(addr, apis = conn.versions.len(), "connected");
-        Ok(conn)
-    }
-
-    /// The broker's address as given to [`Connection::connect`].
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    /// The version of `R` to use: the highest both sides support.
-    pub fn version_of<R: Request>(&self) -> Result<i16> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| ToolError::Connection {
-            addr: self.addr.clone(),
-            reason: format!("unknown api key {}", R::KEY),
-        })?;
-        let (tool_min, tool_max) = tool_range(key);
-        let tool_min = tool_min.max(R::VERSIONS.min);
-        let tool_max = tool_max.min(R::VERSIONS.max);
-        let (broker_min, broker_max) =
-            self.versions
-                .get(&R::KEY)
-                .copied()
-                .ok_or_else(|| ToolError::Unsupported {
-                    addr: self.addr.clone(),
-                    api: api_name(key),
-                })?;
-        negotiate((tool_min, tool_max), (broker_min, broker_max)).ok_or_else(|| {
-            ToolError::NoCommonVersion {
-                addr: self.addr.clone(),
-                api: api_name(key),
-                broker_min,
-                broker_max,
-                tool_min,
-                tool_max,
-            }
-        })
-    }
-
-    /// Sends `request` at the negotiated version and returns the decoded response and the
-    /// version used.
-    pub async fn send<R: Request>(&mut self, request: &R) -> Result<(R::Response, i16)> {
-        let version = self.version_of::<R>()?;
-        let response = self.send_version(request, version).await?;
-        Ok((response, version))
-    }
-
-    /// Sends `request` encoded as `version`; waits at most [`REQUEST_TIMEOUT`].
-    pub async fn send_version<R: Request>(
-        &mut self,
-        request: &R,
-        version: i16,
-    ) -> Result<R::Response> {
-        let correlation = self.next_correlation;
-        self.next_correlation = self.next_correlation.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation)
-            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, R::header_version(version))
-            .map_err(|e| self.protocol(format!("encoding request header: {e}")))?;
-        request
-            .encode(&mut buf, version)
-            .map_err(|e| self.protocol(format!("encoding request api {}: {e}", R::KEY)))?;
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-
-        let exchange = async {
-            self.stream.write_all(&buf).await?;
-            let mut len = [0u8; 4];
-            self.stream.read_exact(&mut len).await?;
-            let len = i32::from_be_bytes(len);
-            if len < 0 || len as usize > MAX_FRAME {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("response frame length {len}"),
-                ));
-            }
-            let mut body = vec![0u8; len as usize];
-            self.stream.read_exact(&mut body).await?;
-            Ok(Bytes::from(body))
-        };
-        let mut body = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) => return Err(self.protocol(e.to_string())),
-            Err(_) => {
-                return Err(self.protocol(format!(
-                    "no response to api {} within {}s",
-                    R::KEY,
-                    REQUEST_TIMEOUT.as_secs()
-                )))
-            }
-        };
-        let response_header =
-            ResponseHeader::decode(&mut body, R::Response::header_version(version))
-                .map_err(|e| self.protocol(format!("decoding response header: {e}")))?;
-        if response_header.correlation_id != correlation {
-            return Err(self.protocol(format!(
-                "correlation id {} in response, expected {correlation}",
-                response_header.correlation_id
-            )));
-        }
-        let response = R::Response::decode(&mut body, version)
-            .map_err(|e| self.protocol(format!("decoding response to api {}: {e}", R::KEY)))?;
-        if body.has_remaining() {
-            tracing::debug!(
-                api = R::KEY,
-                left = body.remaining(),
-                "response had trailing bytes"
-            );
-        }
-        Ok(response)
-    }
-
-    fn protocol(&self, reason: String) -> ToolError {
-        ToolError::Connection {
-            addr: self.addr.clone(),
-            reason,
-        }
-    }
-}
-
-/// The highest version in both inclusive ranges `(min, max)`, if they overlap.
-pub fn negotiate(tool: (i16, i16), broker: (i16, i16)) -> Option<i16> {
-    let version = tool.1.min(broker.1);
-    (version >= tool.0.max(broker.0)).then_some(version)
-}
-
-fn api_name(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::Produce => "Produce",
-        ApiKey::ListTransactions => "ListTransactions",
-        ApiKey::DescribeTransactions => "DescribeTransactions",
-        _ => "an API",
-    }
+/// Connects to `addr` (`host:port`) and learns its API versions (ApiVersions v0, which
+/// every broker answers).
+pub async fn connect(addr: &str) -> Result<Connection> {
+    Ok(Connection::connect_negotiated(addr, config()).await?)
 }
 
 /// Topic name as the protocol type.
@@ -289,7 +115,7 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to the bootstrap broker (so an unreachable broker fails fast).
     pub async fn connect(bootstrap: &str) -> Result<Cluster> {
-        let conn = Connection::connect(bootstrap).await?;
+        let conn = connect(bootstrap).await?;
         let mut conns = HashMap::new();
         conns.insert(bootstrap.to_string(), conn);
         Ok(Cluster {
@@ -302,7 +128,7 @@ impl Cluster {
     /// The connection to `addr`, opened if needed.
     pub async fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
         if !self.conns.contains_key(addr) {
-            let conn = Connection::connect(addr).await?;
+            let conn = connect(addr).await?;
             self.conns.insert(addr.to_string(), conn);
         }
         self.conns
@@ -551,18 +377,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn negotiation_picks_the_highest_common_version() {
-        assert_eq!(negotiate((4, 12), (4, 13)), Some(12)); // Fetch vs Strata
-        assert_eq!(negotiate((4, 12), (4, 17)), Some(12)); // Fetch vs Kafka 4
-        assert_eq!(negotiate((1, 12), (0, 7)), Some(7)); // Metadata vs Kafka 2.x
-        assert_eq!(negotiate((2, 7), (1, 1)), None);
-        assert_eq!(negotiate((3, 9), (0, 2)), None);
-        assert_eq!(negotiate((0, 3), (3, 4)), Some(3));
-    }
-
-    #[test]
     fn every_api_the_tool_sends_has_a_range_inside_kafka_protocol() {
         use kafka_protocol::messages::*;
+        use kafka_protocol::protocol::Request;
         fn check<R: Request>() {
             let key = ApiKey::try_from(R::KEY).unwrap();
             let (min, max) = tool_range(key);

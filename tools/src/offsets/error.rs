@@ -76,6 +76,87 @@ pub enum ToolError {
     Output(#[from] std::io::Error),
 }
 
+impl From<strata_client::Error> for ToolError {
+    /// The client's errors as the tool's: one line naming the broker.
+    fn from(e: strata_client::Error) -> ToolError {
+        use strata_client::Error as E;
+        match e {
+            E::Unreachable { addr, reason } => ToolError::Unreachable { addr, reason },
+            E::Unsupported { addr, api } => ToolError::Unsupported { addr, api },
+            E::NoCommonVersion {
+                addr,
+                api,
+                broker_min,
+                broker_max,
+                client_min,
+                client_max,
+            } => ToolError::NoCommonVersion {
+                addr,
+                api,
+                broker_min,
+                broker_max,
+                tool_min: client_min,
+                tool_max: client_max,
+            },
+            E::Io { addr, source } => ToolError::Connection {
+                addr,
+                reason: source.to_string(),
+            },
+            E::Timeout {
+                addr,
+                api_key,
+                timeout,
+            } => ToolError::Connection {
+                addr,
+                reason: format!("no response to api {api_key} within {}s", timeout.as_secs()),
+            },
+            E::FrameLength { addr, len, .. } => ToolError::Connection {
+                addr,
+                reason: format!("response frame length {len}"),
+            },
+            E::Encode {
+                addr,
+                api_key,
+                message,
+                ..
+            } => ToolError::Connection {
+                addr,
+                reason: format!("encoding request api {api_key}: {message}"),
+            },
+            E::Decode {
+                addr,
+                api_key,
+                message,
+                ..
+            } => ToolError::Connection {
+                addr,
+                reason: format!("decoding response to api {api_key}: {message}"),
+            },
+            E::TrailingBytes {
+                addr,
+                api_key,
+                left,
+                ..
+            } => ToolError::Connection {
+                addr,
+                reason: format!("{left} bytes after the response to api {api_key}"),
+            },
+            E::Correlation {
+                addr,
+                expected,
+                got,
+            } => ToolError::Connection {
+                addr,
+                reason: format!("correlation id {got} in response, expected {expected}"),
+            },
+            E::ApiVersions { addr, code } => ToolError::Kafka {
+                context: format!("ApiVersions from {addr}"),
+                code,
+            },
+        }
+    }
+}
+
 /// Result of a `strata-offsets` operation.
 pub type Result<T> = std::result::Result<T, ToolError>;
 
