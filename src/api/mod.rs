@@ -396,11 +396,7 @@ pub fn handle_frame_counted(
             api,
             version,
             corr,
-            Handled::Ready(alter_configs::handle_alter(
-                decode(api, version, body)?,
-                version,
-                &ctx.broker,
-            )),
+            alter_configs::handle_alter(decode(api, version, body)?, version, &ctx.broker),
         ),
         ApiKey::CreatePartitions => respond(
             api,
@@ -412,11 +408,7 @@ pub fn handle_frame_counted(
             api,
             version,
             corr,
-            Handled::Ready(alter_configs::handle_incremental(
-                decode(api, version, body)?,
-                version,
-                &ctx.broker,
-            )),
+            alter_configs::handle_incremental(decode(api, version, body)?, version, &ctx.broker),
         ),
         ApiKey::DescribeCluster => respond(
             api,

@@ -68,6 +68,8 @@ pub const MAX_RECORD_LEN: u32 = 16 * 1024 * 1024;
 pub trait LogRecord: Serialize + DeserializeOwned {
     /// Files are named `<FILE_STEM>-<generation: 20 digits>.log`.
     const FILE_STEM: &'static str;
+    /// The version of the record's layout, written into every record.
+    const VERSION: u16 = 1;
 }
 
 /// Errors of a record log; each names the file or directory concerned.
