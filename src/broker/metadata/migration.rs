@@ -402,10 +402,7 @@ pub(crate) mod legacy_writers {
     pub(crate) type LegacyTopicSpec<'a> = (&'a str, Uuid, u32, &'a [(&'a str, &'a str)]);
 
     /// `topics.bin` with one document entry per topic.
-    pub(crate) fn topics_bin(
-        cluster_id: &str,
-        topics: &[LegacyTopicSpec<'_>],
-    ) -> Vec<u8> {
+    pub(crate) fn topics_bin(cluster_id: &str, topics: &[LegacyTopicSpec<'_>]) -> Vec<u8> {
         let doc = LegacyTopics {
             format_version: FORMAT_CHECKED,
             cluster_id: cluster_id.to_owned(),
