@@ -244,17 +244,8 @@ impl ProducerIds {
         current: Option<ProducerIdAndEpoch>,
         now_ms: i64,
     ) -> Result<ProducerIdAndEpoch, ProducerIdError> {
-        loop {
-            // Created before looking, so a block arriving in between is not missed.
-            let changed = self.changed_async.notified();
-            match self.attempt(|ids, s| ids.init_step(s, current, now_ms)) {
-                Step::Done(result) => return result,
-                Step::Wait { seen } => {
-                    changed.await;
-                    self.failure_since(seen)?;
-                }
-            }
-        }
+        self.waiting(|ids, s| ids.init_step(s, current, now_ms))
+            .await
     }
 
     /// [`ProducerIds::init`] when it needs no wait: None when no block is left (one is
@@ -280,13 +271,23 @@ impl ProducerIds {
     }
 
     /// A fresh producer id for a transactional id (the transaction coordinator tracks its
-    /// epochs itself, durably, so the id is not remembered here). Blocks this thread only
-    /// when no block is left (see the module doc).
-    pub fn allocate_transactional(&self) -> Result<i64, ProducerIdError> {
-        self.blocking(|ids, s| match ids.take_id(s) {
+    /// epochs itself, durably, so the id is not remembered here). Waits, asynchronously,
+    /// only when no block is left (see the module doc).
+    pub async fn allocate_transactional(&self) -> Result<i64, ProducerIdError> {
+        self.waiting(Self::transactional_step).await
+    }
+
+    /// [`ProducerIds::allocate_transactional`] waiting on this thread (tests, blocking
+    /// contexts).
+    pub fn allocate_transactional_blocking(&self) -> Result<i64, ProducerIdError> {
+        self.blocking(Self::transactional_step)
+    }
+
+    fn transactional_step(&self, s: &mut State) -> Step<Result<i64, ProducerIdError>> {
+        match self.take_id(s) {
             Some(id) => Step::Done(Ok(id)),
             None => Step::Wait { seen: s.events },
-        })
+        }
     }
 
     /// Forgets producers idle for `producer.id.expiration.ms`, oldest first; returns how
@@ -406,6 +407,26 @@ impl ProducerIds {
         outcome
     }
 
+    /// Runs `step` until it is done, waiting asynchronously between attempts (for a block
+    /// to arrive or its request to fail).
+    async fn waiting<T>(
+        &self,
+        step: impl Fn(&Self, &mut State) -> Step<Result<T, ProducerIdError>>,
+    ) -> Result<T, ProducerIdError> {
+        loop {
+            // Created before looking, so a block arriving in between is not missed.
+            // (tokio's `notify_waiters` wakes every `Notified` created before it.)
+            let changed = self.changed_async.notified();
+            match self.attempt(&step) {
+                Step::Done(result) => return result,
+                Step::Wait { seen } => {
+                    changed.await;
+                    self.failure_since(seen)?;
+                }
+            }
+        }
+    }
+
     /// Runs `step` until it is done, waiting on this thread between attempts.
     fn blocking<T>(
         &self,
@@ -480,7 +501,10 @@ mod tests {
         }
         // The first block, then one ahead of each block taken into use.
         assert_eq!(asked.load(Ordering::Relaxed), 5);
-        assert_eq!(ids.allocate_transactional().unwrap(), 5000 + 3 * BLOCK + 7);
+        assert_eq!(
+            ids.allocate_transactional_blocking().unwrap(),
+            5000 + 3 * BLOCK + 7
+        );
     }
 
     #[test]
@@ -504,12 +528,12 @@ mod tests {
         );
         ids.add_block(0..2);
         assert_eq!(waiter.join().unwrap().unwrap().producer_id, 0);
-        assert_eq!(ids.allocate_transactional().unwrap(), 1);
+        assert_eq!(ids.allocate_transactional_blocking().unwrap(), 1);
         // The next block fails to be recorded: the waiter gets the error (failures are
         // repeated until it has seen one: it may start waiting after the first).
         let waiter = {
             let ids = ids.clone();
-            std::thread::spawn(move || ids.allocate_transactional())
+            std::thread::spawn(move || ids.allocate_transactional_blocking())
         };
         while !waiter.is_finished() {
             ids.block_failed("disk full".into());
@@ -613,7 +637,7 @@ mod tests {
         assert!(ids.never_issued(BLOCK), "nothing handed out yet");
         assert!(!ids.never_issued(BLOCK - 1), "may be from before a restart");
         let first = ids.init_blocking(None, 0).unwrap().producer_id;
-        let txn = ids.allocate_transactional().unwrap();
+        let txn = ids.allocate_transactional_blocking().unwrap();
         assert!(!ids.never_issued(first) && !ids.never_issued(txn));
         // The block recorded ahead is not issued.
         assert!(ids.never_issued(txn + 1) && ids.never_issued(2 * BLOCK + 5));
