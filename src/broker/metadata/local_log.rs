@@ -158,7 +158,7 @@ impl LocalMetadataLog {
         info!(path = %path.display(), next_offset = image.next_offset,
               topics = image.topics.len(), "metadata log replayed");
         let (image, _) = watch::channel(Arc::new(image));
-        Ok(LocalMetadataLog {
+        let log = LocalMetadataLog {
             inner: Mutex::new(Inner {
                 log,
                 snapshot_end: snapshot_end.unwrap_or(0),
@@ -168,7 +168,18 @@ impl LocalMetadataLog {
             image,
             node_id,
             appends: AtomicU64::new(0),
-        })
+        };
+        // A file that grew past the threshold in earlier runs is compacted now: growth
+        // is measured from the size at open, so without this a broker restarted often
+        // enough would never reach twice that size.
+        let mut inner = log.lock();
+        if inner.log.len() > compact_threshold && !inner.since_snapshot.is_empty() {
+            if let Err(e) = log.write_snapshot(&mut inner) {
+                warn!(error = %e, "cannot compact the metadata log at start; it is compacted once it doubles");
+            }
+        }
+        drop(inner);
+        Ok(log)
     }
 
     /// The current image.
@@ -533,6 +544,19 @@ mod tests {
         let log = open(state.path());
         assert_eq!(log.image().next_offset, next);
         assert_eq!(log.image().topics.len(), 81);
+
+        // A file past the threshold with batches after its snapshot is compacted at open.
+        for i in 0..5 {
+            wait_committed(log.append(topic_with(&format!("late{i}"), 1))).unwrap();
+        }
+        let grown = log.path();
+        drop(log);
+        let log = LocalMetadataLog::open_compacting_at(&dir, 0, 1024).unwrap();
+        assert_ne!(log.path(), grown, "compacted at open");
+        assert!(matches!(log.read(next, 1), Err(MetadataLogError::Compacted { .. })));
+        assert_eq!(log.image().topics.len(), 86);
+        drop(log);
+        assert_eq!(open(state.path()).image().topics.len(), 86);
     }
 
     #[test]
