@@ -553,7 +553,10 @@ mod tests {
         drop(log);
         let log = LocalMetadataLog::open_compacting_at(&dir, 0, 1024).unwrap();
         assert_ne!(log.path(), grown, "compacted at open");
-        assert!(matches!(log.read(next, 1), Err(MetadataLogError::Compacted { .. })));
+        assert!(matches!(
+            log.read(next, 1),
+            Err(MetadataLogError::Compacted { .. })
+        ));
         assert_eq!(log.image().topics.len(), 86);
         drop(log);
         assert_eq!(open(state.path()).image().topics.len(), 86);
