@@ -213,9 +213,8 @@ impl LocalMetadataLog {
             records,
         };
         inner.log.append(std::slice::from_ref(&frame))?;
-        let MetadataFrame::Batch { records, .. } = frame else {
-            unreachable!("built above as a batch");
-        };
+        let (MetadataFrame::Batch { records, .. } | MetadataFrame::Snapshot { records, .. }) =
+            frame;
         let end = next.next_offset;
         let next = Arc::new(next);
         inner
