@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::image::{ApplyError, MetadataImage};
 use super::local_log::{self, LocalMetadataLog};
 use super::log::MetadataLogError;
 use super::record::{
@@ -78,6 +79,11 @@ pub enum MigrationError {
          (see README, \"Upgrading and downgrading\")"
     )]
     Diverged { path: PathBuf, log: PathBuf },
+    #[error(
+        "the broker state files in {dir} do not make consistent metadata ({source}); nothing was \
+         migrated or changed"
+    )]
+    Inconsistent { dir: PathBuf, source: ApplyError },
 }
 
 /// One topic as `topics.bin` stored it.
@@ -129,10 +135,16 @@ pub fn open_metadata_log(
                 info!(topics = legacy.topics.as_ref().map_or(0, |t| t.topics.len()),
                       next_producer_id = ?legacy.next_producer_id,
                       "migrating topics.bin, broker_configs.bin and producer_ids to the metadata log");
-                (
-                    legacy.records(node_id, new_cluster_id),
-                    vec![(MIGRATED_FROM, legacy.crcs())],
-                )
+                let records = legacy.records(node_id, new_cluster_id);
+                // Checked before anything is written: the log refuses at replay what does
+                // not apply, and a log that cannot open would block every later start.
+                MetadataImage::default()
+                    .apply_batch(&records)
+                    .map_err(|source| MigrationError::Inconsistent {
+                        dir: state_dir.to_path_buf(),
+                        source,
+                    })?;
+                (records, vec![(MIGRATED_FROM, legacy.crcs())])
             }
             None => (
                 vec![MetadataRecord::Cluster(ClusterRecord {
@@ -562,6 +574,22 @@ mod tests {
         let err = open_metadata_log(state, 0, || unreachable!()).unwrap_err();
         assert!(err.to_string().contains("producer_ids"), "{err}");
         assert!(!local_log::exists(state), "nothing written");
+        fs::write(state.join(PRODUCER_IDS_FILE), &good).unwrap();
+
+        // Intact files that do not make consistent metadata (one id for two topics):
+        // refused before anything is written, so a later start can still migrate.
+        let id = Uuid::new_v4();
+        let good_topics = fs::read(state.join(TOPICS_FILE)).unwrap();
+        write(
+            state,
+            TOPICS_FILE,
+            &topics_bin("cid", &[("a", id, 1, &[]), ("b", id, 1, &[])]),
+        );
+        let err = open_metadata_log(state, 0, || unreachable!()).unwrap_err();
+        assert!(matches!(err, MigrationError::Inconsistent { .. }), "{err}");
+        assert!(!local_log::exists(state), "nothing written");
+        assert!(state.join(TOPICS_FILE).exists(), "nothing retired");
+        fs::write(state.join(TOPICS_FILE), &good_topics).unwrap();
 
         // Format 1 of each: no checksum.
         let legacy_topics = LegacyTopics {
