@@ -560,6 +560,27 @@ mod tests {
         assert_eq!(waiting.await.unwrap().unwrap().producer_id, 100);
     }
 
+    /// The transaction coordinator asks from async code: waiting for a block must not hold
+    /// the thread. Here the block comes from another task on the same single-threaded
+    /// runtime, which a waiter blocking its thread would never let run.
+    #[tokio::test]
+    async fn a_transactional_id_waits_for_its_block_without_blocking_the_runtime() {
+        let ids = Arc::new(ProducerIds::new(100, DAY));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        ids.set_block_source(Box::new(move || {
+            let _ = tx.send(());
+        }));
+        let giver = tokio::spawn({
+            let ids = ids.clone();
+            async move {
+                rx.recv().await.unwrap();
+                ids.add_block(100..1100);
+            }
+        });
+        assert_eq!(ids.allocate_transactional().await.unwrap(), 100);
+        giver.await.unwrap();
+    }
+
     #[test]
     fn epoch_bump_retry_and_fencing() {
         let (ids, _) = allocator(0, DAY, 10);
