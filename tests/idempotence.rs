@@ -642,3 +642,64 @@ async fn idle_producers_expire_after_producer_id_expiration_ms() {
     );
     broker.shutdown().await;
 }
+
+/// InitProducerId without a transactional id: ids come from a block recorded in the
+/// metadata log ahead of use (one record per 1000 ids, appended by the admin thread, not
+/// by the request), and idle producers are forgotten by the retention loop on its own,
+/// with no InitProducerId call to trigger a scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_ids_come_from_blocks_recorded_ahead_and_idle_ones_expire_on_their_own() {
+    const BLOCK: i64 = 1000;
+    let broker = TestBroker::start_with(|c| {
+        c.producer_id_expiration_ms = 300;
+        c.log_retention_check_interval_ms = 50;
+    })
+    .await;
+    let state = broker.running().broker().clone();
+    let mut client = RawClient::connect(broker.addr()).await;
+    let first = *init_producer_id(&mut client, 4, None).await.producer_id;
+    // The first id starts the block recorded at start-up; taking it asked for the next.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while state.image().next_producer_id < first + 2 * BLOCK {
+        assert!(std::time::Instant::now() < deadline, "block never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let offset_before = state.image().next_offset;
+    let mut last = first;
+    for _ in 1..(2 * BLOCK + 10) {
+        let init = init_producer_id(&mut client, 4, None).await;
+        assert_eq!(init.error_code, NONE);
+        assert_eq!(*init.producer_id, last + 1, "ids follow each other");
+        last = *init.producer_id;
+    }
+    // Two blocks were taken into use: two records, each for the block after.
+    while state.image().next_offset < offset_before + 2 {
+        assert!(std::time::Instant::now() < deadline, "block never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        state.image().next_offset,
+        offset_before + 2,
+        "one record per block"
+    );
+    assert!(
+        state.image().next_producer_id > last + BLOCK / 2,
+        "a block is recorded ahead of the one in use"
+    );
+    assert!(!state.producer_ids().never_issued(last));
+    assert!(state.producer_ids().never_issued(last + 1));
+
+    assert!(state.producer_ids().remembered() > 0);
+    while state.producer_ids().remembered() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle producers never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Forgotten: asking to bump the epoch gets a fresh id at epoch 0.
+    let again = init_producer_id(&mut client, 4, Some((last, 0))).await;
+    assert_eq!((again.error_code, again.producer_epoch), (NONE, 0));
+    assert_eq!(*again.producer_id, last + 1);
+    broker.shutdown().await;
+}

@@ -1,7 +1,8 @@
 //! Torn and corrupt files at the broker level: the broker starts, truncates to the last
 //! valid batch, rebuilds indexes, and loses nothing before the damage; a damaged sealed
-//! segment is served up to the damage (the rest kept aside); a damaged topics.bin,
-//! producer_ids or broker_configs.bin stops the start instead of being believed.
+//! segment is served up to the damage (the rest kept aside); a damaged metadata log
+//! stops the start instead of being believed (damaged files of the version before it:
+//! tests/upgrade.rs).
 //!
 //! A crash is simulated by a clean shutdown followed by removing the partition's
 //! `.clean-shutdown` marker: the next start then recovers exactly as after a crash.
@@ -278,37 +279,74 @@ async fn a_damaged_sealed_segment_is_served_up_to_the_damage() {
     broker.shutdown().await;
 }
 
-/// A topics.bin whose topic name had a byte flipped (still a decodable document) stops
-/// the start with an error naming the file; the partition data is untouched, and with the
-/// file restored the broker starts and serves everything.
+/// The newest file of the metadata log (`_strata/metadata/metadata-<generation>.log`).
+fn metadata_log_file(data: &Path) -> PathBuf {
+    let dir = data.join("_strata").join("metadata");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files.pop().expect("a metadata log file")
+}
+
+/// A metadata log with a byte flipped in an earlier record (the topic's name, or a
+/// dynamic broker config's value) stops the start with an error naming the file: a
+/// record that is not what was written is never believed, since a lost or renamed topic
+/// would make the start-up delete its partitions as orphans. The file and the partition
+/// data are left as they were; with the file restored the broker starts with everything,
+/// and producer ids keep growing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_topics_bin_refuses_to_start_and_deletes_nothing() {
+async fn a_damaged_metadata_log_refuses_to_start_and_deletes_nothing() {
     let temp = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(temp.path(), |_| {}).await;
     produce_each(&broker.bootstrap(), "orders", 0, &values("orders", 10)).await;
+    let state = broker.running().broker().clone();
+    let first_id = tokio::task::spawn_blocking(move || {
+        let retention = BTreeMap::from([("log.retention.ms".to_owned(), "5000".to_owned())]);
+        state
+            .update_broker_configs(Scope::Node, false, |_| Ok(retention))
+            .unwrap();
+        state
+            .producer_ids()
+            .init_blocking(None, 0)
+            .unwrap()
+            .producer_id
+    })
+    .await
+    .unwrap();
     let data = broker.data_dir().to_path_buf();
     broker.shutdown().await;
 
-    let path = data.join("_strata").join("topics.bin");
+    let path = metadata_log_file(&data);
     let good_bytes = std::fs::read(&path).unwrap();
-    let at = good_bytes
-        .windows(6)
-        .position(|w| w == b"orders")
-        .expect("topic name in topics.bin")
-        + 2;
-    let mut bad = good_bytes.clone();
-    bad[at] ^= 0x17; // "orders" -> "orsers": decodes, but is not what was saved
-    std::fs::write(&path, &bad).unwrap();
-    let config = strata::Config::with_defaults("127.0.0.1:0".parse().unwrap(), &data);
-    let err = match strata::start(config).await {
-        Ok(_) => panic!("a broker started on a damaged topics.bin"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("topics.bin"), "error names the file: {err}");
-    assert!(
-        partition_dir(&data, "orders", 0).is_dir(),
-        "partition data kept"
-    );
+    // (bytes in the log, damaged bytes that still decode)
+    let cases: [(&[u8], &[u8]); 2] = [(b"orders", b"orsers"), (b"5000", b"1000")];
+    for (from, to) in cases {
+        let at = good_bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("value in the metadata log");
+        let mut bad = good_bytes.clone();
+        bad[at..at + to.len()].copy_from_slice(to);
+        std::fs::write(&path, &bad).unwrap();
+        let config = strata::Config::with_defaults("127.0.0.1:0".parse().unwrap(), &data);
+        let err = match strata::start(config).await {
+            Ok(_) => panic!("a broker started on a damaged metadata log"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("metadata-"), "error names the file: {err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bad,
+            "file left for the operator"
+        );
+        assert!(
+            partition_dir(&data, "orders", 0).is_dir(),
+            "partition data kept"
+        );
+    }
 
     std::fs::write(&path, &good_bytes).unwrap();
     let broker = TestBroker::start_in(&data, |_| {}).await;
@@ -316,63 +354,9 @@ async fn a_damaged_topics_bin_refuses_to_start_and_deletes_nothing() {
         read_partition(&broker, "orders", 0).await,
         expected("orders", 10)
     );
-    broker.shutdown().await;
-}
-
-/// A damaged `_strata/producer_ids` or `_strata/broker_configs.bin` stops the start with
-/// an error naming the file, as topics.bin does: a producer id block end whose digit flipped
-/// down would hand out ids again, so it is never believed or reset. Restored, the broker
-/// starts with both as saved.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn damaged_producer_ids_or_broker_configs_refuse_to_start() {
-    let temp = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(temp.path(), |_| {}).await;
-    let state = broker.running().broker().clone();
-    let first_id = tokio::task::spawn_blocking(move || {
-        let retention = BTreeMap::from([("log.retention.ms".to_owned(), "5000".to_owned())]);
-        state
-            .update_broker_configs(Scope::Node, false, |_| Ok(retention))
-            .unwrap();
-        state.producer_ids().init(None, 0).unwrap().producer_id
-    })
-    .await
-    .unwrap();
-    let data = broker.data_dir().to_path_buf();
-    broker.shutdown().await;
-
-    // (file, digits in it, damaged digits that still parse or decode)
-    let cases: [(&str, &[u8], &[u8]); 2] = [
-        ("producer_ids", b"1000", b"0000"),
-        ("broker_configs.bin", b"5000", b"1000"),
-    ];
-    for (file, from, to) in cases {
-        let path = data.join("_strata").join(file);
-        let good_bytes = std::fs::read(&path).unwrap();
-        let at = good_bytes
-            .windows(from.len())
-            .position(|w| w == from)
-            .unwrap_or_else(|| panic!("value in {file}"));
-        let mut bad = good_bytes.clone();
-        bad[at..at + to.len()].copy_from_slice(to);
-        std::fs::write(&path, &bad).unwrap();
-        let config = strata::Config::with_defaults("127.0.0.1:0".parse().unwrap(), &data);
-        let err = match strata::start(config).await {
-            Ok(_) => panic!("a broker started on a damaged {file}"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(file), "error names the file: {err}");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            bad,
-            "{file} left for the operator"
-        );
-        std::fs::write(&path, &good_bytes).unwrap();
-    }
-
-    let broker = TestBroker::start_in(&data, |_| {}).await;
     let state = broker.running().broker().clone();
     assert_eq!(state.default_log_config().retention_ms, Some(5000));
-    let next_id = tokio::task::spawn_blocking(move || state.producer_ids().init(None, 0))
+    let next_id = tokio::task::spawn_blocking(move || state.producer_ids().init_blocking(None, 0))
         .await
         .unwrap()
         .unwrap()

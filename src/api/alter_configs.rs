@@ -2,9 +2,10 @@
 //!
 //! AlterConfigs replaces a topic's whole override set; IncrementalAlterConfigs applies
 //! SET / DELETE / APPEND / SUBTRACT to it. Either way the result is validated as a whole
-//! (INVALID_CONFIG), persisted, and applied live to every partition through
-//! `Log::set_config` (see `Broker::update_topic_configs`). With `validate_only` nothing
-//! changes. Broker resources (`"<node id>"` for this broker, `""` for the cluster-wide
+//! (INVALID_CONFIG), recorded in the metadata log, and applied live to every partition
+//! through `Log::set_config` (see `Broker::update_topic_configs`). The request runs on the
+//! admin thread, like every metadata change, and is answered when its changes are
+//! applied. With `validate_only` nothing changes. Broker resources (`"<node id>"` for this broker, `""` for the cluster-wide
 //! default) work the same way on the dynamic broker configs (see `broker::broker_config`):
 //! AlterConfigs replaces the resource's dynamic set, IncrementalAlterConfigs edits it; only
 //! the dynamically alterable names are accepted, others are INVALID_CONFIG.
@@ -20,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::describe_configs::{broker_scope, topic_config_of, RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::Handled;
 use crate::broker::broker_config::{self, BrokerConfigError};
 use crate::broker::topic_config::{AlterOp, ConfigError, TopicConfig};
 use crate::broker::topic_name::validate_topic_name;
@@ -28,8 +30,76 @@ use crate::broker::{Broker, TopicError};
 /// A resource's failure: Kafka error code and message.
 type Failure = (i16, String);
 
-/// AlterConfigs: each resource's `configs` becomes its complete override set.
+/// Queues the request on the admin thread; the answer comes when it is done.
 pub(crate) fn handle_alter(
+    request: AlterConfigsRequest,
+    version: i16,
+    broker: &Broker,
+) -> Handled<AlterConfigsResponse> {
+    let unanswered: Vec<(i8, StrBytes)> = request
+        .resources
+        .iter()
+        .map(|r| (r.resource_type, r.resource_name.clone()))
+        .collect();
+    let answer = broker.submit_admin(move |broker| respond_alter(request, version, broker));
+    Handled::Deferred(Box::pin(async move {
+        answer.await.unwrap_or_else(|_| {
+            let (code, message) = admin_unavailable();
+            AlterConfigsResponse::default().with_responses(
+                unanswered
+                    .into_iter()
+                    .map(|(kind, name)| {
+                        alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(code)
+                            .with_error_message(message.clone())
+                            .with_resource_type(kind)
+                            .with_resource_name(name)
+                    })
+                    .collect(),
+            )
+        })
+    }))
+}
+
+/// Queues the request on the admin thread; the answer comes when it is done.
+pub(crate) fn handle_incremental(
+    request: IncrementalAlterConfigsRequest,
+    version: i16,
+    broker: &Broker,
+) -> Handled<IncrementalAlterConfigsResponse> {
+    let unanswered: Vec<(i8, StrBytes)> = request
+        .resources
+        .iter()
+        .map(|r| (r.resource_type, r.resource_name.clone()))
+        .collect();
+    let answer = broker.submit_admin(move |broker| respond_incremental(request, version, broker));
+    Handled::Deferred(Box::pin(async move {
+        answer.await.unwrap_or_else(|_| {
+            let (code, message) = admin_unavailable();
+            IncrementalAlterConfigsResponse::default().with_responses(
+                unanswered
+                    .into_iter()
+                    .map(|(kind, name)| {
+                        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(code)
+                            .with_error_message(message.clone())
+                            .with_resource_type(kind)
+                            .with_resource_name(name)
+                    })
+                    .collect(),
+            )
+        })
+    }))
+}
+
+fn admin_unavailable() -> (i16, Option<StrBytes>) {
+    let e = TopicError::AdminUnavailable;
+    (e.error_code(), Some(super::error_message(e.to_string())))
+}
+
+/// AlterConfigs: each resource's `configs` becomes its complete override set. The admin
+/// thread.
+pub(crate) fn respond_alter(
     request: AlterConfigsRequest,
     _version: i16,
     broker: &Broker,
@@ -74,7 +144,8 @@ pub(crate) fn handle_alter(
 }
 
 /// IncrementalAlterConfigs: each resource's operations apply to its current overrides.
-pub(crate) fn handle_incremental(
+/// The admin thread.
+pub(crate) fn respond_incremental(
     request: IncrementalAlterConfigsRequest,
     _version: i16,
     broker: &Broker,
@@ -214,8 +285,8 @@ fn parse_ops(
 }
 
 /// Computes the topic's new override set with `change` from its current config and
-/// stores it (live + persisted) unless `validate_only`, all under the broker's metadata
-/// lock so concurrent alterations do not lose updates.
+/// records it (then applied live) unless `validate_only`. On the admin thread, so
+/// concurrent alterations do not lose updates.
 fn alter_topic(
     broker: &Broker,
     name: &str,
@@ -225,7 +296,7 @@ fn alter_topic(
     validate_topic_name(name).map_err(|e| (e.error_code(), e.to_string()))?;
     let invalid = |(code, message): Failure| TopicError::InvalidConfig { code, message };
     let updated = broker
-        .update_topic_configs(name, validate_only, |current| {
+        .alter_topic_configs(name, validate_only, |current| {
             let current = topic_config_of(broker, current).map_err(invalid)?;
             let updated = change(&current).map_err(|e| invalid((e.error_code(), e.to_string())))?;
             Ok(updated.overrides().clone())
@@ -244,8 +315,8 @@ fn alter_topic(
 }
 
 /// Computes the broker resource's new dynamic set with `change` from its current one and
-/// stores it (persisted, then live) unless `validate_only`; see
-/// `Broker::update_broker_configs`.
+/// records it (then applied live) unless `validate_only`; see
+/// `Broker::update_broker_configs`. The admin thread.
 fn alter_broker(
     broker: &Broker,
     name: &str,
@@ -256,7 +327,7 @@ fn alter_broker(
 ) -> Result<(), Failure> {
     let scope = broker_scope(broker, name)?;
     broker
-        .update_broker_configs(scope, validate_only, change)
+        .alter_broker_configs(scope, validate_only, change)
         .map(|_| ())
         .map_err(|e| (e.error_code(), e.to_string()))
 }
@@ -268,6 +339,14 @@ mod tests {
 
     use super::*;
     use crate::api::describe_configs::fixture::{round_trip, TestBroker};
+
+    /// Runs `respond` on the admin thread, as the handler does.
+    fn on_admin<R: Send + 'static>(
+        broker: &Broker,
+        respond: impl FnOnce(&Broker) -> R + Send + 'static,
+    ) -> R {
+        broker.run_admin(respond).unwrap()
+    }
 
     /// One resource of a legacy AlterConfigs request setting `pairs` (None: a null value).
     fn legacy_resource(
@@ -303,7 +382,10 @@ mod tests {
             let request = AlterConfigsRequest::default()
                 .with_resources(vec![resource.clone()])
                 .with_validate_only(validate_only);
-            let response = round_trip(&handle_alter(request, version, broker), version);
+            let response = round_trip(
+                &on_admin(broker, move |b| respond_alter(request, version, b)),
+                version,
+            );
             assert_eq!(response.responses[0].resource_name.as_str(), name);
             code = response.responses[0].error_code;
         }
@@ -344,7 +426,10 @@ mod tests {
         let request = IncrementalAlterConfigsRequest::default()
             .with_resources(vec![resource])
             .with_validate_only(validate_only);
-        let response = round_trip(&handle_incremental(request, version, broker), version);
+        let response = round_trip(
+            &on_admin(broker, move |b| respond_incremental(request, version, b)),
+            version,
+        );
         let r = &response.responses[0];
         (
             r.error_code,
@@ -739,7 +824,10 @@ mod tests {
                 legacy_resource(RESOURCE_TOPIC, "once", &[("retention.ms", Some("3000"))]),
                 legacy_resource(RESOURCE_TOPIC, "twice", &[("retention.ms", Some("2000"))]),
             ]);
-            let response = round_trip(&handle_alter(request, version, &t.broker), version);
+            let response = round_trip(
+                &on_admin(&t.broker, move |b| respond_alter(request, version, b)),
+                version,
+            );
             let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
             assert_eq!(codes, vec![42, 0, 42], "v{version}");
         }
@@ -773,7 +861,10 @@ mod tests {
                 incremental_resource("twice", "5000"),
                 incremental_resource("once", "6000"),
             ]);
-            let response = round_trip(&handle_incremental(request, version, &t.broker), version);
+            let response = round_trip(
+                &on_admin(&t.broker, move |b| respond_incremental(request, version, b)),
+                version,
+            );
             let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
             assert_eq!(codes, vec![42, 42, 0], "v{version}");
             assert_eq!(

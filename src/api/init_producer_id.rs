@@ -1,7 +1,8 @@
 //! InitProducerId (v0-v5): a producer id and epoch for idempotent and transactional
 //! producers.
 //!
-//! - No transactional id: a fresh id at epoch 0 (`broker::producer_ids`); from v3 a
+//! - No transactional id: a fresh id at epoch 0 (`broker::producer_ids`: from the block
+//!   in use, no disk on the request path; waits only if no recorded block is left); from v3 a
 //!   producer that sends its current id and epoch (KIP-360, after an error such as
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER) gets the epoch bumped, or INVALID_PRODUCER_EPOCH when
 //!   the epoch is not the one the broker gave it. A bumped epoch resets the producer's
@@ -23,7 +24,7 @@ use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
 use crate::broker::now_ms;
-use crate::broker::producer_ids::ProducerIdAndEpoch;
+use crate::broker::producer_ids::{ProducerIdAndEpoch, ProducerIdError};
 use crate::txn::ExpectedProducer;
 
 /// The first version that knows PRODUCER_FENCED.
@@ -56,7 +57,23 @@ pub(crate) fn handle(
             producer_id: *request.producer_id,
             epoch: request.producer_epoch,
         });
-    Handled::Ready(match ctx.broker.producer_ids().init(current, now_ms()) {
+    // An id from the block in use; a wait (off the request path's thread) only when ids
+    // are handed out faster than the admin thread records blocks.
+    if let Some(outcome) = ctx.broker.producer_ids().try_init(current, now_ms()) {
+        return Handled::Ready(answer(outcome, current));
+    }
+    let broker = ctx.broker.clone();
+    Handled::Deferred(Box::pin(async move {
+        let outcome = broker.producer_ids().init(current, now_ms()).await;
+        answer(outcome, current)
+    }))
+}
+
+fn answer(
+    outcome: Result<ProducerIdAndEpoch, ProducerIdError>,
+    current: Option<ProducerIdAndEpoch>,
+) -> InitProducerIdResponse {
+    match outcome {
         Ok(id) => {
             debug!(
                 producer_id = id.producer_id,
@@ -70,7 +87,7 @@ pub(crate) fn handle(
             warn!(error = %e, ?current, "InitProducerId failed");
             failed(e.error_code())
         }
-    })
+    }
 }
 
 fn transactional(

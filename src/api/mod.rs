@@ -457,36 +457,24 @@ pub fn handle_frame_counted(
                 &ctx.broker,
             )),
         ),
-        ApiKey::AlterConfigs => {
-            // Persisting broker configs fsyncs: off the async workers.
-            let request = decode(api, version, body)?;
-            respond(
-                api,
-                version,
-                corr,
-                in_order_on_io(ctx, move |broker| {
-                    alter_configs::handle_alter(request, version, broker)
-                }),
-            )
-        }
+        ApiKey::AlterConfigs => respond(
+            api,
+            version,
+            corr,
+            alter_configs::handle_alter(decode(api, version, body)?, version, &ctx.broker),
+        ),
         ApiKey::CreatePartitions => respond(
             api,
             version,
             corr,
             create_partitions::handle(decode(api, version, body)?, version, &ctx.broker),
         ),
-        ApiKey::IncrementalAlterConfigs => {
-            // Persisting broker configs fsyncs: off the async workers.
-            let request = decode(api, version, body)?;
-            respond(
-                api,
-                version,
-                corr,
-                in_order_on_io(ctx, move |broker| {
-                    alter_configs::handle_incremental(request, version, broker)
-                }),
-            )
-        }
+        ApiKey::IncrementalAlterConfigs => respond(
+            api,
+            version,
+            corr,
+            alter_configs::handle_incremental(decode(api, version, body)?, version, &ctx.broker),
+        ),
         ApiKey::DescribeCluster => respond(
             api,
             version,

@@ -1,6 +1,6 @@
 //! Auto-creation (`auto.create.topics.enable`): a Metadata or Produce request naming an
 //! unknown topic queues it and answers without waiting on the request path; the admin
-//! thread creates every queued topic in one batch with one metadata write, so a request
+//! thread creates every queued topic in one batch with one metadata append, so a request
 //! naming thousands of unknown topics costs one batch and never blocks other requests.
 //!
 //! Invariants:
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::admin::NewTopic;
+use super::metadata::controller::check_partition_cap;
 use super::mutation_quota::QuotaMode;
 use super::partition_limits::MAX_PARTITIONS_PER_REQUEST;
 use super::topic_name::validate_topic_name;
@@ -92,7 +93,11 @@ impl Broker {
                     existing: existing.to_owned(),
                 });
             }
-            self.check_partition_cap(table.partitions.saturating_add(auto.partitions), count)?;
+            check_partition_cap(
+                &self.partition_cap,
+                table.partitions.saturating_add(auto.partitions),
+                count,
+            )?;
         }
         if auto.partitions.saturating_add(count) > MAX_PARTITIONS_PER_REQUEST
             || self.mutation_quota.exhausted(Instant::now())

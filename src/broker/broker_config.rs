@@ -22,35 +22,26 @@
 //! value at any level wins, so a static `log.retention.ms` beats a dynamic
 //! `log.retention.hours`.
 //!
-//! Invariant: the dynamic sets are persisted in `<data_dir>/_strata/broker_configs.bin`
-//! (atomically replaced) before they take effect; both sets on disk are always valid.
-//! The file is the bincode document followed by its CRC-32C (as `topics.bin`, see
-//! [`super::metadata_store::with_crc`]); a file whose checksum does not match stops the
-//! start with an error naming it. Files from before the checksum (format 1) are read if
-//! they decode exactly.
+//! Invariant: the dynamic sets are config records of the metadata log (resource
+//! `Broker("<node id>")` and `Broker("")`), recorded before they take effect: the applier
+//! derives the broker-wide defaults from the image and applies them to every partition.
+//! Both sets in the image are always valid (validated before they are recorded); a set
+//! recorded by another Strata version that no longer validates is ignored at apply, with
+//! a warning.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use serde::{Deserialize, Serialize};
 use strata_storage::LogConfig;
 use tracing::{info, warn};
 
-use super::metadata_store::{
-    crc_checked_body, decode_exact, replace_file, with_crc, MetadataError,
-};
-use super::{log_config_for, Broker};
+use super::metadata::{controller, ConfigResource, MetadataImage, MetadataLogError};
+use super::Broker;
 use crate::broker::topic_config::{
     validate_override, AlterOp, ConfigEntry, ConfigError, ConfigSource, ConfigSynonym, ConfigType,
     TopicConfig, TopicDefaults,
 };
 
-const FILE_NAME: &str = "broker_configs.bin";
-/// Bumped when the document's layout changes; older broker versions refuse newer files.
-const FORMAT_VERSION: u32 = 2;
-/// The format without the CRC-32C trailer, still read.
-const FORMAT_VERSION_UNCHECKED: u32 = 1;
 const LONG_MAX: &str = "9223372036854775807";
 
 /// Which dynamic set a broker resource names.
@@ -74,16 +65,18 @@ pub enum BrokerConfigError {
     NotDynamic { name: String },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
-    #[error("cannot persist dynamic broker configs: {0}")]
-    Persist(#[from] MetadataError),
+    #[error("cannot record dynamic broker configs: {0}")]
+    Persist(#[from] MetadataLogError),
+    #[error("the broker's admin thread stopped before answering")]
+    AdminUnavailable,
 }
 
 impl BrokerConfigError {
     /// INVALID_CONFIG (40) for a refused change, UNKNOWN_SERVER_ERROR (-1) when it could
-    /// not be persisted.
+    /// not be recorded.
     pub fn error_code(&self) -> i16 {
         match self {
-            BrokerConfigError::Persist(_) => -1,
+            BrokerConfigError::Persist(_) | BrokerConfigError::AdminUnavailable => -1,
             _ => crate::broker::topic_config::INVALID_CONFIG,
         }
     }
@@ -809,10 +802,10 @@ where
 /// lock so readers see a consistent pair.
 #[derive(Debug)]
 pub struct BrokerConfigs {
-    dir: PathBuf,
     node_id: i32,
     /// Broker-level topic defaults from the static configuration alone.
     static_defaults: TopicDefaults,
+    static_log_config: LogConfig,
     state: RwLock<State>,
 }
 
@@ -823,65 +816,11 @@ struct State {
     log_config: LogConfig,
 }
 
-/// The persisted form. Node-level configs are kept with the node id they were set for.
-#[derive(Debug, Serialize, Deserialize)]
-struct Document {
-    format_version: u32,
-    node_id: i32,
-    node: BTreeMap<String, String>,
-    cluster_default: BTreeMap<String, String>,
-}
-
 impl BrokerConfigs {
-    /// Loads the dynamic configs stored in `state_dir` (none on a fresh data dir) on top of
-    /// the static configuration. Node-level configs stored for another node id are
-    /// ignored, as are entries that no longer validate (both logged).
-    pub fn open(
-        state_dir: &Path,
-        config: &crate::config::Config,
-    ) -> Result<BrokerConfigs, MetadataError> {
-        let node_id = config.node_id;
-        let static_log_config = &super::default_log_config(config);
-        let path = state_dir.join(FILE_NAME);
-        let mut dynamic = DynamicConfigs::default();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let doc: Document = match crc_checked_body(&bytes) {
-                    Some(body) => {
-                        bincode::deserialize(body).map_err(|source| MetadataError::Decode {
-                            path: path.clone(),
-                            source,
-                        })?
-                    }
-                    // Format 1 had no checksum: accept only an exact format-1 document.
-                    None => match decode_exact::<Document>(&bytes) {
-                        Some(doc) if doc.format_version == FORMAT_VERSION_UNCHECKED => doc,
-                        _ => return Err(MetadataError::Checksum { path }),
-                    },
-                };
-                if doc.format_version != FORMAT_VERSION
-                    && doc.format_version != FORMAT_VERSION_UNCHECKED
-                {
-                    return Err(MetadataError::Version {
-                        path,
-                        found: doc.format_version,
-                    });
-                }
-                if doc.node_id == node_id {
-                    dynamic.node = doc.node;
-                } else if !doc.node.is_empty() {
-                    warn!(
-                        stored_for = doc.node_id,
-                        node_id, "ignoring dynamic broker configs set for another node id"
-                    );
-                }
-                dynamic.cluster_default = doc.cluster_default;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(MetadataError::Io { path, source }),
-        }
-        dynamic.retain_valid();
-        let mut static_defaults = TopicDefaults::from_log_config(static_log_config);
+    /// The static configuration alone (no dynamic configs until [`BrokerConfigs::apply_image`]).
+    pub fn new(config: &crate::config::Config) -> BrokerConfigs {
+        let static_log_config = super::default_log_config(config);
+        let mut static_defaults = TopicDefaults::from_log_config(&static_log_config);
         for (topic_key, arg_id) in STATIC_TOPIC_DEFAULTS {
             if config.explicitly_set.contains(*arg_id) {
                 static_defaults
@@ -889,27 +828,43 @@ impl BrokerConfigs {
                     .insert(topic_key, ConfigSource::StaticBroker);
             }
         }
-        let state = match derive_state(&dynamic, &static_defaults) {
+        let state = derive_state(&DynamicConfigs::default(), &static_defaults).unwrap_or(State {
+            dynamic: DynamicConfigs::default(),
+            defaults: static_defaults.clone(),
+            log_config: static_log_config.clone(),
+        });
+        BrokerConfigs {
+            node_id: config.node_id,
+            static_defaults,
+            static_log_config,
+            state: RwLock::new(state),
+        }
+    }
+
+    /// Takes the dynamic configs of `image` (this node's and the cluster-wide ones) on top
+    /// of the static configuration. Entries that no longer validate are ignored (logged).
+    pub fn apply_image(&self, image: &MetadataImage) {
+        let mut dynamic = DynamicConfigs {
+            node: image.configs.broker(&self.node_id.to_string()),
+            cluster_default: image.configs.broker(""),
+        };
+        dynamic.retain_valid();
+        let state = match derive_state(&dynamic, &self.static_defaults) {
             Ok(state) => state,
             Err(e) => {
-                warn!(error = %e, "stored dynamic broker configs do not combine; ignoring them");
-                derive_state(&DynamicConfigs::default(), &static_defaults).unwrap_or(State {
+                warn!(error = %e, "recorded dynamic broker configs do not combine; ignoring them");
+                derive_state(&DynamicConfigs::default(), &self.static_defaults).unwrap_or(State {
                     dynamic: DynamicConfigs::default(),
-                    defaults: static_defaults.clone(),
-                    log_config: static_log_config.clone(),
+                    defaults: self.static_defaults.clone(),
+                    log_config: self.static_log_config.clone(),
                 })
             }
         };
-        if state.dynamic != DynamicConfigs::default() {
+        if state.dynamic != self.dynamic() {
             info!(node = ?state.dynamic.node, cluster_default = ?state.dynamic.cluster_default,
-                  "dynamic broker configs loaded");
+                  "dynamic broker configs in effect");
         }
-        Ok(BrokerConfigs {
-            dir: state_dir.to_path_buf(),
-            node_id,
-            static_defaults,
-            state: RwLock::new(state),
-        })
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -933,15 +888,12 @@ impl BrokerConfigs {
         self.read().dynamic.clone()
     }
 
-    fn save(&self, dynamic: &DynamicConfigs) -> Result<(), MetadataError> {
-        let doc = Document {
-            format_version: FORMAT_VERSION,
-            node_id: self.node_id,
-            node: dynamic.node.clone(),
-            cluster_default: dynamic.cluster_default.clone(),
-        };
-        let bytes = bincode::serialize(&doc).map_err(MetadataError::Encode)?;
-        replace_file(&self.dir, FILE_NAME, &with_crc(bytes))
+    /// The metadata resource of a scope.
+    fn resource(&self, scope: Scope) -> ConfigResource {
+        match scope {
+            Scope::Node => ConfigResource::Broker(self.node_id.to_string()),
+            Scope::ClusterDefault => ConfigResource::Broker(String::new()),
+        }
     }
 }
 
@@ -997,10 +949,12 @@ impl Broker {
             .collect()
     }
 
-    /// Read-modify-write of one dynamic set under the metadata lock: `change` gets the
-    /// current set and returns the complete new one, which is validated, persisted and
-    /// then applied live to every partition whose topic does not override the key. With
-    /// `validate_only` nothing changes. Returns the stored (canonical) set. Blocking.
+    /// Read-modify-write of one dynamic set: `change` gets the current set and returns
+    /// the complete new one, which is validated, recorded in the metadata log and then
+    /// applied live (by the applier) to every partition whose topic does not override the
+    /// key. With `validate_only` nothing changes. Returns the stored (canonical) set.
+    /// Blocking: runs on the admin thread (so two alterations cannot lose each other's
+    /// change) and waits for it.
     pub fn update_broker_configs<F>(
         &self,
         scope: Scope,
@@ -1008,38 +962,47 @@ impl Broker {
         change: F,
     ) -> Result<BTreeMap<String, String>, BrokerConfigError>
     where
-        F: FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, BrokerConfigError>,
+        F: FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, BrokerConfigError>
+            + Send
+            + 'static,
     {
-        let _guard = self.lock_admin();
+        self.run_admin(move |broker| broker.alter_broker_configs(scope, validate_only, change))
+            .map_err(|_| BrokerConfigError::AdminUnavailable)?
+    }
+
+    /// [`Broker::update_broker_configs`] on the admin thread.
+    pub(crate) fn alter_broker_configs(
+        &self,
+        scope: Scope,
+        validate_only: bool,
+        change: impl FnOnce(
+            &BTreeMap<String, String>,
+        ) -> Result<BTreeMap<String, String>, BrokerConfigError>,
+    ) -> Result<BTreeMap<String, String>, BrokerConfigError> {
         let mut dynamic = self.broker_configs.dynamic();
-        let requested = change(dynamic.scope(scope))?;
+        let current = dynamic.scope(scope).clone();
+        let requested = change(&current)?;
         let mut canonical = BTreeMap::new();
         for (name, value) in &requested {
             let (value, _, _) = validate_dynamic(name, value)?;
             canonical.insert(name.clone(), value);
         }
         *dynamic.scope_mut(scope) = canonical.clone();
-        let state = derive_state(&dynamic, &self.broker_configs.static_defaults)?;
+        derive_state(&dynamic, &self.broker_configs.static_defaults)?;
         if validate_only {
             return Ok(canonical);
         }
-        self.broker_configs.save(&dynamic)?;
-        let log_config = state.log_config.clone();
-        *self
-            .broker_configs
-            .state
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = state;
-        for topic in self.topics() {
-            match log_config_for(&log_config, &topic.configs) {
-                Ok(config) => {
-                    for log in &topic.partitions {
-                        log.set_config(config.clone());
-                    }
-                }
-                Err(e) => warn!(topic = %topic.name, error = %e,
-                                "topic config does not combine with the new broker defaults"),
-            }
+        // Against what is recorded (which may hold entries ignored as no longer valid).
+        let resource = self.broker_configs.resource(scope);
+        let recorded = self
+            .image()
+            .configs
+            .get(&resource)
+            .cloned()
+            .unwrap_or_default();
+        let records = controller::config_changes(&resource, &recorded, &canonical);
+        if !records.is_empty() {
+            self.commit(records)?;
         }
         info!(?scope, configs = ?canonical, "altered dynamic broker configs");
         Ok(canonical)
@@ -1629,50 +1592,5 @@ mod tests {
                 .retention_ms,
             3_600_000
         );
-    }
-
-    /// `broker_configs.bin` round-trips, a flipped digit that still decodes is refused with
-    /// an error naming the file, and a format-1 file (no checksum) is still read.
-    #[test]
-    fn broker_configs_bin_carries_a_crc_and_format_1_is_still_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path();
-        let config = crate::config::Config::with_defaults("127.0.0.1:9092".parse().unwrap(), state);
-        let want = dynamic(&[("log.retention.ms", "5000")], &[("log.roll.ms", "60000")]);
-        BrokerConfigs::open(state, &config)
-            .unwrap()
-            .save(&want)
-            .unwrap();
-        assert_eq!(BrokerConfigs::open(state, &config).unwrap().dynamic(), want);
-
-        let path = state.join(FILE_NAME);
-        let good = std::fs::read(&path).unwrap();
-        let at = good.windows(4).position(|w| w == b"5000").unwrap();
-        let mut bad = good.clone();
-        bad[at] = b'1'; // "5000" -> "1000": decodes and validates, but was not saved
-        std::fs::write(&path, &bad).unwrap();
-        match BrokerConfigs::open(state, &config) {
-            Err(e @ MetadataError::Checksum { .. }) => {
-                assert!(e.to_string().contains("broker_configs.bin"), "{e}")
-            }
-            other => panic!("damaged broker_configs.bin accepted: {other:?}"),
-        }
-
-        let legacy = Document {
-            format_version: FORMAT_VERSION_UNCHECKED,
-            node_id: config.node_id,
-            node: want.node.clone(),
-            cluster_default: want.cluster_default.clone(),
-        };
-        std::fs::write(&path, bincode::serialize(&legacy).unwrap()).unwrap();
-        assert_eq!(BrokerConfigs::open(state, &config).unwrap().dynamic(), want);
-        // A format-1 file with a byte appended is neither format: refused.
-        let mut longer = bincode::serialize(&legacy).unwrap();
-        longer.push(0);
-        std::fs::write(&path, &longer).unwrap();
-        assert!(matches!(
-            BrokerConfigs::open(state, &config),
-            Err(MetadataError::Checksum { .. })
-        ));
     }
 }

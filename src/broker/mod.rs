@@ -1,25 +1,27 @@
-//! Broker state: the topics this node hosts, their partition logs, and the persisted
-//! metadata that names them.
+//! Broker state: the topics this node hosts, their partition logs, and the metadata log
+//! that names them.
 //!
 //! Invariants:
-//! - A topic is visible to requests only after its metadata is durable and every one of
-//!   its partitions is open (create), and its files are removed only after its removal is
-//!   durable (delete).
-//! - Which topics and partitions exist changes only on the admin thread
-//!   ([`admin_queue`]), one job at a time; a job writes the metadata document once, for
-//!   every topic it changes. Document writes are serialized by the `admin` lock, which is
-//!   never held while partitions are opened or removed. Reads take a snapshot
-//!   (`Arc<Topic>`) and never wait longer than a map lookup.
+//! - Which topics and partitions exist, their configs and the producer-id blocks are
+//!   decided on the admin thread ([`admin_queue`]), one operation at a time, as records
+//!   appended to the metadata log ([`metadata`]); an operation is answered once its
+//!   records are durable and applied. No lock is held across that I/O.
+//! - The partition applier ([`applier`]) makes the logs match each applied batch, on its
+//!   own thread. A topic is visible to requests only after its records are durable and
+//!   every one of its partitions is open (create), and its files are removed only after
+//!   its removal is durable (delete). Reads take a snapshot (`Arc<Topic>`) and never wait
+//!   longer than a map lookup.
 //! - Partition `p` of topic `t` lives in `<data_dir>/t-p/`.
 //! - A `Topic` value is immutable; changing partitions or configs replaces the `Arc`.
 //! - The broker never holds more partitions than its cap ([`partition_limits`]).
 
 mod admin;
 pub(crate) mod admin_queue;
+mod applier;
 pub mod auto_create;
 pub mod broker_config;
 pub mod io_pool;
-pub mod metadata_store;
+pub mod metadata;
 pub mod mutation_quota;
 pub mod partition_limits;
 pub mod producer_ids;
@@ -40,7 +42,9 @@ use uuid::Uuid;
 use crate::config::Config;
 pub use admin::NewTopic;
 use admin_queue::AdminQueue;
-use metadata_store::{MetadataDocument, MetadataError, MetadataStore, TopicRecord};
+use applier::PartitionApplier;
+use metadata::migration::MigrationError;
+use metadata::{LocalMetadataLog, MetadataImage, MetadataLog, MetadataLogError, MetadataRecord};
 use mutation_quota::MutationQuota;
 use partition_limits::{BrokerPartitionCap, CapSource};
 
@@ -60,15 +64,6 @@ impl Topic {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.partitions.get(i))
-    }
-
-    fn record(&self) -> TopicRecord {
-        TopicRecord {
-            name: self.name.clone(),
-            id: self.id,
-            partitions: self.partitions.len() as u32,
-            configs: self.configs.clone(),
-        }
     }
 }
 
@@ -119,8 +114,6 @@ pub enum TopicError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot persist topic metadata: {0}")]
-    Metadata(#[from] MetadataError),
     /// The metadata write of a whole request failed (the message of its error).
     #[error("cannot persist topic metadata: {0}")]
     Unpersisted(String),
@@ -148,9 +141,7 @@ impl TopicError {
             TopicError::Storage(_) | TopicError::Aborted(_) | TopicError::StaleDir { .. } => {
                 Code::KafkaStorageError
             }
-            TopicError::Metadata(_) | TopicError::Unpersisted(_) | TopicError::AdminUnavailable => {
-                Code::UnknownServerError
-            }
+            TopicError::Unpersisted(_) | TopicError::AdminUnavailable => Code::UnknownServerError,
         };
         code.code()
     }
@@ -184,8 +175,15 @@ pub enum BrokerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the state dir {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
-    Metadata(#[from] MetadataError),
+    Metadata(#[from] MigrationError),
+    #[error("cannot record this broker's registration: {0}")]
+    Registration(MetadataLogError),
     #[error("cannot open partition {topic}-{partition}: {source}")]
     OpenPartition {
         topic: String,
@@ -207,8 +205,8 @@ pub enum BrokerError {
     },
     #[error("cannot start the admin thread: {0}")]
     AdminThread(std::io::Error),
-    #[error(transparent)]
-    ProducerIds(#[from] producer_ids::ProducerIdError),
+    #[error("cannot start the applier thread: {0}")]
+    ApplierThread(std::io::Error),
     #[error("--cluster-id {given} differs from the cluster id {stored} stored in the data dir")]
     ClusterIdMismatch { given: String, stored: String },
 }
@@ -236,6 +234,11 @@ impl TopicTable {
             topic.name.clone(),
         );
         self.by_name.insert(topic.name.clone(), topic);
+    }
+
+    fn remove_by_id(&mut self, id: &Uuid) -> Option<Arc<Topic>> {
+        let name = self.by_id.get(id)?.clone();
+        self.remove(&name)
     }
 
     fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
@@ -271,13 +274,17 @@ pub struct Broker {
     /// ones.
     broker_configs: broker_config::BrokerConfigs,
     flusher: Flusher,
-    store: MetadataStore,
+    /// `<data_dir>/_strata`.
+    state_dir: PathBuf,
+    /// Topics, partitions, configs and producer-id blocks: appended by the admin thread.
+    metadata: LocalMetadataLog,
+    /// Makes the partition logs and `topics` match each applied metadata batch.
+    applier: PartitionApplier,
     /// InitProducerId: producer ids and epochs for idempotent producers.
     producer_ids: producer_ids::ProducerIds,
+    /// The topics as the applier published them.
     topics: RwLock<TopicTable>,
-    /// Serializes metadata document writes (and the table changes they publish).
-    admin: Mutex<()>,
-    /// Runs every change to which topics and partitions exist.
+    /// Runs every metadata change: the controller's decisions, one at a time.
     admin_queue: AdminQueue,
     /// KIP-599: partitions created and deleted per second.
     mutation_quota: MutationQuota,
@@ -310,103 +317,63 @@ pub fn default_log_config(config: &Config) -> LogConfig {
 }
 
 impl Broker {
-    /// Opens (or initialises) the data dir and every partition listed in the metadata.
-    /// `bound` is the listener's actual address (port 0 resolved), used for advertising.
-    /// Blocking: call from a blocking context.
+    /// Opens (or initialises) the data dir and every partition listed in the metadata: on
+    /// the first start after an upgrade, migrates the broker state files to the metadata
+    /// log first. `bound` is the listener's actual address (port 0 resolved), used for
+    /// advertising. Blocking: call from a blocking context.
     pub fn open(config: Config, bound: SocketAddr) -> Result<Arc<Broker>, BrokerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store = MetadataStore::open(&config.data_dir)?;
-        let doc = match store.load()? {
-            Some(doc) => {
-                if let Some(given) = &config.cluster_id {
-                    if *given != doc.cluster_id {
-                        return Err(BrokerError::ClusterIdMismatch {
-                            given: given.clone(),
-                            stored: doc.cluster_id,
-                        });
-                    }
-                }
-                doc
+        let state_dir = config.data_dir.join(STATE_DIR);
+        std::fs::create_dir_all(&state_dir).map_err(|source| BrokerError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?;
+        let metadata = metadata::migration::open_metadata_log(&state_dir, config.node_id, || {
+            config
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| Uuid::new_v4().simple().to_string())
+        })?;
+        let image = metadata.image();
+        let cluster_id = image.cluster_id.clone().unwrap_or_default();
+        if let Some(given) = &config.cluster_id {
+            if *given != cluster_id {
+                return Err(BrokerError::ClusterIdMismatch {
+                    given: given.clone(),
+                    stored: cluster_id,
+                });
             }
-            None => {
-                let cluster_id = config
-                    .cluster_id
-                    .clone()
-                    .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
-                let doc = MetadataDocument::new(cluster_id);
-                store.save(&doc)?;
-                doc
-            }
-        };
-        let broker_configs = broker_config::BrokerConfigs::open(store.dir(), &config)?;
-        let producer_ids =
-            producer_ids::ProducerIds::open(store.dir(), config.producer_id_expiration_ms)?;
-        let default_log_config = broker_configs.log_config();
+        }
+        let broker_configs = broker_config::BrokerConfigs::new(&config);
+        broker_configs.apply_image(&image);
+        let producer_ids = producer_ids::ProducerIds::new(
+            image.next_producer_id,
+            config.producer_id_expiration_ms,
+        );
         let partition_cap = BrokerPartitionCap::new(
             u64::from(config.max_broker_partitions),
             partition_limits::open_file_limit(),
             u64::from(config.max_connections),
         );
-        let flusher = Flusher::start();
-        let mut table = TopicTable::default();
-        let log_configs: Vec<LogConfig> = doc
-            .topics
-            .iter()
-            .map(|record| {
-                log_config_for(&default_log_config, &record.configs).unwrap_or_else(|e| {
-                    warn!(topic = %record.name, error = %e,
-                          "stored topic config no longer valid; using broker defaults");
-                    default_log_config.clone()
-                })
-            })
-            .collect();
-        let mut opened = open_partitions(
-            &config.data_dir,
-            &doc.topics,
-            &log_configs,
-            &flusher,
-            &partition_cap,
-        )?
-        .into_iter();
-        for record in &doc.topics {
-            let partitions: Vec<Arc<Log>> =
-                opened.by_ref().take(record.partitions as usize).collect();
-            table.insert(Arc::new(Topic {
-                name: record.name.clone(),
-                id: record.id,
-                partitions,
-                configs: record.configs.clone(),
-            }));
-        }
-        remove_orphan_partition_dirs(&config.data_dir, &table);
-        let (cap, source) = partition_cap.limit();
-        if table.partitions > cap {
-            warn!(partitions = table.partitions, cap, ?source,
-                  open_file_limit = ?partition_cap.open_file_limit,
-                  "the data dir holds more partitions than this broker may; creations are refused");
-        }
         let advertised_host = config
             .advertised_host
             .clone()
             .unwrap_or_else(|| advertised_ip(bound));
         let advertised_port = i32::from(config.advertised_port.unwrap_or(bound.port()));
-        info!(topics = table.by_name.len(), partitions = table.partitions, partition_cap = cap,
-              cap_source = ?source, open_file_limit = ?partition_cap.open_file_limit,
-              cluster_id = %doc.cluster_id, data_dir = %config.data_dir.display(),
-              "broker state loaded");
         let broker = Arc::new(Broker {
             advertised_host,
             advertised_port,
-            cluster_id: doc.cluster_id,
+            cluster_id,
             broker_configs,
-            flusher,
-            store,
+            flusher: Flusher::start(),
+            state_dir,
+            applier: PartitionApplier::new(image.next_offset),
+            metadata,
             producer_ids,
-            topics: RwLock::new(table),
-            admin: Mutex::new(()),
+            topics: RwLock::new(TopicTable::default()),
             admin_queue: AdminQueue::new(),
             mutation_quota: MutationQuota::new(config.controller_mutation_rate),
             partition_cap,
@@ -414,11 +381,96 @@ impl Broker {
             io: io_pool::IoPool::start(config.num_io_threads as usize),
             config,
         });
+        if let Err(e) = broker.load(&image) {
+            broker.flusher.stop();
+            return Err(e);
+        }
+        broker.metadata.set_listener(broker.applier.listener());
+        broker
+            .applier
+            .start(Arc::downgrade(&broker))
+            .map_err(BrokerError::ApplierThread)?;
+        broker.register()?;
         broker
             .admin_queue
             .start(Arc::downgrade(&broker))
             .map_err(BrokerError::AdminThread)?;
         Ok(broker)
+    }
+
+    /// Opens every partition of `image` and removes partition directories it does not
+    /// list. Blocking.
+    fn load(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let failures = self.load_partitions(image);
+        if let Some(failure) = failures.into_iter().next() {
+            let partitions = image.topics.partition_count();
+            return Err(match self.partition_cap.open_file_limit {
+                Some(limit) if out_of_descriptors(&failure.error) => BrokerError::OpenFileLimit {
+                    topic: failure.topic,
+                    partition: failure.partition,
+                    source: failure.error,
+                    partitions,
+                    limit,
+                    needed: partitions * partition_limits::FDS_PER_PARTITION
+                        + self.partition_cap.reserved_fds,
+                },
+                _ => BrokerError::OpenPartition {
+                    topic: failure.topic,
+                    partition: failure.partition,
+                    source: failure.error,
+                },
+            });
+        }
+        let table = self.read_table();
+        remove_orphan_partition_dirs(&self.config.data_dir, &table);
+        let (cap, source) = self.partition_cap.limit();
+        if table.partitions > cap {
+            warn!(partitions = table.partitions, cap, ?source,
+                  open_file_limit = ?self.partition_cap.open_file_limit,
+                  "the data dir holds more partitions than this broker may; creations are refused");
+        }
+        info!(topics = table.by_name.len(), partitions = table.partitions, partition_cap = cap,
+              cap_source = ?source, open_file_limit = ?self.partition_cap.open_file_limit,
+              cluster_id = %self.cluster_id, data_dir = %self.config.data_dir.display(),
+              "broker state loaded");
+        Ok(())
+    }
+
+    /// Records this node's registration with the first producer-id block of this run (one
+    /// append), and lets InitProducerId ask the admin thread for the next blocks.
+    fn register(self: &Arc<Broker>) -> Result<(), BrokerError> {
+        let image = self.metadata.image();
+        // The registration's offset is this run's broker epoch.
+        let epoch = i64::try_from(image.next_offset).unwrap_or(i64::MAX);
+        let mut records = vec![MetadataRecord::RegisterBroker(
+            metadata::record::RegisterBrokerRecord {
+                broker_id: self.node_id(),
+                incarnation_id: Uuid::new_v4(),
+                endpoints: vec![metadata::record::BrokerEndpoint {
+                    name: "PLAINTEXT".to_owned(),
+                    host: self.advertised_host.clone(),
+                    port: u16::try_from(self.advertised_port).unwrap_or(0),
+                    security_protocol: 0,
+                }],
+                rack: None,
+            },
+        )];
+        let block = metadata::controller::producer_id_block(&image, self.node_id(), epoch);
+        if let Some((_, record)) = &block {
+            records.push(record.clone());
+        }
+        self.commit(records).map_err(BrokerError::Registration)?;
+        match block {
+            Some((range, _)) => self.producer_ids.add_block(range),
+            None => warn!("every producer id has been used: InitProducerId will fail"),
+        }
+        let broker = Arc::downgrade(self);
+        self.producer_ids.set_block_source(Box::new(move || {
+            if let Some(broker) = broker.upgrade() {
+                broker.request_producer_id_block();
+            }
+        }));
+        Ok(())
     }
 
     pub fn config(&self) -> &Config {
@@ -456,7 +508,15 @@ impl Broker {
     }
     /// `<data_dir>/_strata`: the broker's own state directory.
     pub fn state_dir(&self) -> &Path {
-        self.store.dir()
+        &self.state_dir
+    }
+    /// The metadata log.
+    pub fn metadata_log(&self) -> &dyn MetadataLog {
+        &self.metadata
+    }
+    /// The metadata as of the last applied batch.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
     }
     /// Most partitions this broker may hold, and where that cap comes from.
     pub fn partition_cap(&self) -> BrokerPartitionCap {
@@ -534,11 +594,12 @@ impl Broker {
         result.recv().map_err(|_| TopicError::AdminUnavailable)
     }
 
-    /// Clean shutdown of the storage: finishes the queued admin jobs, closes every log
-    /// (flush + clean marker), then stops the flusher. Blocking. Requests must have
-    /// stopped.
+    /// Clean shutdown of the storage: finishes the queued admin jobs and the batches they
+    /// applied, closes every log (flush + clean marker), then stops the flusher. Blocking.
+    /// Requests must have stopped.
     pub fn close(&self) {
         self.admin_queue.stop();
+        self.applier.stop();
         // Closing is mostly fsyncs (flush, checkpoint, clean marker): on several threads,
         // like opening.
         let topics = self.topics();
@@ -565,23 +626,14 @@ impl Broker {
         info!("storage closed cleanly");
     }
 
-    /// Persists a changed topic (same name and id) and publishes it. Caller holds `admin`.
-    fn replace_topic(&self, updated: Arc<Topic>) -> Result<(), TopicError> {
-        let mut doc = self.document();
-        for record in &mut doc.topics {
-            if record.name == updated.name {
-                *record = updated.record();
-            }
+    /// Appends `records` to the metadata log and waits until the applier has handled
+    /// them; returns the offset after them. Blocking: the admin thread (and the start-up).
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<u64, MetadataLogError> {
+        let end = metadata::wait_committed(self.metadata.append(records))?;
+        if !self.applier.wait_applied(end) {
+            return Err(MetadataLogError::Closed);
         }
-        self.store.save(&doc)?;
-        self.write_table().insert(updated);
-        Ok(())
-    }
-
-    fn document(&self) -> MetadataDocument {
-        let mut doc = MetadataDocument::new(self.cluster_id.clone());
-        doc.topics = self.topics().iter().map(|t| t.record()).collect();
-        doc
+        Ok(end)
     }
 
     fn read_table(&self) -> std::sync::RwLockReadGuard<'_, TopicTable> {
@@ -592,10 +644,11 @@ impl Broker {
     fn write_table(&self) -> std::sync::RwLockWriteGuard<'_, TopicTable> {
         self.topics.write().unwrap_or_else(|e| e.into_inner())
     }
-    fn lock_admin(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
+
+/// Name of the broker's own directory under the data dir. Partition directories end in
+/// `-<digits>`, so this never collides with one.
+pub const STATE_DIR: &str = "_strata";
 
 /// `<data_dir>/<topic>-<partition>`.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
@@ -671,62 +724,6 @@ fn out_of_descriptors(error: &StorageError) -> bool {
     const EMFILE: i32 = 24;
     matches!(error, StorageError::Io { source, .. }
         if matches!(source.raw_os_error(), Some(EMFILE | ENFILE)))
-}
-
-/// Opens every partition of `topics` (in order: topic by topic, partition by partition)
-/// on up to [`OPEN_THREADS`] threads; the first failure is returned. Running out of
-/// descriptors is reported with the open-file limit and the limit the data dir needs.
-fn open_partitions(
-    data_dir: &Path,
-    topics: &[TopicRecord],
-    log_configs: &[LogConfig],
-    flusher: &Flusher,
-    cap: &BrokerPartitionCap,
-) -> Result<Vec<Arc<Log>>, BrokerError> {
-    let jobs: Vec<(usize, u32)> = topics
-        .iter()
-        .enumerate()
-        .flat_map(|(t, record)| (0..record.partitions).map(move |p| (t, p)))
-        .collect();
-    let total = jobs.len() as u64;
-    let outcomes = open_in_parallel(jobs.len(), |i| {
-        let (t, p) = jobs[i];
-        let record = &topics[t];
-        let dir = partition_dir(data_dir, &record.name, p);
-        Log::open(dir, log_configs[t].clone(), flusher).map_err(|source| {
-            let topic = record.name.clone();
-            match cap.open_file_limit {
-                Some(limit) if out_of_descriptors(&source) => BrokerError::OpenFileLimit {
-                    topic,
-                    partition: p,
-                    source,
-                    partitions: total,
-                    limit,
-                    needed: total * partition_limits::FDS_PER_PARTITION + cap.reserved_fds,
-                },
-                _ => BrokerError::OpenPartition {
-                    topic,
-                    partition: p,
-                    source,
-                },
-            }
-        })
-    });
-    let mut logs = Vec::with_capacity(outcomes.len());
-    let mut first_error = None;
-    for outcome in outcomes {
-        match outcome {
-            Some(Ok(log)) => logs.push(log),
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            None => {}
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(logs),
-    }
 }
 
 /// A partition's open outcome.

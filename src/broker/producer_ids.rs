@@ -1,69 +1,53 @@
 //! Producer ids for idempotent producers (InitProducerId): unique for the life of the data
 //! directory, never reused after a restart or a crash.
 //!
-//! Ids are handed out from blocks of [`BLOCK_SIZE`]. Before the first id of a block is
-//! given out, the end of that block is persisted (atomically, fsync'd) in
-//! `<data_dir>/_strata/producer_ids`, so after a restart allocation resumes above every id
-//! that may have been used; a crash wastes at most the rest of one block. File format: the
-//! text below followed by its CRC-32C (u32 BE, [`super::metadata_store::with_crc`]):
-//!
-//! ```text
-//! strata-producer-ids 2
-//! next_block_start <i64>
-//! ```
-//!
-//! A file whose checksum does not match stops the start with an error naming it: a digit
-//! flipped down would hand out ids again, so it is never reset or guessed. Files from
-//! before the checksum (the same text with `strata-producer-ids 1`, no trailer) are read;
-//! the next block persisted rewrites them with one.
+//! Ids are handed out from blocks of
+//! [`PRODUCER_ID_BLOCK_SIZE`](super::metadata::controller::PRODUCER_ID_BLOCK_SIZE) that the
+//! controller records in the metadata log (a `ProducerIdsRecord`) before any id of them
+//! is given out, so after a restart allocation resumes above every id that may have been
+//! used; a crash wastes at most the rest of two blocks. One block is kept ready ahead of
+//! the one in use: taking an id from it asks the admin thread for the next block in the
+//! background, so InitProducerId touches no disk and waits for nothing unless ids are
+//! handed out faster than the admin thread records blocks (then the request waits,
+//! asynchronously, for the block).
 //!
 //! Issued ids: ids are handed out in increasing order, so every id at or above the next
 //! one to be handed out has certainly never been issued, by this run or an earlier one
-//! (earlier runs stayed below the persisted block this run started from). Produce refuses
+//! (earlier runs stayed below the blocks recorded before this run's). Produce refuses
 //! batches that carry such an id ([`ProducerIds::never_issued`], one atomic load): a
 //! client cannot write first under the id the next InitProducerId will return and make
-//! the real producer's first batch look like a retry. Ids below that are accepted: those
-//! below this run's first block may have been issued before a restart.
+//! the real producer's first batch look like a retry. A block recorded ahead is not
+//! issued: the next id to hand out stays in the block in use until it is exhausted. Ids
+//! below that are accepted: those below this run's first block may have been issued
+//! before a restart.
 //!
 //! Epochs (KIP-360): a producer that asks again with its id and current epoch gets the
 //! epoch bumped; the same request repeated (its response was lost) gets the same answer;
 //! any other epoch is INVALID_PRODUCER_EPOCH. Epochs are remembered in memory only, for
-//! `producer.id.expiration.ms` after the producer's last InitProducerId: an id this broker
-//! does not remember (after a restart, or expired) gets a fresh id at epoch 0, which is
-//! what Kafka answers every non-transactional producer. An exhausted epoch also moves to
-//! a fresh id.
+//! `producer.id.expiration.ms` after the producer's last InitProducerId, and for at most
+//! [`MAX_REMEMBERED_PRODUCERS`] producers (beyond it the one idle longest is forgotten
+//! first). An id this broker does not remember (after a restart, expired or forgotten)
+//! gets a fresh id at epoch 0, which is what Kafka answers every non-transactional
+//! producer. An exhausted epoch also moves to a fresh id. The retention loop drops expired
+//! producers ([`ProducerIds::expire`]) from the front of a queue ordered by last use.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
-use super::metadata_store::{crc_checked_body, replace_file, with_crc, MetadataError};
+use tokio::sync::Notify;
 
-/// Ids reserved per persisted block.
-pub const BLOCK_SIZE: i64 = 1000;
-const FILE_NAME: &str = "producer_ids";
-const MAGIC_LINE: &str = "strata-producer-ids 2";
-/// The format without the CRC-32C trailer, still read.
-const MAGIC_LINE_UNCHECKED: &str = "strata-producer-ids 1";
+/// Most producers whose epochs are remembered; beyond it the one idle longest is
+/// forgotten (it gets a fresh id at epoch 0 if it asks to bump its epoch). About 100 bytes
+/// each: 10 MB at the limit.
+pub const MAX_REMEMBERED_PRODUCERS: usize = 100_000;
 
 /// Why a producer id could not be handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerIdError {
-    #[error("cannot persist the producer id block: {0}")]
-    Persist(#[from] MetadataError),
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a valid producer id file")]
-    Corrupt { path: PathBuf },
-    #[error(
-        "producer id file {path} is damaged (CRC-32C mismatch); refusing to start rather than \
-         risk handing out producer ids again: restore it from a backup"
-    )]
-    Checksum { path: PathBuf },
+    #[error("cannot record a producer id block: {0}")]
+    Unavailable(String),
     #[error("producer {producer_id} asked with epoch {given}, its current epoch is {current}")]
     InvalidEpoch {
         producer_id: i64,
@@ -101,57 +85,148 @@ struct Known {
     touched_ms: i64,
 }
 
-#[derive(Debug)]
-struct Allocator {
-    /// Next id to hand out; `next == block_end` means a new block must be persisted.
-    next: i64,
-    /// End (exclusive) of the persisted block.
-    block_end: i64,
+/// The ids and epochs, behind one short lock (no I/O under it).
+#[derive(Debug, Default)]
+struct State {
+    /// The ids left in the block in use, next first.
+    current: Range<i64>,
+    /// Blocks recorded but not in use yet, in order.
+    ahead: VecDeque<Range<i64>>,
+    /// A block has been asked for and has not arrived (or failed) yet.
+    requested: bool,
+    /// Bumped when a block arrives or a request for one fails: what waiters wait for.
+    events: u64,
+    /// The last failed block request: (its event, why).
+    last_failure: Option<(u64, String)>,
     known: HashMap<i64, Known>,
+    /// (last use in ms, producer id) of every remembered producer, oldest first.
+    by_age: BTreeSet<(i64, i64)>,
+}
+
+impl State {
+    fn remember(&mut self, producer_id: i64, known: Known, limit: usize) -> bool {
+        let mut evicted = false;
+        if let Some(old) = self.known.insert(producer_id, known) {
+            self.by_age.remove(&(old.touched_ms, producer_id));
+        } else if self.known.len() > limit {
+            if let Some((_, oldest)) = self.by_age.pop_first() {
+                self.known.remove(&oldest);
+                evicted = true;
+            }
+        }
+        self.by_age.insert((known.touched_ms, producer_id));
+        evicted
+    }
+
+    fn forget(&mut self, producer_id: i64) {
+        if let Some(old) = self.known.remove(&producer_id) {
+            self.by_age.remove(&(old.touched_ms, producer_id));
+        }
+    }
+
+    /// The next id, or None when no block is left.
+    fn take_id(&mut self) -> Option<i64> {
+        if self.current.is_empty() {
+            self.current = self.ahead.pop_front()?;
+        }
+        let id = self.current.start;
+        self.current.start += 1;
+        Some(id)
+    }
+}
+
+/// One attempt's outcome.
+enum Step<T> {
+    Done(T),
+    /// No id left: wait for the event after `seen`.
+    Wait {
+        seen: u64,
+    },
 }
 
 /// Hands out producer ids and tracks their epochs. Cheap to share behind the broker.
-#[derive(Debug)]
 pub struct ProducerIds {
-    dir: PathBuf,
     expiration_ms: u64,
-    inner: Mutex<Allocator>,
-    /// `Allocator::next`, readable without the lock: no id at or above it has ever been
-    /// handed out. Stored (under the lock) before an id is returned, so a producer can
-    /// never use its id before this covers it.
+    max_remembered: usize,
+    state: Mutex<State>,
+    /// For blocking waiters.
+    changed: Condvar,
+    /// For async waiters.
+    changed_async: Notify,
+    /// The next id to hand out, readable without the lock: no id at or above it has ever
+    /// been handed out. Stored (under the lock) before an id is returned, so a producer
+    /// can never use its id before this covers it.
     unissued_from: AtomicI64,
+    /// Asks the controller for the next block (never blocks; the block arrives through
+    /// [`ProducerIds::add_block`] or the request fails through
+    /// [`ProducerIds::block_failed`]).
+    request_block: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Producers forgotten because of [`MAX_REMEMBERED_PRODUCERS`].
+    evicted: AtomicU64,
+}
+
+impl std::fmt::Debug for ProducerIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerIds")
+            .field("unissued_from", &self.unissued_from)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProducerIds {
-    /// Opens the allocator in `state_dir` (`<data_dir>/_strata`). `expiration_ms` is
-    /// `producer.id.expiration.ms`. Blocking (reads a file).
-    pub fn open(state_dir: &Path, expiration_ms: u64) -> Result<ProducerIds, ProducerIdError> {
-        let path = state_dir.join(FILE_NAME);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(ProducerIdError::Read { path, source }),
-        };
-        let start = match bytes {
-            None => 0,
-            Some(bytes) => match crc_checked_body(&bytes) {
-                Some(body) => parse(body, MAGIC_LINE).ok_or(ProducerIdError::Corrupt { path })?,
-                // No valid checksum: an exact older file, or damaged.
-                None => {
-                    parse(&bytes, MAGIC_LINE_UNCHECKED).ok_or(ProducerIdError::Checksum { path })?
-                }
-            },
-        };
-        Ok(ProducerIds {
-            dir: state_dir.to_path_buf(),
+    /// An allocator with no block yet: no id below `next_unrecorded` (the first id of no
+    /// recorded block) is ever handed out. `expiration_ms` is `producer.id.expiration.ms`.
+    pub fn new(next_unrecorded: i64, expiration_ms: u64) -> ProducerIds {
+        ProducerIds::with_limit(next_unrecorded, expiration_ms, MAX_REMEMBERED_PRODUCERS)
+    }
+
+    /// [`ProducerIds::new`] remembering at most `max_remembered` producers.
+    pub fn with_limit(
+        next_unrecorded: i64,
+        expiration_ms: u64,
+        max_remembered: usize,
+    ) -> ProducerIds {
+        ProducerIds {
             expiration_ms,
-            inner: Mutex::new(Allocator {
-                next: start,
-                block_end: start,
-                known: HashMap::new(),
+            max_remembered,
+            state: Mutex::new(State {
+                current: next_unrecorded..next_unrecorded,
+                ..State::default()
             }),
-            unissued_from: AtomicI64::new(start),
-        })
+            changed: Condvar::new(),
+            changed_async: Notify::new(),
+            unissued_from: AtomicI64::new(next_unrecorded),
+            request_block: OnceLock::new(),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets how blocks are asked for (once; later calls are ignored).
+    pub fn set_block_source(&self, request: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.request_block.set(request);
+    }
+
+    /// A block the controller recorded for this broker, after every block before it.
+    pub fn add_block(&self, block: Range<i64>) {
+        let mut s = self.lock();
+        s.ahead.push_back(block);
+        s.requested = false;
+        s.events += 1;
+        drop(s);
+        self.changed.notify_all();
+        self.changed_async.notify_waiters();
+    }
+
+    /// The controller could not record the block asked for: the requests waiting for it
+    /// fail; the next request asks again.
+    pub fn block_failed(&self, why: String) {
+        let mut s = self.lock();
+        s.requested = false;
+        s.events += 1;
+        s.last_failure = Some((s.events, why));
+        drop(s);
+        self.changed.notify_all();
+        self.changed_async.notify_waiters();
     }
 
     /// Whether `producer_id` has certainly never been handed out by InitProducerId (by
@@ -162,47 +237,133 @@ impl ProducerIds {
     }
 
     /// InitProducerId for a producer without a transactional id. `current` is the id and
-    /// epoch the client already has (v3+; `None` for a new producer). Blocking when a new
-    /// block must be persisted (once per [`BLOCK_SIZE`] ids).
-    pub fn init(
+    /// epoch the client already has (v3+; `None` for a new producer). Waits only when no
+    /// block is left.
+    pub async fn init(
         &self,
         current: Option<ProducerIdAndEpoch>,
         now_ms: i64,
     ) -> Result<ProducerIdAndEpoch, ProducerIdError> {
-        let mut a = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.waiting(|ids, s| ids.init_step(s, current, now_ms))
+            .await
+    }
+
+    /// [`ProducerIds::init`] when it needs no wait: None when no block is left (one is
+    /// asked for).
+    pub fn try_init(
+        &self,
+        current: Option<ProducerIdAndEpoch>,
+        now_ms: i64,
+    ) -> Option<Result<ProducerIdAndEpoch, ProducerIdError>> {
+        match self.attempt(|ids, s| ids.init_step(s, current, now_ms)) {
+            Step::Done(result) => Some(result),
+            Step::Wait { .. } => None,
+        }
+    }
+
+    /// [`ProducerIds::init`] waiting on this thread (tests, blocking contexts).
+    pub fn init_blocking(
+        &self,
+        current: Option<ProducerIdAndEpoch>,
+        now_ms: i64,
+    ) -> Result<ProducerIdAndEpoch, ProducerIdError> {
+        self.blocking(|ids, s| ids.init_step(s, current, now_ms))
+    }
+
+    /// A fresh producer id for a transactional id (the transaction coordinator tracks its
+    /// epochs itself, durably, so the id is not remembered here). Waits, asynchronously,
+    /// only when no block is left (see the module doc).
+    pub async fn allocate_transactional(&self) -> Result<i64, ProducerIdError> {
+        self.waiting(Self::transactional_step).await
+    }
+
+    /// [`ProducerIds::allocate_transactional`] waiting on this thread (tests, blocking
+    /// contexts).
+    pub fn allocate_transactional_blocking(&self) -> Result<i64, ProducerIdError> {
+        self.blocking(Self::transactional_step)
+    }
+
+    fn transactional_step(&self, s: &mut State) -> Step<Result<i64, ProducerIdError>> {
+        match self.take_id(s) {
+            Some(id) => Step::Done(Ok(id)),
+            None => Step::Wait { seen: s.events },
+        }
+    }
+
+    /// Forgets producers idle for `producer.id.expiration.ms`, oldest first; returns how
+    /// many. Called by the retention loop.
+    pub fn expire(&self, now_ms: i64) -> usize {
         let limit = i64::try_from(self.expiration_ms).unwrap_or(i64::MAX);
-        a.known
-            .retain(|_, k| now_ms.saturating_sub(k.touched_ms) < limit);
+        let mut s = self.lock();
+        let mut expired = 0;
+        while let Some(&(touched_ms, producer_id)) = s.by_age.first() {
+            if now_ms.saturating_sub(touched_ms) < limit {
+                break;
+            }
+            s.by_age.pop_first();
+            s.known.remove(&producer_id);
+            expired += 1;
+        }
+        expired
+    }
+
+    /// Producers whose epochs are remembered.
+    pub fn remembered(&self) -> usize {
+        self.lock().known.len()
+    }
+
+    /// Producers forgotten early because the map was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    fn init_step(
+        &self,
+        s: &mut State,
+        current: Option<ProducerIdAndEpoch>,
+        now_ms: i64,
+    ) -> Step<Result<ProducerIdAndEpoch, ProducerIdError>> {
+        let limit = i64::try_from(self.expiration_ms).unwrap_or(i64::MAX);
         if let Some(cur) = current {
-            if let Some(known) = a.known.get_mut(&cur.producer_id) {
-                if cur.epoch == known.epoch && known.epoch < i16::MAX - 1 {
-                    known.bumped_from = Some(known.epoch);
-                    known.epoch += 1;
-                    known.touched_ms = now_ms;
-                    return Ok(ProducerIdAndEpoch {
-                        producer_id: cur.producer_id,
-                        epoch: known.epoch,
-                    });
+            if let Some(known) = s.known.get(&cur.producer_id).copied() {
+                if now_ms.saturating_sub(known.touched_ms) >= limit {
+                    s.forget(cur.producer_id);
+                } else {
+                    let answer = if cur.epoch == known.epoch && known.epoch < i16::MAX - 1 {
+                        Some(Known {
+                            epoch: known.epoch + 1,
+                            bumped_from: Some(known.epoch),
+                            touched_ms: now_ms,
+                        })
+                    } else if known.bumped_from == Some(cur.epoch) {
+                        Some(Known {
+                            touched_ms: now_ms,
+                            ..known
+                        })
+                    } else if cur.epoch != known.epoch {
+                        return Step::Done(Err(ProducerIdError::InvalidEpoch {
+                            producer_id: cur.producer_id,
+                            given: cur.epoch,
+                            current: known.epoch,
+                        }));
+                    } else {
+                        None // the epoch is exhausted: a fresh id below
+                    };
+                    if let Some(next) = answer {
+                        self.remember(s, cur.producer_id, next);
+                        return Step::Done(Ok(ProducerIdAndEpoch {
+                            producer_id: cur.producer_id,
+                            epoch: next.epoch,
+                        }));
+                    }
                 }
-                if known.bumped_from == Some(cur.epoch) {
-                    known.touched_ms = now_ms;
-                    return Ok(ProducerIdAndEpoch {
-                        producer_id: cur.producer_id,
-                        epoch: known.epoch,
-                    });
-                }
-                if cur.epoch != known.epoch {
-                    return Err(ProducerIdError::InvalidEpoch {
-                        producer_id: cur.producer_id,
-                        given: cur.epoch,
-                        current: known.epoch,
-                    });
-                }
-                // The epoch is exhausted: continue with a fresh id below.
             }
         }
-        let producer_id = self.allocate(&mut a)?;
-        a.known.insert(
+        let Some(producer_id) = self.take_id(s) else {
+            return Step::Wait { seen: s.events };
+        };
+        self.remember(
+            s,
             producer_id,
             Known {
                 epoch: 0,
@@ -210,199 +371,297 @@ impl ProducerIds {
                 touched_ms: now_ms,
             },
         );
-        Ok(ProducerIdAndEpoch {
+        Step::Done(Ok(ProducerIdAndEpoch {
             producer_id,
             epoch: 0,
-        })
+        }))
     }
 
-    /// A fresh producer id for a transactional id (the transaction coordinator tracks its
-    /// epochs itself, durably, so the id is not remembered here). Blocking when a new
-    /// block must be persisted.
-    pub fn allocate_transactional(&self) -> Result<i64, ProducerIdError> {
-        let mut a = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        self.allocate(&mut a)
-    }
-
-    fn allocate(&self, a: &mut Allocator) -> Result<i64, ProducerIdError> {
-        if a.next >= a.block_end {
-            let end = a
-                .block_end
-                .checked_add(BLOCK_SIZE)
-                .ok_or(ProducerIdError::Exhausted)?;
-            let text = format!("{MAGIC_LINE}\nnext_block_start {end}\n");
-            replace_file(&self.dir, FILE_NAME, &with_crc(text.into_bytes()))?;
-            a.next = a.block_end;
-            a.block_end = end;
+    fn remember(&self, s: &mut State, producer_id: i64, known: Known) {
+        if s.remember(producer_id, known, self.max_remembered) {
+            self.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        let id = a.next;
-        a.next += 1;
-        self.unissued_from.store(a.next, Ordering::Release);
-        Ok(id)
     }
-}
 
-/// The block start in `bytes` if they are exactly the text of a file whose first line is
-/// `magic`.
-fn parse(bytes: &[u8], magic: &str) -> Option<i64> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != magic {
-        return None;
+    fn take_id(&self, s: &mut State) -> Option<i64> {
+        let id = s.take_id()?;
+        self.unissued_from.store(s.current.start, Ordering::Release);
+        Some(id)
     }
-    let value = lines.next()?.strip_prefix("next_block_start ")?;
-    let start: i64 = value.parse().ok()?;
-    (start >= 0 && lines.next().is_none()).then_some(start)
+
+    /// Runs `step` under the lock; asks for a block (after unlocking) when none is ready
+    /// ahead of the one in use and none is asked for.
+    fn attempt<T>(&self, step: impl FnOnce(&Self, &mut State) -> Step<T>) -> Step<T> {
+        let mut s = self.lock();
+        let outcome = step(self, &mut s);
+        let ask = s.ahead.is_empty() && !s.requested && self.request_block.get().is_some();
+        if ask {
+            s.requested = true;
+        }
+        drop(s);
+        if ask {
+            if let Some(request) = self.request_block.get() {
+                request();
+            }
+        }
+        outcome
+    }
+
+    /// Runs `step` until it is done, waiting asynchronously between attempts (for a block
+    /// to arrive or its request to fail).
+    async fn waiting<T>(
+        &self,
+        step: impl Fn(&Self, &mut State) -> Step<Result<T, ProducerIdError>>,
+    ) -> Result<T, ProducerIdError> {
+        loop {
+            // Created before looking, so a block arriving in between is not missed.
+            // (tokio's `notify_waiters` wakes every `Notified` created before it.)
+            let changed = self.changed_async.notified();
+            match self.attempt(&step) {
+                Step::Done(result) => return result,
+                Step::Wait { seen } => {
+                    changed.await;
+                    self.failure_since(seen)?;
+                }
+            }
+        }
+    }
+
+    /// Runs `step` until it is done, waiting on this thread between attempts.
+    fn blocking<T>(
+        &self,
+        step: impl Fn(&Self, &mut State) -> Step<Result<T, ProducerIdError>>,
+    ) -> Result<T, ProducerIdError> {
+        loop {
+            match self.attempt(&step) {
+                Step::Done(result) => return result,
+                Step::Wait { seen } => {
+                    let mut s = self.lock();
+                    while s.events == seen {
+                        s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(s);
+                    self.failure_since(seen)?;
+                }
+            }
+        }
+    }
+
+    /// Err when a block request failed after event `seen`.
+    fn failure_since(&self, seen: u64) -> Result<(), ProducerIdError> {
+        match &self.lock().last_failure {
+            Some((event, why)) if *event > seen => Err(ProducerIdError::Unavailable(why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change under the lock completes without panicking, so a poisoned lock
+        // still holds a consistent state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Weak};
+
     use super::*;
+    use crate::broker::metadata::controller::PRODUCER_ID_BLOCK_SIZE as BLOCK;
 
     const DAY: u64 = 86_400_000;
 
-    #[test]
-    fn ids_are_unique_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..3 {
-            let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-            for _ in 0..(BLOCK_SIZE + 7) {
-                let got = ids.init(None, 0).unwrap();
-                assert_eq!(got.epoch, 0);
-                assert!(seen.insert(got.producer_id), "reused {got:?}");
+    /// An allocator whose blocks come from a counter at once (what the admin thread does,
+    /// without the log); `asked` counts the requests.
+    fn allocator(
+        start: i64,
+        expiration_ms: u64,
+        limit: usize,
+    ) -> (Arc<ProducerIds>, Arc<AtomicU64>) {
+        let ids = Arc::new(ProducerIds::with_limit(start, expiration_ms, limit));
+        let asked = Arc::new(AtomicU64::new(0));
+        let next = Arc::new(AtomicI64::new(start));
+        let weak: Weak<ProducerIds> = Arc::downgrade(&ids);
+        let count = asked.clone();
+        ids.set_block_source(Box::new(move || {
+            count.fetch_add(1, Ordering::Relaxed);
+            let start = next.fetch_add(BLOCK, Ordering::Relaxed);
+            if let Some(ids) = weak.upgrade() {
+                ids.add_block(start..start + BLOCK);
             }
+        }));
+        (ids, asked)
+    }
+
+    #[test]
+    fn a_block_is_always_ready_ahead_and_ids_follow_each_other() {
+        let (ids, asked) = allocator(5000, DAY, 10);
+        for want in 5000..(5000 + 3 * BLOCK + 7) {
+            assert_eq!(ids.init_blocking(None, 0).unwrap().producer_id, want);
         }
-        // Three restarts, each after one full block and part of the next.
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        assert_eq!(ids.init(None, 0).unwrap().producer_id, 6 * BLOCK_SIZE);
+        // The first block, then one ahead of each block taken into use.
+        assert_eq!(asked.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            ids.allocate_transactional_blocking().unwrap(),
+            5000 + 3 * BLOCK + 7
+        );
+    }
+
+    #[test]
+    fn a_request_waits_for_a_block_only_when_none_is_left() {
+        let ids = Arc::new(ProducerIds::new(0, DAY));
+        let asked = Arc::new(AtomicU64::new(0));
+        let count = asked.clone();
+        ids.set_block_source(Box::new(move || {
+            count.fetch_add(1, Ordering::Relaxed);
+        }));
+        let waiter = {
+            let ids = ids.clone();
+            std::thread::spawn(move || ids.init_blocking(None, 0))
+        };
+        while asked.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(
+            ids.never_issued(0),
+            "no id is issued before its block arrives"
+        );
+        ids.add_block(0..2);
+        assert_eq!(waiter.join().unwrap().unwrap().producer_id, 0);
+        assert_eq!(ids.allocate_transactional_blocking().unwrap(), 1);
+        // The next block fails to be recorded: the waiter gets the error (failures are
+        // repeated until it has seen one: it may start waiting after the first).
+        let waiter = {
+            let ids = ids.clone();
+            std::thread::spawn(move || ids.allocate_transactional_blocking())
+        };
+        while !waiter.is_finished() {
+            ids.block_failed("disk full".into());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let err = waiter.join().unwrap().unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(err.error_code(), -1);
+    }
+
+    #[tokio::test]
+    async fn async_waiters_get_the_block_when_it_arrives() {
+        let ids = Arc::new(ProducerIds::new(100, DAY));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        ids.set_block_source(Box::new(move || {
+            let _ = tx.send(());
+        }));
+        let waiting = tokio::spawn({
+            let ids = ids.clone();
+            async move { ids.init(None, 0).await }
+        });
+        rx.recv().await.unwrap();
+        ids.add_block(100..1100);
+        assert_eq!(waiting.await.unwrap().unwrap().producer_id, 100);
+    }
+
+    /// The transaction coordinator asks from async code: waiting for a block must not hold
+    /// the thread. Here the block comes from another task on the same single-threaded
+    /// runtime, which a waiter blocking its thread would never let run.
+    #[tokio::test]
+    async fn a_transactional_id_waits_for_its_block_without_blocking_the_runtime() {
+        let ids = Arc::new(ProducerIds::new(100, DAY));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        ids.set_block_source(Box::new(move || {
+            let _ = tx.send(());
+        }));
+        let giver = tokio::spawn({
+            let ids = ids.clone();
+            async move {
+                rx.recv().await.unwrap();
+                ids.add_block(100..1100);
+            }
+        });
+        assert_eq!(ids.allocate_transactional().await.unwrap(), 100);
+        giver.await.unwrap();
     }
 
     #[test]
     fn epoch_bump_retry_and_fencing() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        let first = ids.init(None, 0).unwrap();
-        let bumped = ids.init(Some(first), 1).unwrap();
+        let (ids, _) = allocator(0, DAY, 10);
+        let first = ids.init_blocking(None, 0).unwrap();
+        let bumped = ids.init_blocking(Some(first), 1).unwrap();
         assert_eq!(bumped.producer_id, first.producer_id);
         assert_eq!(bumped.epoch, 1);
         // The same request again (lost response): the same answer.
-        assert_eq!(ids.init(Some(first), 2).unwrap(), bumped);
+        assert_eq!(ids.init_blocking(Some(first), 2).unwrap(), bumped);
         // An epoch that was never current here.
         let stale = ProducerIdAndEpoch {
             producer_id: first.producer_id,
             epoch: 7,
         };
-        assert_eq!(ids.init(Some(stale), 3).unwrap_err().error_code(), 47);
+        assert_eq!(
+            ids.init_blocking(Some(stale), 3).unwrap_err().error_code(),
+            47
+        );
         // Unknown (e.g. issued before a restart): a fresh id.
         let unknown = ProducerIdAndEpoch {
             producer_id: 999_999,
             epoch: 4,
         };
-        let fresh = ids.init(Some(unknown), 4).unwrap();
+        let fresh = ids.init_blocking(Some(unknown), 4).unwrap();
         assert_ne!(fresh.producer_id, 999_999);
         assert_eq!(fresh.epoch, 0);
     }
 
     #[test]
     fn exhausted_epoch_moves_to_a_new_id_and_idle_ids_are_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(dir.path(), 1000).unwrap();
-        let mut cur = ids.init(None, 0).unwrap();
+        let (ids, _) = allocator(0, 1000, 10);
+        let mut cur = ids.init_blocking(None, 0).unwrap();
         for _ in 0..(i16::MAX - 1) {
-            cur = ids.init(Some(cur), 0).unwrap();
+            cur = ids.init_blocking(Some(cur), 0).unwrap();
         }
         assert_eq!(cur.epoch, i16::MAX - 1);
-        let next = ids.init(Some(cur), 0).unwrap();
+        let next = ids.init_blocking(Some(cur), 0).unwrap();
         assert_ne!(next.producer_id, cur.producer_id);
         assert_eq!(next.epoch, 0);
-        // Expired: asking with the right epoch gets a fresh id rather than a bump.
-        let later = ids.init(Some(next), 5_000).unwrap();
+        // Expired: asking with the right epoch gets a fresh id rather than a bump, even
+        // before the retention loop drops it.
+        let later = ids.init_blocking(Some(next), 5_000).unwrap();
         assert_ne!(later.producer_id, next.producer_id);
         assert_eq!(later.epoch, 0);
     }
 
     #[test]
-    fn transactional_ids_come_from_the_same_sequence_without_epoch_tracking() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        let plain = ids.init(None, 0).unwrap();
-        let txn = ids.allocate_transactional().unwrap();
-        assert_eq!(txn, plain.producer_id + 1);
-        // Not remembered: asking to bump it gets a fresh id, as for an unknown id.
-        let asked = ProducerIdAndEpoch {
-            producer_id: txn,
-            epoch: 0,
-        };
-        assert_ne!(ids.init(Some(asked), 1).unwrap().producer_id, txn);
+    fn the_retention_loop_expires_oldest_first_and_the_map_is_bounded() {
+        let (ids, _) = allocator(0, 1000, 3);
+        let a = ids.init_blocking(None, 0).unwrap();
+        let b = ids.init_blocking(None, 100).unwrap();
+        let c = ids.init_blocking(None, 200).unwrap();
+        // Touching `a` makes it the youngest.
+        let a = ids.init_blocking(Some(a), 300).unwrap();
+        assert_eq!(ids.expire(1_150), 1, "b expired");
+        assert_eq!(ids.remembered(), 2);
+        // Full at three: a fifth producer makes the one idle longest (c) forgotten.
+        let _d = ids.init_blocking(None, 400).unwrap();
+        let _e = ids.init_blocking(None, 500).unwrap();
+        assert_eq!(ids.remembered(), 3);
+        assert_eq!(ids.evicted(), 1);
+        let a_bumped = ids.init_blocking(Some(a), 600).unwrap();
+        assert_eq!((a_bumped.producer_id, a_bumped.epoch), (a.producer_id, 2));
+        let c_again = ids.init_blocking(Some(c), 600).unwrap();
+        assert_ne!(c_again.producer_id, c.producer_id, "c was forgotten");
+        assert_eq!(ids.remembered(), 3);
+        assert_eq!(ids.expire(i64::MAX), 3);
+        assert_eq!(ids.remembered(), 0);
+        let _ = b;
     }
 
     #[test]
-    fn only_ids_at_or_above_the_next_one_are_never_issued_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        assert!(ids.never_issued(0), "nothing handed out yet");
-        let first = ids.init(None, 0).unwrap().producer_id;
-        let txn = ids.allocate_transactional().unwrap();
+    fn only_ids_at_or_above_the_next_one_are_never_issued() {
+        let (ids, _) = allocator(BLOCK, DAY, 10);
+        assert!(ids.never_issued(BLOCK), "nothing handed out yet");
+        assert!(!ids.never_issued(BLOCK - 1), "may be from before a restart");
+        let first = ids.init_blocking(None, 0).unwrap().producer_id;
+        let txn = ids.allocate_transactional_blocking().unwrap();
         assert!(!ids.never_issued(first) && !ids.never_issued(txn));
-        assert!(ids.never_issued(txn + 1) && ids.never_issued(i64::MAX));
-        drop(ids);
-        // After a restart every id of the earlier run may have been issued; the next
-        // block's ids have not.
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        assert!(!ids.never_issued(first) && !ids.never_issued(BLOCK_SIZE - 1));
-        assert!(ids.never_issued(BLOCK_SIZE));
-        assert_eq!(ids.init(None, 0).unwrap().producer_id, BLOCK_SIZE);
-        assert!(!ids.never_issued(BLOCK_SIZE) && ids.never_issued(BLOCK_SIZE + 1));
-    }
-
-    #[test]
-    fn corrupt_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(FILE_NAME),
-            "strata-producer-ids 1\nnext_block_start x\n",
-        )
-        .unwrap();
-        assert!(ProducerIds::open(dir.path(), DAY).is_err());
-    }
-
-    #[test]
-    fn a_flipped_digit_is_refused_naming_the_file_and_format_1_is_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        for _ in 0..(3 * BLOCK_SIZE) {
-            ids.init(None, 0).unwrap();
-        }
-        let path = dir.path().join(FILE_NAME);
-        let good = std::fs::read(&path).unwrap();
-        assert!(good.starts_with(b"strata-producer-ids 2\nnext_block_start 3000\n"));
-        // Round trip: a restart resumes above every id handed out.
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        assert_eq!(ids.init(None, 0).unwrap().producer_id, 3 * BLOCK_SIZE);
-
-        // A digit flipped down (4000 -> 1000) would reuse ids: refused, never reset.
-        let good = std::fs::read(&path).unwrap();
-        let at = good.windows(4).position(|w| w == b"4000").unwrap();
-        let mut bad = good.clone();
-        bad[at] = b'1';
-        std::fs::write(&path, &bad).unwrap();
-        let err = ProducerIds::open(dir.path(), DAY).unwrap_err();
-        assert!(matches!(err, ProducerIdError::Checksum { .. }), "{err}");
-        assert!(err.to_string().contains("producer_ids"), "{err}");
-        // Without its trailer the new text is not an older file either.
-        std::fs::write(&path, &good[..good.len() - 4]).unwrap();
-        assert!(ProducerIds::open(dir.path(), DAY).is_err());
-
-        // A format-1 file (no checksum) from an older broker is still read.
-        std::fs::write(&path, "strata-producer-ids 1\nnext_block_start 7000\n").unwrap();
-        let ids = ProducerIds::open(dir.path(), DAY).unwrap();
-        assert_eq!(ids.init(None, 0).unwrap().producer_id, 7000);
-        // ...and rewritten with a checksum when the next block is persisted.
-        let rewritten = std::fs::read(&path).unwrap();
-        assert_eq!(
-            crc_checked_body(&rewritten),
-            Some(&b"strata-producer-ids 2\nnext_block_start 8000\n"[..])
-        );
+        // The block recorded ahead is not issued.
+        assert!(ids.never_issued(txn + 1) && ids.never_issued(2 * BLOCK + 5));
+        assert!(ids.never_issued(i64::MAX));
     }
 }

@@ -1,7 +1,8 @@
 //! The background retention task: every `log.retention.check.interval.ms` it applies each
 //! partition's retention (time and size, whole sealed segments only) through
 //! `Log::apply_retention`, and forgets idempotent producers idle for longer than
-//! `producer.id.expiration.ms` (`Log::expire_producers`).
+//! `producer.id.expiration.ms`: their per-partition state (`Log::expire_producers`) and
+//! the epochs InitProducerId remembers (`ProducerIds::expire`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,10 @@ pub fn spawn(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> JoinHa
 pub fn run_once(broker: &Broker) {
     let now_ms = crate::broker::now_ms();
     let producer_expiration_ms = broker.config().producer_id_expiration_ms;
+    let forgotten = broker.producer_ids().expire(now_ms);
+    if forgotten > 0 {
+        debug!(forgotten, "forgot the epochs of idle producers");
+    }
     for topic in broker.topics() {
         for (p, log) in topic.partitions.iter().enumerate() {
             let expired = log.expire_producers(now_ms, producer_expiration_ms);

@@ -527,7 +527,7 @@ impl TxnCoordinator {
             // Checked before a producer id is spent on it.
             self.read_table().admit(&id, fresh(-1).cost(), max_bytes)?;
             // Allocated outside the table lock: it may write the producer-id block file.
-            let producer_id = self.allocate_producer_id()?;
+            let producer_id = self.allocate_producer_id().await?;
             let mut table = self.write_table();
             if !table.by_id.contains_key(id.as_str()) {
                 let meta = fresh(producer_id);
@@ -552,7 +552,7 @@ impl TxnCoordinator {
             let next = match plan {
                 InitPlan::Ready(next) => next,
                 InitPlan::NeedNewProducerId { record_last_epoch } => {
-                    let producer_id = self.allocate_producer_id()?;
+                    let producer_id = self.allocate_producer_id().await?;
                     current.rotated(producer_id, timeout_ms, record_last_epoch, now_ms())
                 }
                 InitPlan::AbortFirst(abort) => {
@@ -573,11 +573,12 @@ impl TxnCoordinator {
         }
     }
 
-    fn allocate_producer_id(&self) -> Result<i64, TxnError> {
+    async fn allocate_producer_id(&self) -> Result<i64, TxnError> {
         self.inner
             .broker
             .producer_ids()
             .allocate_transactional()
+            .await
             .map_err(|e| {
                 error!(error = %e, "cannot allocate a producer id for a transactional id");
                 TxnError::CoordinatorNotAvailable

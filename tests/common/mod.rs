@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use strata::{Config, RunningBroker};
 use tempfile::TempDir;
 
+pub mod legacy;
 pub mod process;
 pub mod raw;
 
