@@ -9,6 +9,8 @@
 //! - [`records`]: every record of a produced batch validated, compressed ones inflated as
 //!   a bounded stream
 //! - `segment`, `index`: segment files and the sparse offset / time indexes
+//! - `file`, `descriptor_cache`: every system call on a file (reads are `pread`, never
+//!   maps), the one atomic-replace helper, and the bounded descriptors of sealed segments
 //! - `recovery`: opening a directory, validating and truncating after a crash
 //! - `retention`, `checkpoint`: deleting old segments, persisting offsets
 //! - [`producer_state`]: idempotent-producer state, its checks and snapshots
@@ -19,6 +21,7 @@
 pub mod batch;
 mod checkpoint;
 mod config;
+mod descriptor_cache;
 mod error;
 #[doc(hidden)]
 pub mod fault;
@@ -36,7 +39,9 @@ pub mod testing;
 mod txn;
 
 pub use config::{LogConfig, TimestampType};
+pub use descriptor_cache::MAX_CACHED_DESCRIPTORS;
 pub use error::{AppendError, StorageError};
+pub use file::{create_dir_durable, sync_dir, write_atomic};
 pub use flusher::Flusher;
 pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome, TimestampOffset, DELETED_DIR_SUFFIX};
 pub use txn::{AbortedTxn, OpenTxn, TxnMarker};

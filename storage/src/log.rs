@@ -10,7 +10,7 @@
 //! append_lock, sync_lock, checkpoint_lock, state.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::file;
 use crate::flusher::{lock, Flusher};
-use crate::producer_state::{self, ProducerEntry, ProducerStateTable};
+use crate::producer_state::{self, ProducerEntry, ProducerStateTable, ReplaySegment};
 use crate::recovery;
 use crate::retention::{self, SegmentFacts};
 use crate::segment::Segment;
@@ -131,6 +131,9 @@ pub struct Log {
     offline: Mutex<Option<String>>,
     /// The log is queued on the flusher (cleared by the flusher before it syncs).
     scheduled: AtomicBool,
+    /// Truncations started so far (raised under `state` before any file is cut): a reader
+    /// that sees it change while it reads starts again (see `log/read.rs`).
+    truncations: AtomicU64,
 }
 
 impl std::fmt::Debug for Log {
@@ -199,7 +202,17 @@ impl Log {
             }
             seg.txn_index = index;
         }
-        let (producers, replayed) = producer_state::load(&dir, &mut segments, replay_from_at_most)?;
+        let (producers, replayed) = {
+            let mut views: Vec<ReplaySegment<'_>> = segments
+                .iter_mut()
+                .map(|s| ReplaySegment {
+                    next_offset: s.next_offset,
+                    source: s.source(),
+                    txn_index: &mut s.txn_index,
+                })
+                .collect();
+            producer_state::load(&dir, &mut views, replay_from_at_most)?
+        };
         let mut txn_files_changed = false;
         for seg in &mut segments {
             txn_files_changed |= seg.txn_index.reconcile()?;
@@ -258,6 +271,7 @@ impl Log {
             durable,
             offline: Mutex::new(None),
             scheduled: AtomicBool::new(false),
+            truncations: AtomicU64::new(0),
         }))
     }
 

@@ -876,6 +876,40 @@ pub(crate) mod faults {
         );
     }
 
+    /// A read error in a sealed segment (a media error under an old segment) fails that
+    /// read with KAFKA_STORAGE_ERROR naming the file, and every other segment is still
+    /// served. (Sealed segments used to be read through an mmap, where the same error is a
+    /// SIGBUS that kills the process, and the fault seam never saw the read.)
+    #[test]
+    fn failed_read_of_a_sealed_segment_fails_that_read_only() {
+        let _serial = lock(&SERIAL);
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let expected = fill(&log, &[5; 40], 50);
+        assert!(segment_files(&log).len() > 3);
+        log.flush().unwrap();
+        let sealed = log.dir().join("00000000000000000000.log");
+        let watched = sealed.clone();
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            (op == FileOp::Read && path == watched).then(|| io::Error::from_raw_os_error(EIO))
+        })));
+        let err = log.read(0, 1000, i64::MAX).unwrap_err();
+        let end = log.log_end_offset();
+        let tail = log.read(end - 1, 1000, i64::MAX);
+        set_injector(None);
+        assert_eq!(err.error_code(), 56, "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "{err}"
+        );
+        assert!(!decode_records(&tail.unwrap().records).is_empty());
+        assert_eq!(read_all(&log), expected);
+        assert!(
+            log.append(&simple_batch(1, 10, 0), 0).is_ok(),
+            "still online"
+        );
+    }
+
     #[test]
     fn failed_read_is_a_storage_error_naming_the_file() {
         let _serial = lock(&SERIAL);
@@ -892,5 +926,51 @@ pub(crate) mod faults {
             "{err}"
         );
         assert!(log.read(0, 1000, i64::MAX).is_ok());
+    }
+}
+
+/// Descriptors this process holds on files under `dir`.
+pub(crate) fn fds_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// Sealed segments are read with pread through the process-wide descriptor cache: reading
+/// every offset of a log with many more segments than the cache holds (before and after a
+/// reopen) leaves at most the cache's bound open, plus the active segment's own.
+#[test]
+fn reading_many_sealed_segments_holds_a_bounded_number_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 700,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config.clone());
+    let expected = fill(&log, &[3; 200], 60);
+    let segments = segment_files(&log).len();
+    assert!(
+        segments > 2 * crate::MAX_CACHED_DESCRIPTORS,
+        "{segments} segments"
+    );
+    for reopen in [false, true] {
+        if reopen {
+            log.close().unwrap();
+            crash(log);
+            log = open(dir.path(), config.clone());
+        }
+        log.flush().unwrap();
+        for offset in 0..log.log_end_offset() {
+            let records = decode_records(&log.read(offset, 200, i64::MAX).unwrap().records);
+            assert_eq!(records[0], expected[records[0].offset as usize]);
+            let open_now = fds_under(log.dir());
+            assert!(
+                open_now <= crate::MAX_CACHED_DESCRIPTORS + 1,
+                "{open_now} descriptors open under the partition (reopened: {reopen})"
+            );
+        }
+        assert_eq!(read_all(&log), expected);
     }
 }

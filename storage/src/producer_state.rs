@@ -48,8 +48,8 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{BatchHeader, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use crate::error::StorageError;
 use crate::file;
-use crate::segment::{parse_segment_name, Segment};
-use crate::txn::{AbortedTxnEntry, OpenTxn};
+use crate::segment::{parse_segment_name, SegmentSource};
+use crate::txn::{AbortedTxnEntry, OpenTxn, TxnIndex};
 
 /// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`; also the most
 /// in-flight requests an idempotent producer may have).
@@ -654,7 +654,7 @@ fn snapshot_name(offset: i64) -> String {
 }
 
 /// Offsets of the snapshot files in `dir`, ascending.
-fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
     for entry in entries {
@@ -685,7 +685,15 @@ pub(crate) fn write_snapshot(
     Ok(())
 }
 
-/// Rebuilds the producer state of a freshly recovered log and the aborted-transaction
+/// What [`load`] needs of one segment: where it ends, its readable bytes (up to where the
+/// log ends now), and its aborted-transaction index.
+pub(crate) struct ReplaySegment<'a> {
+    pub next_offset: i64,
+    pub source: SegmentSource,
+    pub txn_index: &'a mut TxnIndex,
+}
+
+/// Rebuilds the producer state of a freshly recovered (or truncated) log and the aborted-transaction
 /// entries of the replayed range: loads the newest readable snapshot at or below both the
 /// log end and `replay_from_at_most` (removing snapshots above the log end, which a
 /// truncation made stale, and unreadable ones), drops every segment's `.txnindex` entries
@@ -697,7 +705,7 @@ pub(crate) fn write_snapshot(
 /// replayed.
 pub(crate) fn load(
     dir: &Path,
-    segments: &mut [Segment],
+    segments: &mut [ReplaySegment<'_>],
     replay_from_at_most: i64,
 ) -> Result<(ProducerStateTable, usize), StorageError> {
     let log_end = segments.last().map_or(0, |s| s.next_offset);
@@ -736,11 +744,10 @@ pub(crate) fn load(
     let mut replayed = 0;
     for seg in segments.iter_mut().filter(|s| s.next_offset > from) {
         let dropped = seg.txn_index.split_off_from(from);
-        let source = seg.source();
-        let path = seg.log.path().to_path_buf();
+        let source = &seg.source;
         let mut position = 0u64;
         while position < source.size() {
-            let h = source.header_at(position, &path)?;
+            let h = source.header_at(position)?;
             if h.base_offset >= from {
                 let control = if h.is_control() {
                     let bytes = source.bytes(position, h.size() as u64)?;

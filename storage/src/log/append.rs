@@ -506,10 +506,7 @@ impl Log {
         };
         let new_base = st.log_end_offset();
         let new = Segment::create(&self.dir, new_base)?;
-        if let Err(e) = st.active_mut().seal() {
-            let _ = new.delete_files(&self.dir);
-            return Err(e);
-        }
+        st.active_mut().seal();
         tracing::debug!(dir = %self.dir.display(), new_base, reason, "rolled segment");
         st.segments.push(new);
         st.dir_dirty = true;
