@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, Truncation};
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::file;
 use crate::flusher::{lock, Flusher};
+use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::producer_state::{self, ProducerEntry, ProducerStateTable, ReplaySegment};
 use crate::recovery;
 use crate::retention::{self, SegmentFacts};
@@ -92,6 +93,11 @@ struct LogState {
     closed: bool,
     /// Idempotent-producer state, covering every batch appended so far.
     producers: ProducerStateTable,
+    /// The epoch this log stamps into the batches it appends as leader (0 on a single
+    /// node; see [`Log::set_leader_epoch`]).
+    leader_epoch: i32,
+    /// The leader-epoch cache; its file is rewritten before a batch starts a new epoch.
+    epochs: LeaderEpochCache,
 }
 
 impl LogState {
@@ -185,6 +191,20 @@ impl Log {
             seg.synced_size = seg.size;
             seg.release_descriptor_if_done();
         }
+        // A truncation a crash interrupted is completed before anything is derived from
+        // the segments (see `log/truncate.rs`).
+        let pending_truncation = checkpoint::pending_truncation(&dir)?;
+        match pending_truncation {
+            Some(Truncation::To(offset)) => {
+                tracing::info!(dir = %dir.display(), offset, "completing an interrupted truncation");
+                truncate::cut_segments(&dir, &mut segments, offset.max(saved_start))?;
+            }
+            Some(Truncation::Fully(offset)) => {
+                tracing::info!(dir = %dir.display(), offset, "completing an interrupted full truncation");
+                truncate::replace_all_segments(&dir, &mut segments, offset)?;
+            }
+            None => {}
+        }
         file::sync_dir(&dir)?;
         let log_end = segments[segments.len() - 1].next_offset;
         // Aborted-transaction indexes: a damaged one is rebuilt by replaying from a snapshot
@@ -227,6 +247,8 @@ impl Log {
             }
         }
         let log_start = saved_start.max(segments[0].base_offset).min(log_end);
+        let epochs = load_epochs(&dir, &segments, log_start, log_end)?;
+        let leader_epoch = epochs.latest().map_or(0, |e| e.epoch);
         checkpoint::clear_clean(&dir)?;
         let written = checkpoint::write(
             &dir,
@@ -245,6 +267,11 @@ impl Log {
                     "disk full: partition opened without a new checkpoint; writes fail until space returns");
             }
             Err(error) => return Err(error),
+        }
+        if pending_truncation.is_some() {
+            // The stale producer snapshots `load` removed stay removed.
+            file::sync_dir(&dir)?;
+            checkpoint::end_truncation(&dir)?;
         }
         tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(),
                         producers = producers.len(), replayed, "opened log");
@@ -265,6 +292,8 @@ impl Log {
                 last_checkpoint: Instant::now(),
                 closed: false,
                 producers,
+                leader_epoch,
+                epochs,
             }),
             sync_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
@@ -383,6 +412,10 @@ impl Log {
             );
             let removed: Vec<Segment> = st.segments.drain(..n).collect();
             st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            let start = st.log_start_offset;
+            // In memory only (Kafka's `truncateFromStart`): the next open cuts the file's
+            // entries to the log start again.
+            st.epochs.truncate_from_start(start);
             (removed, st.log_start_offset)
         };
         self.finish_removal(&removed)?;
@@ -434,6 +467,7 @@ impl Log {
                 return Ok(st.log_start_offset);
             }
             st.log_start_offset = offset;
+            st.epochs.truncate_from_start(offset);
             let keep_from = st.segments[1..].partition_point(|s| s.base_offset <= offset);
             st.segments.drain(..keep_from).collect::<Vec<_>>()
         };
@@ -556,6 +590,40 @@ impl Log {
     }
 }
 
+/// The leader-epoch cache of a freshly opened log: its checkpoint file, or when that is
+/// missing or damaged, rebuilt from the batches' `partitionLeaderEpoch` fields; then cut to
+/// `log_start..log_end` (entries a truncation or a crash left past the log end, and the
+/// start moved by retention). The file is rewritten only when that changed it.
+fn load_epochs(
+    dir: &Path,
+    segments: &[Segment],
+    log_start: i64,
+    log_end: i64,
+) -> Result<LeaderEpochCache, StorageError> {
+    let (mut epochs, mut changed) = match leader_epoch::read(dir)? {
+        leader_epoch::Loaded::Read(cache) => (cache, false),
+        loaded => {
+            if let leader_epoch::Loaded::Damaged(reason) = &loaded {
+                tracing::warn!(dir = %dir.display(), %reason,
+                    "damaged leader-epoch checkpoint: rebuilding it from the log");
+            }
+            let sources: Vec<_> = segments
+                .iter()
+                .map(|s| (s.source(), s.offset_index.last_position()))
+                .collect();
+            let rebuilt = leader_epoch::rebuild(&sources)?;
+            let changed = !rebuilt.entries().is_empty();
+            (rebuilt, changed)
+        }
+    };
+    changed |= epochs.truncate_from_end(log_end);
+    changed |= epochs.truncate_from_start(log_start);
+    if changed {
+        leader_epoch::write(dir, &epochs)?;
+    }
+    Ok(epochs)
+}
+
 /// The suffix of a partition directory being deleted (Kafka's `-delete`). A live partition
 /// directory always ends in `-<partition number>`, so the two never collide.
 pub const DELETED_DIR_SUFFIX: &str = "-delete";
@@ -575,8 +643,14 @@ fn deleted_dir_path(dir: &Path) -> PathBuf {
 
 mod append;
 mod read;
+mod replicate;
 mod sync;
+mod truncate;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "replication_tests.rs"]
+mod replication_tests;

@@ -150,6 +150,57 @@ impl Segment {
         self.next_offset = h.next_offset();
     }
 
+    /// Cuts the segment back to its batches below `position` (a batch boundary; the batch
+    /// there starts at offset `next_offset`), which makes it the active segment again:
+    /// appends continue at `position` through `log` (a descriptor of its own). The indexes
+    /// keep their entries of the batches left, and none of them counts as persisted (the
+    /// caller empties the index files). `tail` holds the headers of the batches from the last
+    /// kept offset-index entry's position (or 0) up to `position`: with the kept time index
+    /// entries they give the largest timestamp left and the index spacing, without reading
+    /// the whole segment.
+    pub fn cut(
+        &mut self,
+        position: u64,
+        next_offset: i64,
+        tail_from: u64,
+        tail: &[BatchHeader],
+        log: Arc<DataFile>,
+    ) {
+        self.offset_index.cut_at(position);
+        let relative_end = self.relative(next_offset);
+        self.time_index.cut_at(relative_end);
+        match self.time_index.last() {
+            Some((timestamp, rel)) => {
+                self.max_timestamp = timestamp;
+                self.offset_of_max_timestamp = self.base_offset + i64::from(rel);
+            }
+            None => {
+                self.max_timestamp = -1;
+                self.offset_of_max_timestamp = self.base_offset;
+            }
+        }
+        for h in tail {
+            if h.max_timestamp > self.max_timestamp {
+                self.max_timestamp = h.max_timestamp;
+                self.offset_of_max_timestamp = if h.is_log_append_time() {
+                    h.base_offset
+                } else {
+                    h.last_offset()
+                };
+            }
+        }
+        self.bytes_since_index = position - tail_from.min(position);
+        self.size = position;
+        self.synced_size = self.synced_size.min(position);
+        self.next_offset = next_offset;
+        if position == 0 {
+            self.created_ms = None;
+        }
+        self.sealed = false;
+        self.indexes_synced = false;
+        self.log = log;
+    }
+
     /// Seals the segment: the final time index entry (as Kafka's `onBecomeInactiveSegment`);
     /// nothing is appended to it from now on.
     pub fn seal(&mut self) {
