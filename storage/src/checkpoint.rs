@@ -108,7 +108,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Checkpoint>, StorageError> {
 
 /// Writes the checkpoint atomically and durably.
 pub(crate) fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<(), StorageError> {
-    file::write_atomic(dir, CHECKPOINT_FILE, checkpoint.encode().as_bytes())
+    file::write_atomic(&dir.join(CHECKPOINT_FILE), checkpoint.encode().as_bytes())
 }
 
 /// Whether the previous run ended with a clean shutdown.
@@ -118,7 +118,7 @@ pub(crate) fn was_clean(dir: &Path) -> bool {
 
 /// Writes the clean-shutdown marker durably.
 pub(crate) fn mark_clean(dir: &Path) -> Result<(), StorageError> {
-    file::write_atomic(dir, CLEAN_SHUTDOWN_FILE, b"")
+    file::write_atomic(&dir.join(CLEAN_SHUTDOWN_FILE), b"")
 }
 
 /// Removes the marker durably, so a crash from now on is seen as unclean.
@@ -172,7 +172,7 @@ impl Truncation {
 
 /// Records durably that `truncation` is about to start.
 pub(crate) fn begin_truncation(dir: &Path, truncation: Truncation) -> Result<(), StorageError> {
-    file::write_atomic(dir, TRUNCATION_FILE, truncation.encode().as_bytes())
+    file::write_atomic(&dir.join(TRUNCATION_FILE), truncation.encode().as_bytes())
 }
 
 /// Removes the record of a finished truncation, durably (a log may append again only once

@@ -266,14 +266,21 @@ pub fn create_dir_durable(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Replaces `dir/name` atomically and durably with `contents`: writes `name.tmp`, fsyncs
-/// it, renames it over `name`, fsyncs `dir`. A crash at any moment leaves either the old
-/// or the new file whole (and a stray `name.tmp`, which the caller may remove at start);
-/// once this returns Ok the new content survives a crash. Callers serialize writes of the
-/// same name. The one atomic-replace helper of the broker and the storage crate.
-pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let target = dir.join(name);
+/// Replaces the file at `path` atomically and durably with `contents`: writes
+/// `<path>.tmp`, fsyncs it, renames it over `path`, fsyncs the directory (POSIX makes a
+/// rename durable only through its directory). A crash at any moment leaves either the old
+/// or the new file whole (and possibly a stray `<path>.tmp`, which the caller may remove at
+/// start); once this returns Ok the new content survives a crash. Callers serialize writes
+/// of the same path. The one atomic-replace helper of the storage crate, public for the
+/// broker's own files.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     {
         check(FileOp::Open, &tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
         let mut f = OpenOptions::new()
@@ -289,8 +296,8 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), Stora
             .and_then(|()| f.sync_all())
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
     }
-    check(FileOp::Rename, &target)
-        .and_then(|()| std::fs::rename(&tmp, &target))
+    check(FileOp::Rename, path)
+        .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| StorageError::io("rename", &tmp, e))?;
     sync_dir(dir)
 }
@@ -431,6 +438,52 @@ mod read_pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `write_atomic`: the temp file is written and fsync'd, renamed over the target, then
+    /// the directory is fsync'd, in that order; a failure before the rename leaves the old
+    /// content whole.
+    #[test]
+    fn write_atomic_syncs_the_file_then_renames_then_syncs_the_directory() {
+        use std::sync::{Arc, Mutex};
+
+        use crate::fault::set_injector;
+        use crate::log::tests::faults::SERIAL;
+
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("meta.json");
+        let tmp = dir.path().join("meta.json.tmp");
+        write_atomic(&target, b"old").unwrap();
+        let ops: Arc<Mutex<Vec<(FileOp, PathBuf)>>> = Arc::default();
+        let (seen, under) = (Arc::clone(&ops), dir.path().to_path_buf());
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            if path.starts_with(&under) {
+                seen.lock().unwrap().push((op, path.to_path_buf()));
+            }
+            None
+        })));
+        write_atomic(&target, b"new").unwrap();
+        let under = dir.path().to_path_buf();
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            (op == FileOp::Rename && path.starts_with(&under))
+                .then(|| std::io::Error::from_raw_os_error(5))
+        })));
+        let failed = write_atomic(&target, b"lost");
+        set_injector(None);
+        let ops = ops.lock().unwrap().clone();
+        assert_eq!(
+            ops,
+            vec![
+                (FileOp::Open, tmp.clone()),
+                (FileOp::Write, tmp.clone()),
+                (FileOp::Sync, tmp),
+                (FileOp::Rename, target.clone()),
+                (FileOp::SyncDir, dir.path().to_path_buf()),
+            ]
+        );
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
 
     #[test]
     fn shared_reads_reuse_buffers_without_leaking_old_bytes() {

@@ -220,7 +220,10 @@ fn truncated(text: &str) -> &str {
 
 /// Writes the checkpoint of `dir` atomically and durably.
 pub(crate) fn write(dir: &Path, cache: &LeaderEpochCache) -> Result<(), StorageError> {
-    file::write_atomic(dir, LEADER_EPOCH_CHECKPOINT, cache.encode().as_bytes())
+    file::write_atomic(
+        &dir.join(LEADER_EPOCH_CHECKPOINT),
+        cache.encode().as_bytes(),
+    )
 }
 
 /// Rebuilds the cache from the batches of `segments` (oldest first; `last_positions[i]` a

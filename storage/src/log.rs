@@ -161,7 +161,8 @@ impl Log {
         flusher: &Flusher,
     ) -> Result<Arc<Log>, StorageError> {
         let dir: PathBuf = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
+        // A new partition directory is durable before anything is written in it.
+        file::create_dir_durable(&dir)?;
         let mut clean = checkpoint::was_clean(&dir);
         // A damaged checkpoint (it is replaced atomically, so only the disk damages it) is
         // not trusted for anything: recover as after a crash with no recovery point (every
@@ -445,7 +446,8 @@ impl Log {
         for seg in removed {
             seg.delete_files(&self.dir)?;
         }
-        Ok(())
+        // The removals are durable: a crash cannot bring the segments back.
+        file::sync_dir(&self.dir)
     }
 
     /// DeleteRecords: moves the log start offset to `offset` (<= the durable offset, which is

@@ -683,6 +683,100 @@ pub(crate) mod faults {
     const EIO: i32 = 5;
     const ENOSPC: i32 = 28;
 
+    /// Every file operation on a path under a directory, in order (nothing fails).
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(FileOp, PathBuf)>>>);
+
+    impl Recorder {
+        fn install(under: PathBuf) -> Recorder {
+            let recorder = Recorder::default();
+            let ops = Arc::clone(&recorder.0);
+            set_injector(Some(Arc::new(move |op, path: &Path| {
+                if path.starts_with(&under) {
+                    lock(&ops).push((op, path.to_path_buf()));
+                }
+                None
+            })));
+            recorder
+        }
+
+        fn take(&self) -> Vec<(FileOp, PathBuf)> {
+            std::mem::take(&mut *lock(&self.0))
+        }
+    }
+
+    /// Whether `ops` has `(first, a)` and, after it, `(SyncDir, dir)`.
+    fn dir_synced_after(ops: &[(FileOp, PathBuf)], first: FileOp, a: &Path, dir: &Path) -> bool {
+        ops.iter()
+            .position(|(op, p)| *op == first && p == a)
+            .is_some_and(|i| {
+                ops[i..]
+                    .iter()
+                    .any(|(op, p)| *op == FileOp::SyncDir && p == dir)
+            })
+    }
+
+    /// POSIX makes a created, renamed or removed name durable only through an fsync of its
+    /// directory. A partition directory created by `Log::open` (and the data directory
+    /// above it), a segment created by a roll (before a flush returns), segments removed
+    /// by retention, and every atomically replaced file are each followed by an fsync of
+    /// the directory that holds them.
+    #[test]
+    fn created_renamed_and_removed_names_are_made_durable_by_a_directory_fsync() {
+        let _serial = lock(&SERIAL);
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let pdir = data.join("topic-0");
+        let recorder = Recorder::install(root.path().to_path_buf());
+        let config = LogConfig {
+            retention_bytes: Some(8192),
+            ..small_config()
+        };
+        let log = Log::open(&pdir, config, &Flusher::start()).unwrap();
+        let opened = recorder.take();
+        let synced = |dir: &Path| {
+            opened
+                .iter()
+                .any(|(op, p)| *op == FileOp::SyncDir && p == dir)
+        };
+        assert!(synced(root.path()) && synced(&data), "{opened:?}");
+        let checkpoint = pdir.join(crate::checkpoint::CHECKPOINT_FILE);
+        assert!(dir_synced_after(
+            &opened,
+            FileOp::Rename,
+            &checkpoint,
+            &pdir
+        ));
+
+        // A roll: the new segment's name is durable before the flush that covers it ends.
+        let mut rolled = None;
+        while rolled.is_none() {
+            log.append(&simple_batch(5, 100, 0), 0).unwrap();
+            let st = lock(&log.state);
+            rolled = (st.segments.len() > 1).then(|| st.active().base_offset);
+        }
+        log.flush().unwrap();
+        let ops = recorder.take();
+        let new_log = crate::segment::segment_path(&pdir, rolled.unwrap(), "log");
+        assert!(
+            dir_synced_after(&ops, FileOp::Open, &new_log, &pdir),
+            "{ops:?}"
+        );
+
+        // Retention removes the oldest segments, then fsyncs the directory.
+        fill(&log, &[5; 40], 100);
+        log.flush().unwrap();
+        recorder.take();
+        assert!(log.apply_retention(0).unwrap().segments_deleted > 0);
+        let ops = recorder.take();
+        let first = crate::segment::segment_path(&pdir, 0, "log");
+        assert!(
+            dir_synced_after(&ops, FileOp::Remove, &first, &pdir),
+            "{ops:?}"
+        );
+        set_injector(None);
+    }
+
     #[test]
     fn failed_fsync_takes_the_log_offline_and_fails_waiters() {
         let _serial = lock(&SERIAL);

@@ -675,7 +675,7 @@ pub(crate) fn write_snapshot(
     table: &ProducerStateTable,
     offset: i64,
 ) -> Result<(), StorageError> {
-    file::write_atomic(dir, &snapshot_name(offset), &table.encode_snapshot(offset))?;
+    file::write_atomic(&snapshot_path(dir, offset), &table.encode_snapshot(offset))?;
     let all = list_snapshots(dir)?;
     if all.len() > SNAPSHOTS_KEPT {
         for old in &all[..all.len() - SNAPSHOTS_KEPT] {
