@@ -595,7 +595,8 @@ impl Log {
 /// The leader-epoch cache of a freshly opened log: its checkpoint file, or when that is
 /// missing or damaged, rebuilt from the batches' `partitionLeaderEpoch` fields; then cut to
 /// `log_start..log_end` (entries a truncation or a crash left past the log end, and the
-/// start moved by retention). The file is rewritten only when that changed it.
+/// start moved by retention). The file is rewritten only when that changed it or it was
+/// missing from a non-empty log.
 fn load_epochs(
     dir: &Path,
     segments: &[Segment],
@@ -614,7 +615,10 @@ fn load_epochs(
                 .map(|s| (s.source(), s.offset_index.last_position()))
                 .collect();
             let rebuilt = leader_epoch::rebuild(&sources)?;
-            let changed = !rebuilt.entries().is_empty();
+            // Written even when empty, so the next open reads the file instead of the
+            // batches (a log of the previous version has no file); an empty new log gets
+            // it with its first batch instead, so creating a partition costs no fsync more.
+            let changed = log_end > log_start || !rebuilt.entries().is_empty();
             (rebuilt, changed)
         }
     };

@@ -111,8 +111,8 @@ fn appends_stamp_the_leader_epoch_and_the_cache_records_where_each_starts() {
 }
 
 /// A partition written by a broker that kept the client's `partitionLeaderEpoch` (-1, as
-/// Strata's previous versions did) opens unchanged, with an empty cache and no file; the
-/// first append starts epoch 0 at the log end.
+/// Strata's previous versions did) opens with its batches unchanged and an empty cache
+/// (written out as an empty checkpoint); the first append starts epoch 0 at the log end.
 #[test]
 fn a_log_without_epochs_opens_unchanged_and_starts_epoch_zero_at_its_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +129,11 @@ fn a_log_without_epochs_opens_unchanged_and_starts_epoch_zero_at_its_end() {
     let log = open(dir.path(), small_config());
     assert_eq!(log.log_end_offset(), 12);
     assert!(log.epoch_entries().is_empty());
-    assert_eq!(checkpoint_text(&log), None);
+    assert_eq!(
+        checkpoint_text(&log).as_deref(),
+        Some("0\n0\n"),
+        "written once, so the next open need not read the batches"
+    );
     assert_eq!(log.end_offset_for_epoch(0), (-1, -1));
     assert_eq!(
         &log.read(0, 1 << 20, i64::MAX).unwrap().records[..],
