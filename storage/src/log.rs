@@ -3,7 +3,8 @@
 //!
 //! Concurrency: appends are serialized by `append_lock`; the segment list and counters live
 //! in `state`, a mutex held for in-memory work only — never across a data write, fsync or
-//! read (a roll creates its segment files under it, which is rare). `sync_lock` serializes
+//! read (a roll creates its segment files under it, and a truncation, a follower's rare
+//! operation, cuts the files and reloads producer state under it). `sync_lock` serializes
 //! syncs of this log. Readers snapshot what they need under `state` and do their I/O
 //! without it. The idempotent-producer state lives in `state` too (the append takes that
 //! lock anyway) and changes only under `append_lock` (and by expiry). Lock order:
@@ -112,6 +113,13 @@ impl LogState {
 
     fn log_end_offset(&self) -> i64 {
         self.active().next_offset
+    }
+
+    /// Installs a leader-epoch cache written out while the state lock was released; a log
+    /// start moved meanwhile (retention, DeleteRecords) is applied to it again.
+    fn replace_epochs(&mut self, epochs: LeaderEpochCache) {
+        self.epochs = epochs;
+        self.epochs.truncate_from_start(self.log_start_offset);
     }
 
     /// Index of the segment that would hold `offset` (the last with base <= offset).

@@ -441,7 +441,7 @@ impl Log {
         let (info, force_flush) = {
             let mut st = lock(&self.state);
             if let Some(epochs) = new_epochs {
-                st.epochs = epochs;
+                st.replace_epochs(epochs);
             }
             match pending {
                 Pending::Batches(updates) => st.producers.apply(updates),

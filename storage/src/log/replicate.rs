@@ -25,22 +25,29 @@ impl Log {
     /// `maybeAssignEpochStartOffset` does when a replica becomes leader. An epoch older than
     /// the latest one the cache holds is FENCED_LEADER_EPOCH.
     pub fn set_leader_epoch(&self, epoch: i32) -> Result<(), StorageError> {
+        // `append_lock` keeps appends and truncations out while the file is written
+        // without the state lock.
         let _append = lock(&self.append_lock);
         self.check_online()?;
-        let mut st = lock(&self.state);
-        let latest = st.epochs.latest().map_or(-1, |e| e.epoch);
-        if epoch < 0 || epoch < latest {
-            return Err(StorageError::FencedLeaderEpoch {
-                dir: self.dir.clone(),
-                epoch,
-                latest,
-            });
+        let changed = {
+            let st = lock(&self.state);
+            let latest = st.epochs.latest().map_or(-1, |e| e.epoch);
+            if epoch < 0 || epoch < latest {
+                return Err(StorageError::FencedLeaderEpoch {
+                    dir: self.dir.clone(),
+                    epoch,
+                    latest,
+                });
+            }
+            let mut epochs = st.epochs.clone();
+            epochs.assign(epoch, st.log_end_offset()).then_some(epochs)
+        };
+        if let Some(epochs) = &changed {
+            leader_epoch::write(&self.dir, epochs)?;
         }
-        let mut epochs = st.epochs.clone();
-        if epochs.assign(epoch, st.log_end_offset()) {
-            // Written under the state lock: rare (once per leadership change).
-            leader_epoch::write(&self.dir, &epochs)?;
-            st.epochs = epochs;
+        let mut st = lock(&self.state);
+        if let Some(epochs) = changed {
+            st.replace_epochs(epochs);
         }
         st.leader_epoch = epoch;
         Ok(())
@@ -184,7 +191,7 @@ impl Log {
         let info = {
             let mut st = lock(&self.state);
             if let Some(epochs) = epochs {
-                st.epochs = epochs;
+                st.replace_epochs(epochs);
             }
             let interval = st.config.index_interval_bytes;
             let mut p = file_position;
