@@ -633,3 +633,30 @@ fn reads_during_truncations_return_whole_consistent_batches() {
         assert!(reader.join().unwrap() > 0);
     }
 }
+
+/// `flush.messages` applies to a follower's appends: with 1, each is fsync'd before
+/// `append_as_follower` returns.
+#[test]
+fn a_follower_append_honours_flush_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Log::open(
+        dir.path().join("leader-0"),
+        small_config(),
+        &Flusher::start(),
+    )
+    .unwrap();
+    let config = LogConfig {
+        flush_messages: Some(1),
+        ..small_config()
+    };
+    // A flusher that never syncs: only the append itself can make the data durable.
+    let flusher = Flusher::manual();
+    let follower = Log::open(dir.path().join("follower-0"), config, &flusher).unwrap();
+    for _ in 0..3 {
+        leader.append(&simple_batch(2, 10, 0), 0).unwrap();
+        let end = follower.log_end_offset();
+        let chunk = leader.read(end, 1 << 20, i64::MAX).unwrap().records;
+        follower.append_as_follower(&chunk, 0).unwrap();
+        assert_eq!(follower.durable_offset(), follower.log_end_offset());
+    }
+}

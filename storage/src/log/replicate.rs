@@ -74,7 +74,8 @@ impl Log {
     /// batches are accepted; producer state is updated as recovery replays it (the leader
     /// checked the sequences), and aborted transactions go to `.txnindex`. A batch whose
     /// epoch is above the cache's latest starts a new entry (written before the batch).
-    /// Durability as [`Log::append`]: a group commit is scheduled. `now_ms` starts the
+    /// Durability as [`Log::append`]: a group commit is scheduled (or, with `flush.messages`
+    /// / `flush.ms` reached, the append syncs before it returns). `now_ms` starts the
     /// `segment.ms` clock of a new segment.
     pub fn append_as_follower(
         &self,
@@ -188,7 +189,7 @@ impl Log {
             }
             return Err(e.into());
         }
-        let info = {
+        let (info, force_flush) = {
             let mut st = lock(&self.state);
             if let Some(epochs) = epochs {
                 st.replace_epochs(epochs);
@@ -216,17 +217,30 @@ impl Log {
                 .map(|(_, h)| u64::try_from(h.record_count).unwrap_or(0))
                 .sum();
             st.unflushed_messages += records;
-            st.oldest_unflushed_ms.get_or_insert(now_ms);
-            AppendInfo {
+            let oldest = *st.oldest_unflushed_ms.get_or_insert(now_ms);
+            let force = st
+                .config
+                .flush_messages
+                .is_some_and(|n| st.unflushed_messages >= n)
+                || st.config.flush_ms.is_some_and(|ms| {
+                    now_ms.saturating_sub(oldest) >= i64::try_from(ms).unwrap_or(i64::MAX)
+                });
+            let info = AppendInfo {
                 base_offset: first.base_offset,
                 last_offset: last.last_offset(),
                 log_append_time: None,
                 log_start_offset: st.log_start_offset,
                 duplicate: false,
-            }
+            };
+            (info, force)
         };
         drop(append_guard);
-        self.schedule_sync()?;
+        // `flush.messages` / `flush.ms` apply to a follower's log as to a leader's.
+        if force_flush {
+            self.sync()?;
+        } else {
+            self.schedule_sync()?;
+        }
         Ok(info)
     }
 }
