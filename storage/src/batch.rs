@@ -28,6 +28,7 @@ pub const LOG_OVERHEAD: usize = 12;
 pub const HEADER_LEN: usize = 61;
 pub(crate) const BASE_OFFSET: usize = 0;
 pub(crate) const LENGTH: usize = 8;
+pub(crate) const PARTITION_LEADER_EPOCH: usize = 12;
 pub(crate) const MAGIC: usize = 16;
 pub(crate) const CRC: usize = 17;
 pub(crate) const ATTRIBUTES: usize = 21;
@@ -76,6 +77,9 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// `batchLength`: bytes after the length field.
     pub batch_length: i32,
+    /// `partitionLeaderEpoch`: the epoch of the leader that appended the batch (stamped by
+    /// the log; -1 = none). Outside the CRC.
+    pub partition_leader_epoch: i32,
     pub magic: i8,
     pub crc: u32,
     pub attributes: i16,
@@ -99,6 +103,7 @@ impl BatchHeader {
         Some(BatchHeader {
             base_offset: be_i64(bytes, BASE_OFFSET),
             batch_length: be_i32(bytes, LENGTH),
+            partition_leader_epoch: be_i32(bytes, PARTITION_LEADER_EPOCH),
             magic: bytes[MAGIC] as i8,
             crc: be_u32(bytes, CRC),
             attributes: be_i16(bytes, ATTRIBUTES),
@@ -328,7 +333,7 @@ pub fn control_batch(
     out.extend_from_slice(&record);
     let batch_length = (out.len() - LOG_OVERHEAD) as i32;
     out[LENGTH..LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
-    out[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    out[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
     out[MAGIC] = 2;
     out[ATTRIBUTES..ATTRIBUTES + 2]
         .copy_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());

@@ -19,6 +19,17 @@
 //! unclean shutdown, segments wholly below it are trusted and the rest are re-validated.
 //!
 //! `.clean-shutdown` exists only between a clean `Log::close` and the next `Log::open`.
+//!
+//! `partition.truncation` exists only while a truncation (`Log::truncate_to`,
+//! `Log::truncate_fully_and_start_at`) is in progress: written durably before the first
+//! file is touched, removed durably after the last. `Log::open` finds it after a crash in
+//! between and completes the truncation, so a reopened log is always on one side of it.
+//!
+//! ```text
+//! strata-partition-truncation 1
+//! to <i64>            (or: fully <i64>)
+//! crc32c <u32>
+//! ```
 
 use std::path::Path;
 
@@ -27,7 +38,9 @@ use crate::file;
 
 pub(crate) const CHECKPOINT_FILE: &str = "partition.checkpoint";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+pub(crate) const TRUNCATION_FILE: &str = "partition.truncation";
 const MAGIC_LINE: &str = "strata-partition-checkpoint 1";
+const TRUNCATION_MAGIC_LINE: &str = "strata-partition-truncation 1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
@@ -95,7 +108,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Checkpoint>, StorageError> {
 
 /// Writes the checkpoint atomically and durably.
 pub(crate) fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<(), StorageError> {
-    file::write_atomic(dir, CHECKPOINT_FILE, checkpoint.encode().as_bytes())
+    file::write_atomic(&dir.join(CHECKPOINT_FILE), checkpoint.encode().as_bytes())
 }
 
 /// Whether the previous run ended with a clean shutdown.
@@ -105,13 +118,83 @@ pub(crate) fn was_clean(dir: &Path) -> bool {
 
 /// Writes the clean-shutdown marker durably.
 pub(crate) fn mark_clean(dir: &Path) -> Result<(), StorageError> {
-    file::write_atomic(dir, CLEAN_SHUTDOWN_FILE, b"")
+    file::write_atomic(&dir.join(CLEAN_SHUTDOWN_FILE), b"")
 }
 
 /// Removes the marker durably, so a crash from now on is seen as unclean.
 pub(crate) fn clear_clean(dir: &Path) -> Result<(), StorageError> {
     file::remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
     file::sync_dir(dir)
+}
+
+/// A truncation in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Truncation {
+    /// `Log::truncate_to(offset)`.
+    To(i64),
+    /// `Log::truncate_fully_and_start_at(offset)`.
+    Fully(i64),
+}
+
+impl Truncation {
+    fn encode(self) -> String {
+        let body = match self {
+            Truncation::To(offset) => format!("{TRUNCATION_MAGIC_LINE}\nto {offset}\n"),
+            Truncation::Fully(offset) => format!("{TRUNCATION_MAGIC_LINE}\nfully {offset}\n"),
+        };
+        let crc = crc32c::crc32c(body.as_bytes());
+        format!("{body}crc32c {crc}\n")
+    }
+
+    fn decode(text: &str) -> Option<Truncation> {
+        let covered = text.find("\ncrc32c ")? + 1;
+        let (body, crc_line) = text.split_at(covered);
+        let crc: u32 = crc_line.strip_prefix("crc32c ")?.trim_end().parse().ok()?;
+        if crc32c::crc32c(body.as_bytes()) != crc || !crc_line.ends_with('\n') {
+            return None;
+        }
+        let mut lines = body.lines();
+        if lines.next()? != TRUNCATION_MAGIC_LINE {
+            return None;
+        }
+        let (kind, offset) = lines.next()?.split_once(' ')?;
+        let offset: i64 = offset.parse().ok()?;
+        if lines.next().is_some() || offset < 0 {
+            return None;
+        }
+        match kind {
+            "to" => Some(Truncation::To(offset)),
+            "fully" => Some(Truncation::Fully(offset)),
+            _ => None,
+        }
+    }
+}
+
+/// Records durably that `truncation` is about to start.
+pub(crate) fn begin_truncation(dir: &Path, truncation: Truncation) -> Result<(), StorageError> {
+    file::write_atomic(&dir.join(TRUNCATION_FILE), truncation.encode().as_bytes())
+}
+
+/// Removes the record of a finished truncation, durably (a log may append again only once
+/// a crash can no longer make the next open repeat the truncation).
+pub(crate) fn end_truncation(dir: &Path) -> Result<(), StorageError> {
+    file::remove_file(&dir.join(TRUNCATION_FILE))?;
+    file::sync_dir(dir)
+}
+
+/// The truncation a crash interrupted, if any. A damaged record (only the disk damages a
+/// file replaced atomically) is reported and ignored: the log is then left as the crash
+/// left it, which recovery has made consistent.
+pub(crate) fn pending_truncation(dir: &Path) -> Result<Option<Truncation>, StorageError> {
+    let path = dir.join(TRUNCATION_FILE);
+    let Some(bytes) = file::read_optional(&path)? else {
+        return Ok(None);
+    };
+    let decoded = Truncation::decode(&String::from_utf8_lossy(&bytes));
+    if decoded.is_none() {
+        tracing::warn!(file = %path.display(), "ignoring a damaged truncation record");
+    }
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -159,6 +242,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(c));
+    }
+
+    #[test]
+    fn truncation_record_round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(pending_truncation(dir.path()).unwrap(), None);
+        for t in [
+            Truncation::To(0),
+            Truncation::To(77),
+            Truncation::Fully(1 << 40),
+        ] {
+            begin_truncation(dir.path(), t).unwrap();
+            assert_eq!(pending_truncation(dir.path()).unwrap(), Some(t));
+        }
+        let path = dir.path().join(TRUNCATION_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for i in 0..text.len() {
+            let mut bad = text.clone().into_bytes();
+            bad[i] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            assert_eq!(pending_truncation(dir.path()).unwrap(), None, "byte {i}");
+            std::fs::write(&path, &text.as_bytes()[..i]).unwrap();
+            assert_eq!(pending_truncation(dir.path()).unwrap(), None, "cut at {i}");
+        }
+        end_truncation(dir.path()).unwrap();
+        assert!(!path.exists());
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// Kafka error code INVALID_RECORD.
 pub const INVALID_RECORD: i16 = 87;
+/// Kafka error code FENCED_LEADER_EPOCH.
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+/// Kafka error code UNKNOWN_SERVER_ERROR (what Kafka answers for its internal
+/// `UnexpectedAppendOffsetException`).
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// Optional byte position, displayed as ` at byte N` when present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,13 @@ pub enum StorageError {
     /// The log was closed (clean shutdown or deletion).
     #[error("log {} is closed", .dir.display())]
     Closed { dir: PathBuf },
+    /// A leader epoch older than one the log already holds (epochs never go back).
+    #[error("leader epoch {epoch} of {} is older than its latest epoch {latest}", .dir.display())]
+    FencedLeaderEpoch {
+        dir: PathBuf,
+        epoch: i32,
+        latest: i32,
+    },
 }
 
 impl StorageError {
@@ -85,6 +97,7 @@ impl StorageError {
     pub fn error_code(&self) -> i16 {
         match self {
             StorageError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            StorageError::FencedLeaderEpoch { .. } => FENCED_LEADER_EPOCH,
             _ => KAFKA_STORAGE_ERROR,
         }
     }
@@ -197,6 +210,16 @@ pub enum AppendError {
         coordinator_epoch: i32,
         current: i32,
     },
+    /// A follower append whose batches do not continue the log where it ends (or each
+    /// other): the replica fetcher must truncate or fetch from the right offset. Kafka's
+    /// `UnexpectedAppendOffsetException` (UNKNOWN_SERVER_ERROR on the wire).
+    #[error("replicated batch at byte {position} for {} starts at offset {found}, expected {expected}", .dir.display())]
+    UnexpectedAppendOffset {
+        dir: PathBuf,
+        position: usize,
+        expected: i64,
+        found: i64,
+    },
     /// The disk failed, or the log is offline or closed. Kafka KAFKA_STORAGE_ERROR (56).
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -215,6 +238,7 @@ impl AppendError {
             AppendError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
             AppendError::InvalidTxnState { .. } => INVALID_TXN_STATE,
             AppendError::TransactionCoordinatorFenced { .. } => TRANSACTION_COORDINATOR_FENCED,
+            AppendError::UnexpectedAppendOffset { .. } => UNKNOWN_SERVER_ERROR,
             AppendError::Storage(e) => e.error_code(),
         }
     }

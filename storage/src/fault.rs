@@ -19,7 +19,6 @@ pub enum FileOp {
     SyncDir,
     Rename,
     Remove,
-    Map,
 }
 
 /// Decides, for one operation on one path, whether it fails and with which error.

@@ -1,6 +1,11 @@
 //! Every system call the log makes on its files goes through [`DataFile`] and the helpers
 //! here, so one place decides how errors are named (file + byte offset) and a
-//! fault-injecting implementation can later be slotted in at this seam.
+//! fault-injecting implementation can be slotted in at this seam (`fault.rs`).
+//!
+//! Data is only ever read with `pread` (into pooled buffers for fetches, see [`read_pool`]):
+//! a failed read is an error for that read alone, never a signal that stops the process (as
+//! a media error on a memory-mapped page would), and a file cut by a truncation shows up as
+//! a short read, never as a fault.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
@@ -9,24 +14,45 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::descriptor_cache;
 use crate::error::StorageError;
 use crate::fault::{check, FileOp};
 
 /// A file of the log (segment `.log`, `.index`, `.timeindex`). Writes append at the end
 /// (O_APPEND); reads are positional (pread), so readers never move a cursor.
 ///
-/// A `.log` keeps its descriptor open. Index files are opened on demand
-/// ([`DataFile::open_on_demand`]): each operation opens the file, acts and closes it, so a
-/// segment costs one descriptor, not three (10,000 partitions fit a 20,000-fd limit).
-/// Index files are written only when a segment is sealed or the log closes, and an fsync
-/// on a fresh descriptor still writes back the inode's dirty pages (and, since Linux 4.16,
-/// reports a write-back error no descriptor has seen yet); index files are derived data
-/// checked byte for byte at open anyway.
+/// How the file gets a descriptor:
+/// - the active segment's `.log` keeps its own ([`DataFile::open`]);
+/// - a sealed segment's `.log` borrows one from the process-wide [`descriptor_cache`]
+///   ([`DataFile::to_cached`]), so thousands of sealed segments cost at most
+///   [`descriptor_cache::MAX_CACHED_DESCRIPTORS`] descriptors between them;
+/// - index files are opened on demand ([`DataFile::open_on_demand`]): each operation opens
+///   the file, acts and closes it. Index files are written only when a segment is sealed
+///   or the log closes, and an fsync on a fresh descriptor still writes back the inode's
+///   dirty pages (and, since Linux 4.16, reports a write-back error no descriptor has seen
+///   yet); index files are derived data checked byte for byte at open anyway.
 #[derive(Debug)]
 pub(crate) struct DataFile {
-    /// None for a file opened on demand.
-    file: Option<File>,
+    descriptor: Descriptor,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+enum Descriptor {
+    /// Kept open for the file's life.
+    Held(File),
+    /// Opened for each operation.
+    OnDemand,
+    /// Borrowed from the descriptor cache under this key (unique to this `DataFile`).
+    Cached(u64),
+}
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        if let Descriptor::Cached(key) = self.descriptor {
+            descriptor_cache::forget(key);
+        }
+    }
 }
 
 impl DataFile {
@@ -34,7 +60,7 @@ impl DataFile {
     pub fn open(path: &Path, create: bool) -> Result<DataFile, StorageError> {
         let file = open_file(path, create).map_err(|e| StorageError::io("open", path, e))?;
         Ok(DataFile {
-            file: Some(file),
+            descriptor: Descriptor::Held(file),
             path: path.to_path_buf(),
         })
     }
@@ -44,30 +70,35 @@ impl DataFile {
     pub fn open_on_demand(path: &Path, create: bool) -> Result<DataFile, StorageError> {
         open_file(path, create).map_err(|e| StorageError::io("open", path, e))?;
         Ok(DataFile {
-            file: None,
+            descriptor: Descriptor::OnDemand,
             path: path.to_path_buf(),
         })
     }
 
-    /// The same file without a descriptor (opened on demand from now on); this one keeps
-    /// its descriptor until dropped.
-    pub fn without_descriptor(&self) -> DataFile {
+    /// The same file reading through the descriptor cache; this one keeps its own
+    /// descriptor (if any) until dropped.
+    pub fn to_cached(&self) -> DataFile {
         DataFile {
-            file: None,
+            descriptor: Descriptor::Cached(descriptor_cache::new_key()),
             path: self.path.clone(),
         }
     }
 
-    /// Whether this file keeps a descriptor open.
+    /// Whether this file keeps a descriptor of its own open.
     pub fn holds_descriptor(&self) -> bool {
-        self.file.is_some()
+        matches!(self.descriptor, Descriptor::Held(_))
     }
 
-    /// Runs `op` on the open descriptor, or on one opened for this call.
+    /// Runs `op` on the file's descriptor: its own, the cached one, or one opened for this
+    /// call.
     fn with_file<R>(&self, op: impl FnOnce(&File) -> std::io::Result<R>) -> std::io::Result<R> {
-        match &self.file {
-            Some(file) => op(file),
-            None => op(&open_file(&self.path, false)?),
+        match &self.descriptor {
+            Descriptor::Held(file) => op(file),
+            Descriptor::OnDemand => op(&open_file(&self.path, false)?),
+            Descriptor::Cached(key) => {
+                let file = descriptor_cache::get_or_open(*key, || open_file(&self.path, false))?;
+                op(&file)
+            }
         }
     }
 
@@ -193,26 +224,6 @@ impl DataFile {
             .and_then(|()| self.with_file(|f| f.sync_data()))
             .map_err(|e| StorageError::io("fdatasync", &self.path, e))
     }
-
-    /// Maps the first `len` bytes of the file read-only and hands them out as [`Bytes`],
-    /// so reads of sealed segments (and large reads of the active one) are slices of the
-    /// page cache with no copy.
-    pub fn map(&self, len: u64) -> Result<Bytes, StorageError> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        let map_len = usize::try_from(len).map_err(|_| {
-            StorageError::io(
-                "mmap",
-                &self.path,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large to map"),
-            )
-        })?;
-        let map = check(FileOp::Map, &self.path)
-            .and_then(|()| self.with_file(|f| map_readonly(f, map_len)))
-            .map_err(|e| StorageError::io("mmap", &self.path, e))?;
-        Ok(Bytes::from_owner(map))
-    }
 }
 
 /// Opens `path` for reading and appending (after asking the fault seam).
@@ -225,34 +236,51 @@ fn open_file(path: &Path, create: bool) -> std::io::Result<File> {
         .open(path)
 }
 
-/// The one place the storage crate uses `unsafe`.
-#[allow(unsafe_code)]
-fn map_readonly(file: &File, len: usize) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: memmap2 requires that the mapped file is not modified or truncated while the
-    // map lives, or readers could see changing bytes or fault (SIGBUS). The log maps sealed
-    // segments, and the validated prefix of the active segment for large fetch windows
-    // (`log/read.rs`): every byte in 0..len was written and is never written again (appends
-    // go past it; a failed append truncates back to where it started, at or past len;
-    // recovery truncation happens before any map is made), and a segment is only deleted
-    // (unlinked), never truncated, after it is sealed. Unlinking keeps the pages alive for
-    // existing maps. A process outside Strata truncating the file would break this; the data
-    // directory belongs to the broker alone.
-    unsafe { memmap2::MmapOptions::new().len(len).map(file) }
-}
-
-/// fsyncs a directory so that entries created, renamed or removed in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+/// fsyncs a directory so that entries created, renamed or removed in it are durable
+/// (POSIX makes a new or renamed name durable only through its directory).
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
     check(FileOp::SyncDir, dir)
         .and_then(|()| d.sync_all())
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
-/// Replaces `dir/name` atomically with `contents`: write a temp file, fsync it, rename over
-/// the target, fsync the directory. A crash leaves either the old or the new file.
-pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let target = dir.join(name);
+/// Creates `dir` and any missing parents, durably: after it returns, a crash cannot lose
+/// the new directories (the parent of each one created is fsync'd). An existing directory
+/// costs one `stat`.
+pub fn create_dir_durable(dir: &Path) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+    for created in missing.iter().rev() {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the file at `path` atomically and durably with `contents`: writes
+/// `<path>.tmp`, fsyncs it, renames it over `path`, fsyncs the directory (POSIX makes a
+/// rename durable only through its directory). A crash at any moment leaves either the old
+/// or the new file whole (and possibly a stray `<path>.tmp`, which the caller may remove at
+/// start); once this returns Ok the new content survives a crash. Callers serialize writes
+/// of the same path. The one atomic-replace helper of the storage crate, public for the
+/// broker's own files.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     {
         check(FileOp::Open, &tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
         let mut f = OpenOptions::new()
@@ -268,8 +296,8 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
             .and_then(|()| f.sync_all())
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
     }
-    check(FileOp::Rename, &target)
-        .and_then(|()| std::fs::rename(&tmp, &target))
+    check(FileOp::Rename, path)
+        .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| StorageError::io("rename", &tmp, e))?;
     sync_dir(dir)
 }
@@ -309,9 +337,14 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError
     }
 }
 
+/// Bytes of fetch reads handed out and not yet dropped (see [`read_pool`]).
+pub(crate) fn read_bytes_outstanding() -> usize {
+    read_pool::outstanding()
+}
+
 /// Reusable read buffers for [`DataFile::read_shared`].
 ///
-/// Each fetch of the active segment needs a buffer of up to the partition's fetch size
+/// Each fetch needs a buffer of up to the partition's fetch size
 /// (1 MiB by default). A fresh one per read costs a zeroing pass, and glibc hands freed
 /// blocks of that size back to the kernel, so the next read page-faults every page in
 /// again: together about a third of the broker's CPU while serving a consumer. Buffers
@@ -320,6 +353,7 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError
 /// into without zeroing. At most `MAX_BUFFERS` buffers of at most `MAX_BUFFER_BYTES` are
 /// kept (`MAX_BUFFERS * MAX_BUFFER_BYTES` of memory at most).
 mod read_pool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     use bytes::Bytes;
@@ -328,6 +362,12 @@ mod read_pool {
     pub(super) const MAX_BUFFER_BYTES: usize = 2 << 20;
 
     static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    /// Bytes of reads handed out (as `Bytes`) and not yet dropped, pooled or not.
+    static OUTSTANDING: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn outstanding() -> usize {
+        OUTSTANDING.load(Ordering::Relaxed)
+    }
 
     fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
         // The pool holds plain buffers: a panic while it was locked leaves nothing torn.
@@ -367,6 +407,7 @@ mod read_pool {
             give_back(buf);
             return Bytes::new();
         }
+        OUTSTANDING.fetch_add(len, Ordering::Relaxed);
         Bytes::from_owner(Pooled { buf, len })
     }
 
@@ -383,6 +424,7 @@ mod read_pool {
 
     impl Drop for Pooled {
         fn drop(&mut self) {
+            OUTSTANDING.fetch_sub(self.len, Ordering::Relaxed);
             give_back(std::mem::take(&mut self.buf));
         }
     }
@@ -396,6 +438,52 @@ mod read_pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `write_atomic`: the temp file is written and fsync'd, renamed over the target, then
+    /// the directory is fsync'd, in that order; a failure before the rename leaves the old
+    /// content whole.
+    #[test]
+    fn write_atomic_syncs_the_file_then_renames_then_syncs_the_directory() {
+        use std::sync::{Arc, Mutex};
+
+        use crate::fault::set_injector;
+        use crate::log::tests::faults::SERIAL;
+
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("meta.json");
+        let tmp = dir.path().join("meta.json.tmp");
+        write_atomic(&target, b"old").unwrap();
+        let ops: Arc<Mutex<Vec<(FileOp, PathBuf)>>> = Arc::default();
+        let (seen, under) = (Arc::clone(&ops), dir.path().to_path_buf());
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            if path.starts_with(&under) {
+                seen.lock().unwrap().push((op, path.to_path_buf()));
+            }
+            None
+        })));
+        write_atomic(&target, b"new").unwrap();
+        let under = dir.path().to_path_buf();
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            (op == FileOp::Rename && path.starts_with(&under))
+                .then(|| std::io::Error::from_raw_os_error(5))
+        })));
+        let failed = write_atomic(&target, b"lost");
+        set_injector(None);
+        let ops = ops.lock().unwrap().clone();
+        assert_eq!(
+            ops,
+            vec![
+                (FileOp::Open, tmp.clone()),
+                (FileOp::Write, tmp.clone()),
+                (FileOp::Sync, tmp),
+                (FileOp::Rename, target.clone()),
+                (FileOp::SyncDir, dir.path().to_path_buf()),
+            ]
+        );
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
 
     #[test]
     fn shared_reads_reuse_buffers_without_leaking_old_bytes() {

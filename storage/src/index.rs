@@ -90,6 +90,29 @@ impl OffsetIndex {
         self.entries.shrink_to_fit();
     }
 
+    /// Position of the last entry (a batch start), or 0 when there is none.
+    pub fn last_position(&self) -> u64 {
+        self.entries.last().map_or(0, |&(_, pos)| u64::from(pos))
+    }
+
+    /// Position of the last entry below `position`, or 0 when there is none.
+    pub fn last_position_below(&self, position: u64) -> u64 {
+        let i = self
+            .entries
+            .partition_point(|&(_, pos)| u64::from(pos) < position);
+        i.checked_sub(1).map_or(0, |i| u64::from(self.entries[i].1))
+    }
+
+    /// Keeps only the entries of batches starting below `position` (the log was cut
+    /// there). Nothing is persisted any more: the caller empties the file.
+    pub fn cut_at(&mut self, position: u64) {
+        let keep = self
+            .entries
+            .partition_point(|&(_, pos)| u64::from(pos) < position);
+        self.entries.truncate(keep);
+        self.persisted = 0;
+    }
+
     /// A position at or before which every batch starting at or after it has a base offset
     /// above `relative_offset`: the second entry whose (last) relative offset is >=
     /// `relative_offset`. `None` when the index cannot tell (use the segment end).
@@ -187,6 +210,14 @@ impl TimeIndex {
     /// Drops spare capacity (a sealed segment's index never grows again).
     pub fn shrink(&mut self) {
         self.entries.shrink_to_fit();
+    }
+
+    /// Keeps only the entries naming batches below relative offset `relative_end` (the log
+    /// was cut there). Nothing is persisted any more: the caller empties the file.
+    pub fn cut_at(&mut self, relative_end: u32) {
+        let keep = self.entries.partition_point(|&(_, rel)| rel < relative_end);
+        self.entries.truncate(keep);
+        self.persisted = 0;
     }
 
     /// Relative offset of the last entry whose timestamp is < `timestamp`: every batch up to

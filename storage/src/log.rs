@@ -3,26 +3,28 @@
 //!
 //! Concurrency: appends are serialized by `append_lock`; the segment list and counters live
 //! in `state`, a mutex held for in-memory work only — never across a data write, fsync or
-//! read (a roll creates its segment files under it, which is rare). `sync_lock` serializes
+//! read (a roll creates its segment files under it, and a truncation, a follower's rare
+//! operation, cuts the files and reloads producer state under it). `sync_lock` serializes
 //! syncs of this log. Readers snapshot what they need under `state` and do their I/O
 //! without it. The idempotent-producer state lives in `state` too (the append takes that
 //! lock anyway) and changes only under `append_lock` (and by expiry). Lock order:
 //! append_lock, sync_lock, checkpoint_lock, state.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, Truncation};
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::file;
 use crate::flusher::{lock, Flusher};
-use crate::producer_state::{self, ProducerEntry, ProducerStateTable};
+use crate::leader_epoch::{self, LeaderEpochCache};
+use crate::producer_state::{self, ProducerEntry, ProducerStateTable, ReplaySegment};
 use crate::recovery;
 use crate::retention::{self, SegmentFacts};
 use crate::segment::Segment;
@@ -92,6 +94,11 @@ struct LogState {
     closed: bool,
     /// Idempotent-producer state, covering every batch appended so far.
     producers: ProducerStateTable,
+    /// The epoch this log stamps into the batches it appends as leader (0 on a single
+    /// node; see [`Log::set_leader_epoch`]).
+    leader_epoch: i32,
+    /// The leader-epoch cache; its file is rewritten before a batch starts a new epoch.
+    epochs: LeaderEpochCache,
 }
 
 impl LogState {
@@ -106,6 +113,13 @@ impl LogState {
 
     fn log_end_offset(&self) -> i64 {
         self.active().next_offset
+    }
+
+    /// Installs a leader-epoch cache written out while the state lock was released; a log
+    /// start moved meanwhile (retention, DeleteRecords) is applied to it again.
+    fn replace_epochs(&mut self, epochs: LeaderEpochCache) {
+        self.epochs = epochs;
+        self.epochs.truncate_from_start(self.log_start_offset);
     }
 
     /// Index of the segment that would hold `offset` (the last with base <= offset).
@@ -131,6 +145,9 @@ pub struct Log {
     offline: Mutex<Option<String>>,
     /// The log is queued on the flusher (cleared by the flusher before it syncs).
     scheduled: AtomicBool,
+    /// Truncations started so far (raised under `state` before any file is cut): a reader
+    /// that sees it change while it reads starts again (see `log/read.rs`).
+    truncations: AtomicU64,
 }
 
 impl std::fmt::Debug for Log {
@@ -152,7 +169,8 @@ impl Log {
         flusher: &Flusher,
     ) -> Result<Arc<Log>, StorageError> {
         let dir: PathBuf = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
+        // A new partition directory is durable before anything is written in it.
+        file::create_dir_durable(&dir)?;
         let mut clean = checkpoint::was_clean(&dir);
         // A damaged checkpoint (it is replaced atomically, so only the disk damages it) is
         // not trusted for anything: recover as after a crash with no recovery point (every
@@ -182,6 +200,20 @@ impl Log {
             seg.synced_size = seg.size;
             seg.release_descriptor_if_done();
         }
+        // A truncation a crash interrupted is completed before anything is derived from
+        // the segments (see `log/truncate.rs`).
+        let pending_truncation = checkpoint::pending_truncation(&dir)?;
+        match pending_truncation {
+            Some(Truncation::To(offset)) => {
+                tracing::info!(dir = %dir.display(), offset, "completing an interrupted truncation");
+                truncate::cut_segments(&dir, &mut segments, offset.max(saved_start))?;
+            }
+            Some(Truncation::Fully(offset)) => {
+                tracing::info!(dir = %dir.display(), offset, "completing an interrupted full truncation");
+                truncate::replace_all_segments(&dir, &mut segments, offset)?;
+            }
+            None => {}
+        }
         file::sync_dir(&dir)?;
         let log_end = segments[segments.len() - 1].next_offset;
         // Aborted-transaction indexes: a damaged one is rebuilt by replaying from a snapshot
@@ -199,7 +231,17 @@ impl Log {
             }
             seg.txn_index = index;
         }
-        let (producers, replayed) = producer_state::load(&dir, &mut segments, replay_from_at_most)?;
+        let (producers, replayed) = {
+            let mut views: Vec<ReplaySegment<'_>> = segments
+                .iter_mut()
+                .map(|s| ReplaySegment {
+                    next_offset: s.next_offset,
+                    source: s.source(),
+                    txn_index: &mut s.txn_index,
+                })
+                .collect();
+            producer_state::load(&dir, &mut views, replay_from_at_most)?
+        };
         let mut txn_files_changed = false;
         for seg in &mut segments {
             txn_files_changed |= seg.txn_index.reconcile()?;
@@ -214,6 +256,8 @@ impl Log {
             }
         }
         let log_start = saved_start.max(segments[0].base_offset).min(log_end);
+        let epochs = load_epochs(&dir, &segments, log_start, log_end)?;
+        let leader_epoch = epochs.latest().map_or(0, |e| e.epoch);
         checkpoint::clear_clean(&dir)?;
         let written = checkpoint::write(
             &dir,
@@ -232,6 +276,11 @@ impl Log {
                     "disk full: partition opened without a new checkpoint; writes fail until space returns");
             }
             Err(error) => return Err(error),
+        }
+        if pending_truncation.is_some() {
+            // The stale producer snapshots `load` removed stay removed.
+            file::sync_dir(&dir)?;
+            checkpoint::end_truncation(&dir)?;
         }
         tracing::debug!(dir = %dir.display(), clean, log_start, log_end, segments = segments.len(),
                         producers = producers.len(), replayed, "opened log");
@@ -252,12 +301,15 @@ impl Log {
                 last_checkpoint: Instant::now(),
                 closed: false,
                 producers,
+                leader_epoch,
+                epochs,
             }),
             sync_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
             durable,
             offline: Mutex::new(None),
             scheduled: AtomicBool::new(false),
+            truncations: AtomicU64::new(0),
         }))
     }
 
@@ -369,6 +421,10 @@ impl Log {
             );
             let removed: Vec<Segment> = st.segments.drain(..n).collect();
             st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            let start = st.log_start_offset;
+            // In memory only (Kafka's `truncateFromStart`): the next open cuts the file's
+            // entries to the log start again.
+            st.epochs.truncate_from_start(start);
             (removed, st.log_start_offset)
         };
         self.finish_removal(&removed)?;
@@ -398,7 +454,8 @@ impl Log {
         for seg in removed {
             seg.delete_files(&self.dir)?;
         }
-        Ok(())
+        // The removals are durable: a crash cannot bring the segments back.
+        file::sync_dir(&self.dir)
     }
 
     /// DeleteRecords: moves the log start offset to `offset` (<= the durable offset, which is
@@ -420,6 +477,7 @@ impl Log {
                 return Ok(st.log_start_offset);
             }
             st.log_start_offset = offset;
+            st.epochs.truncate_from_start(offset);
             let keep_from = st.segments[1..].partition_point(|s| s.base_offset <= offset);
             st.segments.drain(..keep_from).collect::<Vec<_>>()
         };
@@ -542,6 +600,44 @@ impl Log {
     }
 }
 
+/// The leader-epoch cache of a freshly opened log: its checkpoint file, or when that is
+/// missing or damaged, rebuilt from the batches' `partitionLeaderEpoch` fields; then cut to
+/// `log_start..log_end` (entries a truncation or a crash left past the log end, and the
+/// start moved by retention). The file is rewritten only when that changed it or it was
+/// missing from a non-empty log.
+fn load_epochs(
+    dir: &Path,
+    segments: &[Segment],
+    log_start: i64,
+    log_end: i64,
+) -> Result<LeaderEpochCache, StorageError> {
+    let (mut epochs, mut changed) = match leader_epoch::read(dir)? {
+        leader_epoch::Loaded::Read(cache) => (cache, false),
+        loaded => {
+            if let leader_epoch::Loaded::Damaged(reason) = &loaded {
+                tracing::warn!(dir = %dir.display(), %reason,
+                    "damaged leader-epoch checkpoint: rebuilding it from the log");
+            }
+            let sources: Vec<_> = segments
+                .iter()
+                .map(|s| (s.source(), s.offset_index.last_position()))
+                .collect();
+            let rebuilt = leader_epoch::rebuild(&sources)?;
+            // Written even when empty, so the next open reads the file instead of the
+            // batches (a log of the previous version has no file); an empty new log gets
+            // it with its first batch instead, so creating a partition costs no fsync more.
+            let changed = log_end > log_start || !rebuilt.entries().is_empty();
+            (rebuilt, changed)
+        }
+    };
+    changed |= epochs.truncate_from_end(log_end);
+    changed |= epochs.truncate_from_start(log_start);
+    if changed {
+        leader_epoch::write(dir, &epochs)?;
+    }
+    Ok(epochs)
+}
+
 /// The suffix of a partition directory being deleted (Kafka's `-delete`). A live partition
 /// directory always ends in `-<partition number>`, so the two never collide.
 pub const DELETED_DIR_SUFFIX: &str = "-delete";
@@ -561,8 +657,14 @@ fn deleted_dir_path(dir: &Path) -> PathBuf {
 
 mod append;
 mod read;
+mod replicate;
 mod sync;
+mod truncate;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "replication_tests.rs"]
+mod replication_tests;

@@ -683,6 +683,100 @@ pub(crate) mod faults {
     const EIO: i32 = 5;
     const ENOSPC: i32 = 28;
 
+    /// Every file operation on a path under a directory, in order (nothing fails).
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(FileOp, PathBuf)>>>);
+
+    impl Recorder {
+        fn install(under: PathBuf) -> Recorder {
+            let recorder = Recorder::default();
+            let ops = Arc::clone(&recorder.0);
+            set_injector(Some(Arc::new(move |op, path: &Path| {
+                if path.starts_with(&under) {
+                    lock(&ops).push((op, path.to_path_buf()));
+                }
+                None
+            })));
+            recorder
+        }
+
+        fn take(&self) -> Vec<(FileOp, PathBuf)> {
+            std::mem::take(&mut *lock(&self.0))
+        }
+    }
+
+    /// Whether `ops` has `(first, a)` and, after it, `(SyncDir, dir)`.
+    fn dir_synced_after(ops: &[(FileOp, PathBuf)], first: FileOp, a: &Path, dir: &Path) -> bool {
+        ops.iter()
+            .position(|(op, p)| *op == first && p == a)
+            .is_some_and(|i| {
+                ops[i..]
+                    .iter()
+                    .any(|(op, p)| *op == FileOp::SyncDir && p == dir)
+            })
+    }
+
+    /// POSIX makes a created, renamed or removed name durable only through an fsync of its
+    /// directory. A partition directory created by `Log::open` (and the data directory
+    /// above it), a segment created by a roll (before a flush returns), segments removed
+    /// by retention, and every atomically replaced file are each followed by an fsync of
+    /// the directory that holds them.
+    #[test]
+    fn created_renamed_and_removed_names_are_made_durable_by_a_directory_fsync() {
+        let _serial = lock(&SERIAL);
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let pdir = data.join("topic-0");
+        let recorder = Recorder::install(root.path().to_path_buf());
+        let config = LogConfig {
+            retention_bytes: Some(8192),
+            ..small_config()
+        };
+        let log = Log::open(&pdir, config, &Flusher::start()).unwrap();
+        let opened = recorder.take();
+        let synced = |dir: &Path| {
+            opened
+                .iter()
+                .any(|(op, p)| *op == FileOp::SyncDir && p == dir)
+        };
+        assert!(synced(root.path()) && synced(&data), "{opened:?}");
+        let checkpoint = pdir.join(crate::checkpoint::CHECKPOINT_FILE);
+        assert!(dir_synced_after(
+            &opened,
+            FileOp::Rename,
+            &checkpoint,
+            &pdir
+        ));
+
+        // A roll: the new segment's name is durable before the flush that covers it ends.
+        let mut rolled = None;
+        while rolled.is_none() {
+            log.append(&simple_batch(5, 100, 0), 0).unwrap();
+            let st = lock(&log.state);
+            rolled = (st.segments.len() > 1).then(|| st.active().base_offset);
+        }
+        log.flush().unwrap();
+        let ops = recorder.take();
+        let new_log = crate::segment::segment_path(&pdir, rolled.unwrap(), "log");
+        assert!(
+            dir_synced_after(&ops, FileOp::Open, &new_log, &pdir),
+            "{ops:?}"
+        );
+
+        // Retention removes the oldest segments, then fsyncs the directory.
+        fill(&log, &[5; 40], 100);
+        log.flush().unwrap();
+        recorder.take();
+        assert!(log.apply_retention(0).unwrap().segments_deleted > 0);
+        let ops = recorder.take();
+        let first = crate::segment::segment_path(&pdir, 0, "log");
+        assert!(
+            dir_synced_after(&ops, FileOp::Remove, &first, &pdir),
+            "{ops:?}"
+        );
+        set_injector(None);
+    }
+
     #[test]
     fn failed_fsync_takes_the_log_offline_and_fails_waiters() {
         let _serial = lock(&SERIAL);
@@ -876,6 +970,40 @@ pub(crate) mod faults {
         );
     }
 
+    /// A read error in a sealed segment (a media error under an old segment) fails that
+    /// read with KAFKA_STORAGE_ERROR naming the file, and every other segment is still
+    /// served. (Sealed segments used to be read through an mmap, where the same error is a
+    /// SIGBUS that kills the process, and the fault seam never saw the read.)
+    #[test]
+    fn failed_read_of_a_sealed_segment_fails_that_read_only() {
+        let _serial = lock(&SERIAL);
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let expected = fill(&log, &[5; 40], 50);
+        assert!(segment_files(&log).len() > 3);
+        log.flush().unwrap();
+        let sealed = log.dir().join("00000000000000000000.log");
+        let watched = sealed.clone();
+        set_injector(Some(Arc::new(move |op, path: &Path| {
+            (op == FileOp::Read && path == watched).then(|| io::Error::from_raw_os_error(EIO))
+        })));
+        let err = log.read(0, 1000, i64::MAX).unwrap_err();
+        let end = log.log_end_offset();
+        let tail = log.read(end - 1, 1000, i64::MAX);
+        set_injector(None);
+        assert_eq!(err.error_code(), 56, "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "{err}"
+        );
+        assert!(!decode_records(&tail.unwrap().records).is_empty());
+        assert_eq!(read_all(&log), expected);
+        assert!(
+            log.append(&simple_batch(1, 10, 0), 0).is_ok(),
+            "still online"
+        );
+    }
+
     #[test]
     fn failed_read_is_a_storage_error_naming_the_file() {
         let _serial = lock(&SERIAL);
@@ -892,5 +1020,51 @@ pub(crate) mod faults {
             "{err}"
         );
         assert!(log.read(0, 1000, i64::MAX).is_ok());
+    }
+}
+
+/// Descriptors this process holds on files under `dir`.
+pub(crate) fn fds_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// Sealed segments are read with pread through the process-wide descriptor cache: reading
+/// every offset of a log with many more segments than the cache holds (before and after a
+/// reopen) leaves at most the cache's bound open, plus the active segment's own.
+#[test]
+fn reading_many_sealed_segments_holds_a_bounded_number_of_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 700,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config.clone());
+    let expected = fill(&log, &[3; 200], 60);
+    let segments = segment_files(&log).len();
+    assert!(
+        segments > 2 * crate::MAX_CACHED_DESCRIPTORS,
+        "{segments} segments"
+    );
+    for reopen in [false, true] {
+        if reopen {
+            log.close().unwrap();
+            crash(log);
+            log = open(dir.path(), config.clone());
+        }
+        log.flush().unwrap();
+        for offset in 0..log.log_end_offset() {
+            let records = decode_records(&log.read(offset, 200, i64::MAX).unwrap().records);
+            assert_eq!(records[0], expected[records[0].offset as usize]);
+            let open_now = fds_under(log.dir());
+            assert!(
+                open_now <= crate::MAX_CACHED_DESCRIPTORS + 1,
+                "{open_now} descriptors open under the partition (reopened: {reopen})"
+            );
+        }
+        assert_eq!(read_all(&log), expected);
     }
 }

@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use crate::batch::{BatchHeader, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use crate::error::StorageError;
 use crate::file;
-use crate::segment::{parse_segment_name, Segment};
-use crate::txn::{AbortedTxnEntry, OpenTxn};
+use crate::segment::{parse_segment_name, SegmentSource};
+use crate::txn::{AbortedTxnEntry, OpenTxn, TxnIndex};
 
 mod snapshot_format;
 
@@ -554,7 +554,7 @@ fn snapshot_name(offset: i64) -> String {
 }
 
 /// Offsets of the snapshot files in `dir`, ascending.
-fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, StorageError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
     for entry in entries {
@@ -575,7 +575,7 @@ pub(crate) fn write_snapshot(
     table: &ProducerStateTable,
     offset: i64,
 ) -> Result<(), StorageError> {
-    file::write_atomic(dir, &snapshot_name(offset), &table.encode_snapshot(offset))?;
+    file::write_atomic(&snapshot_path(dir, offset), &table.encode_snapshot(offset))?;
     let all = list_snapshots(dir)?;
     if all.len() > SNAPSHOTS_KEPT {
         for old in &all[..all.len() - SNAPSHOTS_KEPT] {
@@ -585,7 +585,15 @@ pub(crate) fn write_snapshot(
     Ok(())
 }
 
-/// Rebuilds the producer state of a freshly recovered log and the aborted-transaction
+/// What [`load`] needs of one segment: where it ends, its readable bytes (up to where the
+/// log ends now), and its aborted-transaction index.
+pub(crate) struct ReplaySegment<'a> {
+    pub next_offset: i64,
+    pub source: SegmentSource,
+    pub txn_index: &'a mut TxnIndex,
+}
+
+/// Rebuilds the producer state of a freshly recovered (or truncated) log and the aborted-transaction
 /// entries of the replayed range: loads the newest readable snapshot at or below both the
 /// log end and `replay_from_at_most` (removing snapshots above the log end, which a
 /// truncation made stale, and unreadable ones), drops every segment's `.txnindex` entries
@@ -597,7 +605,7 @@ pub(crate) fn write_snapshot(
 /// replayed.
 pub(crate) fn load(
     dir: &Path,
-    segments: &mut [Segment],
+    segments: &mut [ReplaySegment<'_>],
     replay_from_at_most: i64,
 ) -> Result<(ProducerStateTable, usize), StorageError> {
     let log_end = segments.last().map_or(0, |s| s.next_offset);
@@ -636,11 +644,10 @@ pub(crate) fn load(
     let mut replayed = 0;
     for seg in segments.iter_mut().filter(|s| s.next_offset > from) {
         let dropped = seg.txn_index.split_off_from(from);
-        let source = seg.source();
-        let path = seg.log.path().to_path_buf();
+        let source = &seg.source;
         let mut position = 0u64;
         while position < source.size() {
-            let h = source.header_at(position, &path)?;
+            let h = source.header_at(position)?;
             if h.base_offset >= from {
                 let control = if h.is_control() {
                     let bytes = source.bytes(position, h.size() as u64)?;

@@ -166,8 +166,9 @@ pub(crate) struct LoadedSegments {
 
 /// Loads every segment of `dir`, oldest first; the last is the active one (created at
 /// `empty_base` when the directory holds none). Untrusted bytes are validated, a bad tail is
-/// truncated (reported with `tracing::warn!`), later segments are deleted, and index files
-/// that differ from the rebuilt indexes are rewritten. Sealed segments come back mapped.
+/// truncated (reported with `tracing::warn!`), later segments are moved aside, and index
+/// files that differ from the rebuilt indexes are rewritten. Sealed segments come back
+/// reading through the descriptor cache.
 pub(crate) fn load_segments(
     dir: &Path,
     config: &LogConfig,
@@ -241,7 +242,13 @@ pub(crate) fn load_segments(
             );
             file::remove_file(&segment_path(dir, base, INDEX_DIGEST_SUFFIX))?;
             if next_base.is_some() {
+                // Both the copy of the cut bytes and the later segments' new names are
+                // durable before anything is cut: a crash before the cut finds the damage
+                // again, one after it finds a log that ends at the damage, never a log with
+                // later segments after a hole.
                 quarantine_tail(dir, &seg.log, base, position, outcome.file_len)?;
+                quarantine_segments(dir, &bases[i + 1..])?;
+                file::sync_dir(dir)?;
             }
             seg.log.truncate(position)?;
             seg.log.sync_data()?;
@@ -253,7 +260,7 @@ pub(crate) fn load_segments(
         }
         let last = stop || next_base.is_none();
         if !last {
-            seg.seal()?;
+            seg.seal();
         }
         let time_index_written = rewrite_index(&seg.time_index.file, &seg.time_index.encode_all());
         if time_index_written {
@@ -267,24 +274,13 @@ pub(crate) fn load_segments(
                     "cannot write the index digest");
             }
         }
+        if !last {
+            // A sealed segment holds no descriptor of its own (see `descriptor_cache`), so
+            // opening a partition of thousands of segments needs a bounded number of them.
+            seg.log = std::sync::Arc::new(seg.log.to_cached());
+        }
         segments.push(seg);
         if stop {
-            for &later in &bases[i + 1..] {
-                let from = segment_path(dir, later, LOG_SUFFIX);
-                let to = dir.join(format!("{later:020}.{LOG_SUFFIX}.{QUARANTINE_SUFFIX}"));
-                tracing::warn!(dir = %dir.display(), base_offset = later, moved_to = %to.display(),
-                    "moving aside a segment after a damaged one; the partition continues from \
-                     the damage");
-                file::rename(&from, &to)?;
-                for suffix in [
-                    INDEX_SUFFIX,
-                    TIME_INDEX_SUFFIX,
-                    INDEX_DIGEST_SUFFIX,
-                    TXN_INDEX_SUFFIX,
-                ] {
-                    file::remove_file(&segment_path(dir, later, suffix))?;
-                }
-            }
             break;
         }
     }
@@ -295,6 +291,27 @@ pub(crate) fn load_segments(
         untrusted: scanned_untrusted,
         txn_index_bases,
     })
+}
+
+/// Moves aside the `.log` of every segment at `bases` (those after a damaged one) as
+/// `<base>.log.quarantined` and removes their derived files. The caller fsyncs `dir`.
+fn quarantine_segments(dir: &Path, bases: &[i64]) -> Result<(), StorageError> {
+    for &later in bases {
+        let from = segment_path(dir, later, LOG_SUFFIX);
+        let to = dir.join(format!("{later:020}.{LOG_SUFFIX}.{QUARANTINE_SUFFIX}"));
+        tracing::warn!(dir = %dir.display(), base_offset = later, moved_to = %to.display(),
+            "moving aside a segment after a damaged one; the partition continues from the damage");
+        file::rename(&from, &to)?;
+        for suffix in [
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            INDEX_DIGEST_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ] {
+            file::remove_file(&segment_path(dir, later, suffix))?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes an index file hold exactly `expected` (the index rebuilt from the log). Index
@@ -400,8 +417,9 @@ fn load_sealed_from_indexes(
         seg.max_timestamp = timestamp;
         seg.offset_of_max_timestamp = base + i64::from(rel);
     }
-    seg.seal()?;
+    seg.seal();
     seg.indexes_synced = true;
+    seg.log = std::sync::Arc::new(seg.log.to_cached());
     Ok(Some(seg))
 }
 

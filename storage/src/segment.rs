@@ -1,6 +1,7 @@
 //! One segment: `<base offset, 20 digits>.log` of whole RecordBatch v2 batches, plus its
-//! offset and time indexes. Only the last segment of a log (the active one) is appended to;
-//! a sealed segment is read through an mmap.
+//! offset and time indexes. Only the last segment of a log (the active one) is appended to.
+//! Every segment is read with `pread`; the active one keeps its own descriptor, a sealed one
+//! borrows one from the [`crate::descriptor_cache`] once it is wholly on disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,8 +57,8 @@ pub(crate) struct Segment {
     /// Wall-clock time (ms) the segment got its first batch: the `segment.ms` clock and the
     /// retention fallback when batches carry no timestamps.
     pub created_ms: Option<i64>,
-    /// The whole `.log` mapped read-only, once sealed.
-    pub mapped: Option<Bytes>,
+    /// No longer the active segment: nothing is appended to it again.
+    pub sealed: bool,
     /// The index files of this sealed segment have been written out and fsync'd.
     pub indexes_synced: bool,
     /// Aborted transactions whose abort marker is in this segment (`.txnindex`).
@@ -96,7 +97,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             bytes_since_index: 0,
             created_ms: None,
-            mapped: None,
+            sealed: false,
             indexes_synced: false,
             txn_index: TxnIndex::new(dir, base_offset),
         })
@@ -149,9 +150,60 @@ impl Segment {
         self.next_offset = h.next_offset();
     }
 
-    /// Seals the segment: the final time index entry (as Kafka's `onBecomeInactiveSegment`)
-    /// and an mmap of the `.log` for reads.
-    pub fn seal(&mut self) -> Result<(), StorageError> {
+    /// Cuts the segment back to its batches below `position` (a batch boundary; the batch
+    /// there starts at offset `next_offset`), which makes it the active segment again:
+    /// appends continue at `position` through `log` (a descriptor of its own). The indexes
+    /// keep their entries of the batches left, and none of them counts as persisted (the
+    /// caller empties the index files). `tail` holds the headers of the batches from the last
+    /// kept offset-index entry's position (or 0) up to `position`: with the kept time index
+    /// entries they give the largest timestamp left and the index spacing, without reading
+    /// the whole segment.
+    pub fn cut(
+        &mut self,
+        position: u64,
+        next_offset: i64,
+        tail_from: u64,
+        tail: &[BatchHeader],
+        log: Arc<DataFile>,
+    ) {
+        self.offset_index.cut_at(position);
+        let relative_end = self.relative(next_offset);
+        self.time_index.cut_at(relative_end);
+        match self.time_index.last() {
+            Some((timestamp, rel)) => {
+                self.max_timestamp = timestamp;
+                self.offset_of_max_timestamp = self.base_offset + i64::from(rel);
+            }
+            None => {
+                self.max_timestamp = -1;
+                self.offset_of_max_timestamp = self.base_offset;
+            }
+        }
+        for h in tail {
+            if h.max_timestamp > self.max_timestamp {
+                self.max_timestamp = h.max_timestamp;
+                self.offset_of_max_timestamp = if h.is_log_append_time() {
+                    h.base_offset
+                } else {
+                    h.last_offset()
+                };
+            }
+        }
+        self.bytes_since_index = position - tail_from.min(position);
+        self.size = position;
+        self.synced_size = self.synced_size.min(position);
+        self.next_offset = next_offset;
+        if position == 0 {
+            self.created_ms = None;
+        }
+        self.sealed = false;
+        self.indexes_synced = false;
+        self.log = log;
+    }
+
+    /// Seals the segment: the final time index entry (as Kafka's `onBecomeInactiveSegment`);
+    /// nothing is appended to it from now on.
+    pub fn seal(&mut self) {
         if self.max_timestamp >= 0 {
             self.time_index.maybe_push(
                 self.max_timestamp,
@@ -160,32 +212,29 @@ impl Segment {
         }
         self.offset_index.shrink();
         self.time_index.shrink();
-        self.mapped = Some(self.log.map(self.size)?);
-        Ok(())
+        self.sealed = true;
     }
 
-    /// Once a sealed segment is mapped and wholly fsync'd (log and indexes), nothing writes
-    /// or syncs its `.log` again and reads go through the map: its descriptor is closed
-    /// (readers holding the old handle keep it until they drop it), so sealed segments cost
-    /// no file descriptor. Idempotent.
+    /// Once a sealed segment is wholly fsync'd (log and indexes), nothing writes or syncs
+    /// its `.log` again: its own descriptor is closed and reads borrow one from the
+    /// descriptor cache (readers holding the old handle keep it until they drop it), so
+    /// sealed segments cost no file descriptor of their own. Idempotent.
     pub fn release_descriptor_if_done(&mut self) {
-        if self.mapped.is_some()
+        if self.sealed
             && self.indexes_synced
             && self.synced_size >= self.size
             && self.log.holds_descriptor()
         {
-            self.log = Arc::new(self.log.without_descriptor());
+            self.log = Arc::new(self.log.to_cached());
         }
     }
 
-    /// What a reader needs to read this segment without the log's lock.
+    /// What a reader needs to read this segment without the log's lock: its file and the
+    /// size validated so far.
     pub fn source(&self) -> SegmentSource {
-        match &self.mapped {
-            Some(bytes) => SegmentSource::Mapped(bytes.slice(..self.size as usize)),
-            None => SegmentSource::File {
-                file: Arc::clone(&self.log),
-                size: self.size,
-            },
+        SegmentSource {
+            file: Arc::clone(&self.log),
+            size: self.size,
         }
     }
 
@@ -218,73 +267,54 @@ pub(crate) fn index_digest(log_size: u64, index: &[u8], time_index: &[u8]) -> St
     )
 }
 
-/// A snapshot of a segment's readable bytes: the mmap of a sealed segment, or the active
-/// segment's file with the size validated at snapshot time.
+/// A snapshot of a segment's readable bytes: its file, and the size of whole, validated
+/// batches at snapshot time (bytes below it are read; nothing past it is).
 #[derive(Clone, Debug)]
-pub(crate) enum SegmentSource {
-    Mapped(Bytes),
-    File { file: Arc<DataFile>, size: u64 },
+pub(crate) struct SegmentSource {
+    file: Arc<DataFile>,
+    size: u64,
 }
 
 impl SegmentSource {
     pub fn size(&self) -> u64 {
-        match self {
-            SegmentSource::Mapped(b) => b.len() as u64,
-            SegmentSource::File { size, .. } => *size,
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        match self {
-            SegmentSource::Mapped(_) => PathBuf::from("<mapped segment>"),
-            SegmentSource::File { file, .. } => file.path().to_path_buf(),
-        }
+        self.size
     }
 
     /// The header of the batch at `position` (which the log put there after validating it).
-    pub fn header_at(&self, position: u64, path: &Path) -> Result<BatchHeader, StorageError> {
+    pub fn header_at(&self, position: u64) -> Result<BatchHeader, StorageError> {
+        let path = self.file.path();
         let corrupt = |reason: String| StorageError::Corrupt {
             path: path.to_path_buf(),
             position,
             reason,
         };
-        let end = self.size();
+        let end = self.size;
         if position + HEADER_LEN as u64 > end {
             return Err(corrupt(format!(
                 "batch header runs past the segment end {end}"
             )));
         }
         let mut raw = [0u8; HEADER_LEN];
-        match self {
-            SegmentSource::Mapped(b) => {
-                let p = position as usize;
-                raw.copy_from_slice(&b[p..p + HEADER_LEN]);
-            }
-            SegmentSource::File { file, .. } => file.read_exact_at(&mut raw, position)?,
-        }
+        self.file.read_exact_at(&mut raw, position)?;
         batch::check_header(&raw, (end - position) as usize).map_err(|f| corrupt(f.to_string()))
     }
 
-    /// Bytes `position..position+len` (clamped to the size): a slice of the map, or one
-    /// pread copy of the file.
+    /// Bytes `position..position+len` (clamped to the size), read with one pread into a
+    /// pooled buffer. A file shorter than the validated size (cut behind the reader's back,
+    /// by a truncation or another process) is reported as corruption.
     pub fn bytes(&self, position: u64, len: u64) -> Result<Bytes, StorageError> {
-        let end = self.size().min(position.saturating_add(len));
+        let end = self.size.min(position.saturating_add(len));
         if position >= end {
             return Ok(Bytes::new());
         }
-        match self {
-            SegmentSource::Mapped(b) => Ok(b.slice(position as usize..end as usize)),
-            SegmentSource::File { file, .. } => {
-                let buf = file.read_shared(position, (end - position) as usize)?;
-                if (buf.len() as u64) < end - position {
-                    return Err(StorageError::Corrupt {
-                        path: self.path(),
-                        position: position + buf.len() as u64,
-                        reason: "segment file is shorter than its validated size".into(),
-                    });
-                }
-                Ok(buf)
-            }
+        let buf = self.file.read_shared(position, (end - position) as usize)?;
+        if (buf.len() as u64) < end - position {
+            return Err(StorageError::Corrupt {
+                path: self.file.path().to_path_buf(),
+                position: position + buf.len() as u64,
+                reason: "segment file is shorter than its validated size".into(),
+            });
         }
+        Ok(buf)
     }
 }

@@ -7,10 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{AppendInfo, Log, LogState};
-use crate::batch::{self, BatchFault, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN};
+use crate::batch::{
+    self, BatchFault, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN, LENGTH, PARTITION_LEADER_EPOCH,
+};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
 use crate::flusher::lock;
+use crate::leader_epoch;
 use crate::producer_state::{
     self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates,
 };
@@ -280,7 +283,7 @@ impl Log {
             Some(m) => Pending::Marker(m),
             None => Pending::Batches(Updates::Nothing),
         };
-        let (file, position, base_offset, roll_snapshot) = {
+        let (file, position, base_offset, roll_snapshot, leader_epoch, new_epochs) = {
             let mut st = lock(&self.state);
             if st.closed {
                 return Err(StorageError::Closed {
@@ -338,6 +341,17 @@ impl Log {
                 total_records,
                 now_ms,
             )?;
+            // The first batch of a new leader epoch starts an entry in the leader-epoch
+            // cache, written out before the batch.
+            let leader_epoch = st.leader_epoch;
+            let new_epochs = if st.epochs.latest().is_none_or(|l| l.epoch != leader_epoch) {
+                let mut epochs = st.epochs.clone();
+                epochs
+                    .assign(leader_epoch, st.log_end_offset())
+                    .then_some(epochs)
+            } else {
+                None
+            };
             let active = st.active();
             // The state as of the new segment's base: this append is not in it yet. The
             // snapshot stops recovery from replaying the sealed segments, so their aborted
@@ -351,6 +365,8 @@ impl Log {
                 active.size,
                 active.next_offset,
                 roll_snapshot,
+                leader_epoch,
+                new_epochs,
             )
         };
         if let Some((at, table, txn_unsynced)) = roll_snapshot {
@@ -364,12 +380,17 @@ impl Log {
             }
         }
 
+        if let Some(epochs) = &new_epochs {
+            leader_epoch::write(&self.dir, epochs)?;
+        }
+
         // Assign offsets and describe each batch as it will sit on disk.
         let mut stored = Vec::with_capacity(headers.len());
         let mut next = base_offset;
         for (_, h) in headers {
             let mut s = *h;
             s.base_offset = next;
+            s.partition_leader_epoch = leader_epoch;
             if log_append {
                 s.attributes |= ATTR_LOG_APPEND_TIME;
                 s.max_timestamp = now_ms;
@@ -379,23 +400,31 @@ impl Log {
         }
         let offset_bytes: Vec<[u8; 8]> =
             stored.iter().map(|s| s.base_offset.to_be_bytes()).collect();
+        let epoch_bytes = leader_epoch.to_be_bytes();
         let mut stamped: Vec<Vec<u8>> = Vec::new();
         if log_append {
             for ((pos, h), bytes) in headers.iter().zip(&offset_bytes) {
                 let mut copy = batches[*pos..*pos + h.size()].to_vec();
                 copy[..8].copy_from_slice(bytes);
+                copy[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
+                    .copy_from_slice(&epoch_bytes);
                 batch::set_log_append_time(&mut copy, now_ms);
                 stamped.push(copy);
             }
         }
         let write_result = {
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(headers.len() * 2);
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(headers.len() * 4);
             if log_append {
                 slices.extend(stamped.iter().map(|b| IoSlice::new(b)));
             } else {
                 for ((pos, h), bytes) in headers.iter().zip(&offset_bytes) {
+                    // baseOffset and partitionLeaderEpoch are outside the CRC: both are
+                    // written from the log's values, the rest as received.
+                    let batch = &batches[*pos..*pos + h.size()];
                     slices.push(IoSlice::new(bytes));
-                    slices.push(IoSlice::new(&batches[*pos + 8..*pos + h.size()]));
+                    slices.push(IoSlice::new(&batch[LENGTH..PARTITION_LEADER_EPOCH]));
+                    slices.push(IoSlice::new(&epoch_bytes));
+                    slices.push(IoSlice::new(&batch[PARTITION_LEADER_EPOCH + 4..]));
                 }
             }
             file.append_all(&mut slices, position)
@@ -411,6 +440,9 @@ impl Log {
 
         let (info, force_flush) = {
             let mut st = lock(&self.state);
+            if let Some(epochs) = new_epochs {
+                st.replace_epochs(epochs);
+            }
             match pending {
                 Pending::Batches(updates) => st.producers.apply(updates),
                 Pending::Marker(m) => {
@@ -506,10 +538,7 @@ impl Log {
         };
         let new_base = st.log_end_offset();
         let new = Segment::create(&self.dir, new_base)?;
-        if let Err(e) = st.active_mut().seal() {
-            let _ = new.delete_files(&self.dir);
-            return Err(e);
-        }
+        st.active_mut().seal();
         tracing::debug!(dir = %self.dir.display(), new_base, reason, "rolled segment");
         st.segments.push(new);
         st.dir_dirty = true;

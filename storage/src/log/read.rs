@@ -1,23 +1,30 @@
 //! Reads by offset and by timestamp. Each snapshots what it needs under the state lock and
-//! does its I/O without it.
+//! does its I/O (`pread`) without it. A read error fails that read only (a fetch answers
+//! KAFKA_STORAGE_ERROR for the partition); the log stays online.
+//!
+//! A truncation may cut a segment while a reader works from its snapshot: every read
+//! notes the log's truncation count with its snapshot and starts again when it changed, so
+//! it never returns bytes a truncation removed (or new bytes written where they were).
 
-use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use super::{Log, ReadResult, TimestampOffset};
 use crate::batch::{self, BatchHeader};
 use crate::error::StorageError;
+use crate::file;
 use crate::flusher::lock;
 use crate::segment::SegmentSource;
 
-/// Windows of the active segment at least this long are mapped instead of read with pread.
-/// A pread copies the window out of the page cache (about half of the broker's CPU while
-/// it serves a consumer, and time the consumer spends waiting), and the socket write then
-/// copies it again; a map hands the page-cache pages to the socket write directly, as a
-/// sealed segment's map does. Below this, the fixed cost of mmap + munmap (and the TLB
-/// shootdown of the unmap) outweighs the copy it saves.
-const MAP_ACTIVE_AT_LEAST: u64 = 128 * 1024;
+/// Broker-wide bound on the bytes of fetch reads held in memory (read but not yet written
+/// to a socket and dropped). Past it, a read returns only the batch that holds the
+/// requested offset (at least one batch, as Kafka's minOneMessage), so slow consumers with
+/// large fetch sizes cannot make the broker hold an unbounded amount of record data.
+pub(crate) const READ_BYTES_BUDGET: usize = 128 << 20;
+
+/// How many times a read starts again after a concurrent truncation before giving up.
+const RETRIES_AFTER_TRUNCATION: usize = 8;
 
 impl Log {
     /// Reads whole batches from `offset`, only batches with base offset < `upper` (the
@@ -29,9 +36,46 @@ impl Log {
         max_bytes: usize,
         upper: i64,
     ) -> Result<ReadResult, StorageError> {
+        let max_bytes = if file::read_bytes_outstanding() >= READ_BYTES_BUDGET {
+            1
+        } else {
+            max_bytes
+        };
+        self.retry_after_truncation(|| self.read_once(offset, max_bytes, upper))
+    }
+
+    /// Runs `read` (which snapshots under the state lock, then reads) until it completes
+    /// without a truncation of the log having started meanwhile.
+    fn retry_after_truncation<T>(
+        &self,
+        mut read: impl FnMut() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        for _ in 0..RETRIES_AFTER_TRUNCATION {
+            let before = self.truncations.load(Ordering::SeqCst);
+            let result = read();
+            if self.truncations.load(Ordering::SeqCst) == before {
+                return result;
+            }
+        }
+        Err(StorageError::io(
+            "read",
+            &self.dir,
+            std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the log was truncated again during every attempt to read it",
+            ),
+        ))
+    }
+
+    fn read_once(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Result<ReadResult, StorageError> {
         let mut after_base: Option<i64> = None;
         loop {
-            let (source, path, position, limit) = {
+            let (source, position, limit) = {
                 let st = lock(&self.state);
                 let (start, end) = (st.log_start_offset, st.log_end_offset());
                 if offset < start || offset > end {
@@ -67,15 +111,10 @@ impl Log {
                     .position_after(seg.relative(upper))
                     .map_or(seg.size, u64::from);
                 after_base = Some(seg.base_offset);
-                (
-                    seg.source(),
-                    seg.log.path().to_path_buf(),
-                    u64::from(position),
-                    limit,
-                )
+                (seg.source(), u64::from(position), limit)
             };
             if let Some(records) =
-                read_in_segment(&source, &path, position, limit, offset, max_bytes, upper)?
+                read_in_segment(&source, position, limit, offset, max_bytes, upper)?
             {
                 return Ok(ReadResult { records });
             }
@@ -87,9 +126,13 @@ impl Log {
     /// batches; for compressed or LogAppendTime batches, the first offset of the first batch
     /// whose maxTimestamp is >= `ts` (at least the log start offset), with that maxTimestamp.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>, StorageError> {
+        self.retry_after_truncation(|| self.offset_for_timestamp_once(ts))
+    }
+
+    fn offset_for_timestamp_once(&self, ts: i64) -> Result<Option<TimestampOffset>, StorageError> {
         let mut after_base: Option<i64> = None;
         loop {
-            let (source, path, position, log_start) = {
+            let (source, position, log_start) = {
                 let st = lock(&self.state);
                 let log_start = st.log_start_offset;
                 let from = match after_base {
@@ -107,16 +150,11 @@ impl Log {
                     .last_before(ts)
                     .map_or(0, |rel| seg.offset_index.floor_position(rel));
                 after_base = Some(seg.base_offset);
-                (
-                    seg.source(),
-                    seg.log.path().to_path_buf(),
-                    u64::from(position),
-                    log_start,
-                )
+                (seg.source(), u64::from(position), log_start)
             };
             let mut pos = position;
             while pos < source.size() {
-                let h = source.header_at(pos, &path)?;
+                let h = source.header_at(pos)?;
                 if h.max_timestamp >= ts && h.last_offset() >= log_start {
                     let bytes = source.bytes(pos, h.size() as u64)?;
                     if let Some((offset, timestamp)) =
@@ -167,7 +205,6 @@ impl Log {
 /// `offset`.
 fn read_in_segment(
     source: &SegmentSource,
-    path: &Path,
     position: u64,
     limit: u64,
     offset: i64,
@@ -180,7 +217,7 @@ fn read_in_segment(
         if pos >= end {
             return Ok(None);
         }
-        let h = source.header_at(pos, path)?;
+        let h = source.header_at(pos)?;
         if h.last_offset() >= offset {
             break h;
         }
@@ -192,7 +229,7 @@ fn read_in_segment(
     let want = (first.size().max(max_bytes) as u64)
         .min(end - pos)
         .min(limit.saturating_sub(pos).max(first.size() as u64));
-    let window = window(source, path, pos, want)?;
+    let window = source.bytes(pos, want)?;
     let mut cut = first.size();
     while let Some(h) = window.get(cut..).and_then(BatchHeader::parse) {
         let next = cut + h.size();
@@ -205,49 +242,15 @@ fn read_in_segment(
     Ok(Some(window.slice(..cut)))
 }
 
-/// Bytes `position..position+len` of a segment (`len` already clamped to its size): a slice
-/// of a sealed segment's map; for the active segment a read map of the file's written
-/// prefix when the window is large (dropped with the last `Bytes` of it, after the
-/// response is written), else a pread into a pooled buffer.
-///
-/// Mapping the active segment is sound for the same reason mapping a sealed one is: bytes
-/// below the size the log validated are never written again (appends go past them; a
-/// failed append cuts the file back to where it started, at or past every snapshot's
-/// size). A file shorter than that size (cut behind the broker's back) would make a map
-/// fault where a read fails, so its length is checked first and reported as corruption.
-fn window(
-    source: &SegmentSource,
-    path: &Path,
-    position: u64,
-    len: u64,
-) -> Result<Bytes, StorageError> {
-    match source {
-        SegmentSource::File { file, size } if len >= MAP_ACTIVE_AT_LEAST => {
-            let end = (*size).min(position.saturating_add(len));
-            let on_disk = file.len()?;
-            if on_disk < end {
-                return Err(StorageError::Corrupt {
-                    path: path.to_path_buf(),
-                    position: on_disk,
-                    reason: format!("segment file is shorter than its validated size {end}"),
-                });
-            }
-            let map = file.map(end)?;
-            Ok(map.slice(position.min(end) as usize..end as usize))
-        }
-        _ => source.bytes(position, len),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use crate::config::LogConfig;
     use crate::log::tests::{fill, open};
     use crate::testing::decode_records;
 
-    /// Large windows of the active segment are served from a map of the file: the records
-    /// must be exactly those appended, from any offset, and a window handed out earlier
-    /// keeps its bytes while appends continue behind it.
+    /// Large windows of the active segment: the records must be exactly those appended,
+    /// from any offset, and a window handed out earlier keeps its bytes while appends
+    /// continue behind it.
     #[test]
     fn large_reads_of_the_active_segment_return_exactly_the_appended_records() {
         let dir = tempfile::tempdir().unwrap();
@@ -256,10 +259,7 @@ mod tests {
         let appended = fill(&log, &[25; 7], 4000);
         let end = log.log_end_offset();
         let held = log.read(0, 1 << 20, end).unwrap().records;
-        assert!(
-            held.len() > 512 * 1024,
-            "a window well past the map threshold"
-        );
+        assert!(held.len() > 512 * 1024, "a large window");
         for offset in [0, 1, 24, 25, 60, 150, end - 1] {
             for max_bytes in [1, 150 * 1024, 1 << 20] {
                 let got = decode_records(&log.read(offset, max_bytes, end).unwrap().records);

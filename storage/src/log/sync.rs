@@ -60,7 +60,7 @@ impl Log {
             let mut work = Vec::new();
             // Newest first: once a sealed segment is wholly synced, so are all older ones.
             for seg in st.segments.iter().rev() {
-                let sealed = seg.mapped.is_some();
+                let sealed = seg.sealed;
                 if sealed
                     && seg.indexes_synced
                     && seg.synced_size == seg.size
