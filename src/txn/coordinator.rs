@@ -13,9 +13,15 @@
 //!   is written only after every marker (partition logs fsync'd, group markers durable).
 //!   After a crash, Prepare* transactions are completed again at start (a second marker
 //!   is harmless), Ongoing ones stay open until their timeout aborts them.
-//! - Produce of a transactional batch is verified under the table's read lock
-//!   ([`ProduceGate`]) and the Prepare* state is installed under its write lock, so no
-//!   verified batch can land in a partition after that partition's marker.
+//! - No transactional batch lands in a partition after the marker that ends its
+//!   transaction there (Kafka's verification guard, KIP-890 part 1): Produce takes the
+//!   partition's guard *before* checking here that the transaction is Ongoing and
+//!   includes the partition ([`TxnCoordinator::verify_produce`]), and appends under the
+//!   guard. Markers are written only after the transaction left Ongoing, so the marker
+//!   comes after the check; appending it invalidates the guard, and the append, which
+//!   checks the guard under the partition's append lock, lands either before the marker
+//!   or not at all (INVALID_TXN_STATE). No lock of the coordinator is held across an
+//!   append.
 //! - Every mutating operation runs as its own task: a client that disconnects cannot
 //!   leave an entry busy or a transaction half-ended.
 
@@ -26,6 +32,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use strata_storage::producer_state::VerificationGuard;
+use strata_storage::Log;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
@@ -243,40 +251,6 @@ impl Drop for OffsetCommitGuard {
         {
             entry.offset_commits = entry.offset_commits.saturating_sub(1);
         }
-    }
-}
-
-/// Read access for Produce: while a gate is held no transaction enters Prepare*, so a
-/// batch verified through it and appended before it is dropped lands before any marker
-/// of its transaction. Hold it only for the synchronous appends of one request.
-pub struct ProduceGate<'a> {
-    table: RwLockReadGuard<'a, Table>,
-}
-
-impl ProduceGate<'_> {
-    /// See [`TxnCoordinator::verify_produce`].
-    pub fn verify(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), ResponseError> {
-        let Some(entry) = self.table.producer(producer_id) else {
-            debug!(
-                producer_id,
-                topic, partition, "transactional batch from a producer id without a transaction"
-            );
-            return Err(ResponseError::InvalidTxnState);
-        };
-        entry
-            .meta
-            .check_produce(producer_epoch, topic, partition)
-            .map_err(|e| {
-                debug!(producer_id, producer_epoch, topic, partition, error = %e,
-                    "transactional batch refused");
-                e.response_error()
-            })
     }
 }
 
@@ -936,28 +910,56 @@ impl TxnCoordinator {
         }
     }
 
-    /// Produce check for a batch with the transactional bit: Ok only if `producer_id`'s
-    /// transaction is Ongoing with this epoch and includes `topic`/`partition` (no
-    /// transactional write can land outside a transaction the coordinator knows, so no
-    /// transaction hangs). Errors: an older epoch is INVALID_PRODUCER_EPOCH (Produce's
-    /// code for a fenced producer), anything else INVALID_TXN_STATE.
+    /// Produce check for a batch with the transactional bit, for `log` (partition
+    /// `partition` of `topic`): Ok only if `producer_id`'s transaction is Ongoing with this
+    /// epoch and includes the partition (no transactional write can land outside a
+    /// transaction the coordinator knows, so no transaction hangs). Errors: an older epoch
+    /// is INVALID_PRODUCER_EPOCH (Produce's code for a fenced producer), anything else
+    /// INVALID_TXN_STATE.
+    ///
+    /// Returns the partition's guard taken before the check: append the batch with
+    /// `Log::append_verified_batch` under it, and it lands before the marker that ends the
+    /// transaction in that partition or is refused (see the module doc). A producer the
+    /// check refuses outright takes no guard, so strangers leave no state in partitions.
     pub fn verify_produce(
+        &self,
+        log: &Log,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<VerificationGuard, ResponseError> {
+        self.check_produce(producer_id, producer_epoch, topic, partition)?;
+        let guard = log.start_txn_verification(producer_id, now_ms());
+        self.check_produce(producer_id, producer_epoch, topic, partition)?;
+        Ok(guard)
+    }
+
+    /// The coordinator's half of [`TxnCoordinator::verify_produce`]: one short read of the
+    /// table.
+    fn check_produce(
         &self,
         producer_id: i64,
         producer_epoch: i16,
         topic: &str,
         partition: i32,
     ) -> Result<(), ResponseError> {
-        self.produce_gate()
-            .verify(producer_id, producer_epoch, topic, partition)
-    }
-
-    /// A [`ProduceGate`]: verify several batches and append them before any of their
-    /// transactions can enter Prepare*.
-    pub fn produce_gate(&self) -> ProduceGate<'_> {
-        ProduceGate {
-            table: self.read_table(),
-        }
+        let table = self.read_table();
+        let Some(entry) = table.producer(producer_id) else {
+            debug!(
+                producer_id,
+                topic, partition, "transactional batch from a producer id without a transaction"
+            );
+            return Err(ResponseError::InvalidTxnState);
+        };
+        entry
+            .meta
+            .check_produce(producer_epoch, topic, partition)
+            .map_err(|e| {
+                debug!(producer_id, producer_epoch, topic, partition, error = %e,
+                    "transactional batch refused");
+                e.response_error()
+            })
     }
 
     /// The states of these transactional ids (None for an unknown id).
