@@ -131,6 +131,9 @@ pub struct Log {
     offline: Mutex<Option<String>>,
     /// The log is queued on the flusher (cleared by the flusher before it syncs).
     scheduled: AtomicBool,
+    /// Calls of [`Log::read`] so far (debug builds: tests count what a request reads).
+    #[cfg(debug_assertions)]
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Log {
@@ -258,6 +261,8 @@ impl Log {
             durable,
             offline: Mutex::new(None),
             scheduled: AtomicBool::new(false),
+            #[cfg(debug_assertions)]
+            reads: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
