@@ -41,6 +41,7 @@ use super::log::{self as txn_log, LiveStates, TxnLog, TxnLogError, TxnRecord};
 use super::metadata::{EndPlan, ExpectedProducer, InitPlan, TxnError, TxnMetadata, TxnState};
 use crate::broker::record_log::RecordLogError;
 use crate::broker::{now_ms, Broker};
+use crate::clock::MonotonicClock;
 use crate::group::offsets::CommittedOffset;
 use crate::group::GroupService;
 
@@ -200,6 +201,8 @@ struct Inner {
     config: TxnConfig,
     table: RwLock<Table>,
     writes: mpsc::UnboundedSender<WriteRequest>,
+    /// Transaction start and update times, and the timeout checks against them.
+    clock: MonotonicClock,
 }
 
 /// A handle on the transaction coordinator; cheap to clone.
@@ -300,6 +303,7 @@ impl TxnCoordinator {
                 config,
                 table: RwLock::new(table),
                 writes,
+                clock: MonotonicClock::start(),
             }),
         };
         tokio::spawn(run_writer(log, live, writes_rx));
@@ -327,7 +331,7 @@ impl TxnCoordinator {
     /// back forever. It gets a commit marker if the log says that producer's transaction,
     /// in that epoch, was committed, else an abort marker (nothing durable says commit).
     fn end_orphaned_transactions(&self) {
-        let now = now_ms();
+        let now = self.now_ms();
         for topic in self.inner.broker.topics() {
             for (index, log) in topic.partitions.iter().enumerate() {
                 for open in log.open_transactions() {
@@ -495,7 +499,12 @@ impl TxnCoordinator {
         let known = self.read_table().by_id.contains_key(id.as_str());
         if !known {
             let fresh = |producer_id| {
-                TxnMetadata::new(Arc::from(id.as_str()), producer_id, timeout_ms, now_ms())
+                TxnMetadata::new(
+                    Arc::from(id.as_str()),
+                    producer_id,
+                    timeout_ms,
+                    self.now_ms(),
+                )
             };
             let max_bytes = self.inner.config.state_max_bytes;
             // Checked before a producer id is spent on it.
@@ -515,10 +524,12 @@ impl TxnCoordinator {
                 let Some(entry) = table.by_id.get(id.as_str()) else {
                     return Err(TxnError::CoordinatorNotAvailable);
                 };
-                let plan =
-                    entry
-                        .meta
-                        .plan_init(entry.ending_blocked(), expected, timeout_ms, now_ms())?;
+                let plan = entry.meta.plan_init(
+                    entry.ending_blocked(),
+                    expected,
+                    timeout_ms,
+                    self.now_ms(),
+                )?;
                 let current = entry.meta.clone();
                 let guard = self.mark_busy(&mut table, &id);
                 (plan, current, guard)
@@ -527,7 +538,7 @@ impl TxnCoordinator {
                 InitPlan::Ready(next) => next,
                 InitPlan::NeedNewProducerId { record_last_epoch } => {
                     let producer_id = self.allocate_producer_id()?;
-                    current.rotated(producer_id, timeout_ms, record_last_epoch, now_ms())
+                    current.rotated(producer_id, timeout_ms, record_last_epoch, self.now_ms())
                 }
                 InitPlan::AbortFirst(abort) => {
                     info!(transactional_id = %id, producer_id = abort.producer_id,
@@ -610,7 +621,7 @@ impl TxnCoordinator {
                     current: -1,
                 });
             };
-            let Some(next) = plan(&entry.meta, entry.busy, now_ms())? else {
+            let Some(next) = plan(&entry.meta, entry.busy, self.now_ms())? else {
                 return Ok(());
             };
             table.admit(id, next.cost(), self.inner.config.state_max_bytes)?;
@@ -698,7 +709,7 @@ impl TxnCoordinator {
                     producer_id,
                     epoch,
                     commit,
-                    now_ms(),
+                    this.now_ms(),
                 )?;
                 let EndPlan::Prepare(prepare) = plan else {
                     return Ok(());
@@ -734,7 +745,7 @@ impl TxnCoordinator {
                     TxnError::CoordinatorNotAvailable
                 })?;
         }
-        let done = prepare.completed(now_ms());
+        let done = prepare.completed(self.now_ms());
         self.transition(done).await?;
         debug!(transactional_id = %prepare.transactional_id, commit,
             partitions = prepare.partitions.len(), groups = prepare.groups.len(),
@@ -977,6 +988,12 @@ impl TxnCoordinator {
         sorted.into_values().map(|e| e.meta.clone()).collect()
     }
 
+    /// The coordinator's `now` (ms): monotonic, so the transaction timeout is measured
+    /// by elapsed time, whatever the wall clock does (see [`MonotonicClock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
     /// The longest transactional id InitProducerId accepts (`id.max.bytes`).
     pub fn id_max_bytes(&self) -> usize {
         self.inner.config.id_max_bytes
@@ -990,7 +1007,7 @@ async fn run_cleanup(coordinator: TxnCoordinator, mut shutdown: watch::Receiver<
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => coordinator.cleanup(now_ms()),
+            _ = ticks.tick() => coordinator.cleanup(coordinator.now_ms()),
             _ = crate::server::shutdown::requested(&mut shutdown) => break,
         }
     }

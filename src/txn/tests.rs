@@ -1248,3 +1248,49 @@ fn a_held_transactional_append_holds_up_neither_end_txn_nor_other_partitions() {
     assert_eq!(n.log(0).open_transactions(), vec![]);
     assert_eq!(n.log(1).open_transactions().len(), 1);
 }
+
+/// Issue 15: the cleanup task measures transaction timeouts on the coordinator's
+/// monotonic clock (tokio's, paused here), so a step of the wall clock neither aborts
+/// every open transaction at once nor keeps a stuck one open. With time stopped and
+/// advanced by hand, a transaction with a 60 s timeout is still open at 59 s and is
+/// aborted by the cleanup task (every 100 ms) once its timeout has passed, long before
+/// 60 s of wall time could.
+#[tokio::test(start_paused = true)]
+async fn the_cleanup_task_aborts_a_transaction_once_its_timeout_has_elapsed_on_the_monotonic_clock()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let n = node_with(dir.path(), |c| c.cleanup_interval_ms = 100).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("slow".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("slow".into(), pid, epoch, parts(&[0]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 0, 0).unwrap();
+    tokio::time::advance(Duration::from_secs(59)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(n.state("slow").state, TxnState::Ongoing);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // The abort's transaction-log write is real I/O; paused sleeps cost no real time.
+    let mut state = n.state("slow").state;
+    for _ in 0..10_000 {
+        if state != TxnState::Ongoing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        state = n.state("slow").state;
+    }
+    assert!(
+        matches!(state, TxnState::PrepareAbort | TxnState::CompleteAbort),
+        "the transaction is aborted once its timeout has passed: {state:?}"
+    );
+    // Writing the markers takes real fsyncs: let real time run for them.
+    tokio::time::resume();
+    n.wait_for("slow", TxnState::CompleteAbort).await;
+    assert_eq!(n.log(0).open_transactions(), vec![]);
+}
