@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod broker;
+mod clock;
 pub mod config;
 pub mod group;
 pub mod server;

@@ -376,3 +376,103 @@ async fn background_retention_moves_the_log_start_offset() {
     );
     broker.shutdown().await;
 }
+
+/// Issue 15: a long poll reads its partitions when it starts and when it answers, not on
+/// every wake-up. A fetch of 16 partitions waits for more bytes than the test produces
+/// while 32 acks=all batches (each a new durable offset, each a wake-up) land across them:
+/// each wake-up decides from offsets and index positions that `min_bytes` is still out of
+/// reach, so the logs are read 2 × 16 times in all, not 16 per wake-up (quadratic in
+/// partitions before). Counted with the logs' read counters (debug builds).
+#[cfg(debug_assertions)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_reads_its_partitions_once_not_on_every_wake_up() {
+    use common::raw::{batch, RawClient};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    const PARTITIONS: i32 = 16;
+    const BATCHES: i32 = 32;
+    let topic = || TopicName(StrBytes::from_static_str("long-poll-reads"));
+    let broker = TestBroker::start_with(|c| c.num_partitions = PARTITIONS).await;
+    let mut producer = RawClient::connect(broker.addr()).await;
+    producer.auto_create("long-poll-reads").await;
+    let logs: Vec<_> = (0..PARTITIONS)
+        .map(|p| {
+            broker
+                .running()
+                .broker()
+                .topic("long-poll-reads")
+                .unwrap()
+                .partition(p)
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    let reads = || logs.iter().map(|l| l.reads_started()).sum::<u64>();
+    let before = reads();
+
+    let request = FetchRequest::default()
+        .with_max_wait_ms(3_000)
+        .with_min_bytes(1 << 20)
+        .with_max_bytes(50 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic())
+            .with_partitions(
+                (0..PARTITIONS)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]);
+    let mut fetcher = RawClient::connect(broker.addr()).await;
+    let waiting = tokio::spawn(async move {
+        let response: FetchResponse = fetcher.call(ApiKey::Fetch, 12, &request).await;
+        response
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..BATCHES {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(i % PARTITIONS)
+                    .with_records(Some(batch(&["a record"], 1_700_000_000_000)))])]);
+        let response: ProduceResponse = producer.call(ApiKey::Produce, 9, &request).await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let response = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    let returned: usize = response.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0);
+            let mut records = p.records.clone().unwrap_or_default();
+            RecordBatchDecoder::decode_all(&mut records).unwrap().len()
+        })
+        .sum();
+    // Answered at its deadline with what was there (all of it, unless the produces were
+    // slower than the wait).
+    assert!(
+        returned > 0 && returned <= BATCHES as usize,
+        "{returned} batches"
+    );
+    let per_fetch = reads() - before;
+    assert!(
+        per_fetch <= 2 * PARTITIONS as u64,
+        "{per_fetch} log reads for one fetch of {PARTITIONS} partitions"
+    );
+    broker.shutdown().await;
+}

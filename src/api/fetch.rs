@@ -4,7 +4,10 @@
 //!
 //! Long poll: when fewer than `min_bytes` are available the response is deferred until the
 //! durable offset of a fetched partition moves (`Log::subscribe_durable`), `max_wait_ms`
-//! passes, or the broker shuts down — never a busy loop.
+//! passes, or the broker shuts down — never a busy loop. A wake-up reads nothing: it
+//! decides from the logs' offsets and index positions whether `min_bytes` could now be
+//! returned ([`may_satisfy`], Kafka's `DelayedFetch.tryComplete`), and only then reads
+//! every partition, once, and answers with what that read found.
 //!
 //! Isolation: read_uncommitted reads up to the high watermark. read_committed
 //! (`isolation_level` 1) reads only below the last stable offset (the first offset of the
@@ -105,13 +108,41 @@ pub(crate) fn handle(
                 _ = crate::server::shutdown::requested(&mut shutdown) => break,
                 _ = any_changed(&mut receivers) => {}
             }
-            let (response, bytes, any_error) = gather(&plan);
-            if bytes >= min_bytes || any_error {
-                return response;
+            if may_satisfy(&plan, min_bytes) {
+                return gather(&plan).0;
             }
         }
         gather(&plan).0
     }))
+}
+
+/// Whether a waiting fetch can be answered now: the bytes below each partition's upper
+/// bound (high watermark, or LSO for read_committed) from its fetch offset, each at most
+/// the partition's max_bytes, add up to `min_bytes`, or a fetch offset is out of range
+/// (an error to answer). From offsets and index positions only (`Log::bytes_available`,
+/// an upper bound by at most an index interval per end): no log is read.
+fn may_satisfy(plan: &FetchPlan, min_bytes: usize) -> bool {
+    let need = u64::try_from(min_bytes).unwrap_or(u64::MAX);
+    let mut total = 0u64;
+    for p in plan.topics.iter().flat_map(|t| t.partitions.iter()) {
+        let Some(log) = &p.log else {
+            continue;
+        };
+        let upper = if plan.read_committed {
+            log.last_stable_offset()
+        } else {
+            log.durable_offset()
+        };
+        let cap = u64::try_from(p.max_bytes).unwrap_or(0);
+        match log.bytes_available(p.fetch_offset, upper, need) {
+            None => return true,
+            Some(available) => total = total.saturating_add(available.min(cap)),
+        }
+        if total >= need {
+            return true;
+        }
+    }
+    false
 }
 
 /// Looks every requested topic up by name (or by id from v13 on).

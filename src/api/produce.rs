@@ -21,7 +21,10 @@
 //!    (`TxnCoordinator::verify_produce`): its producer's transaction must be Ongoing with
 //!    this epoch and include the partition, else INVALID_PRODUCER_EPOCH (an older epoch:
 //!    fenced) or INVALID_TXN_STATE (which a never-issued id also gets: it has no
-//!    transaction).
+//!    transaction). The verification is per partition (Kafka's verification guard): the
+//!    append checks under the partition's own append lock that no marker of the producer
+//!    was written there since, else INVALID_TXN_STATE; nothing is held across partitions
+//!    or across the appends of a request.
 
 use kafka_protocol::error::ResponseError;
 use std::sync::Arc;
@@ -38,7 +41,6 @@ use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
 use crate::broker::{now_ms, Topic};
-use crate::txn::ProduceGate;
 
 const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
@@ -67,10 +69,6 @@ pub(crate) fn handle(
     let valid_acks = (-1..=1).contains(&acks);
     let now = now_ms();
     let mut waits = Vec::new();
-    // Taken at the first transactional batch and held until every append of the request
-    // is done: no verified transaction can enter Prepare* (and get its markers) before
-    // its batches are in the logs.
-    let mut gate: Option<ProduceGate<'_>> = None;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (ti, topic_data) in request.topic_data.into_iter().enumerate() {
         let name = topic_data.name.as_str().to_string();
@@ -97,7 +95,7 @@ pub(crate) fn handle(
                 (true, None, _) => Err(Refusal::code(missing_code)),
                 (true, Some(topic), Some(log)) => {
                     let records = data.records.as_deref().unwrap_or_default();
-                    produce_one(&mut gate, ctx, topic, data.index, log, records, now)
+                    produce_one(ctx, topic, data.index, log, records, now)
                 }
             };
             let response = match outcome {
@@ -186,9 +184,8 @@ impl From<RecordFault> for Refusal {
 }
 
 /// Checks one partition's batch (see the module doc for the order) and appends it.
-fn produce_one<'a>(
-    gate: &mut Option<ProduceGate<'a>>,
-    ctx: &'a RequestContext,
+fn produce_one(
+    ctx: &RequestContext,
     topic: &Topic,
     partition: i32,
     log: &Log,
@@ -222,14 +219,18 @@ fn produce_one<'a>(
     let header = checked.header();
     check_producer_issued(ctx, header, &topic.name, partition)?;
     if header.is_transactional() && header.has_producer_id() {
-        gate.get_or_insert_with(|| ctx.txns.produce_gate())
-            .verify(
+        let guard = ctx
+            .txns
+            .verify_produce(
+                log,
                 header.producer_id,
                 header.producer_epoch,
                 &topic.name,
                 partition,
             )
             .map_err(|e| Refusal::code(e.code()))?;
+        return appended(log, log.append_verified_batch(checked, now, guard))
+            .map_err(Refusal::code);
     }
     appended(log, log.append_checked_batch(checked, now)).map_err(Refusal::code)
 }

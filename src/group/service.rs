@@ -40,6 +40,7 @@ use super::offsets::{
     StoredGroup,
 };
 use crate::broker::record_log::RecordLogError;
+use crate::clock::MonotonicClock;
 
 /// Settings of the group service.
 #[derive(Debug, Clone)]
@@ -65,8 +66,9 @@ impl Default for GroupServiceConfig {
     }
 }
 
-/// Wall-clock time in ms since the Unix epoch: the coordinator's `now`.
-fn now_ms() -> u64 {
+/// Wall-clock time in ms since the Unix epoch: for timestamps stored with offsets and
+/// compared with them (offset retention), never for timers.
+fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -126,6 +128,8 @@ struct Actor {
     jobs: mpsc::WeakUnboundedSender<Job>,
     pending: HashMap<RequestId, oneshot::Sender<Response>>,
     timers: TimerQueue,
+    /// The coordinator's `now`, for every step and timer (sessions, rebalances).
+    clock: MonotonicClock,
     next_request: RequestId,
     /// The offsets' cost, shared with the offset writer.
     usage: Arc<OffsetUsage>,
@@ -228,10 +232,12 @@ impl Actor {
             }
             if let Some(jobs) = jobs.upgrade() {
                 let _ = jobs.send(Box::new(move |actor: &mut Actor| {
-                    let effects =
-                        actor
-                            .coordinator
-                            .group_stored(now_ms(), &group_id, generation_id, result);
+                    let effects = actor.coordinator.group_stored(
+                        actor.clock.now_unsigned_ms(),
+                        &group_id,
+                        generation_id,
+                        result,
+                    );
                     actor.apply(effects);
                 }));
             }
@@ -239,7 +245,7 @@ impl Actor {
     }
 
     fn fire_due_timers(&mut self) {
-        let now = now_ms();
+        let now = self.clock.now_unsigned_ms();
         while let Some(key) = self.timers.pop_due(now) {
             let effects = self.coordinator.on_timer(now, &key);
             self.apply(effects);
@@ -279,7 +285,8 @@ impl GroupService {
         // start now) or Empty; their timers are armed below. They share their
         // ids and byte fields with the table's records. What an older log holds
         // beyond today's limits is loaded as it is (see `GroupCoordinator`).
-        let loaded_at = now_ms();
+        let clock = MonotonicClock::start();
+        let loaded_at = clock.now_unsigned_ms();
         let mut load_effects = Vec::new();
         for (group, stored) in table.group_metadata() {
             load_effects.extend(coordinator.load_group(loaded_at, group, stored));
@@ -317,6 +324,7 @@ impl GroupService {
             jobs: service.jobs.downgrade(),
             pending: HashMap::new(),
             timers: TimerQueue::default(),
+            clock,
             next_request: 0,
             usage: usage.clone(),
         };
@@ -362,7 +370,7 @@ impl GroupService {
             actor.next_request += 1;
             let id = actor.next_request;
             actor.pending.insert(id, tx);
-            let effects = f(&mut actor.coordinator, now_ms(), id);
+            let effects = f(&mut actor.coordinator, actor.clock.now_unsigned_ms(), id);
             actor.apply(effects);
         });
         let sent = self.jobs.send(job).is_ok();
@@ -452,7 +460,7 @@ impl GroupService {
         let queued = self.call(move |actor| {
             let growth = admit_offsets(actor, &table, &group_id, None, &offsets)?;
             let (checked, effects) = actor.coordinator.validate_offset_commit(
-                now_ms(),
+                actor.clock.now_unsigned_ms(),
                 &group_id,
                 &member_id,
                 group_instance_id.as_deref(),
@@ -477,7 +485,9 @@ impl GroupService {
             written.await?;
             // An empty group may have been forgotten while the write was in flight.
             let _ = jobs.send(Box::new(move |actor: &mut Actor| {
-                actor.coordinator.ensure_group(&group, now_ms())
+                actor
+                    .coordinator
+                    .ensure_group(&group, actor.clock.now_unsigned_ms())
             }));
             Ok(())
         }
@@ -504,7 +514,7 @@ impl GroupService {
         let queued = self.call(move |actor| {
             let growth = admit_offsets(actor, &table, &group, Some(producer_id), &offsets)?;
             let group = actor.coordinator.validate_txn_offset_commit(
-                now_ms(),
+                actor.clock.now_unsigned_ms(),
                 &group,
                 member
                     .as_ref()
@@ -565,7 +575,9 @@ impl GroupService {
                 // The group may have been forgotten while only pending offsets
                 // were known; committed offsets make it a (possibly Empty) group.
                 let _ = jobs.send(Box::new(move |actor: &mut Actor| {
-                    actor.coordinator.ensure_group(&group_id, now_ms())
+                    actor
+                        .coordinator
+                        .ensure_group(&group_id, actor.clock.now_unsigned_ms())
                 }));
             }
             Ok(())
@@ -665,7 +677,9 @@ impl GroupService {
         let writes = self.writes.clone();
         let queued = self.call(move |actor| {
             let key = actor.coordinator.group_key(&group_id);
-            let (result, effects) = actor.coordinator.delete_group(now_ms(), &group_id);
+            let (result, effects) = actor
+                .coordinator
+                .delete_group(actor.clock.now_unsigned_ms(), &group_id);
             actor.apply(effects);
             result?;
             let group = key.unwrap_or_else(|| Arc::from(group_id));
@@ -885,7 +899,7 @@ async fn run_actor(
         let sleep = actor
             .timers
             .next_deadline()
-            .map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
+            .map(|d| Duration::from_millis(d.saturating_sub(actor.clock.now_unsigned_ms())));
         tokio::select! {
             job = jobs.recv() => match job {
                 Some(job) => {
@@ -922,7 +936,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// Deletes offsets of empty groups past retention, then forgets empty groups
 /// that have no offsets left.
 fn expire_offsets(actor: &mut Actor, service: &GroupService, retention_ms: i64) {
-    let now = now_ms() as i64;
+    let now = wall_ms() as i64;
     let tombstones = {
         let table = service
             .table
@@ -1077,7 +1091,7 @@ mod tests {
             offset: n,
             leader_epoch: -1,
             metadata: Some(format!("meta{n}")),
-            commit_timestamp_ms: now_ms() as i64,
+            commit_timestamp_ms: wall_ms() as i64,
         }
     }
 
@@ -1623,7 +1637,9 @@ mod tests {
         assert_eq!(members, expected);
     }
 
-    #[tokio::test]
+    /// Paused time: the session runs on tokio's clock, so the 50 ms steps below cost no
+    /// real time and a loaded machine cannot make the 1 s session flake.
+    #[tokio::test(start_paused = true)]
     async fn a_member_that_does_not_come_back_expires_and_the_rest_rebalance() {
         let dir = tempfile::tempdir().unwrap();
         let (service, tx) = start(dir.path(), GroupServiceConfig::default()).await;
@@ -1653,6 +1669,39 @@ mod tests {
             heartbeat(&again, &ids[1], generation).await,
             Some(ResponseError::UnknownMemberId)
         );
+    }
+
+    /// Issue 15: sessions expire on the coordinator's monotonic clock (tokio's, paused
+    /// here), not the wall clock, which an NTP step can move by hours. With time stopped
+    /// and advanced by hand: a member that heartbeats every 300 ms stays, the silent one
+    /// is still a member at 900 ms and is evicted once its 1 s session has passed.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_members_session_expires_on_the_monotonic_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _tx) = start(dir.path(), GroupServiceConfig::default()).await;
+        let (ids, generation) = stable_group(&service, 2, 1_000).await;
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_millis(300)).await;
+            assert_eq!(heartbeat(&service, &ids[0], generation).await, None);
+        }
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let mut answers = Vec::new();
+        for _ in 0..10 {
+            let answer = heartbeat(&service, &ids[0], generation).await;
+            answers.push(answer);
+            if answer == Some(ResponseError::RebalanceInProgress) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            answers.last(),
+            Some(&Some(ResponseError::RebalanceInProgress)),
+            "the silent member's session ended 200 ms ago: {answers:?}"
+        );
+        let rejoined = service.join(join_request(&ids[0], 1_000)).await;
+        assert_eq!(rejoined.generation_id, generation + 1);
+        assert_eq!(rejoined.members.len(), 1);
     }
 
     #[tokio::test]

@@ -13,9 +13,15 @@
 //!   is written only after every marker (partition logs fsync'd, group markers durable).
 //!   After a crash, Prepare* transactions are completed again at start (a second marker
 //!   is harmless), Ongoing ones stay open until their timeout aborts them.
-//! - Produce of a transactional batch is verified under the table's read lock
-//!   ([`ProduceGate`]) and the Prepare* state is installed under its write lock, so no
-//!   verified batch can land in a partition after that partition's marker.
+//! - No transactional batch lands in a partition after the marker that ends its
+//!   transaction there (Kafka's verification guard, KIP-890 part 1): Produce takes the
+//!   partition's guard *before* checking here that the transaction is Ongoing and
+//!   includes the partition ([`TxnCoordinator::verify_produce`]), and appends under the
+//!   guard. Markers are written only after the transaction left Ongoing, so the marker
+//!   comes after the check; appending it invalidates the guard, and the append, which
+//!   checks the guard under the partition's append lock, lands either before the marker
+//!   or not at all (INVALID_TXN_STATE). No lock of the coordinator is held across an
+//!   append.
 //! - Every mutating operation runs as its own task: a client that disconnects cannot
 //!   leave an entry busy or a transaction half-ended.
 
@@ -26,6 +32,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use strata_storage::producer_state::VerificationGuard;
+use strata_storage::Log;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
@@ -33,6 +41,7 @@ use super::log::{self as txn_log, LiveStates, TxnLog, TxnLogError, TxnRecord};
 use super::metadata::{EndPlan, ExpectedProducer, InitPlan, TxnError, TxnMetadata, TxnState};
 use crate::broker::record_log::RecordLogError;
 use crate::broker::{now_ms, Broker};
+use crate::clock::MonotonicClock;
 use crate::group::offsets::CommittedOffset;
 use crate::group::GroupService;
 
@@ -192,6 +201,8 @@ struct Inner {
     config: TxnConfig,
     table: RwLock<Table>,
     writes: mpsc::UnboundedSender<WriteRequest>,
+    /// Transaction start and update times, and the timeout checks against them.
+    clock: MonotonicClock,
 }
 
 /// A handle on the transaction coordinator; cheap to clone.
@@ -246,40 +257,6 @@ impl Drop for OffsetCommitGuard {
     }
 }
 
-/// Read access for Produce: while a gate is held no transaction enters Prepare*, so a
-/// batch verified through it and appended before it is dropped lands before any marker
-/// of its transaction. Hold it only for the synchronous appends of one request.
-pub struct ProduceGate<'a> {
-    table: RwLockReadGuard<'a, Table>,
-}
-
-impl ProduceGate<'_> {
-    /// See [`TxnCoordinator::verify_produce`].
-    pub fn verify(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), ResponseError> {
-        let Some(entry) = self.table.producer(producer_id) else {
-            debug!(
-                producer_id,
-                topic, partition, "transactional batch from a producer id without a transaction"
-            );
-            return Err(ResponseError::InvalidTxnState);
-        };
-        entry
-            .meta
-            .check_produce(producer_epoch, topic, partition)
-            .map_err(|e| {
-                debug!(producer_id, producer_epoch, topic, partition, error = %e,
-                    "transactional batch refused");
-                e.response_error()
-            })
-    }
-}
-
 /// One transaction as DescribeTransactions / ListTransactions show it.
 pub type TxnDescription = Arc<TxnMetadata>;
 
@@ -326,6 +303,7 @@ impl TxnCoordinator {
                 config,
                 table: RwLock::new(table),
                 writes,
+                clock: MonotonicClock::start(),
             }),
         };
         tokio::spawn(run_writer(log, live, writes_rx));
@@ -353,7 +331,7 @@ impl TxnCoordinator {
     /// back forever. It gets a commit marker if the log says that producer's transaction,
     /// in that epoch, was committed, else an abort marker (nothing durable says commit).
     fn end_orphaned_transactions(&self) {
-        let now = now_ms();
+        let now = self.now_ms();
         for topic in self.inner.broker.topics() {
             for (index, log) in topic.partitions.iter().enumerate() {
                 for open in log.open_transactions() {
@@ -521,7 +499,12 @@ impl TxnCoordinator {
         let known = self.read_table().by_id.contains_key(id.as_str());
         if !known {
             let fresh = |producer_id| {
-                TxnMetadata::new(Arc::from(id.as_str()), producer_id, timeout_ms, now_ms())
+                TxnMetadata::new(
+                    Arc::from(id.as_str()),
+                    producer_id,
+                    timeout_ms,
+                    self.now_ms(),
+                )
             };
             let max_bytes = self.inner.config.state_max_bytes;
             // Checked before a producer id is spent on it.
@@ -541,10 +524,12 @@ impl TxnCoordinator {
                 let Some(entry) = table.by_id.get(id.as_str()) else {
                     return Err(TxnError::CoordinatorNotAvailable);
                 };
-                let plan =
-                    entry
-                        .meta
-                        .plan_init(entry.ending_blocked(), expected, timeout_ms, now_ms())?;
+                let plan = entry.meta.plan_init(
+                    entry.ending_blocked(),
+                    expected,
+                    timeout_ms,
+                    self.now_ms(),
+                )?;
                 let current = entry.meta.clone();
                 let guard = self.mark_busy(&mut table, &id);
                 (plan, current, guard)
@@ -553,7 +538,7 @@ impl TxnCoordinator {
                 InitPlan::Ready(next) => next,
                 InitPlan::NeedNewProducerId { record_last_epoch } => {
                     let producer_id = self.allocate_producer_id().await?;
-                    current.rotated(producer_id, timeout_ms, record_last_epoch, now_ms())
+                    current.rotated(producer_id, timeout_ms, record_last_epoch, self.now_ms())
                 }
                 InitPlan::AbortFirst(abort) => {
                     info!(transactional_id = %id, producer_id = abort.producer_id,
@@ -637,7 +622,7 @@ impl TxnCoordinator {
                     current: -1,
                 });
             };
-            let Some(next) = plan(&entry.meta, entry.busy, now_ms())? else {
+            let Some(next) = plan(&entry.meta, entry.busy, self.now_ms())? else {
                 return Ok(());
             };
             table.admit(id, next.cost(), self.inner.config.state_max_bytes)?;
@@ -725,7 +710,7 @@ impl TxnCoordinator {
                     producer_id,
                     epoch,
                     commit,
-                    now_ms(),
+                    this.now_ms(),
                 )?;
                 let EndPlan::Prepare(prepare) = plan else {
                     return Ok(());
@@ -761,7 +746,7 @@ impl TxnCoordinator {
                     TxnError::CoordinatorNotAvailable
                 })?;
         }
-        let done = prepare.completed(now_ms());
+        let done = prepare.completed(self.now_ms());
         self.transition(done).await?;
         debug!(transactional_id = %prepare.transactional_id, commit,
             partitions = prepare.partitions.len(), groups = prepare.groups.len(),
@@ -937,28 +922,56 @@ impl TxnCoordinator {
         }
     }
 
-    /// Produce check for a batch with the transactional bit: Ok only if `producer_id`'s
-    /// transaction is Ongoing with this epoch and includes `topic`/`partition` (no
-    /// transactional write can land outside a transaction the coordinator knows, so no
-    /// transaction hangs). Errors: an older epoch is INVALID_PRODUCER_EPOCH (Produce's
-    /// code for a fenced producer), anything else INVALID_TXN_STATE.
+    /// Produce check for a batch with the transactional bit, for `log` (partition
+    /// `partition` of `topic`): Ok only if `producer_id`'s transaction is Ongoing with this
+    /// epoch and includes the partition (no transactional write can land outside a
+    /// transaction the coordinator knows, so no transaction hangs). Errors: an older epoch
+    /// is INVALID_PRODUCER_EPOCH (Produce's code for a fenced producer), anything else
+    /// INVALID_TXN_STATE.
+    ///
+    /// Returns the partition's guard taken before the check: append the batch with
+    /// `Log::append_verified_batch` under it, and it lands before the marker that ends the
+    /// transaction in that partition or is refused (see the module doc). A producer the
+    /// check refuses outright takes no guard, so strangers leave no state in partitions.
     pub fn verify_produce(
+        &self,
+        log: &Log,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<VerificationGuard, ResponseError> {
+        self.check_produce(producer_id, producer_epoch, topic, partition)?;
+        let guard = log.start_txn_verification(producer_id, now_ms());
+        self.check_produce(producer_id, producer_epoch, topic, partition)?;
+        Ok(guard)
+    }
+
+    /// The coordinator's half of [`TxnCoordinator::verify_produce`]: one short read of the
+    /// table.
+    fn check_produce(
         &self,
         producer_id: i64,
         producer_epoch: i16,
         topic: &str,
         partition: i32,
     ) -> Result<(), ResponseError> {
-        self.produce_gate()
-            .verify(producer_id, producer_epoch, topic, partition)
-    }
-
-    /// A [`ProduceGate`]: verify several batches and append them before any of their
-    /// transactions can enter Prepare*.
-    pub fn produce_gate(&self) -> ProduceGate<'_> {
-        ProduceGate {
-            table: self.read_table(),
-        }
+        let table = self.read_table();
+        let Some(entry) = table.producer(producer_id) else {
+            debug!(
+                producer_id,
+                topic, partition, "transactional batch from a producer id without a transaction"
+            );
+            return Err(ResponseError::InvalidTxnState);
+        };
+        entry
+            .meta
+            .check_produce(producer_epoch, topic, partition)
+            .map_err(|e| {
+                debug!(producer_id, producer_epoch, topic, partition, error = %e,
+                    "transactional batch refused");
+                e.response_error()
+            })
     }
 
     /// The states of these transactional ids (None for an unknown id).
@@ -976,6 +989,12 @@ impl TxnCoordinator {
         sorted.into_values().map(|e| e.meta.clone()).collect()
     }
 
+    /// The coordinator's `now` (ms): monotonic, so the transaction timeout is measured
+    /// by elapsed time, whatever the wall clock does (see [`MonotonicClock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
     /// The longest transactional id InitProducerId accepts (`id.max.bytes`).
     pub fn id_max_bytes(&self) -> usize {
         self.inner.config.id_max_bytes
@@ -989,7 +1008,7 @@ async fn run_cleanup(coordinator: TxnCoordinator, mut shutdown: watch::Receiver<
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => coordinator.cleanup(now_ms()),
+            _ = ticks.tick() => coordinator.cleanup(coordinator.now_ms()),
             _ = crate::server::shutdown::requested(&mut shutdown) => break,
         }
     }

@@ -10,7 +10,7 @@ pub mod coordinator;
 pub mod log;
 pub mod metadata;
 
-pub use coordinator::{ProduceGate, TxnConfig, TxnCoordinator, TxnDescription};
+pub use coordinator::{TxnConfig, TxnCoordinator, TxnDescription};
 pub use metadata::{ExpectedProducer, TxnError, TxnMetadata, TxnState};
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use strata_storage::producer_state::VerificationGuard;
+use strata_storage::records::{CheckedBatch, RecordRules};
 use strata_storage::testing::txn_batch;
 use tokio::sync::watch;
 
@@ -62,6 +64,27 @@ async fn node_with(dir: &std::path::Path, adjust: impl FnOnce(&mut TxnConfig)) -
     }
 }
 
+/// Appends a transactional batch of 3 records under `guard`, as Produce does once the
+/// batch is verified.
+fn append_verified(
+    log: &strata_storage::Log,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    guard: VerificationGuard,
+) -> Result<strata_storage::AppendInfo, strata_storage::AppendError> {
+    let bytes = txn_batch(3, pid, epoch, seq, now_ms());
+    let rules = RecordRules {
+        keys_required: false,
+        max_inflated_bytes: 1 << 20,
+    };
+    let checked = CheckedBatch::check(&bytes, &rules).expect("a valid batch");
+    log.append_verified_batch(checked, now_ms(), guard)
+}
+
+/// The fault injector is global to the process: tests that install one take this first.
+static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn parts(list: &[i32]) -> Vec<(String, i32)> {
     list.iter().map(|p| ("t".to_string(), *p)).collect()
 }
@@ -87,11 +110,9 @@ impl Node {
 
     /// Verifies and appends a transactional batch of 3 records, as Produce does.
     fn produce(&self, pid: i64, epoch: i16, partition: i32, seq: i32) -> Result<(), ResponseError> {
-        let gate = self.txns.produce_gate();
-        gate.verify(pid, epoch, "t", partition)?;
-        self.log(partition)
-            .append(&txn_batch(3, pid, epoch, seq, now_ms()), now_ms())
-            .unwrap();
+        let log = self.log(partition);
+        let guard = self.txns.verify_produce(&log, pid, epoch, "t", partition)?;
+        append_verified(&log, pid, epoch, seq, guard).unwrap();
         Ok(())
     }
 
@@ -728,6 +749,7 @@ async fn an_exhausted_epoch_moves_the_id_to_a_new_producer_id() {
 #[tokio::test]
 async fn a_marker_that_cannot_be_written_in_one_partition_does_not_hold_back_the_others() {
     use strata_storage::fault::{set_injector, FileOp};
+    let _faults = FAULTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path()).await;
     let (pid, epoch) = n
@@ -1046,4 +1068,229 @@ async fn transaction_state_max_bytes_refuses_growth_and_never_what_is_under_way(
         .add_partitions(id, pid, epoch, parts(&[0, 1, 2]))
         .await
         .unwrap();
+}
+
+/// Issue 15 (Kafka's verification guard, KIP-890 part 1): Produce no longer holds the
+/// coordinator's table across its appends, so a batch can be verified while its
+/// transaction is Ongoing and reach the partition only after the transaction ended there.
+/// The marker invalidated the guard the batch was verified under: the late batch is
+/// refused with INVALID_TXN_STATE and leaves no transaction open for nothing to end.
+#[tokio::test]
+async fn a_batch_verified_before_an_abort_and_appended_after_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path()).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("late".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("late".into(), pid, epoch, parts(&[0, 1]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 0, 0).unwrap();
+    let log = n.log(1);
+    // Verified while the transaction is Ongoing (partition 1 has no batch of it yet)...
+    let guard = n.txns.verify_produce(&log, pid, epoch, "t", 1).unwrap();
+    // ...then the transaction is aborted, its marker written in both partitions...
+    n.txns
+        .end_txn("late".into(), pid, epoch, false)
+        .await
+        .unwrap();
+    assert_eq!(n.state("late").state, TxnState::CompleteAbort);
+    let end = log.log_end_offset();
+    // ...and only then does the batch reach the partition.
+    let err = append_verified(&log, pid, epoch, 0, guard).unwrap_err();
+    assert_eq!(
+        err.error_code(),
+        ResponseError::InvalidTxnState.code(),
+        "{err}"
+    );
+    assert_eq!(log.log_end_offset(), end, "nothing appended");
+    assert_eq!(log.open_transactions(), vec![], "no hanging transaction");
+    assert_eq!(log.last_stable_offset(), log.durable_offset());
+    // Verification now fails at the coordinator, and the next transaction verifies anew.
+    assert_eq!(
+        n.txns.verify_produce(&log, pid, epoch, "t", 1).err(),
+        Some(ResponseError::InvalidTxnState)
+    );
+    n.txns
+        .add_partitions("late".into(), pid, epoch, parts(&[1]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 1, 0).unwrap();
+    assert_eq!(log.open_transactions().len(), 1);
+}
+
+/// Holds every write into one file inside the write (a stalled disk) until released or
+/// dropped (a failing test must not leave a thread stuck), counting the writes started.
+struct HeldWrites {
+    state: Arc<(std::sync::Mutex<(usize, bool)>, std::sync::Condvar)>,
+}
+
+impl HeldWrites {
+    fn install(file: std::path::PathBuf) -> HeldWrites {
+        use strata_storage::fault::{set_injector, FileOp};
+        let state = Arc::new((std::sync::Mutex::new((0, false)), std::sync::Condvar::new()));
+        let seen = Arc::clone(&state);
+        set_injector(Some(Arc::new(move |op, path: &std::path::Path| {
+            if op == FileOp::Write && path == file {
+                let (m, cv) = &*seen;
+                let mut s = m.lock().unwrap();
+                s.0 += 1;
+                cv.notify_all();
+                while !s.1 {
+                    s = cv.wait(s).unwrap();
+                }
+            }
+            None
+        })));
+        HeldWrites { state }
+    }
+
+    fn wait_started(&self) {
+        let (m, cv) = &*self.state;
+        let (_s, timeout) = cv
+            .wait_timeout_while(m.lock().unwrap(), Duration::from_secs(60), |s| s.0 == 0)
+            .unwrap();
+        assert!(!timeout.timed_out(), "the held write never started");
+    }
+
+    fn release(&self) {
+        let (m, cv) = &*self.state;
+        m.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+}
+
+impl Drop for HeldWrites {
+    fn drop(&mut self) {
+        self.release();
+        strata_storage::fault::set_injector(None);
+    }
+}
+
+/// Issue 15: Produce used to verify transactional batches under a read guard of the whole
+/// transaction table held through the append, so one append stuck in its write (a slow
+/// disk) kept every EndTxn (a writer of the table) waiting, and a waiting writer of a std
+/// `RwLock` blocks new readers: every transactional produce to any partition after it
+/// too. Now the verification is per partition and no coordinator lock is held across an
+/// append: while producer A's append to partition 0 is held inside its write, producer B
+/// commits its transaction in partition 1 and appends to partition 1 again.
+#[test]
+fn a_held_transactional_append_holds_up_neither_end_txn_nor_other_partitions() {
+    let _faults = FAULTS.blocking_lock();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Arc::new(rt.block_on(node(dir.path())));
+    let begin = |id: &str, partition: i32| {
+        rt.block_on(async {
+            let (pid, epoch) = n
+                .txns
+                .init_producer_id(id.into(), 60_000, None)
+                .await
+                .unwrap();
+            n.txns
+                .add_partitions(id.into(), pid, epoch, parts(&[partition]))
+                .await
+                .unwrap();
+            (pid, epoch)
+        })
+    };
+    let (a, a_epoch) = begin("a", 0);
+    let (b, b_epoch) = begin("b", 1);
+    n.produce(b, b_epoch, 1, 0).unwrap();
+
+    let held = HeldWrites::install(n.log(0).dir().join("00000000000000000000.log"));
+    let held_append = {
+        let n = Arc::clone(&n);
+        std::thread::spawn(move || n.produce(a, a_epoch, 0, 0))
+    };
+    held.wait_started();
+
+    // B's commit and B's next transaction, each on the runtime, answered through a
+    // channel so that a blocked worker cannot keep the test from failing.
+    let (done, results) = std::sync::mpsc::channel();
+    {
+        let n = Arc::clone(&n);
+        rt.spawn(async move {
+            let committed = n.txns.end_txn("b".into(), b, b_epoch, true).await;
+            let _ = done.send(("commit", committed.is_ok()));
+            n.txns
+                .add_partitions("b".into(), b, b_epoch, parts(&[1]))
+                .await
+                .unwrap();
+            let produced = tokio::task::spawn_blocking(move || n.produce(b, b_epoch, 1, 3))
+                .await
+                .unwrap();
+            let _ = done.send(("produce", produced.is_ok()));
+        });
+    }
+    for step in ["commit", "produce"] {
+        let got = results.recv_timeout(Duration::from_secs(30));
+        assert_eq!(
+            got,
+            Ok((step, true)),
+            "{step} of producer B while A's append to partition 0 is held"
+        );
+    }
+    assert_eq!(n.state("b").state, TxnState::Ongoing);
+
+    held.release();
+    held_append.join().unwrap().unwrap();
+    drop(held);
+    rt.block_on(n.txns.end_txn("a".into(), a, a_epoch, true))
+        .unwrap();
+    assert_eq!(n.log(0).open_transactions(), vec![]);
+    assert_eq!(n.log(1).open_transactions().len(), 1);
+}
+
+/// Issue 15: the cleanup task measures transaction timeouts on the coordinator's
+/// monotonic clock (tokio's, paused here), so a step of the wall clock neither aborts
+/// every open transaction at once nor keeps a stuck one open. With time stopped and
+/// advanced by hand, a transaction with a 60 s timeout is still open at 59 s and is
+/// aborted by the cleanup task (every 100 ms) once its timeout has passed, long before
+/// 60 s of wall time could.
+#[tokio::test(start_paused = true)]
+async fn the_cleanup_task_aborts_a_transaction_once_its_timeout_has_elapsed_on_the_monotonic_clock()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let n = node_with(dir.path(), |c| c.cleanup_interval_ms = 100).await;
+    let (pid, epoch) = n
+        .txns
+        .init_producer_id("slow".into(), 60_000, None)
+        .await
+        .unwrap();
+    n.txns
+        .add_partitions("slow".into(), pid, epoch, parts(&[0]))
+        .await
+        .unwrap();
+    n.produce(pid, epoch, 0, 0).unwrap();
+    tokio::time::advance(Duration::from_secs(59)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(n.state("slow").state, TxnState::Ongoing);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // The abort's transaction-log write is real I/O; paused sleeps cost no real time.
+    let mut state = n.state("slow").state;
+    for _ in 0..10_000 {
+        if state != TxnState::Ongoing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        state = n.state("slow").state;
+    }
+    assert!(
+        matches!(state, TxnState::PrepareAbort | TxnState::CompleteAbort),
+        "the transaction is aborted once its timeout has passed: {state:?}"
+    );
+    // Writing the markers takes real fsyncs: let real time run for them.
+    tokio::time::resume();
+    n.wait_for("slow", TxnState::CompleteAbort).await;
+    assert_eq!(n.log(0).open_transactions(), vec![]);
 }

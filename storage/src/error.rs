@@ -201,6 +201,11 @@ pub enum AppendError {
         position: usize,
         producer_id: i64,
     },
+    /// A transactional batch verified against the transaction coordinator before a marker
+    /// of its producer was appended here, and arriving after it: the transaction it was
+    /// verified for has ended in this partition. Kafka INVALID_TXN_STATE (48).
+    #[error("transactional batch from producer {producer_id} for {}: a transaction marker of the producer was appended after the batch was verified", .dir.display())]
+    TxnVerificationLost { dir: PathBuf, producer_id: i64 },
     /// A transaction marker from a coordinator epoch older than the one that wrote the
     /// producer's last marker here. Kafka TRANSACTION_COORDINATOR_FENCED (52).
     #[error("marker for producer {producer_id} in {} from coordinator epoch {coordinator_epoch}, older than {current}", .dir.display())]
@@ -236,7 +241,9 @@ impl AppendError {
             AppendError::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
             AppendError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
             AppendError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
-            AppendError::InvalidTxnState { .. } => INVALID_TXN_STATE,
+            AppendError::InvalidTxnState { .. } | AppendError::TxnVerificationLost { .. } => {
+                INVALID_TXN_STATE
+            }
             AppendError::TransactionCoordinatorFenced { .. } => TRANSACTION_COORDINATOR_FENCED,
             AppendError::UnexpectedAppendOffset { .. } => UNKNOWN_SERVER_ERROR,
             AppendError::Storage(e) => e.error_code(),

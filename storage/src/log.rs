@@ -148,6 +148,9 @@ pub struct Log {
     /// Truncations started so far (raised under `state` before any file is cut): a reader
     /// that sees it change while it reads starts again (see `log/read.rs`).
     truncations: AtomicU64,
+    /// Calls of [`Log::read`] so far (debug builds: tests count what a request reads).
+    #[cfg(debug_assertions)]
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Log {
@@ -310,6 +313,8 @@ impl Log {
             offline: Mutex::new(None),
             scheduled: AtomicBool::new(false),
             truncations: AtomicU64::new(0),
+            #[cfg(debug_assertions)]
+            reads: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 

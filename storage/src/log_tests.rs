@@ -184,6 +184,59 @@ fn read_bounds() {
     assert_eq!(log.read(-1, 100, i64::MAX).unwrap_err().error_code(), 1);
 }
 
+/// Issue 15: what a waiting fetch checks on each wake-up instead of reading. For every
+/// offset and upper bound, across segment rolls: at least what `read` returns (all of it,
+/// with no byte limit) and at most about an index interval more at each end; 0 at or above the
+/// upper bound; `None` out of range (where `read` fails).
+#[test]
+fn bytes_available_bounds_what_a_read_returns_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config();
+    let interval = config.index_interval_bytes;
+    let log = open(dir.path(), config);
+    fill(&log, &[3; 30], 100);
+    let end = log.log_end_offset();
+    assert!(
+        segment_files(&log).len() > 2,
+        "the bounds are checked across segments"
+    );
+    let read_all_from = |offset: i64, upper: i64| -> u64 {
+        let mut total = 0u64;
+        let mut next = offset;
+        loop {
+            let records = log.read(next, usize::MAX, upper).unwrap().records;
+            let Some(last) = headers(&records).last().map(|h| h.next_offset()) else {
+                return total;
+            };
+            total += records.len() as u64;
+            next = last;
+        }
+    };
+    for upper in [0, 1, 3, 4, 17, 45, end - 1, end, end + 5] {
+        for offset in 0..=end {
+            let available = log.bytes_available(offset, upper, u64::MAX).unwrap();
+            let read = read_all_from(offset, upper);
+            assert!(
+                available >= read,
+                "offset {offset} upper {upper}: {available} < {read}"
+            );
+            // The first segment counts from the index entry at or below `offset`, the last
+            // up to the entry after `upper`; segments between are counted exactly.
+            assert!(
+                available <= read + 4 * interval + 1024,
+                "offset {offset} upper {upper}: {available} vs {read}"
+            );
+            if offset >= upper {
+                assert_eq!(available, 0);
+            }
+        }
+    }
+    assert_eq!(log.bytes_available(end + 1, end, u64::MAX), None);
+    assert_eq!(log.bytes_available(-1, end, u64::MAX), None);
+    // Counting stops once enough is found.
+    assert!(log.bytes_available(0, end, 1).unwrap() < read_all_from(0, end));
+}
+
 #[test]
 fn rolls_on_segment_bytes_and_index_and_time() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,9 +27,20 @@
 //! INVALID_TXN_STATE; a marker (`complete_txn`) ends it. The table keeps the open
 //! transactions ordered by first offset (`ongoing`) for the last stable offset; producers
 //! with an open transaction never expire. See `crate::txn`.
+//!
+//! Transaction verification (Kafka's `VerificationGuard`, KIP-890 part 1): before the
+//! broker asks its transaction coordinator whether a transactional batch belongs to an
+//! ongoing transaction, it takes a [`VerificationGuard`] from this partition
+//! ([`ProducerStateTable::start_verification`]); the append then checks, under the
+//! partition's append lock, that the guard is still the producer's current one. A marker
+//! of the producer (`complete_txn`) removes it, so a batch verified before its
+//! transaction ended and appended after that transaction's marker is refused instead of
+//! opening a transaction nothing will end. Guards live in memory only (they cover one
+//! request) and expire with idle producers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::batch::{BatchHeader, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use crate::error::StorageError;
@@ -279,6 +290,34 @@ pub(crate) enum RequestVerdict {
     Duplicate(BatchMetadata),
 }
 
+/// Proof that a producer's transactional write was verified against the transaction
+/// coordinator after this value was taken from the partition (see the module doc). Only
+/// the partition that issued it accepts it, and only until the producer's next marker
+/// there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerificationGuard {
+    producer_id: i64,
+    token: u64,
+}
+
+impl VerificationGuard {
+    pub fn producer_id(&self) -> i64 {
+        self.producer_id
+    }
+}
+
+/// Source of guard tokens: unique in the process, so a guard of one partition or of an
+/// earlier verification never matches another.
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// A producer's current verification in one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verification {
+    token: u64,
+    /// When it was started (ms); it expires like an idle producer.
+    started_ms: i64,
+}
+
 /// Every producer's state in one partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStateTable {
@@ -286,6 +325,9 @@ pub struct ProducerStateTable {
     /// Open transactions: first offset -> producer id (derived from `producers`; first
     /// offsets are distinct batches, so unique). Its first key bounds the LSO.
     ongoing: BTreeMap<i64, i64>,
+    /// Current verification guard of each producer with transactional writes verified
+    /// since its last marker here (not persisted: a guard covers one request).
+    verifications: HashMap<i64, Verification>,
 }
 
 /// Keeps `ongoing` in step with a producer whose open transaction moved from `before` to
@@ -394,6 +436,8 @@ impl ProducerStateTable {
         offset: i64,
         timestamp: i64,
     ) -> Option<AbortedTxnEntry> {
+        // Whatever was verified before this marker belongs to the transaction it ends.
+        self.verifications.remove(&producer_id);
         let entry = self
             .producers
             .entry(producer_id)
@@ -529,7 +573,39 @@ impl ProducerStateTable {
         let limit = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
         self.producers
             .retain(|_, e| e.has_open_txn() || now_ms.saturating_sub(e.last_timestamp) < limit);
+        self.verifications
+            .retain(|_, v| now_ms.saturating_sub(v.started_ms) < limit);
         before - self.producers.len()
+    }
+
+    /// The producer's current verification guard here, started now if it has none (every
+    /// request verified before the producer's next marker shares it).
+    pub(crate) fn start_verification(
+        &mut self,
+        producer_id: i64,
+        now_ms: i64,
+    ) -> VerificationGuard {
+        let verification = self
+            .verifications
+            .entry(producer_id)
+            .or_insert_with(|| Verification {
+                token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+                started_ms: now_ms,
+            });
+        VerificationGuard {
+            producer_id,
+            token: verification.token,
+        }
+    }
+
+    /// Whether `guard` is still the current guard of `producer_id` here: no marker of the
+    /// producer was appended since it was taken.
+    pub(crate) fn verifies(&self, producer_id: i64, guard: &VerificationGuard) -> bool {
+        guard.producer_id == producer_id
+            && self
+                .verifications
+                .get(&producer_id)
+                .is_some_and(|v| v.token == guard.token)
     }
 
     /// The snapshot file's bytes for this state at log offset `offset`.
@@ -1101,6 +1177,72 @@ mod log_tests {
                 .unwrap()
                 .duplicate
         );
+    }
+
+    /// Kafka's verification guard (KIP-890 part 1): a batch verified before a marker of
+    /// its producer and appended after it is refused and leaves nothing; every guard taken
+    /// before the marker shares its fate; a guard taken after it is good until the next.
+    #[test]
+    fn a_marker_invalidates_verifications_taken_before_it() {
+        use crate::records::{CheckedBatch, RecordRules};
+        use crate::testing::txn_batch;
+        use crate::TxnMarker;
+        let rules = RecordRules {
+            keys_required: false,
+            max_inflated_bytes: 1 << 20,
+        };
+        let append = |log: &Log, seq: i32, guard| {
+            let bytes = txn_batch(2, 7, 0, seq, 1_000);
+            let checked = CheckedBatch::check(&bytes, &rules).unwrap();
+            log.append_verified_batch(checked, 0, guard)
+        };
+        let marker = TxnMarker {
+            producer_id: 7,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            commit: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small_config());
+        let first = log.start_txn_verification(7, 0);
+        let second = log.start_txn_verification(7, 0);
+        assert_eq!(
+            first, second,
+            "concurrent requests share the producer's guard"
+        );
+        append(&log, 0, first).unwrap();
+        let late = log.start_txn_verification(7, 0);
+        log.append_marker(&marker, 0).unwrap();
+        let end = log.log_end_offset();
+        let err = append(&log, 2, late).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                crate::AppendError::TxnVerificationLost { producer_id: 7, .. }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.error_code(), crate::error::INVALID_TXN_STATE);
+        assert_eq!(log.log_end_offset(), end, "nothing appended");
+        assert!(
+            log.open_transactions().is_empty(),
+            "no transaction left open"
+        );
+        // A new transaction verifies again and is accepted; a guard of another partition
+        // (or producer) never is.
+        let next = log.start_txn_verification(7, 0);
+        assert_ne!(next, late);
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = open(other_dir.path(), small_config());
+        let foreign = other.start_txn_verification(7, 0);
+        assert!(append(&log, 2, foreign).is_err());
+        append(&log, 2, next).unwrap();
+        assert_eq!(log.open_transactions().len(), 1);
+        // Unused guards expire with idle producers.
+        let mut table = ProducerStateTable::default();
+        table.start_verification(9, 1_000);
+        table.expire(1_000 + 20_000, 20_000);
+        assert!(table.verifications.is_empty());
     }
 
     /// Small helper so the retention test reads clearly.

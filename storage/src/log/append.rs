@@ -15,7 +15,7 @@ use crate::error::{AppendError, StorageError};
 use crate::flusher::lock;
 use crate::leader_epoch;
 use crate::producer_state::{
-    self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates,
+    self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates, VerificationGuard,
 };
 use crate::records::CheckedBatch;
 use crate::segment::Segment;
@@ -205,6 +205,16 @@ impl Log {
         batch: CheckedBatch<'_>,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
+        self.append_one_checked(batch, now_ms, None)
+    }
+
+    /// [`Log::append_checked_batch`], for a batch verified under `verified` if given.
+    fn append_one_checked(
+        &self,
+        batch: CheckedBatch<'_>,
+        now_ms: i64,
+        verified: Option<VerificationGuard>,
+    ) -> Result<AppendInfo, AppendError> {
         self.check_online()?;
         let config = self.config();
         let header = *batch.header();
@@ -216,7 +226,39 @@ impl Log {
             });
         }
         self.check_batch_rules(0, &header, &config)?;
-        self.append_checked(batch.bytes(), &[(0, header)], &config, now_ms, None)
+        self.append_checked(
+            batch.bytes(),
+            &[(0, header)],
+            &config,
+            now_ms,
+            None,
+            verified,
+        )
+    }
+
+    /// Starts (or joins) the verification of `producer_id`'s transactional writes here
+    /// (Kafka's `maybeStartTransactionVerification`): the broker takes the guard, then
+    /// checks with the transaction coordinator that the producer's transaction is ongoing
+    /// and includes this partition, then appends with
+    /// [`Log::append_verified_batch`]. See [`crate::producer_state`].
+    pub fn start_txn_verification(&self, producer_id: i64, now_ms: i64) -> VerificationGuard {
+        lock(&self.state)
+            .producers
+            .start_verification(producer_id, now_ms)
+    }
+
+    /// [`Log::append_checked_batch`] for a transactional batch whose transaction was
+    /// verified after `guard` was taken. Refused with INVALID_TXN_STATE
+    /// ([`AppendError::TxnVerificationLost`]) if a marker of the producer was appended here
+    /// since: checked under the append lock, so the batch lands before the marker that ends
+    /// its transaction or not at all.
+    pub fn append_verified_batch(
+        &self,
+        batch: CheckedBatch<'_>,
+        now_ms: i64,
+        guard: VerificationGuard,
+    ) -> Result<AppendInfo, AppendError> {
+        self.append_one_checked(batch, now_ms, Some(guard))
     }
 
     /// Validates then appends one or more client batches (bytes exactly as received).
@@ -232,7 +274,7 @@ impl Log {
         self.check_online()?;
         let config = self.config();
         let headers = self.validate(batches, &config)?;
-        self.append_checked(batches, &headers, &config, now_ms, None)
+        self.append_checked(batches, &headers, &config, now_ms, None, None)
     }
 
     /// Appends a transaction marker (a control batch, see [`crate::batch::control_batch`])
@@ -260,10 +302,11 @@ impl Log {
             now_ms,
         );
         let header = batch::check_batch(&bytes).map_err(|f| batch_error(&self.dir, 0, f))?;
-        self.append_checked(&bytes, &[(0, header)], &config, now_ms, Some(*marker))
+        self.append_checked(&bytes, &[(0, header)], &config, now_ms, Some(*marker), None)
     }
 
-    /// The append proper, for validated client batches (`marker` None) or one marker.
+    /// The append proper, for validated client batches (`marker` None) or one marker;
+    /// `verified`: the batches' transaction was verified under this guard.
     fn append_checked(
         &self,
         batches: &[u8],
@@ -271,6 +314,7 @@ impl Log {
         config: &LogConfig,
         now_ms: i64,
         marker: Option<TxnMarker>,
+        verified: Option<VerificationGuard>,
     ) -> Result<AppendInfo, AppendError> {
         let total_bytes: u64 = headers.iter().map(|(_, h)| h.size() as u64).sum();
         let total_records: i64 = headers.iter().map(|(_, h)| i64::from(h.record_count)).sum();
@@ -331,6 +375,17 @@ impl Log {
                     Err((position, batch, fault)) => {
                         return Err(producer_error(&self.dir, position, &batch, fault))
                     }
+                }
+            }
+            if let Some(guard) = &verified {
+                let lost = headers
+                    .iter()
+                    .any(|(_, h)| !st.producers.verifies(h.producer_id, guard));
+                if lost {
+                    return Err(AppendError::TxnVerificationLost {
+                        dir: self.dir.clone(),
+                        producer_id: guard.producer_id(),
+                    });
                 }
             }
             let segments_before = st.segments.len();

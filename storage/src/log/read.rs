@@ -36,6 +36,9 @@ impl Log {
         max_bytes: usize,
         upper: i64,
     ) -> Result<ReadResult, StorageError> {
+        #[cfg(debug_assertions)]
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let max_bytes = if file::read_bytes_outstanding() >= READ_BYTES_BUDGET {
             1
         } else {
@@ -119,6 +122,50 @@ impl Log {
                 return Ok(ReadResult { records });
             }
         }
+    }
+
+    /// How many bytes [`Log::read`] from `offset` below `upper` could return, from the
+    /// segments' sizes and offset indexes alone (no I/O, one short hold of the state lock):
+    /// what a waiting fetch checks on each wake-up instead of reading. An upper bound: the
+    /// sparse index puts each end up to one index interval (`index.interval.bytes`) beyond
+    /// the exact batch boundary, and it is exact when `offset` is at or above `upper` (0).
+    /// Counting stops once `enough` is reached. `None` when `offset` is out of range (the
+    /// read would fail, which a fetch answers at once).
+    pub fn bytes_available(&self, offset: i64, upper: i64, enough: u64) -> Option<u64> {
+        let st = lock(&self.state);
+        let (start, end) = (st.log_start_offset, st.log_end_offset());
+        if offset < start || offset > end {
+            return None;
+        }
+        let upper = upper.min(end);
+        if offset >= upper {
+            return Some(0);
+        }
+        let mut total = 0u64;
+        for seg in &st.segments[st.segment_for(offset)..] {
+            if seg.base_offset >= upper || total >= enough {
+                break;
+            }
+            let from = if seg.base_offset <= offset {
+                u64::from(seg.offset_index.floor_position(seg.relative(offset)))
+            } else {
+                0
+            };
+            let to = seg
+                .offset_index
+                .position_after(seg.relative(upper))
+                .map_or(seg.size, u64::from)
+                .min(seg.size);
+            total = total.saturating_add(to.saturating_sub(from));
+        }
+        Some(total)
+    }
+
+    /// How many times [`Log::read`] was called (debug builds only: for tests that count
+    /// the reads a request costs).
+    #[cfg(debug_assertions)]
+    pub fn reads_started(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The first record whose timestamp is >= `ts` at or after the log start offset

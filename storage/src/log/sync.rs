@@ -14,7 +14,9 @@ use crate::flusher::lock;
 use crate::segment::INDEX_DIGEST_SUFFIX;
 
 impl Log {
-    /// Called by the flusher thread for a scheduled log.
+    /// Called by a flusher thread for a scheduled log; the flusher never runs it for one log
+    /// on two threads at once (see `crate::flusher`), so it waits on `sync_lock` only for a
+    /// sync run outside the flusher (`flush`, `close`, `flush.messages`, a roll).
     pub(crate) fn run_scheduled_sync(&self) {
         self.scheduled.store(false, Ordering::Release);
         if let Err(error) = self.sync() {
