@@ -638,7 +638,11 @@ fn load_epochs(
     changed |= epochs.truncate_from_end(log_end);
     changed |= epochs.truncate_from_start(log_start);
     if changed {
-        leader_epoch::write(dir, &epochs)?;
+        // Derived data: the cache in memory is right, and the next open derives it again.
+        // A full disk must not keep the partition from opening for reads.
+        if let Err(error) = leader_epoch::write(dir, &epochs) {
+            tracing::warn!(dir = %dir.display(), %error, "cannot write the leader-epoch checkpoint");
+        }
     }
     Ok(epochs)
 }
