@@ -1356,14 +1356,9 @@ impl Drop for HeldWrites {
 /// write kept EndTxn of any other transaction (which takes the write lock) waiting — and a
 /// waiting writer blocks new readers, so every transactional produce after it too. Now the
 /// verification is per partition and nothing is held across an append: while one
-/// producer's append is held inside its write, another transactional producer commits.
-///
-/// Ignored until appends run off the tokio workers (issue 15's I/O pool): the held append
-/// blocks the worker that runs it, and with a worker blocked inside a task tokio does not
-/// promise the other one drives the sockets. `txn::tests::a_held_transactional_append_
-/// holds_up_neither_end_txn_nor_other_partitions` shows the coordinator side without it.
+/// producer's append is held inside its write (on the storage I/O pool, not a tokio
+/// worker), another transactional producer commits.
 #[test]
-#[ignore = "needs appends off the tokio workers (issue 15, I/O pool)"]
 fn a_held_append_in_one_partition_does_not_hold_up_another_transactions_commit() {
     let env = Env::start();
     let bootstrap = env.bootstrap();
