@@ -3,12 +3,12 @@
 //! or below -1, is OFFSET_OUT_OF_RANGE. The response carries the new low watermark (log
 //! start offset). An offset at or below the current log start changes nothing.
 
+use crate::broker::partition::Partition;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use strata_storage::Log;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
@@ -63,8 +63,8 @@ pub(crate) fn handle(
 }
 
 /// Applies one partition's request; returns the new log start offset or an error code.
-fn delete_before(log: &Log, offset: i64) -> Result<i64, i16> {
-    let high_watermark = log.durable_offset();
+fn delete_before(log: &Partition, offset: i64) -> Result<i64, i16> {
+    let high_watermark = log.high_watermark();
     let target = if offset == HIGH_WATERMARK {
         high_watermark
     } else {

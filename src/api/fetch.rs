@@ -3,7 +3,7 @@
 //! crash could erase. The record bytes from the log go into the response unchanged.
 //!
 //! Long poll: when fewer than `min_bytes` are available the response is deferred until the
-//! durable offset of a fetched partition moves (`Log::subscribe_durable`), `max_wait_ms`
+//! high watermark of a fetched partition moves (`Partition::subscribe_high_watermark`), `max_wait_ms`
 //! passes, or the broker shuts down — never a busy loop. A wake-up reads nothing: it
 //! decides from the logs' offsets and index positions whether `min_bytes` could now be
 //! returned ([`may_satisfy`], Kafka's `DelayedFetch.tryComplete`), and only then reads
@@ -31,11 +31,11 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
-use strata_storage::Log;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{Handled, RequestContext};
+use crate::broker::partition::Partition;
 use crate::broker::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
@@ -50,7 +50,7 @@ struct PartitionPlan {
     fetch_offset: i64,
     max_bytes: i32,
     /// None: the topic or partition does not exist; `missing_code` says which error.
-    log: Option<Arc<Log>>,
+    log: Option<Arc<Partition>>,
     missing_code: i16,
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn handle(
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter())
-        .filter_map(|p| p.log.as_ref().map(|log| log.subscribe_durable()))
+        .filter_map(|p| p.log.as_ref().map(|log| log.subscribe_high_watermark()))
         .collect();
     let (response, bytes, any_error) = gather(&plan);
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -131,7 +131,7 @@ fn may_satisfy(plan: &FetchPlan, min_bytes: usize) -> bool {
         let upper = if plan.read_committed {
             log.last_stable_offset()
         } else {
-            log.durable_offset()
+            log.high_watermark()
         };
         let cap = u64::try_from(p.max_bytes).unwrap_or(0);
         match log.bytes_available(p.fetch_offset, upper, need) {
@@ -258,7 +258,7 @@ fn read_partition(
     // The LSO first: it is min(durable offset, oldest open transaction), so reading the
     // durable offset second keeps last_stable_offset <= high_watermark in the response.
     let last_stable_offset = log.last_stable_offset();
-    let high_watermark = log.durable_offset();
+    let high_watermark = log.high_watermark();
     let log_start_offset = log.log_start_offset();
     // read_committed reads stop at the LSO; read_uncommitted ones at the high watermark.
     let upper = if read_committed {

@@ -12,12 +12,12 @@
 
 use std::collections::HashSet;
 
+use crate::broker::partition::Partition;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use strata_storage::Log;
 
 use crate::broker::Broker;
 
@@ -76,21 +76,22 @@ pub(crate) fn handle(
                     let result = match log {
                         _ if duplicate => Err(INVALID_REQUEST),
                         None => Err(UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(log) => lookup(log, p.timestamp, read_committed),
+                        Some(log) => lookup(log, p.timestamp, read_committed).map(|found| {
+                            let epoch = log.epoch_at(found.offset);
+                            (found, epoch)
+                        }),
                     };
-                    let response = match result {
-                        Ok(found) => response
+                    // v4+: the leader epoch of the batch holding the offset (-1 unknown).
+                    match result {
+                        Ok((found, epoch)) => response
                             .with_offset(found.offset)
-                            .with_timestamp(found.timestamp),
+                            .with_timestamp(found.timestamp)
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         Err(code) => response
                             .with_error_code(code)
                             .with_offset(-1)
-                            .with_timestamp(-1),
-                    };
-                    if version >= 4 {
-                        response.with_leader_epoch(0)
-                    } else {
-                        response
+                            .with_timestamp(-1)
+                            .with_leader_epoch(-1),
                     }
                 })
                 .collect();
@@ -104,11 +105,11 @@ pub(crate) fn handle(
 
 /// Answers one partition. Nothing at or above the bound (the high watermark, or the last
 /// stable offset for read_committed) is ever returned.
-fn lookup(log: &Log, timestamp: i64, read_committed: bool) -> Result<Found, i16> {
+fn lookup(log: &Partition, timestamp: i64, read_committed: bool) -> Result<Found, i16> {
     let bound = if read_committed {
         log.last_stable_offset()
     } else {
-        log.durable_offset()
+        log.high_watermark()
     };
     let visible = |found: Found| {
         if found.offset >= 0 && found.offset < bound {

@@ -69,13 +69,13 @@ fn describe_topics(
     // Before v4 the request has no flag and Kafka auto-creates.
     let allow_create = version < 4 || request.allow_auto_topic_creation;
     let mut topics: Vec<MetadataResponseTopic> = match requested {
-        None => broker.topics().iter().map(|t| describe(t, node)).collect(),
+        None => broker.topics().iter().map(|t| describe(t)).collect(),
         Some(list) => super::distinct(list, |t| (t.name.clone(), t.topic_id))
             .into_iter()
             .map(|wanted| match wanted.name {
-                Some(name) => lookup_by_name(broker, name, allow_create, node, creating),
+                Some(name) => lookup_by_name(broker, name, allow_create, creating),
                 None => match broker.topic_by_id(wanted.topic_id) {
-                    Some(topic) => describe(&topic, node),
+                    Some(topic) => describe(&topic),
                     None => error_topic(None, wanted.topic_id, UNKNOWN_TOPIC_ID),
                 },
             })
@@ -108,17 +108,16 @@ fn lookup_by_name(
     broker: &Broker,
     name: TopicName,
     allow_create: bool,
-    node: BrokerId,
     creating: &mut Vec<watch::Receiver<bool>>,
 ) -> MetadataResponseTopic {
     if let Some(topic) = broker.topic(name.as_str()) {
-        return describe(&topic, node);
+        return describe(&topic);
     }
     if !allow_create {
         return error_topic(Some(name), Uuid::nil(), UNKNOWN_TOPIC_OR_PARTITION);
     }
     match broker.auto_create(name.as_str()) {
-        Ok(AutoCreate::Exists(topic)) => describe(&topic, node),
+        Ok(AutoCreate::Exists(topic)) => describe(&topic),
         // As Kafka does, the response that creates a topic reports it as not yet led;
         // clients refresh their metadata and find it on the next request.
         Ok(AutoCreate::Creating(done)) => {
@@ -136,15 +135,21 @@ fn lookup_by_name(
     }
 }
 
-fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions.len() as i32)
-        .map(|index| {
+/// Each partition as the metadata has it: leader, leader epoch, replicas, ISR.
+fn describe(topic: &Topic) -> MetadataResponseTopic {
+    let nodes = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .zip(0..)
+        .map(|(partition, index)| {
+            let state = partition.state();
             MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_replica_nodes(nodes(&state.replicas))
+                .with_isr_nodes(nodes(&state.isr))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -1,8 +1,9 @@
 //! Produce (v3+, RecordBatch v2): appends each partition's batch verbatim to its log.
 //!
 //! acks=0: no response. acks=1: answered once appended (page cache). acks=-1: answered only
-//! when the log's durable offset covers the batch (fsync'd), or REQUEST_TIMED_OUT after the
-//! request's timeout, or KAFKA_STORAGE_ERROR if the fsync failed.
+//! when the partition's high watermark covers the batch (on a single node, its durable
+//! offset: fsync'd), or REQUEST_TIMED_OUT after the request's timeout, or
+//! KAFKA_STORAGE_ERROR if the fsync failed.
 //!
 //! Each partition's batch goes through these checks, in Kafka's order, before the log
 //! appends it (any refusal appends nothing):
@@ -40,6 +41,7 @@ use strata_storage::{AppendError, AppendInfo, Log, StorageError};
 use tracing::{debug, warn};
 
 use super::{Handled, RequestContext};
+use crate::broker::partition::Partition;
 use crate::broker::{now_ms, Topic};
 
 const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
@@ -56,7 +58,7 @@ const ERROR_MESSAGE_SINCE: i16 = 8;
 struct DurableWait {
     topic: usize,
     partition: usize,
-    log: Arc<Log>,
+    log: Arc<Partition>,
     offset: i64,
 }
 
@@ -323,7 +325,8 @@ async fn wait_durable(
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     for wait in waits {
-        let result = tokio::time::timeout_at(deadline, wait.log.wait_durable(wait.offset)).await;
+        let result =
+            tokio::time::timeout_at(deadline, wait.log.wait_high_watermark(wait.offset)).await;
         let code = match result {
             Ok(Ok(())) => continue,
             // The partition was deleted (or the broker is stopping) before the batch was

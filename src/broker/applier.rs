@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use super::metadata::controller::Planned;
 use super::metadata::{AppliedBatch, ConfigResource, MetadataImage, MetadataRecord};
+use super::partition::{Partition, ReplicaState};
 use super::{log_config_for, open_in_parallel, partition_dir, Broker, Topic, TopicError};
 
 /// The applier's thread, its queue, the logs staged for it and how far it got.
@@ -161,7 +162,9 @@ struct Reconcile {
     configs: BTreeMap<String, String>,
     log_config: LogConfig,
     /// Its partitions open now (index = partition).
-    open: Vec<Arc<Log>>,
+    open: Vec<Arc<Partition>>,
+    /// Every partition's replication state in the image (index = partition).
+    states: Vec<ReplicaState>,
     /// Its partition count in the image.
     wanted: u32,
 }
@@ -250,12 +253,22 @@ impl Broker {
                     log.set_config(log_config.clone());
                 }
             }
+            let states: Vec<ReplicaState> =
+                topic.partitions.iter().map(ReplicaState::from).collect();
+            for (partition, state) in open.iter().zip(&states) {
+                if let Err(e) = partition.update(state.clone()) {
+                    // The log keeps its old epoch (a checkpoint write failed).
+                    error!(topic = %topic.name, error = %e,
+                           "cannot adopt a partition's new leader epoch");
+                }
+            }
             topics.push(Reconcile {
                 id: *id,
                 name: topic.name.clone(),
                 configs,
                 log_config,
                 open,
+                states,
                 wanted: topic.partitions.len() as u32,
             });
         }
@@ -313,9 +326,39 @@ impl Broker {
                 }
                 continue;
             }
+            let open_count = topic.open.len();
             let mut partitions = topic.open;
-            partitions
-                .extend((partitions.len() as u32..topic.wanted).filter_map(|p| new.remove(&p)));
+            let mut wrapped = true;
+            for p in partitions.len() as u32..topic.wanted {
+                let (Some(log), Some(state)) = (new.remove(&p), topic.states.get(p as usize))
+                else {
+                    wrapped = false;
+                    break;
+                };
+                match Partition::new(log.clone(), self.node_id(), state.clone()) {
+                    Ok(partition) => partitions.push(Arc::new(partition)),
+                    Err(error) => {
+                        failures.push(OpenFailure {
+                            topic: topic.name.clone(),
+                            partition: p,
+                            error,
+                        });
+                        new.insert(p, log);
+                        wrapped = false;
+                        break;
+                    }
+                }
+            }
+            if !wrapped {
+                // Not published: close what was opened for it (nothing is deleted).
+                let opened = partitions[open_count..].iter().map(|p| p.log().clone());
+                for log in opened.chain(new.into_values()) {
+                    if let Err(e) = log.close() {
+                        warn!(topic = %topic.name, error = %e, "closing a partition failed");
+                    }
+                }
+                continue;
+            }
             published.push(Arc::new(Topic {
                 name: topic.name,
                 id: topic.id,

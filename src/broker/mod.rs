@@ -23,6 +23,7 @@ pub mod broker_config;
 pub mod io_pool;
 pub mod metadata;
 pub mod mutation_quota;
+pub mod partition;
 pub mod partition_limits;
 pub mod producer_ids;
 pub mod record_log;
@@ -46,6 +47,7 @@ use applier::PartitionApplier;
 use metadata::migration::MigrationError;
 use metadata::{LocalMetadataLog, MetadataImage, MetadataLog, MetadataLogError, MetadataRecord};
 use mutation_quota::MutationQuota;
+use partition::Partition;
 use partition_limits::{BrokerPartitionCap, CapSource};
 
 /// One topic: its name, id, partition logs (index = partition number) and config overrides.
@@ -53,14 +55,15 @@ use partition_limits::{BrokerPartitionCap, CapSource};
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: Vec<Arc<Log>>,
+    /// Index = partition id.
+    pub partitions: Vec<Arc<Partition>>,
     /// Per-topic overrides (Kafka config key -> value); absent keys take broker defaults.
     pub configs: BTreeMap<String, String>,
 }
 
 impl Topic {
-    /// The log of partition `index`, if the topic has it.
-    pub fn partition(&self, index: i32) -> Option<&Arc<Log>> {
+    /// Partition `index`, if the topic has it.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
         usize::try_from(index)
             .ok()
             .and_then(|i| self.partitions.get(i))

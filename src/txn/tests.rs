@@ -105,6 +105,7 @@ impl Node {
             .unwrap()
             .partition(partition)
             .unwrap()
+            .log()
             .clone()
     }
 
