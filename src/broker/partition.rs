@@ -69,7 +69,11 @@ impl Partition {
         node_id: i32,
         state: ReplicaState,
     ) -> Result<Partition, StorageError> {
-        log.set_leader_epoch(state.leader_epoch)?;
+        // Nothing is written when the log already has it (a single node's epoch 0): a
+        // broker still starts on a full disk.
+        if log.leader_epoch() != state.leader_epoch {
+            log.set_leader_epoch(state.leader_epoch)?;
+        }
         Ok(Partition {
             log,
             node_id,
@@ -137,7 +141,9 @@ impl Partition {
         if *self.state() == state {
             return Ok(());
         }
-        self.log.set_leader_epoch(state.leader_epoch)?;
+        if self.log.leader_epoch() != state.leader_epoch {
+            self.log.set_leader_epoch(state.leader_epoch)?;
+        }
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
         Ok(())
     }

@@ -761,37 +761,46 @@ impl TxnCoordinator {
             coordinator_epoch: COORDINATOR_EPOCH,
             commit,
         };
-        let mut waits = Vec::with_capacity(prepare.partitions.len());
-        // A partition that cannot take its marker now is retried later, but the others
-        // still get theirs: one failing log must not hold back every other partition's
-        // last stable offset.
-        let mut failed = false;
-        for (topic, partition) in &prepare.partitions {
-            let log = self
-                .inner
-                .broker
-                .topic(topic)
-                .and_then(|t| t.partition(*partition).cloned());
-            let Some(log) = log else {
-                // Deleted with its data: nothing left to mark.
-                warn!(topic, partition, transactional_id = %prepare.transactional_id,
-                    "partition of a transaction no longer exists; no marker written");
-                continue;
-            };
-            match log.append_marker(&marker, now_ms()) {
-                Ok(info) => waits.push((log, info.last_offset + 1)),
-                Err(e @ strata_storage::AppendError::InvalidProducerEpoch { .. }) => {
-                    // A newer epoch already wrote here: that one ended this transaction.
-                    warn!(topic, partition, error = %e, "marker refused; skipped");
-                }
-                Err(e) => {
-                    warn!(topic, partition, error = %e, "cannot write a transaction marker");
-                    failed = true;
+        // The appends run on the storage I/O pool, not on an async worker.
+        let broker = self.inner.broker.clone();
+        let partitions = prepare.partitions.clone();
+        let transactional_id = prepare.transactional_id.clone();
+        let appended = self.inner.broker.io().run(move || {
+            let mut waits = Vec::with_capacity(partitions.len());
+            // A partition that cannot take its marker now is retried later, but the others
+            // still get theirs: one failing log must not hold back every other partition's
+            // last stable offset.
+            let mut failed = false;
+            for (topic, partition) in &partitions {
+                let log = broker
+                    .topic(topic)
+                    .and_then(|t| t.partition(*partition).cloned());
+                let Some(log) = log else {
+                    // Deleted with its data: nothing left to mark.
+                    warn!(topic, partition, transactional_id = %transactional_id,
+                        "partition of a transaction no longer exists; no marker written");
+                    continue;
+                };
+                match log.append_marker(&marker, now_ms()) {
+                    Ok(info) => waits.push((log, info.last_offset + 1)),
+                    Err(e @ strata_storage::AppendError::InvalidProducerEpoch { .. }) => {
+                        // A newer epoch already wrote here: that one ended this transaction.
+                        warn!(topic, partition, error = %e, "marker refused; skipped");
+                    }
+                    Err(e) => {
+                        warn!(topic, partition, error = %e, "cannot write a transaction marker");
+                        failed = true;
+                    }
                 }
             }
-        }
+            (waits, failed)
+        });
+        let (waits, mut failed) = appended.await.map_err(|e| {
+            error!(error = %e, "writing transaction markers failed on the storage I/O pool");
+            TxnError::CoordinatorNotAvailable
+        })?;
         for (log, offset) in waits {
-            if let Err(e) = log.wait_durable(offset).await {
+            if let Err(e) = log.wait_high_watermark(offset).await {
                 warn!(dir = %log.dir().display(), error = %e, "transaction marker not durable");
                 failed = true;
             }

@@ -89,6 +89,12 @@ impl RawClient {
 
 /// One uncompressed RecordBatch v2 holding `values` (no keys, CreateTime `timestamp`).
 pub fn batch(values: &[&str], timestamp: i64) -> Bytes {
+    batch_with_epoch(values, timestamp, 0)
+}
+
+/// [`batch`] with `partition_leader_epoch` in its header (producers send -1).
+#[allow(dead_code)]
+pub fn batch_with_epoch(values: &[&str], timestamp: i64, partition_leader_epoch: i32) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -96,7 +102,7 @@ pub fn batch(values: &[&str], timestamp: i64) -> Bytes {
             transactional: false,
             control: false,
             delete_horizon: false,
-            partition_leader_epoch: 0,
+            partition_leader_epoch,
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
