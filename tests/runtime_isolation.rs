@@ -204,3 +204,48 @@ async fn slow_topic_creation_does_not_stall_other_connections() {
     .await;
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reads_after_a_long_poll_do_not_stall_other_connections() {
+    let broker = TestBroker::start().await;
+    let mut setup = RawClient::connect(broker.addr()).await;
+    setup.auto_create("slow-poll").await;
+    slow_down(&broker.data_dir().join("slow-poll-0"), &[FileOp::Read]);
+
+    // Two consumers wait on the empty partition (nothing read yet)...
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = broker.addr();
+            tokio::spawn(async move {
+                let mut client = RawClient::connect(addr).await;
+                let request = fetch_request("slow-poll").with_max_wait_ms(30_000);
+                let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request).await;
+                let partition = &response.responses[0].partitions[0];
+                assert_eq!(partition.error_code, 0);
+                assert!(partition.records.as_ref().is_some_and(|r| !r.is_empty()));
+                Instant::now()
+            })
+        })
+        .collect();
+    tokio::time::sleep(SLOW / 4).await;
+    // ...until a record arrives: both wake and read it, slowly.
+    let response: ProduceResponse = setup
+        .call(
+            ApiKey::Produce,
+            8,
+            &produce_request("slow-poll", -1, &["x"]),
+        )
+        .await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    tokio::time::sleep(SLOW / 4).await;
+    let answered = api_versions_done(&broker).await;
+    for task in waiting {
+        let read_done = task.await.unwrap();
+        assert!(
+            answered < read_done,
+            "ApiVersions waited for a long poll's slow read ({:?} after it)",
+            answered - read_done
+        );
+    }
+    broker.shutdown().await;
+}

@@ -32,6 +32,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use tokio::sync::watch;
+use tracing::error;
 use uuid::Uuid;
 
 use super::{Handled, RequestContext};
@@ -40,6 +41,7 @@ use crate::broker::Broker;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 const FETCH_SESSION_ID_NOT_FOUND: i16 = ResponseError::FetchSessionIdNotFound.code();
+const UNKNOWN_SERVER_ERROR: i16 = ResponseError::UnknownServerError.code();
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 /// `isolation_level` of a read_committed consumer.
 const READ_COMMITTED: i8 = 1;
@@ -100,6 +102,7 @@ pub(crate) fn handle(
     }
     let max_wait = Duration::from_millis(request.max_wait_ms as u64);
     let mut shutdown = ctx.shutdown.clone();
+    let broker = ctx.broker.clone();
     Handled::Deferred(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
@@ -109,10 +112,17 @@ pub(crate) fn handle(
                 _ = any_changed(&mut receivers) => {}
             }
             if may_satisfy(&plan, min_bytes) {
-                return gather(&plan).0;
+                break;
             }
         }
-        gather(&plan).0
+        // The one read runs on the storage I/O pool, not on this async worker.
+        match broker.io().run(move || gather(&plan).0).await {
+            Ok(response) => response,
+            Err(e) => {
+                error!(error = %e, "a long-polling fetch's read failed on the storage I/O pool");
+                FetchResponse::default().with_error_code(UNKNOWN_SERVER_ERROR)
+            }
+        }
     }))
 }
 
