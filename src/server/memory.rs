@@ -13,7 +13,8 @@
 //! - `release_free_memory`: `malloc_trim(0)` returns every free page inside the heaps. The
 //!   accept loop counts closed connections and trims, off the async workers, at most once
 //!   a second: when `TRIM_AFTER_CLOSED` connections closed since the last trim (and at the
-//!   next tick again if more closed, so the tail of a burst is not left for later), or
+//!   next tick again, so the tail of a burst — later closes, and the response writers
+//!   that end after their connection is counted — is not left for later), or
 //!   `TRIM_EVERY` after any closed.
 
 use std::time::{Duration, Instant};
@@ -52,9 +53,12 @@ impl TrimSchedule {
     /// True (and the schedule restarts) when a trim is due at `now`.
     pub fn due(&mut self, now: Instant) -> bool {
         let burst = self.closed_since_trim >= TRIM_AFTER_CLOSED;
+        // After a burst, trim once more at the next tick even if nothing else closed: a
+        // connection is counted when its reader ends, and its response writer task (and
+        // what it holds) is freed only after that.
         let due = burst
-            || (self.closed_since_trim > 0
-                && (self.in_burst || now.duration_since(self.last_trim) >= TRIM_EVERY));
+            || self.in_burst
+            || (self.closed_since_trim > 0 && now.duration_since(self.last_trim) >= TRIM_EVERY);
         if due {
             self.closed_since_trim = 0;
             self.last_trim = now;
@@ -134,6 +138,13 @@ mod tests {
         assert!(schedule.due(start + TRIM_EVERY * 3 + TICK * 2));
         schedule.connection_closed();
         assert!(!schedule.due(start + TRIM_EVERY * 3 + TICK * 3));
+        // A burst is trimmed again at the next tick even when nothing else closed.
+        for _ in 0..TRIM_AFTER_CLOSED {
+            schedule.connection_closed();
+        }
+        assert!(schedule.due(start + TRIM_EVERY * 3 + TICK * 4));
+        assert!(schedule.due(start + TRIM_EVERY * 3 + TICK * 5));
+        assert!(!schedule.due(start + TRIM_EVERY * 3 + TICK * 6));
         release_free_memory();
     }
 }
