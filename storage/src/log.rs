@@ -101,6 +101,14 @@ struct LogState {
     epochs: LeaderEpochCache,
 }
 
+/// What an append that rolled writes once the state lock is released
+/// ([`Log::write_before_append`]).
+struct RollSnapshot {
+    base_offset: i64,
+    producers: ProducerStateTable,
+    txn_unsynced: bool,
+}
+
 impl LogState {
     fn active(&self) -> &Segment {
         &self.segments[self.segments.len() - 1]
@@ -113,6 +121,31 @@ impl LogState {
 
     fn log_end_offset(&self) -> i64 {
         self.active().next_offset
+    }
+
+    /// The producer state to snapshot if the log rolled since it had `segments_before`
+    /// segments: as of the new segment's base (the append is not in it yet). The snapshot
+    /// stops recovery from replaying the sealed segments, so their aborted transactions
+    /// must be on disk before it is written (`txn_unsynced`).
+    fn roll_snapshot(&self, segments_before: usize) -> Option<RollSnapshot> {
+        (self.segments.len() != segments_before).then(|| RollSnapshot {
+            base_offset: self.active().base_offset,
+            producers: self.producers.clone(),
+            txn_unsynced: self.segments.iter().any(|s| !s.txn_index.is_synced()),
+        })
+    }
+
+    /// Counts `records` just appended as unflushed; true when `flush.messages` or
+    /// `flush.ms` says the log must be synced now rather than by the flusher's schedule.
+    fn note_unflushed(&mut self, records: u64, now_ms: i64) -> bool {
+        self.unflushed_messages += records;
+        let oldest = *self.oldest_unflushed_ms.get_or_insert(now_ms);
+        self.config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+            || self.config.flush_ms.is_some_and(|ms| {
+                now_ms.saturating_sub(oldest) >= i64::try_from(ms).unwrap_or(i64::MAX)
+            })
     }
 
     /// Installs a leader-epoch cache written out while the state lock was released; a log

@@ -6,14 +6,14 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{AppendInfo, Log, LogState};
+use super::{AppendInfo, Log, LogState, RollSnapshot};
 use crate::batch::{
     self, BatchFault, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN, LENGTH, PARTITION_LEADER_EPOCH,
 };
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{AppendError, StorageError};
 use crate::flusher::lock;
-use crate::leader_epoch;
+use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::producer_state::{
     self, PlannedBatch, ProducerBatch, ProducerFault, RequestVerdict, Updates, VerificationGuard,
 };
@@ -407,14 +407,8 @@ impl Log {
             } else {
                 None
             };
+            let roll_snapshot = st.roll_snapshot(segments_before);
             let active = st.active();
-            // The state as of the new segment's base: this append is not in it yet. The
-            // snapshot stops recovery from replaying the sealed segments, so their aborted
-            // transactions must be on disk before it is written.
-            let roll_snapshot = (st.segments.len() != segments_before).then(|| {
-                let txn_unsynced = st.segments.iter().any(|s| !s.txn_index.is_synced());
-                (active.base_offset, st.producers.clone(), txn_unsynced)
-            });
             (
                 Arc::clone(&active.log),
                 active.size,
@@ -424,20 +418,7 @@ impl Log {
                 new_epochs,
             )
         };
-        if let Some((at, table, txn_unsynced)) = roll_snapshot {
-            if txn_unsynced {
-                self.sync()?;
-            }
-            // Kafka snapshots producer state at every roll, so recovery replays at most the
-            // active segment. A failure only makes a later recovery replay more.
-            if let Err(error) = producer_state::write_snapshot(&self.dir, &table, at) {
-                tracing::warn!(dir = %self.dir.display(), %error, "cannot write producer snapshot at roll");
-            }
-        }
-
-        if let Some(epochs) = &new_epochs {
-            leader_epoch::write(&self.dir, epochs)?;
-        }
+        self.write_before_append(roll_snapshot, new_epochs.as_ref())?;
 
         // Assign offsets and describe each batch as it will sit on disk.
         let mut stored = Vec::with_capacity(headers.len());
@@ -524,15 +505,7 @@ impl Log {
             if seg.created_ms.is_none() {
                 seg.created_ms = Some(now_ms);
             }
-            st.unflushed_messages += total_records as u64;
-            let oldest = *st.oldest_unflushed_ms.get_or_insert(now_ms);
-            let force = st
-                .config
-                .flush_messages
-                .is_some_and(|n| st.unflushed_messages >= n)
-                || st.config.flush_ms.is_some_and(|ms| {
-                    now_ms.saturating_sub(oldest) >= i64::try_from(ms).unwrap_or(i64::MAX)
-                });
+            let force = st.note_unflushed(total_records as u64, now_ms);
             let info = AppendInfo {
                 base_offset,
                 last_offset: next - 1,
@@ -543,13 +516,42 @@ impl Log {
             (info, force)
         };
         drop(append_guard);
-
-        if force_flush {
-            self.sync()?;
-        } else {
-            self.schedule_sync()?;
-        }
+        self.sync_now_or_schedule(force_flush)?;
         Ok(info)
+    }
+
+    /// Writes what must be on disk before an append's batches, outside the state lock: the
+    /// producer snapshot of a roll (Kafka snapshots at every roll, so recovery replays at
+    /// most the active segment; a failure only makes a later recovery replay more), then
+    /// the leader-epoch cache when the batches start a new epoch.
+    pub(super) fn write_before_append(
+        &self,
+        roll: Option<RollSnapshot>,
+        epochs: Option<&LeaderEpochCache>,
+    ) -> Result<(), StorageError> {
+        if let Some(roll) = roll {
+            if roll.txn_unsynced {
+                self.sync()?;
+            }
+            if let Err(error) =
+                producer_state::write_snapshot(&self.dir, &roll.producers, roll.base_offset)
+            {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot write producer snapshot at roll");
+            }
+        }
+        if let Some(epochs) = epochs {
+            leader_epoch::write(&self.dir, epochs)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs now (`flush.messages` / `flush.ms` reached) or leaves it to the flusher.
+    pub(super) fn sync_now_or_schedule(&self, now: bool) -> Result<(), StorageError> {
+        if now {
+            self.sync()
+        } else {
+            self.schedule_sync()
+        }
     }
 
     /// Rolls to a new active segment when the incoming append would break `segment.bytes`,

@@ -10,7 +10,6 @@ use crate::batch::{self, BatchFault, BatchHeader, HEADER_LEN};
 use crate::error::{AppendError, StorageError};
 use crate::flusher::lock;
 use crate::leader_epoch::{self, EpochEntry};
-use crate::producer_state;
 
 impl Log {
     /// The epoch stamped into the `partitionLeaderEpoch` field of every batch this log
@@ -159,11 +158,8 @@ impl Log {
                 last.next_offset() - first.base_offset,
                 now_ms,
             )?;
+            let roll_snapshot = st.roll_snapshot(segments_before);
             let active = st.active();
-            let roll_snapshot = (st.segments.len() != segments_before).then(|| {
-                let txn_unsynced = st.segments.iter().any(|s| !s.txn_index.is_synced());
-                (active.base_offset, st.producers.clone(), txn_unsynced)
-            });
             (
                 Arc::clone(&active.log),
                 active.size,
@@ -171,18 +167,8 @@ impl Log {
                 epochs_changed.then_some(epochs),
             )
         };
-        if let Some((at, table, txn_unsynced)) = roll_snapshot {
-            if txn_unsynced {
-                self.sync()?;
-            }
-            if let Err(error) = producer_state::write_snapshot(&self.dir, &table, at) {
-                tracing::warn!(dir = %self.dir.display(), %error, "cannot write producer snapshot at roll");
-            }
-        }
         // The cache names every epoch the log holds: its file is written first.
-        if let Some(epochs) = &epochs {
-            leader_epoch::write(&self.dir, epochs)?;
-        }
+        self.write_before_append(roll_snapshot, epochs.as_ref())?;
         if let Err(e) = file.append_all(&mut [IoSlice::new(batches)], file_position) {
             if let Err(cut) = file.truncate(file_position) {
                 self.go_offline(&cut);
@@ -216,15 +202,7 @@ impl Log {
                 .iter()
                 .map(|(_, h)| u64::try_from(h.record_count).unwrap_or(0))
                 .sum();
-            st.unflushed_messages += records;
-            let oldest = *st.oldest_unflushed_ms.get_or_insert(now_ms);
-            let force = st
-                .config
-                .flush_messages
-                .is_some_and(|n| st.unflushed_messages >= n)
-                || st.config.flush_ms.is_some_and(|ms| {
-                    now_ms.saturating_sub(oldest) >= i64::try_from(ms).unwrap_or(i64::MAX)
-                });
+            let force = st.note_unflushed(records, now_ms);
             let info = AppendInfo {
                 base_offset: first.base_offset,
                 last_offset: last.last_offset(),
@@ -236,11 +214,7 @@ impl Log {
         };
         drop(append_guard);
         // `flush.messages` / `flush.ms` apply to a follower's log as to a leader's.
-        if force_flush {
-            self.sync()?;
-        } else {
-            self.schedule_sync()?;
-        }
+        self.sync_now_or_schedule(force_flush)?;
         Ok(info)
     }
 }
