@@ -11,7 +11,6 @@
 //! older versions are served and their answer is delayed by the throttle time.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -50,20 +49,13 @@ pub(crate) fn handle(
                 .collect();
             return CreatePartitionsResponse::default().with_results(results);
         };
-        if quota == QuotaMode::Permissive && response.throttle_time_ms > 0 {
-            let throttle = u64::try_from(response.throttle_time_ms).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(throttle)).await;
-        }
+        quota.delay_response(response.throttle_time_ms).await;
         response
     }))
 }
 
 fn quota_mode(version: i16) -> QuotaMode {
-    if version >= STRICT_QUOTA_SINCE {
-        QuotaMode::Strict
-    } else {
-        QuotaMode::Permissive
-    }
+    QuotaMode::for_version(version, STRICT_QUOTA_SINCE)
 }
 
 /// The whole request; runs on the admin thread.

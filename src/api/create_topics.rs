@@ -16,7 +16,6 @@
 //! the throttle time instead.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -56,20 +55,13 @@ pub(crate) fn handle(
     broker: &Broker,
 ) -> Handled<CreateTopicsResponse> {
     let names: Vec<TopicName> = request.topics.iter().map(|t| t.name.clone()).collect();
-    let quota = if version >= STRICT_QUOTA_SINCE {
-        QuotaMode::Strict
-    } else {
-        QuotaMode::Permissive
-    };
+    let quota = QuotaMode::for_version(version, STRICT_QUOTA_SINCE);
     let answer = broker.submit_admin(move |broker| respond(request, version, broker, quota));
     Handled::Deferred(Box::pin(async move {
         let Ok(response) = answer.await else {
             return failed(names, &TopicError::AdminUnavailable);
         };
-        if quota == QuotaMode::Permissive && response.throttle_time_ms > 0 {
-            let throttle = u64::try_from(response.throttle_time_ms).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(throttle)).await;
-        }
+        quota.delay_response(response.throttle_time_ms).await;
         response
     }))
 }
@@ -355,11 +347,7 @@ mod tests {
             .with_topics(topics)
             .with_validate_only(validate_only)
             .with_timeout_ms(1000);
-        let quota = if version >= STRICT_QUOTA_SINCE {
-            QuotaMode::Strict
-        } else {
-            QuotaMode::Permissive
-        };
+        let quota = QuotaMode::for_version(version, STRICT_QUOTA_SINCE);
         let response = broker
             .run_admin(move |broker| respond(request, version, broker, quota))
             .unwrap();

@@ -7,7 +7,6 @@
 //! served and their answer is delayed by the throttle time.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -61,20 +60,13 @@ pub(crate) fn handle(
             return DeleteTopicsResponse::default().with_responses(responses);
         };
         let response = forget_group_offsets(response, &groups).await;
-        if quota == QuotaMode::Permissive && response.throttle_time_ms > 0 {
-            let throttle = u64::try_from(response.throttle_time_ms).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(throttle)).await;
-        }
+        quota.delay_response(response.throttle_time_ms).await;
         response
     }))
 }
 
 fn quota_mode(version: i16) -> QuotaMode {
-    if version >= STRICT_QUOTA_SINCE {
-        QuotaMode::Strict
-    } else {
-        QuotaMode::Permissive
-    }
+    QuotaMode::for_version(version, STRICT_QUOTA_SINCE)
 }
 
 /// One entry of the answer: decided by the request's own checks, or a topic to delete.

@@ -32,6 +32,27 @@ pub enum QuotaMode {
     Exempt,
 }
 
+impl QuotaMode {
+    /// How a request of `version` is held: strict from `strict_since`, the first version
+    /// whose response can carry THROTTLING_QUOTA_EXCEEDED (KIP-599), permissive before.
+    pub fn for_version(version: i16, strict_since: i16) -> QuotaMode {
+        if version >= strict_since {
+            QuotaMode::Strict
+        } else {
+            QuotaMode::Permissive
+        }
+    }
+
+    /// A permissive request's response waits out its throttle time (an older client
+    /// cannot be told to back off); other modes answer at once.
+    pub async fn delay_response(self, throttle_time_ms: i32) {
+        if self == QuotaMode::Permissive && throttle_time_ms > 0 {
+            let throttle = u64::try_from(throttle_time_ms).unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(throttle)).await;
+        }
+    }
+}
+
 /// The bucket is empty: the mutation is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("The throttling quota has been exceeded.")]
