@@ -30,8 +30,9 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::metadata::controller::Planned;
+use super::metadata::image::PartitionImage;
 use super::metadata::{AppliedBatch, ConfigResource, MetadataImage, MetadataRecord};
-use super::partition::{Partition, ReplicaState};
+use super::partition::Partition;
 use super::{log_config_for, open_in_parallel, partition_dir, Broker, Topic, TopicError};
 
 /// The applier's thread, its queue, the logs staged for it and how far it got.
@@ -164,7 +165,7 @@ struct Reconcile {
     /// Its partitions open now (index = partition).
     open: Vec<Arc<Partition>>,
     /// Every partition's replication state in the image (index = partition).
-    states: Vec<ReplicaState>,
+    states: Vec<PartitionImage>,
     /// Its partition count in the image.
     wanted: u32,
 }
@@ -253,8 +254,7 @@ impl Broker {
                     log.set_config(log_config.clone());
                 }
             }
-            let states: Vec<ReplicaState> =
-                topic.partitions.iter().map(ReplicaState::from).collect();
+            let states = topic.partitions.clone();
             for (partition, state) in open.iter().zip(&states) {
                 if let Err(e) = partition.update(state.clone()) {
                     // The log keeps its old epoch (a checkpoint write failed).

@@ -1,6 +1,7 @@
 //! One partition this node hosts, between the API and its [`Log`]: the replication state
-//! the metadata gives it (leader, leader epoch, replicas, in-sync replicas) and its high
-//! watermark — what consumers may read and what an acks=all producer waits for.
+//! the metadata image gives it ([`PartitionImage`]: leader, leader epoch, replicas,
+//! in-sync replicas) and its high watermark — what consumers may read and what an
+//! acks=all producer waits for.
 //!
 //! Invariants:
 //! - The state is replaced whole by the metadata applier ([`Partition::update`]), never
@@ -27,39 +28,13 @@ pub enum Role {
     Follower,
 }
 
-/// The replication state of a partition, as the metadata image has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaState {
-    /// Node id of the leader.
-    pub leader: i32,
-    /// Raised by every leader change; stamped into the batches the leader appends.
-    pub leader_epoch: i32,
-    /// Raised by every change of the replicas or the ISR.
-    pub partition_epoch: i32,
-    pub replicas: Vec<i32>,
-    /// In-sync replicas: every acknowledged record is durable on each of them.
-    pub isr: Vec<i32>,
-}
-
-impl From<&PartitionImage> for ReplicaState {
-    fn from(image: &PartitionImage) -> ReplicaState {
-        ReplicaState {
-            leader: image.leader,
-            leader_epoch: image.leader_epoch,
-            partition_epoch: image.partition_epoch,
-            replicas: image.replicas.clone(),
-            isr: image.isr.clone(),
-        }
-    }
-}
-
 /// A partition hosted here: its log and its replication state. Derefs to the log.
 #[derive(Debug)]
 pub struct Partition {
     log: Arc<Log>,
     /// This node's id: the state's leader tells the role.
     node_id: i32,
-    state: RwLock<Arc<ReplicaState>>,
+    state: RwLock<Arc<PartitionImage>>,
 }
 
 impl Partition {
@@ -67,7 +42,7 @@ impl Partition {
     pub fn new(
         log: Arc<Log>,
         node_id: i32,
-        state: ReplicaState,
+        state: PartitionImage,
     ) -> Result<Partition, StorageError> {
         // Nothing is written when the log already has it (a single node's epoch 0): a
         // broker still starts on a full disk.
@@ -87,7 +62,7 @@ impl Partition {
     }
 
     /// The current replication state.
-    pub fn state(&self) -> Arc<ReplicaState> {
+    pub fn state(&self) -> Arc<PartitionImage> {
         self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -137,7 +112,7 @@ impl Partition {
 
     /// Adopts the metadata's new state (the applier). A new leader epoch is set on the log
     /// first, so every batch appended in it carries it.
-    pub(crate) fn update(&self, state: ReplicaState) -> Result<(), StorageError> {
+    pub(crate) fn update(&self, state: PartitionImage) -> Result<(), StorageError> {
         if *self.state() == state {
             return Ok(());
         }
@@ -164,8 +139,8 @@ mod tests {
 
     use super::*;
 
-    fn state(leader: i32, leader_epoch: i32) -> ReplicaState {
-        ReplicaState {
+    fn state(leader: i32, leader_epoch: i32) -> PartitionImage {
+        PartitionImage {
             leader,
             leader_epoch,
             partition_epoch: leader_epoch,
