@@ -82,12 +82,14 @@ impl Broker {
         if let Some(done) = auto.pending.get(name) {
             return Ok(AutoCreate::Creating(done.clone()));
         }
+        // The metadata image knows every topic, published or still being opened.
+        let image = self.image();
         {
             let table = self.read_table();
             if let Some(topic) = table.by_name.get(name) {
                 return Ok(AutoCreate::Exists(topic.clone()));
             }
-            if let Some(existing) = table.collision(name) {
+            if let Some(existing) = image.topics.collision(name) {
                 return Err(TopicError::Collides {
                     name: name.to_owned(),
                     existing: existing.to_owned(),

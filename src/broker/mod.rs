@@ -220,8 +220,6 @@ pub enum BrokerError {
 struct TopicTable {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<Uuid, String>,
-    /// `unify_collision_chars(name)` -> name.
-    by_collision_key: HashMap<String, String>,
     /// Partitions of every topic.
     partitions: u64,
 }
@@ -232,10 +230,6 @@ impl TopicTable {
         self.remove(&topic.name);
         self.partitions += topic.partitions.len() as u64;
         self.by_id.insert(topic.id, topic.name.clone());
-        self.by_collision_key.insert(
-            topic_name::unify_collision_chars(&topic.name),
-            topic.name.clone(),
-        );
         self.by_name.insert(topic.name.clone(), topic);
     }
 
@@ -248,22 +242,7 @@ impl TopicTable {
         let topic = self.by_name.remove(name)?;
         self.partitions -= topic.partitions.len() as u64;
         self.by_id.remove(&topic.id);
-        let key = topic_name::unify_collision_chars(name);
-        if self.by_collision_key.get(&key).is_some_and(|n| n == name) {
-            self.by_collision_key.remove(&key);
-        }
         Some(topic)
-    }
-
-    /// The existing topic `name` collides with (differs from only by `.` versus `_`).
-    fn collision(&self, name: &str) -> Option<&str> {
-        if !topic_name::has_collision_chars(name) {
-            return None;
-        }
-        self.by_collision_key
-            .get(&topic_name::unify_collision_chars(name))
-            .map(String::as_str)
-            .filter(|existing| *existing != name)
     }
 }
 
